@@ -1,0 +1,299 @@
+"""From an inventory and an engine model to a prediction: what the run deletes, frees, and breaks.
+
+Pure computation over DataFrames; nothing here talks to a registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from analyzer.inventory import SOURCE_STORAGE, Inventory
+from analyzer.model import KIND_INDEX, REF_MANIFEST
+from analyzer.semantics import GCResult, gc_references, simulate
+
+BOUND_EXACT = "exact"
+BOUND_UPPER = "upper"
+BOUND_LOWER = "lower"
+SHARED_ROW = "(shared)"
+UNREFERENCED_ROW = "(unreferenced)"
+
+
+@dataclass
+class Prediction:
+    engine: str
+    delete_untagged: bool
+    bound: str
+    complete: bool
+    gc: GCResult
+    reclaimable_bytes: int
+    unknown_size_blobs: int
+    by_repository: pd.DataFrame
+    hazards: list[dict[str, Any]]
+    orphaned_now: pd.DataFrame  # digest, size: blobs nothing references today
+    uploads: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def blobs_eligible(self) -> pd.DataFrame:
+        return self.gc.blobs_eligible
+
+    @property
+    def manifests_eligible(self) -> pd.DataFrame:
+        return self.gc.manifests_eligible
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON contract of `reclaim analyze --format json`."""
+        by_repo = self.by_repository.astype(object).where(self.by_repository.notna(), None)
+        return {
+            "engine": self.engine,
+            "delete_untagged": self.delete_untagged,
+            "bound": self.bound,
+            "complete": self.complete,
+            "aborts": self.gc.aborts,
+            "blobs_eligible": sorted(self.gc.blobs_eligible["digest"].tolist()),
+            "manifests_eligible": [
+                {"repository": r, "digest": d}
+                for r, d in self.gc.manifests_eligible[["repository", "digest"]].itertuples(
+                    index=False
+                )
+            ],
+            "reclaimable_bytes": self.reclaimable_bytes,
+            "unknown_size_blobs": self.unknown_size_blobs,
+            "by_repository": by_repo.to_dict(orient="records"),
+            "hazards": self.hazards,
+            "orphaned_now": {
+                "blobs": len(self.orphaned_now),
+                "bytes": int(self.orphaned_now["size"].fillna(0).sum()),
+            },
+            "uploads_in_progress": {
+                "count": len(self.uploads),
+                "bytes": int(self.uploads["size"].fillna(0).sum()),
+            },
+            "layer_links_eligible": len(self.gc.layer_links_eligible),
+            "dangling_revisions": [
+                {"repository": r, "digest": d}
+                for r, d in self.gc.dangling_revisions.itertuples(index=False)
+            ],
+            "notes": self.notes,
+        }
+
+
+def bound_for(inv: Inventory, delete_untagged: bool) -> str:
+    """How far to trust a prediction from this inventory (see docs: what the API can see)."""
+    if inv.header.complete and inv.header.source == SOURCE_STORAGE:
+        return BOUND_EXACT
+    if inv.header.complete:
+        # A complete listing from another source (DigitalOcean's digests) sees every manifest.
+        return BOUND_EXACT
+    if inv.header.source == SOURCE_STORAGE:
+        return BOUND_UPPER  # unscanned repositories can only keep more alive
+    return BOUND_LOWER if delete_untagged else BOUND_UPPER
+
+
+def _bound_note(bound: str, inv: Inventory) -> str | None:
+    if bound == BOUND_UPPER and inv.header.source == SOURCE_STORAGE:
+        return (
+            "upper bound: only the repositories matching the --repo filter were read; others "
+            "may keep some of these blobs alive, and their own garbage is not counted"
+        )
+    if bound == BOUND_UPPER:
+        return (
+            "upper bound: the registry API cannot list untagged manifests that nothing visible "
+            "points to; as GC roots they can only keep more blobs alive. Blobs no visible "
+            "manifest references are invisible too and are not counted"
+        )
+    if bound == BOUND_LOWER:
+        return (
+            "lower bound: untagged manifests the registry API cannot list are deleted too, and "
+            "blobs no visible manifest references are swept as well; both add to this figure"
+        )
+    return None
+
+
+def reachable(inv: Inventory) -> pd.DataFrame:
+    """(repository, digest) for every blob each repository's revisions reach, children included."""
+    refs = gc_references(inv)[["parent", "child"]]
+    frontier = inv.manifests[["repository", "digest"]].drop_duplicates()
+    seen = [frontier]
+    visited = frontier
+    while not frontier.empty:
+        nxt = frontier.merge(refs, left_on="digest", right_on="parent")[["repository", "child"]]
+        nxt = nxt.rename(columns={"child": "digest"}).drop_duplicates()
+        merged = nxt.merge(visited, on=["repository", "digest"], how="left", indicator=True)
+        frontier = merged.loc[merged["_merge"] == "left_only", ["repository", "digest"]]
+        visited = pd.concat([visited, frontier], ignore_index=True)
+        seen.append(frontier)
+    return pd.concat(seen, ignore_index=True).drop_duplicates().reset_index(drop=True)
+
+
+def by_repository(inv: Inventory, gc: GCResult) -> pd.DataFrame:
+    """Bytes per repository: held alone, shared, and what the run reclaims from it.
+
+    `reclaimable_bytes` counts a reclaimed blob under the one repository that references it;
+    reclaimed blobs referenced by several repositories go to the "(shared)" row, and those no
+    revision references to "(unreferenced)", so the rows add up to the total.
+    """
+    reach = reachable(inv)
+    sizes = inv.blobs[["digest", "size"]]
+    reach = reach.merge(sizes, on="digest", how="left")
+    holders = reach.groupby("digest")["repository"].nunique().rename("holders")
+    reach = reach.merge(holders, left_on="digest", right_index=True)
+    reach["exclusive"] = reach["holders"] == 1
+    reach["reclaimed"] = reach["digest"].isin(gc.blobs_eligible["digest"])
+    size = reach["size"].fillna(0).astype("int64")
+    reach["exclusive_bytes"] = size.where(reach["exclusive"], 0)
+    reach["shared_bytes"] = size.where(~reach["exclusive"], 0)
+    reach["reclaimable_bytes"] = size.where(reach["exclusive"] & reach["reclaimed"], 0)
+    grouped = reach.groupby("repository").agg(
+        stored_bytes=("size", lambda s: int(s.fillna(0).sum())),
+        exclusive_bytes=("exclusive_bytes", "sum"),
+        shared_bytes=("shared_bytes", "sum"),
+        reclaimable_bytes=("reclaimable_bytes", "sum"),
+    )
+    counts = inv.manifests.groupby("repository").size().rename("manifests")
+    tag_counts = inv.tags.groupby("repository").size().rename("tags")
+    eligible = gc.manifests_eligible.groupby("repository").size().rename("manifests_eligible")
+    repos = pd.DataFrame(index=pd.Index(inv.repositories["repository"], name="repository"))
+    out = repos.join([counts, tag_counts, eligible, grouped]).fillna(0)
+    eligible_sizes = gc.blobs_eligible[["digest", "size"]]
+    multi = set(holders[holders > 1].index)
+    shared = eligible_sizes.loc[eligible_sizes["digest"].isin(multi), "size"].fillna(0).sum()
+    unref = (
+        eligible_sizes.loc[~eligible_sizes["digest"].isin(holders.index), "size"].fillna(0).sum()
+    )
+    extra = pd.DataFrame(
+        {"reclaimable_bytes": [int(shared), int(unref)]},
+        index=pd.Index([SHARED_ROW, UNREFERENCED_ROW], name="repository"),
+    )
+    out = pd.concat([out, extra]).fillna(0).astype("int64").reset_index()
+    return out[
+        [
+            "repository",
+            "manifests",
+            "tags",
+            "manifests_eligible",
+            "stored_bytes",
+            "exclusive_bytes",
+            "shared_bytes",
+            "reclaimable_bytes",
+        ]
+    ]
+
+
+def _tags_of(inv: Inventory) -> dict[tuple[str, str], list[str]]:
+    grouped = inv.tags.groupby(["repository", "digest"])["tag"].apply(sorted)
+    return {k: v for k, v in grouped.items()}  # type: ignore[misc]
+
+
+def hazards(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:
+    """What the run breaks that the operator probably wants kept."""
+    out: list[dict[str, Any]] = []
+    if gc.aborts:
+        out.append({"type": "gc-aborts", "detail": gc.aborts})
+        return out
+    tags = _tags_of(inv)
+    swept = set(gc.blobs_eligible["digest"])
+    deleted = gc.manifests_eligible
+    deleted_pairs = set(deleted.itertuples(index=False, name=None))
+    mrefs = inv.references.loc[inv.references["kind"] == REF_MANIFEST, ["parent", "child"]]
+    indexes = inv.manifests.loc[inv.manifests["kind"] == KIND_INDEX, ["repository", "digest"]]
+    for repo, digest in indexes.itertuples(index=False, name=None):
+        index_tags = tags.get((repo, digest), [])
+        if not index_tags:
+            continue
+        children = mrefs.loc[mrefs["parent"] == digest, "child"].tolist()
+        lost = [c for c in children if (repo, c) in deleted_pairs or c in swept]
+        if lost:
+            out.append(
+                {
+                    "type": "broken-index",
+                    "repository": repo,
+                    "digest": digest,
+                    "tags": index_tags,
+                    "children": lost,
+                    "detail": (
+                        f"{repo}:{','.join(index_tags)} is a tagged index; {len(lost)} of its "
+                        f"{len(children)} child manifests are untagged and lose their blobs, "
+                        f"so pulling it fails afterwards (distribution issue #3178)"
+                    ),
+                }
+            )
+    subjects = inv.manifests.loc[
+        inv.manifests["subject"].notna(), ["repository", "digest", "subject", "artifact_type"]
+    ]
+    for repo, digest, subject, artifact in subjects.itertuples(index=False, name=None):
+        if (repo, digest) in deleted_pairs and subject not in swept:
+            out.append(
+                {
+                    "type": "referrer-deleted",
+                    "repository": repo,
+                    "digest": digest,
+                    "subject": subject,
+                    "artifact_type": artifact,
+                    "detail": (
+                        f"{repo}@{digest[:19]} ({artifact or 'referrer'}) is deleted as untagged "
+                        f"while its subject {subject[:19]} stays"
+                    ),
+                }
+            )
+    for repo, digest in gc.dangling_revisions.itertuples(index=False, name=None):
+        out.append(
+            {
+                "type": "dangling-revision",
+                "repository": repo,
+                "digest": digest,
+                "detail": (
+                    f"{repo}@{digest[:19]}: untagged in a repository without a tags directory; "
+                    "its blobs are swept but its revision link stays, so it lists but cannot "
+                    "be pulled"
+                ),
+            }
+        )
+    return out
+
+
+def orphaned_now(inv: Inventory) -> pd.DataFrame:
+    """Blobs in the store that no revision references at all (garbage even for a plain GC)."""
+    refs = gc_references(inv)
+    referenced = pd.concat([inv.manifests["digest"], refs["child"]]).unique()
+    blobs = inv.blobs
+    present = blobs["present"].fillna(False).astype(bool)
+    return blobs.loc[present & ~blobs["digest"].isin(referenced), ["digest", "size"]].reset_index(
+        drop=True
+    )
+
+
+def analyze(inv: Inventory, engine: str, delete_untagged: bool = False) -> Prediction:
+    """Predict what `engine` garbage collection deletes from the registry `inv` describes."""
+    gc = simulate(inv, engine, delete_untagged)
+    bound = bound_for(inv, delete_untagged)
+    sizes = gc.blobs_eligible["size"]
+    notes = [n for n in [_bound_note(bound, inv)] if n]
+    unknown = int(sizes.isna().sum())
+    if unknown:
+        notes.append(
+            f"{unknown} blobs to be deleted have no known size; reclaimable_bytes omits them"
+        )
+    if len(inv.uploads):
+        notes.append(f"{len(inv.uploads)} uploads in progress are never touched by garbage-collect")
+    if len(inv.skips):
+        notes.append(
+            f"{len(inv.skips)} items were skipped by the scan (see the snapshot's skips table)"
+        )
+    return Prediction(
+        engine=engine,
+        delete_untagged=delete_untagged,
+        bound=bound,
+        complete=inv.header.complete,
+        gc=gc,
+        reclaimable_bytes=int(sizes.fillna(0).sum()),
+        unknown_size_blobs=unknown,
+        by_repository=by_repository(inv, gc),
+        hazards=hazards(inv, gc),
+        orphaned_now=orphaned_now(inv),
+        uploads=inv.uploads,
+        notes=notes,
+    )

@@ -1,0 +1,45 @@
+"""Typed errors. Library code raises these; only the CLI turns them into one line and an exit code.
+
+Every message is one line, names the thing that is wrong (repository, digest, file, line) and never
+contains a secret: credentials are stripped before a URL goes into a message (see `model.redact_url`).
+"""
+
+from __future__ import annotations
+
+
+class ReclaimError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    exit_code = 1
+
+
+class SourceError(ReclaimError):
+    """Reading a registry failed: unreachable, not a registry, refused, or malformed content."""
+
+
+class AuthError(SourceError):
+    """The registry refused our credentials (or demanded some we do not have)."""
+
+    exit_code = 3
+
+
+class IntegrityError(SourceError):
+    """Content does not match its digest, or a manifest cannot be parsed. Never guessed around."""
+
+    exit_code = 4
+
+
+class SnapshotError(ReclaimError):
+    """A snapshot is missing, unreadable, or of an unknown format version."""
+
+
+class SemanticsError(ReclaimError):
+    """The engine model cannot give a prediction for this inventory (e.g. the real GC would abort)."""
+
+    exit_code = 5
+
+
+class UsageError(ReclaimError):
+    """The arguments do not fit together (unknown engine, bad glob, ...)."""
+
+    exit_code = 2

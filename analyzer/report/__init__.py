@@ -1,0 +1,1 @@
+"""Renderers: turn library results into text. Pure functions returning strings."""

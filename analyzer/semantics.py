@@ -1,0 +1,244 @@
+"""What each garbage collector marks and sweeps, modelled from its source.
+
+distribution 2.8 (registry/storage/garbagecollect.go at v2.8.2, checked on Debian's binary):
+  * every revision of every repository is a root; with --delete-untagged (-m) only revisions a
+    tag's current link points to are roots, the others are listed for deletion;
+  * a root marks its own digest and its References() one level deep: image -> config + layers,
+    index -> child manifest digests (not the children's blobs); `subject` is not a reference;
+  * with -m, a repository that has revisions but no `_manifests/tags` directory makes the whole
+    run fail ("failed to retrieve tags unknown repository"): nothing is deleted (seen on 2.8.2);
+  * sweep: every blob in the store that is not marked, across all repositories.
+distribution 3.x (same file at v3.1.1):
+  * marking recurses: a reference that is not yet marked and exists as a manifest revision in the
+    same repository has its own references marked, and so on; an already-marked digest is not
+    visited again (so the result can depend on walk order, modelled exactly below);
+  * with -m, an untagged revision whose digest got marked anywhere is kept (unmarkReferencedManifest);
+    a repository without a tags directory: its untagged revisions are neither marked nor listed;
+  * `_layers` links of blobs not marked are removed.
+
+Everything here works on DataFrames of an `Inventory`; nothing touches a registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from analyzer.errors import UsageError
+from analyzer.inventory import Inventory
+from analyzer.model import GC_REFERENCE_KINDS, REF_MANIFEST
+
+DISTRIBUTION_28 = "distribution-2.8"
+DISTRIBUTION_3 = "distribution-3"
+ENGINES = (DISTRIBUTION_28, DISTRIBUTION_3)
+
+
+@dataclass
+class GCResult:
+    """The engine's mark & sweep on an inventory, as plain data."""
+
+    engine: str
+    delete_untagged: bool
+    marked: pd.Index
+    blobs_eligible: pd.DataFrame  # digest, size
+    manifests_eligible: pd.DataFrame  # repository, digest
+    layer_links_eligible: pd.DataFrame  # repository, digest (distribution 3 only)
+    dangling_revisions: pd.DataFrame  # repository, digest: blobs swept, revision link kept
+    aborts: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def check_engine(engine: str) -> str:
+    if engine not in ENGINES:
+        raise UsageError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    return engine
+
+
+def gc_references(inv: Inventory) -> pd.DataFrame:
+    """parent -> child edges the engines follow (config, layers, index children; not subject)."""
+    refs = inv.references
+    return refs.loc[refs["kind"].isin(GC_REFERENCE_KINDS), ["parent", "child", "kind"]]
+
+
+def revisions(inv: Inventory) -> pd.DataFrame:
+    return inv.manifests[["repository", "digest"]].drop_duplicates()
+
+
+def tagged_revisions(inv: Inventory) -> pd.DataFrame:
+    """Revisions that some tag's current link points to, in the same repository."""
+    rev = revisions(inv)
+    tagged = inv.tags[["repository", "digest"]].drop_duplicates()
+    return rev.merge(tagged, on=["repository", "digest"], how="inner")
+
+
+def _anti_join(left: pd.DataFrame, right: pd.DataFrame, on: list[str]) -> pd.DataFrame:
+    merged = left.merge(right[on].drop_duplicates(), on=on, how="left", indicator=True)
+    return merged.loc[merged["_merge"] == "left_only", left.columns].reset_index(drop=True)
+
+
+def _repos_without_tags_dir(inv: Inventory) -> pd.Index:
+    repos = inv.repositories
+    return pd.Index(repos.loc[repos["has_tags_dir"].eq(False).fillna(False), "repository"])
+
+
+def _roots(inv: Inventory, delete_untagged: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(roots, untagged candidates for deletion) per the -m rule."""
+    rev = revisions(inv)
+    if not delete_untagged:
+        return rev, rev.iloc[0:0]
+    tagged = tagged_revisions(inv)
+    return tagged, _anti_join(rev, tagged, ["repository", "digest"])
+
+
+def mark_28(inv: Inventory, roots: pd.DataFrame) -> pd.Index:
+    refs = gc_references(inv)
+    children = refs.loc[refs["parent"].isin(roots["digest"]), "child"]
+    return pd.Index(pd.concat([roots["digest"], children]).unique())
+
+
+def _v3_order_sensitive(inv: Inventory, refs: pd.DataFrame) -> bool:
+    """True when distribution 3's walk order can change what is marked.
+
+    The breadth-first marking below equals the engine's depth-first, order-dependent walk unless
+    (a) a manifest is referenced from a repository where it is not a revision (it is then marked
+    without being visited, and a later visit elsewhere is skipped), or (b) an index references
+    another index (a second level of recursion whose extent depends on the repository).
+    """
+    rev = revisions(inv)
+    all_manifests = set(rev["digest"])
+    mrefs = refs.loc[refs["kind"] == REF_MANIFEST, ["parent", "child"]]
+    if mrefs.empty:
+        return False
+    placed = rev.rename(columns={"digest": "parent"}).merge(mrefs, on="parent")
+    placed = placed.loc[placed["child"].isin(all_manifests)]
+    found = placed.merge(
+        rev.rename(columns={"digest": "child"}),
+        on=["repository", "child"],
+        how="left",
+        indicator=True,
+    )
+    if (found["_merge"] == "left_only").any():
+        return True
+    return bool(mrefs["child"].isin(mrefs["parent"]).any())
+
+
+def mark_3_bfs(inv: Inventory, roots: pd.DataFrame) -> pd.Index:
+    """distribution 3 marking, breadth first over (repository, manifest) pairs, vectorised."""
+    refs = gc_references(inv)[["parent", "child"]]
+    rev = revisions(inv)
+    marked = [roots["digest"]]
+    frontier = roots[["repository", "digest"]].drop_duplicates()
+    visited = frontier
+    while not frontier.empty:
+        edges = frontier.merge(refs, left_on="digest", right_on="parent")
+        marked.append(edges["child"])
+        nxt = edges[["repository", "child"]].rename(columns={"child": "digest"}).drop_duplicates()
+        nxt = nxt.merge(rev, on=["repository", "digest"])  # only revisions of that repository
+        frontier = _anti_join(nxt, visited, ["repository", "digest"])
+        visited = pd.concat([visited, frontier], ignore_index=True)
+    return pd.Index(pd.concat(marked).unique())
+
+
+def repository_order(names: pd.Series) -> list[str]:
+    """The order distribution's catalog walks repositories: path components sorted per level."""
+    return sorted(set(names), key=lambda n: n.split("/"))
+
+
+def mark_3_sequential(inv: Inventory, roots: pd.DataFrame) -> pd.Index:
+    """distribution 3 marking exactly as the engine walks it, order quirks included.
+
+    A loop per root manifest; used only when `_v3_order_sensitive` says the vectorised
+    breadth-first result could differ.
+    """
+    refs = gc_references(inv)
+    by_parent = refs.groupby("parent")["child"].apply(list).to_dict()
+    rev_by_repo = revisions(inv).groupby("repository")["digest"].apply(set).to_dict()
+    roots_by_repo = roots.groupby("repository")["digest"].apply(sorted).to_dict()
+    marked: set[str] = set()
+
+    def visit(repo: str, digest: str) -> None:
+        for child in by_parent.get(digest, ()):
+            if child in marked:
+                continue
+            marked.add(child)
+            if child in rev_by_repo.get(repo, ()):
+                visit(repo, child)
+
+    for repo in repository_order(pd.Series(list(roots_by_repo))):
+        for digest in roots_by_repo[repo]:
+            marked.add(digest)
+            visit(repo, digest)
+    return pd.Index(sorted(marked))
+
+
+def mark_3(inv: Inventory, roots: pd.DataFrame) -> pd.Index:
+    if _v3_order_sensitive(inv, gc_references(inv)):
+        return mark_3_sequential(inv, roots)
+    return mark_3_bfs(inv, roots)
+
+
+def sweep_candidates(inv: Inventory) -> pd.DataFrame:
+    """Blobs the sweep walks: the whole blob store when the inventory is complete; otherwise only
+    blobs some scanned manifest references, since an unscanned one may reference the rest."""
+    blobs = inv.blobs[["digest", "size", "present"]]
+    if inv.header.complete:
+        return blobs.loc[blobs["present"].fillna(True), ["digest", "size"]]
+    refs = gc_references(inv)
+    seen = pd.concat([inv.manifests["digest"], refs["child"]]).unique()
+    known = blobs.loc[blobs["digest"].isin(seen) & blobs["present"].fillna(True)]
+    return known[["digest", "size"]]
+
+
+def simulate(inv: Inventory, engine: str, delete_untagged: bool) -> GCResult:
+    """Mark and sweep `inv` as `engine` would, and return what it deletes."""
+    check_engine(engine)
+    roots, untagged = _roots(inv, delete_untagged)
+    empty = pd.DataFrame(
+        {"repository": pd.Series(dtype="string"), "digest": pd.Series(dtype="string")}
+    )
+    no_tags = _repos_without_tags_dir(inv)
+    dangling = empty
+    if delete_untagged and engine == DISTRIBUTION_28:
+        stuck = sorted(set(untagged.loc[untagged["repository"].isin(no_tags), "repository"]))
+        if stuck:
+            return GCResult(
+                engine,
+                delete_untagged,
+                pd.Index([]),
+                pd.DataFrame(
+                    {"digest": pd.Series(dtype="string"), "size": pd.Series(dtype="Int64")}
+                ),
+                empty,
+                empty,
+                empty,
+                aborts=(
+                    f"garbage-collect --delete-untagged fails before deleting anything: "
+                    f"repository {stuck[0]!r} has untagged manifests but no tags directory "
+                    f'("failed to retrieve tags unknown repository")'
+                    + (f"; {len(stuck) - 1} more such repositories" if len(stuck) > 1 else "")
+                ),
+            )
+    if engine == DISTRIBUTION_28:
+        marked = mark_28(inv, roots)
+        eligible = untagged
+    else:
+        marked = mark_3(inv, roots)
+        in_no_tags = untagged["repository"].isin(no_tags)
+        dangling = untagged.loc[in_no_tags].reset_index(drop=True)
+        eligible = untagged.loc[~in_no_tags & ~untagged["digest"].isin(marked)]
+    candidates = sweep_candidates(inv)
+    blobs = candidates.loc[~candidates["digest"].isin(marked)].sort_values("digest")
+    links = empty
+    if engine == DISTRIBUTION_3:
+        ll = inv.layer_links
+        links = ll.loc[~ll["digest"].isin(marked), ["repository", "digest"]]
+    return GCResult(
+        engine,
+        delete_untagged,
+        marked,
+        blobs.reset_index(drop=True),
+        eligible.sort_values(["repository", "digest"]).reset_index(drop=True),
+        links.reset_index(drop=True),
+        dangling,
+    )

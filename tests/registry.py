@@ -1,0 +1,302 @@
+"""The real registry for tests: Debian's docker-registry (CNCF distribution 2.8) on loopback.
+
+`RegistryServer` starts `docker-registry serve` on a free 127.0.0.1 port with its own storage
+directory and runs its real `garbage-collect`. `Pusher` fills it through the HTTP API only, the
+way a client such as docker or oras would. Nothing here is mocked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+BINARY_ENV = "RECLAIM_REGISTRY_BINARY"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
+
+
+def registry_binary() -> str:
+    """The registry binary; CI fails (never skips) when it is missing."""
+    name = os.environ.get(BINARY_ENV, "docker-registry")
+    path = shutil.which(name)
+    if path is None:
+        raise RuntimeError(
+            f"registry binary {name!r} not found: install Debian's docker-registry "
+            f"(apt-get install docker-registry) or set {BINARY_ENV}"
+        )
+    return path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class RegistryServer:
+    workdir: Path
+    htpasswd: Path | None = None
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    binary: str = field(default_factory=registry_binary)
+
+    @property
+    def storage(self) -> Path:
+        return self.workdir / "storage"
+
+    @property
+    def config(self) -> Path:
+        return self.workdir / "config.yml"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def write_config(self, read_only: bool = False) -> None:
+        auth = ""
+        if self.htpasswd is not None:
+            auth = f"auth:\n  htpasswd:\n    realm: reclaim-test\n    path: {self.htpasswd}\n"
+        self.config.write_text(
+            "version: 0.1\n"
+            "log:\n  level: error\n  accesslog:\n    disabled: true\n"
+            "storage:\n"
+            f"  filesystem:\n    rootdirectory: {self.storage}\n"
+            "  delete:\n    enabled: true\n"
+            "  maintenance:\n    uploadpurging:\n      enabled: false\n"
+            f"    readonly:\n      enabled: {'true' if read_only else 'false'}\n"
+            f"http:\n  addr: 127.0.0.1:{self.port}\n  secret: reclaim-test-secret\n" + auth
+        )
+
+    def start(self, read_only: bool = False) -> RegistryServer:
+        self.storage.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port()
+        self.write_config(read_only)
+        log = open(self.workdir / "registry.log", "ab")  # noqa: SIM115 - lives with the process
+        self.proc = subprocess.Popen(
+            [self.binary, "serve", str(self.config)], stdout=log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"registry exited: {(self.workdir / 'registry.log').read_text()}"
+                )
+            try:
+                r = requests.get(f"{self.url}/v2/", timeout=1)
+                if r.status_code in (200, 401):
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.02)
+        raise RuntimeError("registry did not answer within 15 s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def garbage_collect(
+        self, dry_run: bool, delete_untagged: bool, config: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        args = [self.binary, "garbage-collect"]
+        if dry_run:
+            args.append("--dry-run")
+        if delete_untagged:
+            args.append("--delete-untagged")
+        args.append(str(config or self.config))
+        return subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
+
+    def copy_to(self, workdir: Path) -> RegistryServer:
+        """A stopped copy of this registry's storage and config, for destructive runs."""
+        shutil.copytree(self.storage, workdir / "storage", symlinks=True)
+        other = RegistryServer(workdir, htpasswd=self.htpasswd, binary=self.binary)
+        other.port = free_port()
+        other.write_config()
+        return other
+
+
+def blob_bytes(storage: Path) -> dict[str, int]:
+    """digest -> size of every blob data file in a storage tree, measured from disk."""
+    out: dict[str, int] = {}
+    base = storage / "docker" / "registry" / "v2" / "blobs" / "sha256"
+    if not base.is_dir():
+        return out
+    for data in base.glob("*/*/data"):
+        out["sha256:" + data.parent.name] = data.stat().st_size
+    return out
+
+
+@dataclass
+class DryRun:
+    """What `garbage-collect --dry-run` printed: the engine's own list of what it would delete."""
+
+    marked: set[str]
+    blobs_eligible: set[str]
+    manifests_eligible: set[str]
+
+
+def parse_dry_run(text: str) -> DryRun:
+    marked: set[str] = set()
+    blobs: set[str] = set()
+    manifests: set[str] = set()
+    for line in text.splitlines():
+        line = line.rstrip()
+        if line.startswith("blob eligible for deletion: "):
+            blobs.add(line.rsplit(" ", 1)[1])
+        elif line.startswith("manifest eligible for deletion: "):
+            manifests.add(line.rsplit(" ", 1)[1].strip("{}[]"))
+        elif ": marking " in line:
+            marked.add(line.rsplit(" ", 1)[1])
+    return DryRun(marked, blobs, manifests)
+
+
+class Pusher:
+    """Writes to a registry through the distribution HTTP API, as a client would."""
+
+    def __init__(self, url: str, auth: tuple[str, str] | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.s = requests.Session()
+        if auth:
+            self.s.auth = auth
+
+    def _ok(self, r: requests.Response, *codes: int) -> requests.Response:
+        if r.status_code not in codes:
+            raise AssertionError(f"{r.request.method} {r.url}: {r.status_code} {r.text[:300]}")
+        return r
+
+    def blob(self, repo: str, data: bytes) -> str:
+        digest = sha256(data)
+        r = self._ok(self.s.post(f"{self.url}/v2/{repo}/blobs/uploads/"), 202)
+        loc = r.headers["Location"]
+        sep = "&" if "?" in loc else "?"
+        self._ok(
+            self.s.put(
+                f"{loc}{sep}digest={digest}",
+                data=data,
+                headers={"Content-Type": "application/octet-stream"},
+            ),
+            201,
+        )
+        return digest
+
+    def mount(self, repo: str, source: str, digest: str) -> None:
+        self._ok(
+            self.s.post(
+                f"{self.url}/v2/{repo}/blobs/uploads/", params={"mount": digest, "from": source}
+            ),
+            201,
+        )
+
+    def open_upload(self, repo: str, data: bytes) -> str:
+        """Start an upload, send one chunk, never finish it."""
+        r = self._ok(self.s.post(f"{self.url}/v2/{repo}/blobs/uploads/"), 202)
+        loc = r.headers["Location"]
+        self._ok(
+            self.s.patch(loc, data=data, headers={"Content-Type": "application/octet-stream"}), 202
+        )
+        return str(r.headers["Docker-Upload-UUID"])
+
+    def manifest(self, repo: str, ref: str | None, doc: dict[str, Any], media_type: str) -> str:
+        body = json.dumps(doc, separators=(",", ":")).encode()
+        digest = sha256(body)
+        r = self._ok(
+            self.s.put(
+                f"{self.url}/v2/{repo}/manifests/{ref or digest}",
+                data=body,
+                headers={"Content-Type": media_type},
+            ),
+            201,
+        )
+        assert r.headers["Docker-Content-Digest"] == digest
+        return digest
+
+    def delete_manifest(self, repo: str, digest: str) -> None:
+        self._ok(self.s.delete(f"{self.url}/v2/{repo}/manifests/{digest}"), 202)
+
+    def descriptor(self, media_type: str, data: bytes, **extra: Any) -> dict[str, Any]:
+        return {"mediaType": media_type, "digest": sha256(data), "size": len(data), **extra}
+
+    def image(
+        self,
+        repo: str,
+        tag: str | None,
+        layers: list[bytes],
+        *,
+        docker: bool = False,
+        arch: str = "amd64",
+        created: str = "2024-01-01T00:00:00Z",
+        subject: dict[str, Any] | None = None,
+        artifact_type: str | None = None,
+        config: bytes | None = None,
+    ) -> tuple[str, dict[str, Any]]:
+        """Push layers, a config and a manifest; returns (digest, descriptor of the manifest)."""
+        layer_type = DOCKER_LAYER if docker else OCI_LAYER
+        for layer in layers:
+            self.blob(repo, layer)
+        if config is None:
+            config = json.dumps(
+                {
+                    "architecture": arch,
+                    "os": "linux",
+                    "created": created,
+                    "rootfs": {"type": "layers", "diff_ids": [sha256(x) for x in layers]},
+                },
+                sort_keys=True,
+            ).encode()
+        config_type = EMPTY_CONFIG if artifact_type else (DOCKER_CONFIG if docker else OCI_CONFIG)
+        self.blob(repo, config)
+        media_type = DOCKER_MANIFEST if docker else OCI_MANIFEST
+        doc: dict[str, Any] = {
+            "schemaVersion": 2,
+            "mediaType": media_type,
+            "config": self.descriptor(config_type, config),
+            "layers": [self.descriptor(layer_type, x) for x in layers],
+        }
+        if artifact_type:
+            doc["artifactType"] = artifact_type
+        if subject:
+            doc["subject"] = subject
+        digest = self.manifest(repo, tag, doc, media_type)
+        body = json.dumps(doc, separators=(",", ":")).encode()
+        desc = {
+            "mediaType": media_type,
+            "digest": digest,
+            "size": len(body),
+            "platform": {"os": "linux", "architecture": arch},
+        }
+        return digest, desc
+
+    def index(
+        self, repo: str, tag: str | None, children: list[dict[str, Any]], docker: bool = False
+    ) -> str:
+        media_type = DOCKER_LIST if docker else OCI_INDEX
+        doc = {"schemaVersion": 2, "mediaType": media_type, "manifests": children}
+        return self.manifest(repo, tag, doc, media_type)
