@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Set up and run every check on a fresh machine: the real registry, a virtualenv, lint, types, tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# The tests run the real registry (CNCF distribution 2.8, Debian's docker-registry). A missing
+# registry is a failure, never a skip: the tests refuse to run without it.
+if ! command -v docker-registry >/dev/null 2>&1 || ! command -v htpasswd >/dev/null 2>&1; then
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry apache2-utils >/dev/null
+fi
+# The package starts a system registry on :5000 where services run; the tests use their own.
+as_root systemctl stop docker-registry >/dev/null 2>&1 || true
+
+if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
+.venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+
+.venv/bin/ruff check analyzer tests benchmarks
+.venv/bin/ruff format --check analyzer tests benchmarks
+.venv/bin/mypy
+.venv/bin/pytest "$@"

@@ -1,0 +1,138 @@
+"""Acceptance: predictions from a storage scan equal what the real garbage-collect deletes.
+
+The registry is Debian's docker-registry (distribution 2.8), filled through its HTTP API with the
+scenario in scenario.py; the oracle is its own `garbage-collect --dry-run`, and then a real run
+on a copy of the storage, measured on disk.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from registry import Pusher, RegistryServer, blob_bytes, parse_dry_run
+from scenario import Scenario, fill
+
+from analyzer.cli import main
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory: pytest.TempPathFactory, registry_bin: str):  # type: ignore[no-untyped-def]
+    workdir = tmp_path_factory.mktemp("gc-truth")
+    server = RegistryServer(workdir, binary=registry_bin).start()
+    scenario = fill(Pusher(server.url))
+    snapshot = workdir / "snapshot"
+    result = CliRunner().invoke(
+        main, ["scan", server.url, "--storage", str(server.storage), "-o", str(snapshot)]
+    )
+    assert result.exit_code == 0, result.output
+    yield server, scenario, snapshot
+    server.stop()
+
+
+def analyze_json(snapshot: Path, *args: str) -> dict:  # type: ignore[type-arg]
+    result = CliRunner().invoke(main, ["analyze", str(snapshot), "--format", "json", *args])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("delete_untagged", [False, True], ids=["plain", "delete-untagged"])
+def test_prediction_equals_real_dry_run(filled, delete_untagged: bool) -> None:  # type: ignore[no-untyped-def]
+    server, scenario, snapshot = filled
+    flags = ["--delete-untagged"] if delete_untagged else []
+    predicted = analyze_json(snapshot, "--engine", "distribution-2.8", *flags)
+    run = server.garbage_collect(dry_run=True, delete_untagged=delete_untagged)
+    assert run.returncode == 0, run.stdout + run.stderr
+    truth = parse_dry_run(run.stdout)
+
+    assert predicted["bound"] == "exact" and predicted["complete"] is True
+    assert set(predicted["blobs_eligible"]) == truth.blobs_eligible
+    assert {m["digest"] for m in predicted["manifests_eligible"]} == truth.manifests_eligible
+    on_disk = blob_bytes(server.storage)
+    assert predicted["reclaimable_bytes"] == sum(on_disk[d] for d in truth.blobs_eligible)
+    # The scenario's cases land where the engine puts them.
+    d = scenario.digests
+    eligible = set(predicted["blobs_eligible"])
+    assert d["orphan_blob"] in eligible
+    assert d["web_new"] not in eligible and d["app_v1"] not in eligible
+    if delete_untagged:
+        assert {d["web_old"], d["signature"], d["by_digest"]} <= eligible
+        # The SBOM's own manifest blob survives (the tagged referrers index marks its digest),
+        # but the revision is deleted and its layers swept: the same one-level bug as multi-arch.
+        deleted = {m["digest"] for m in predicted["manifests_eligible"]}
+        assert d["sbom"] in deleted and d["sbom"] not in eligible
+        kinds = {h["type"] for h in predicted["hazards"]}
+        assert {"broken-index", "referrer-deleted"} <= kinds
+        broken = {(h["repository"], tuple(h["tags"])) for h in predicted["hazards"]
+                  if h["type"] == "broken-index"}
+        referrers_tag = "sha256-" + d["app_v2"].split(":")[1]
+        assert broken == {("multi", ("1.0",)), ("multi", ("docker",)),
+                          ("team/app/api", (referrers_tag,))}
+        deleted_referrers = {h["digest"] for h in predicted["hazards"]
+                             if h["type"] == "referrer-deleted"}
+        assert deleted_referrers == {d["signature"], d["sbom"]}
+    else:
+        assert d["web_old"] not in eligible and d["signature"] not in eligible
+    assert predicted["uploads_in_progress"]["count"] == 1
+
+
+@pytest.mark.parametrize("delete_untagged", [False, True], ids=["plain", "delete-untagged"])
+def test_real_gc_frees_predicted_bytes(filled, tmp_path: Path, delete_untagged: bool) -> None:  # type: ignore[no-untyped-def]
+    server, _scenario, snapshot = filled
+    flags = ["--delete-untagged"] if delete_untagged else []
+    predicted = analyze_json(snapshot, "--engine", "distribution-2.8", *flags)
+    copy = server.copy_to(tmp_path)
+    before = blob_bytes(copy.storage)
+    run = copy.garbage_collect(dry_run=False, delete_untagged=delete_untagged)
+    assert run.returncode == 0, run.stdout + run.stderr
+    after = blob_bytes(copy.storage)
+    gone = set(before) - set(after)
+    assert gone == set(predicted["blobs_eligible"])
+    assert sum(before.values()) - sum(after.values()) == predicted["reclaimable_bytes"]
+    # Uploads in progress are never touched.
+    uploads = list((copy.storage / "docker/registry/v2/repositories/web/_uploads").iterdir())
+    assert len(uploads) == 1
+
+
+def test_distribution_3_keeps_what_2_8_breaks(filled) -> None:  # type: ignore[no-untyped-def]
+    _server, scenario, snapshot = filled
+    v28 = analyze_json(snapshot, "--engine", "distribution-2.8", "--delete-untagged")
+    v3 = analyze_json(snapshot, "--engine", "distribution-3", "--delete-untagged")
+    d = scenario.digests
+    kept_by_v3 = {d["oci_child_amd64"], d["oci_child_arm64"], d["list_child_amd64"],
+                  d["list_child_arm64"]}
+    v3_deleted = {m["digest"] for m in v3["manifests_eligible"]}
+    v28_deleted = {m["digest"] for m in v28["manifests_eligible"]}
+    assert kept_by_v3 <= v28_deleted and not kept_by_v3 & v3_deleted
+    assert not [h for h in v3["hazards"] if h["type"] == "broken-index"]
+    assert v3["reclaimable_bytes"] < v28["reclaimable_bytes"]
+
+
+def test_by_repository_adds_up(filled) -> None:  # type: ignore[no-untyped-def]
+    _server, _scenario, snapshot = filled
+    predicted = analyze_json(snapshot, "--engine", "distribution-2.8", "--delete-untagged")
+    rows = {r["repository"]: r for r in predicted["by_repository"]}
+    assert sum(r["reclaimable_bytes"] for r in rows.values()) == predicted["reclaimable_bytes"]
+    # The base layer is in three repositories: shared, never exclusive.
+    assert rows["team/app/api"]["shared_bytes"] > 0 and rows["web"]["shared_bytes"] > 0
+    assert rows["(unreferenced)"]["reclaimable_bytes"] > 0  # the orphan blob, the deleted manifest
+    assert rows["scratch"]["manifests"] == 0
+
+
+def test_repository_without_tags_dir_aborts_2_8_delete_untagged(registry: RegistryServer) -> None:
+    """Seen on the real 2.8.2: -m fails outright when a repository has revisions but no tags."""
+    p = Pusher(registry.url)
+    p.image("tagged", "v1", [b"one " * 100])
+    p.image("never-tagged", None, [b"two " * 100])
+    snapshot = registry.workdir / "snap"
+    runner = CliRunner()
+    assert runner.invoke(main, ["scan", "--storage", str(registry.storage), "-o", str(snapshot)]).exit_code == 0
+    predicted = analyze_json(snapshot, "--engine", "distribution-2.8", "--delete-untagged")
+    run = registry.garbage_collect(dry_run=True, delete_untagged=True)
+    assert run.returncode != 0 and "unknown repository" in run.stdout + run.stderr
+    assert predicted["aborts"] and "never-tagged" in predicted["aborts"]
+    assert predicted["blobs_eligible"] == [] and predicted["reclaimable_bytes"] == 0
+    v3 = analyze_json(snapshot, "--engine", "distribution-3", "--delete-untagged")
+    assert [r["repository"] for r in v3["dangling_revisions"]] == ["never-tagged"]
