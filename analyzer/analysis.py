@@ -183,75 +183,88 @@ def by_repository(inv: Inventory, gc: GCResult) -> pd.DataFrame:
     ]
 
 
-def _tags_of(inv: Inventory) -> dict[tuple[str, str], list[str]]:
-    grouped = inv.tags.groupby(["repository", "digest"])["tag"].apply(sorted)
-    return {k: v for k, v in grouped.items()}  # type: ignore[misc]
+def _tag_lists(inv: Inventory) -> pd.DataFrame:
+    """repository, digest, tags (sorted list) for every tagged revision."""
+    tags = inv.tags.sort_values("tag")
+    grouped = tags.groupby(["repository", "digest"])["tag"].agg(list)
+    return grouped.rename("tags").reset_index()
 
 
-def hazards(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:
-    """What the run breaks that the operator probably wants kept."""
-    out: list[dict[str, Any]] = []
-    if gc.aborts:
-        out.append({"type": "gc-aborts", "detail": gc.aborts})
-        return out
-    tags = _tags_of(inv)
-    swept = set(gc.blobs_eligible["digest"])
-    deleted = gc.manifests_eligible
-    deleted_pairs = set(deleted.itertuples(index=False, name=None))
-    mrefs = inv.references.loc[inv.references["kind"] == REF_MANIFEST, ["parent", "child"]]
+def _broken_indexes(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:
+    """Tagged indexes whose children the run deletes or sweeps (distribution issue #3178)."""
     indexes = inv.manifests.loc[inv.manifests["kind"] == KIND_INDEX, ["repository", "digest"]]
-    for repo, digest in indexes.itertuples(index=False, name=None):
-        index_tags = tags.get((repo, digest), [])
-        if not index_tags:
+    tagged = indexes.merge(_tag_lists(inv), on=["repository", "digest"])
+    mrefs = inv.references.loc[inv.references["kind"] == REF_MANIFEST, ["parent", "child"]]
+    edges = tagged.merge(mrefs, left_on="digest", right_on="parent")
+    if edges.empty:
+        return []
+    deleted = gc.manifests_eligible.rename(columns={"digest": "child"}).assign(deleted=True)
+    edges = edges.merge(deleted, on=["repository", "child"], how="left")
+    edges["lost"] = edges["deleted"].eq(True) | edges["child"].isin(gc.blobs_eligible["digest"])
+    out = []
+    for (repo, digest), group in edges.groupby(["repository", "digest"], sort=True):
+        lost = group.loc[group["lost"], "child"].tolist()
+        if not lost:
             continue
-        children = mrefs.loc[mrefs["parent"] == digest, "child"].tolist()
-        lost = [c for c in children if (repo, c) in deleted_pairs or c in swept]
-        if lost:
-            out.append(
-                {
-                    "type": "broken-index",
-                    "repository": repo,
-                    "digest": digest,
-                    "tags": index_tags,
-                    "children": lost,
-                    "detail": (
-                        f"{repo}:{','.join(index_tags)} is a tagged index; {len(lost)} of its "
-                        f"{len(children)} child manifests are untagged and lose their blobs, "
-                        f"so pulling it fails afterwards (distribution issue #3178)"
-                    ),
-                }
-            )
-    subjects = inv.manifests.loc[
-        inv.manifests["subject"].notna(), ["repository", "digest", "subject", "artifact_type"]
-    ]
-    for repo, digest, subject, artifact in subjects.itertuples(index=False, name=None):
-        if (repo, digest) in deleted_pairs and subject not in swept:
-            out.append(
-                {
-                    "type": "referrer-deleted",
-                    "repository": repo,
-                    "digest": digest,
-                    "subject": subject,
-                    "artifact_type": artifact,
-                    "detail": (
-                        f"{repo}@{digest[:19]} ({artifact or 'referrer'}) is deleted as untagged "
-                        f"while its subject {subject[:19]} stays"
-                    ),
-                }
-            )
-    for repo, digest in gc.dangling_revisions.itertuples(index=False, name=None):
+        tags = group["tags"].iloc[0]
         out.append(
             {
-                "type": "dangling-revision",
+                "type": "broken-index",
                 "repository": repo,
                 "digest": digest,
+                "tags": tags,
+                "children": lost,
                 "detail": (
-                    f"{repo}@{digest[:19]}: untagged in a repository without a tags directory; "
-                    "its blobs are swept but its revision link stays, so it lists but cannot "
-                    "be pulled"
+                    f"{repo}:{','.join(tags)} is a tagged index; {len(lost)} of its "
+                    f"{len(group)} child manifests are untagged and lose their blobs, "
+                    f"so pulling it fails afterwards (distribution issue #3178)"
                 ),
             }
         )
+    return out
+
+
+def _deleted_referrers(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:
+    """Untagged referrers (signatures, SBOMs) deleted while their subject stays."""
+    referrers = inv.manifests.loc[
+        inv.manifests["subject"].notna(), ["repository", "digest", "subject", "artifact_type"]
+    ]
+    gone = referrers.merge(gc.manifests_eligible, on=["repository", "digest"])
+    gone = gone.loc[~gone["subject"].isin(gc.blobs_eligible["digest"])]
+    return [
+        {
+            "type": "referrer-deleted",
+            "repository": repo,
+            "digest": digest,
+            "subject": subject,
+            "artifact_type": None if pd.isna(artifact) else artifact,
+            "detail": (
+                f"{repo}@{digest[:19]} ({'referrer' if pd.isna(artifact) else artifact}) "
+                f"is deleted as untagged while its subject {subject[:19]} stays"
+            ),
+        }
+        for repo, digest, subject, artifact in gone.itertuples(index=False, name=None)
+    ]
+
+
+def hazards(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:
+    """What the run breaks that the operator probably wants kept. One entry per finding."""
+    if gc.aborts:
+        return [{"type": "gc-aborts", "detail": gc.aborts}]
+    out = _broken_indexes(inv, gc) + _deleted_referrers(inv, gc)
+    out.extend(
+        {
+            "type": "dangling-revision",
+            "repository": repo,
+            "digest": digest,
+            "detail": (
+                f"{repo}@{digest[:19]}: untagged in a repository without a tags directory; "
+                "its blobs are swept but its revision link stays, so it lists but cannot "
+                "be pulled"
+            ),
+        }
+        for repo, digest in gc.dangling_revisions.itertuples(index=False, name=None)
+    )
     return out
 
 

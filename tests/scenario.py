@@ -50,21 +50,38 @@ def fill(p: Pusher) -> Scenario:
     d["list_child_amd64"], d["list_child_arm64"] = l1, l2
     # An untagged signature with a subject (pushed by digest, as cosign/notation do with the
     # referrers API), and an SBOM found through the tag schema (`sha256-<hex>` index).
-    subject = {"mediaType": OCI_MANIFEST, "digest": d["app_v2"],
-               "size": _manifest_size(p, "team/app/api", d["app_v2"])}
+    subject = {
+        "mediaType": OCI_MANIFEST,
+        "digest": d["app_v2"],
+        "size": _manifest_size(p, "team/app/api", d["app_v2"]),
+    }
     sig_blob = b'{"critical":{"identity":{"docker-reference":"team/app/api"}}}'
-    d["signature"], _ = p.image("team/app/api", None, [sig_blob], subject=subject,
-                                artifact_type="application/vnd.dev.cosign.artifact.sig.v1+json",
-                                config=b"{}")
+    d["signature"], _ = p.image(
+        "team/app/api",
+        None,
+        [sig_blob],
+        subject=subject,
+        artifact_type="application/vnd.dev.cosign.artifact.sig.v1+json",
+        config=b"{}",
+    )
     sbom = json.dumps({"spdxVersion": "SPDX-2.3", "name": "api"}).encode()
-    d["sbom"], sbom_desc = p.image("team/app/api", None, [sbom], subject=subject,
-                                   artifact_type="application/spdx+json", config=b"{}")
+    d["sbom"], sbom_desc = p.image(
+        "team/app/api",
+        None,
+        [sbom],
+        subject=subject,
+        artifact_type="application/spdx+json",
+        config=b"{}",
+    )
     sbom_desc = {k: v for k, v in sbom_desc.items() if k != "platform"}
     sbom_desc["artifactType"] = "application/spdx+json"
     referrers_tag = "sha256-" + d["app_v2"].split(":")[1]
-    d["referrers_index"] = p.manifest("team/app/api", referrers_tag,
-                                      {"schemaVersion": 2, "mediaType": OCI_INDEX,
-                                       "manifests": [sbom_desc]}, OCI_INDEX)
+    d["referrers_index"] = p.manifest(
+        "team/app/api",
+        referrers_tag,
+        {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [sbom_desc]},
+        OCI_INDEX,
+    )
     # An image pushed by digest only (never tagged) in a repository that has tags.
     d["by_digest"], _ = p.image("team/worker", None, [b"pushed by digest " * 300])
     # A blob uploaded but never referenced.
@@ -82,7 +99,6 @@ def fill(p: Pusher) -> Scenario:
 
 
 def _manifest_size(p: Pusher, repo: str, digest: str) -> int:
-    r = p.s.get(f"{p.url}/v2/{repo}/manifests/{digest}",
-                headers={"Accept": OCI_MANIFEST})
+    r = p.s.get(f"{p.url}/v2/{repo}/manifests/{digest}", headers={"Accept": OCI_MANIFEST})
     assert r.status_code == 200, r.text
     return len(r.content)

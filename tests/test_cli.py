@@ -41,15 +41,17 @@ def one_line_error(result) -> str:  # type: ignore[no-untyped-def]
 def test_storage_path_that_is_not_a_registry(tmp_path: Path) -> None:
     (tmp_path / "somedir").mkdir()
     (tmp_path / "somedir" / "file.txt").write_text("hello")
-    result = CliRunner().invoke(main, ["scan", "--storage", str(tmp_path / "somedir"),
-                                       "-o", str(tmp_path / "snap")])
+    result = CliRunner().invoke(
+        main, ["scan", "--storage", str(tmp_path / "somedir"), "-o", str(tmp_path / "snap")]
+    )
     assert "not a registry storage root" in one_line_error(result)
     assert not (tmp_path / "snap").exists()
 
 
 def test_storage_path_missing(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["scan", "--storage", str(tmp_path / "nope"),
-                                       "-o", str(tmp_path / "snap")])
+    result = CliRunner().invoke(
+        main, ["scan", "--storage", str(tmp_path / "nope"), "-o", str(tmp_path / "snap")]
+    )
     assert "does not exist" in one_line_error(result)
 
 
@@ -68,7 +70,9 @@ def test_unknown_engine_is_a_usage_error(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "gitlab" in result.output
 
 
-def _plant_revision(server: RegistryServer, repo: str, body: bytes, digest: str | None = None) -> str:
+def _plant_revision(
+    server: RegistryServer, repo: str, body: bytes, digest: str | None = None
+) -> str:
     """Write a manifest blob and a revision link straight into the storage tree."""
     digest = digest or "sha256:" + hashlib.sha256(body).hexdigest()
     hex_part = digest.split(":")[1]
@@ -82,35 +86,49 @@ def _plant_revision(server: RegistryServer, repo: str, body: bytes, digest: str 
     return digest
 
 
-def test_unknown_media_type_in_storage_fails_the_scan(registry: RegistryServer, tmp_path: Path) -> None:
+def test_unknown_media_type_in_storage_fails_the_scan(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
     Pusher(registry.url).image("app", "v1", [b"layer " * 50])
-    body = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.example.thing+json"}).encode()
+    body = json.dumps(
+        {"schemaVersion": 2, "mediaType": "application/vnd.example.thing+json"}
+    ).encode()
     digest = _plant_revision(registry, "app", body)
-    result = CliRunner().invoke(main, ["scan", "--storage", str(registry.storage),
-                                       "-o", str(tmp_path / "snap")])
+    result = CliRunner().invoke(
+        main, ["scan", "--storage", str(registry.storage), "-o", str(tmp_path / "snap")]
+    )
     line = one_line_error(result)
     assert "unknown manifest media type" in line and "app@" + digest in line
     assert not (tmp_path / "snap" / "header.json").exists()
 
 
-def test_manifest_whose_body_does_not_match_its_digest(registry: RegistryServer, tmp_path: Path) -> None:
+def test_manifest_whose_body_does_not_match_its_digest(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
     digest, _ = Pusher(registry.url).image("app", "v1", [b"layer " * 50])
     hex_part = digest.split(":")[1]
     data = registry.storage / "docker/registry/v2/blobs/sha256" / hex_part[:2] / hex_part / "data"
     data.write_bytes(data.read_bytes().replace(b'"schemaVersion":2', b'"schemaVersion":2 '))
-    result = CliRunner().invoke(main, ["scan", "--storage", str(registry.storage),
-                                       "-o", str(tmp_path / "snap")])
+    result = CliRunner().invoke(
+        main, ["scan", "--storage", str(registry.storage), "-o", str(tmp_path / "snap")]
+    )
     line = one_line_error(result)
     assert "digest mismatch" in line and digest in line
 
 
-def test_revision_whose_blob_is_gone_is_a_recorded_skip(registry: RegistryServer, tmp_path: Path) -> None:
+def test_revision_whose_blob_is_gone_is_a_recorded_skip(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
     """distribution's enumerator skips such a revision; so do we, and we say so."""
     digest, _ = Pusher(registry.url).image("app", "v1", [b"layer " * 50])
     hex_part = digest.split(":")[1]
-    (registry.storage / "docker/registry/v2/blobs/sha256" / hex_part[:2] / hex_part / "data").unlink()
+    (
+        registry.storage / "docker/registry/v2/blobs/sha256" / hex_part[:2] / hex_part / "data"
+    ).unlink()
     runner = CliRunner()
-    result = runner.invoke(main, ["scan", "--storage", str(registry.storage), "-o", str(tmp_path / "s")])
+    result = runner.invoke(
+        main, ["scan", "--storage", str(registry.storage), "-o", str(tmp_path / "s")]
+    )
     assert result.exit_code == 0 and "1 skipped" in result.stderr
     from analyzer import read_snapshot
 

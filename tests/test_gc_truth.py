@@ -65,13 +65,20 @@ def test_prediction_equals_real_dry_run(filled, delete_untagged: bool) -> None: 
         assert d["sbom"] in deleted and d["sbom"] not in eligible
         kinds = {h["type"] for h in predicted["hazards"]}
         assert {"broken-index", "referrer-deleted"} <= kinds
-        broken = {(h["repository"], tuple(h["tags"])) for h in predicted["hazards"]
-                  if h["type"] == "broken-index"}
+        broken = {
+            (h["repository"], tuple(h["tags"]))
+            for h in predicted["hazards"]
+            if h["type"] == "broken-index"
+        }
         referrers_tag = "sha256-" + d["app_v2"].split(":")[1]
-        assert broken == {("multi", ("1.0",)), ("multi", ("docker",)),
-                          ("team/app/api", (referrers_tag,))}
-        deleted_referrers = {h["digest"] for h in predicted["hazards"]
-                             if h["type"] == "referrer-deleted"}
+        assert broken == {
+            ("multi", ("1.0",)),
+            ("multi", ("docker",)),
+            ("team/app/api", (referrers_tag,)),
+        }
+        deleted_referrers = {
+            h["digest"] for h in predicted["hazards"] if h["type"] == "referrer-deleted"
+        }
         assert deleted_referrers == {d["signature"], d["sbom"]}
     else:
         assert d["web_old"] not in eligible and d["signature"] not in eligible
@@ -101,8 +108,12 @@ def test_distribution_3_keeps_what_2_8_breaks(filled) -> None:  # type: ignore[n
     v28 = analyze_json(snapshot, "--engine", "distribution-2.8", "--delete-untagged")
     v3 = analyze_json(snapshot, "--engine", "distribution-3", "--delete-untagged")
     d = scenario.digests
-    kept_by_v3 = {d["oci_child_amd64"], d["oci_child_arm64"], d["list_child_amd64"],
-                  d["list_child_arm64"]}
+    kept_by_v3 = {
+        d["oci_child_amd64"],
+        d["oci_child_arm64"],
+        d["list_child_amd64"],
+        d["list_child_arm64"],
+    }
     v3_deleted = {m["digest"] for m in v3["manifests_eligible"]}
     v28_deleted = {m["digest"] for m in v28["manifests_eligible"]}
     assert kept_by_v3 <= v28_deleted and not kept_by_v3 & v3_deleted
@@ -128,7 +139,12 @@ def test_repository_without_tags_dir_aborts_2_8_delete_untagged(registry: Regist
     p.image("never-tagged", None, [b"two " * 100])
     snapshot = registry.workdir / "snap"
     runner = CliRunner()
-    assert runner.invoke(main, ["scan", "--storage", str(registry.storage), "-o", str(snapshot)]).exit_code == 0
+    assert (
+        runner.invoke(
+            main, ["scan", "--storage", str(registry.storage), "-o", str(snapshot)]
+        ).exit_code
+        == 0
+    )
     predicted = analyze_json(snapshot, "--engine", "distribution-2.8", "--delete-untagged")
     run = registry.garbage_collect(dry_run=True, delete_untagged=True)
     assert run.returncode != 0 and "unknown repository" in run.stdout + run.stderr
@@ -136,3 +152,44 @@ def test_repository_without_tags_dir_aborts_2_8_delete_untagged(registry: Regist
     assert predicted["blobs_eligible"] == [] and predicted["reclaimable_bytes"] == 0
     v3 = analyze_json(snapshot, "--engine", "distribution-3", "--delete-untagged")
     assert [r["repository"] for r in v3["dangling_revisions"]] == ["never-tagged"]
+
+
+@pytest.mark.parametrize("delete_untagged", [False, True], ids=["plain", "delete-untagged"])
+def test_api_only_scan_is_a_bound_that_holds(filled, tmp_path: Path, delete_untagged: bool) -> None:  # type: ignore[no-untyped-def]
+    """The API cannot see untagged manifests nothing points to: the snapshot says it is
+    incomplete, the bound is upper (plain) or lower (-m), and the real run respects it."""
+    server, scenario, _snapshot = filled
+    api_snapshot = tmp_path / "api"
+    result = CliRunner().invoke(main, ["scan", server.url, "-o", str(api_snapshot)])
+    assert result.exit_code == 0, result.output
+    assert "incomplete" in result.stderr
+    flags = ["--delete-untagged"] if delete_untagged else []
+    predicted = analyze_json(api_snapshot, "--engine", "distribution-2.8", *flags)
+    assert predicted["complete"] is False
+    assert predicted["bound"] == ("lower" if delete_untagged else "upper")
+    truth = parse_dry_run(
+        server.garbage_collect(dry_run=True, delete_untagged=delete_untagged).stdout
+    )
+    on_disk = blob_bytes(server.storage)
+    actual_bytes = sum(on_disk[x] for x in truth.blobs_eligible)
+    predicted_blobs = set(predicted["blobs_eligible"])
+    d = scenario.digests
+    if delete_untagged:
+        # Every blob the API scan names does go, and the run frees at least that much.
+        assert predicted_blobs <= truth.blobs_eligible
+        assert predicted["reclaimable_bytes"] <= actual_bytes
+        # What it cannot see: the moved tag's old manifest, the signature pushed by digest.
+        assert d["web_old"] in truth.blobs_eligible and d["web_old"] not in predicted_blobs
+        assert d["signature"] in truth.blobs_eligible and d["signature"] not in predicted_blobs
+    else:
+        # Of the blobs the scan sees, at most those go: every visible manifest is a root.
+        visible = set(api_blobs(api_snapshot))
+        assert truth.blobs_eligible & visible <= predicted_blobs
+        assert d["orphan_blob"] not in visible  # invisible garbage is outside any API figure
+    assert any("cannot list untagged" in n or "cannot" in n for n in predicted["notes"])
+
+
+def api_blobs(snapshot: Path) -> list[str]:
+    from analyzer import read_snapshot
+
+    return read_snapshot(snapshot).blobs["digest"].tolist()

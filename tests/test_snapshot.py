@@ -14,8 +14,13 @@ from analyzer.inventory import SCHEMAS, InventoryBuilder, SnapshotHeader
 
 
 def header() -> SnapshotHeader:
-    return SnapshotHeader(source="storage", registry=None, created_at="2026-01-01T00:00:00+00:00",
-                          tool_version="test", complete=True)
+    return SnapshotHeader(
+        source="storage",
+        registry=None,
+        created_at="2026-01-01T00:00:00+00:00",
+        tool_version="test",
+        complete=True,
+    )
 
 
 def test_empty_inventory_round_trips_with_its_columns(tmp_path: Path) -> None:
