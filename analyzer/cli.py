@@ -214,5 +214,251 @@ def analyze(snapshot: str, engine: str, delete_untagged: bool, fmt: str) -> None
         click.echo(render_prediction(prediction))
 
 
+@main.command("generate")
+@click.option("--seed", type=int, required=True, help="Seed: the same seed gives the same registry.")
+@click.option(
+    "--repositories", type=click.IntRange(1), required=True, help="Number of repositories."
+)
+@click.option(
+    "--manifests-per-repo",
+    type=click.IntRange(1),
+    default=10,
+    show_default=True,
+    help="Average manifest revisions per repository (each repository varies around it).",
+)
+@click.option(
+    "--real-content",
+    is_flag=True,
+    help="Small layers whose bytes hash to their digests: the --storage tree is then a real "
+    "registry that docker-registry garbage-collect can run on.",
+)
+@click.option("-o", "--output", type=click.Path(), help="Snapshot directory to write.")
+@click.option(
+    "--storage",
+    type=click.Path(file_okay=False),
+    help="Write the registry's storage tree here (filesystem driver layout). Without "
+    "--real-content, layers are sparse files of their declared sizes: for scanning benchmarks "
+    "only, not pullable.",
+)
+@fail_cleanly
+def generate_cmd(
+    seed: int,
+    repositories: int,
+    manifests_per_repo: int,
+    real_content: bool,
+    output: str | None,
+    storage: str | None,
+) -> None:
+    """Generate a realistic synthetic registry, deterministically from --seed.
+
+    Nested repositories, shared base layers, moving tags, multi-arch indexes with untagged
+    children, signatures and SBOMs (referrers), digest-only pushes, orphaned blobs and uploads in
+    progress. Writes an inventory snapshot (-o), a storage tree (--storage), or both.
+    """
+    from pathlib import Path
+
+    from analyzer.generate import generate_registry, write_storage_tree
+
+    if not output and not storage:
+        raise UsageError("give -o SNAPSHOT, --storage DIR, or both")
+    reg = generate_registry(seed, repositories, manifests_per_repo, real_content=real_content)
+    if storage:
+        write_storage_tree(reg, Path(storage))
+    if output:
+        inv = reg.to_inventory()
+        write_snapshot(inv, output)
+    click.echo(
+        f"generated seed {seed}: {len(reg.repositories)} repositories, "
+        f"{reg.manifest_count} manifests, {len(reg.blobs)} blobs"
+        + (f"; snapshot {output}" if output else "")
+        + (f"; storage tree {storage}" if storage else ""),
+        err=True,
+    )
+
+
+def history_option(fn: F) -> F:
+    return click.option(
+        "--history",
+        "history_dir",
+        type=click.Path(file_okay=False),
+        envvar="RECLAIM_HISTORY",
+        help="Directory of run records (env RECLAIM_HISTORY; "
+        "default ~/.local/share/reclaim/history).",
+    )(fn)
+
+
+def _history_dir(history_dir: str | None) -> str:
+    from analyzer.history import default_history_dir
+
+    return history_dir or str(default_history_dir())
+
+
+def _write_json(path: str, data: dict[str, Any]) -> None:
+    try:
+        with open(path, "w") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+    except OSError as e:
+        raise UsageError(f"{path}: cannot write ({e.strerror})") from e
+
+
+@main.command("gc")
+@click.option(
+    "--engine",
+    type=click.Choice(["distribution"]),
+    default="distribution",
+    show_default=True,
+    help="The garbage collector to run.",
+)
+@click.option(
+    "--config",
+    "config",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The registry's config file (garbage-collect reads it; so does reclaim).",
+)
+@click.option("--delete-untagged", is_flag=True, help="Delete untagged manifests too (-m).")
+@click.option("--dry-run", is_flag=True, help="Only list what the collection would delete.")
+@click.option("--yes", is_flag=True, help="Really delete (required without --dry-run).")
+@click.option(
+    "--binary",
+    metavar="PATH",
+    help="The registry binary (default: docker-registry, then registry, on PATH).",
+)
+@history_option
+@format_option("table", "json")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="Also write the outcome JSON here."
+)
+@fail_cleanly
+def gc_cmd(
+    engine: str,
+    config: str,
+    delete_untagged: bool,
+    dry_run: bool,
+    yes: bool,
+    binary: str | None,
+    history_dir: str | None,
+    fmt: str,
+    output: str | None,
+) -> None:
+    """Run the registry's real garbage collection and record what it did.
+
+    With --dry-run the engine only lists what it would delete (safe while the registry runs).
+    A real run needs --yes, and is refused while the registry answers on its configured
+    address without storage.maintenance.readonly: stop it (or make it read-only) first.
+    The outcome (blobs deleted, bytes freed measured from the storage tree) is kept in the
+    history; compare it with a prediction using `reclaim compare`.
+    """
+    from pathlib import Path
+
+    from analyzer.engines.base import run_engine
+    from analyzer.engines.distribution import DistributionEngine
+    from analyzer.errors import ConfirmationRequired, EngineError
+    from analyzer.history import KIND_OUTCOME, write_record
+    from analyzer.outcome import Outcome
+    from analyzer.report.reconcile import render_outcome
+
+    history = Path(_history_dir(history_dir))
+    gc_engine = DistributionEngine(
+        config, delete_untagged=delete_untagged, dry_run=dry_run, confirmed=yes, binary=binary
+    )
+    progress = ClickProgress()
+    try:
+        outcome = run_engine(
+            gc_engine,
+            progress=progress,
+            record=lambda o: write_record(history, KIND_OUTCOME, o.to_dict()),
+            log_dir=history / "logs",
+        )
+    except ConfirmationRequired:
+        click.echo(f"would run: {gc_engine.describe()}", err=True)
+        raise
+    except EngineError as e:
+        if output and isinstance(e.outcome, Outcome):
+            _write_json(output, e.outcome.to_dict())
+        raise
+    finally:
+        progress.close()
+    if output:
+        _write_json(output, outcome.to_dict())
+    if fmt == "json":
+        click.echo(json.dumps(outcome.to_dict(), indent=2))
+    else:
+        click.echo(render_outcome(outcome))
+
+
+def _current_inventory(registry: str | None) -> Any:
+    """The storage tree named by a distribution outcome, scanned now; None when not readable."""
+    from analyzer.errors import SourceError
+    from analyzer.sources.storage import scan_storage
+
+    if not registry or "://" in registry or not os.path.isdir(registry):
+        return None
+    try:
+        return scan_storage(registry)
+    except SourceError:
+        return None
+
+
+@main.command("compare")
+@click.argument("prediction", type=click.Path(dir_okay=False))
+@click.argument("outcome_file", metavar="OUTCOME", type=click.Path(dir_okay=False))
+@click.option(
+    "--snapshot",
+    type=click.Path(exists=True, file_okay=False),
+    help="The snapshot the prediction came from: lets compare name each discrepancy's cause.",
+)
+@click.option(
+    "--no-storage",
+    is_flag=True,
+    help="Do not read the outcome's storage tree as it is now (distribution outcomes).",
+)
+@click.option("--check", is_flag=True, help="Exit 1 when the comparison does not match.")
+@history_option
+@format_option("table", "json", "markdown")
+@fail_cleanly
+def compare_cmd(
+    prediction: str,
+    outcome_file: str,
+    snapshot: str | None,
+    no_storage: bool,
+    check: bool,
+    history_dir: str | None,
+    fmt: str,
+) -> None:
+    """Reconcile PREDICTION (`reclaim analyze --format json`, or a plan) with OUTCOME (`gc -o`).
+
+    Prints predicted vs actual bytes and blobs, whether they match (exactly, or within the
+    prediction's declared bound), and each discrepancy with its likely cause. The comparison is
+    kept in the history, next to the run it reconciles.
+    """
+    from analyzer.compare import compare, read_prediction
+    from analyzer.history import KIND_COMPARISON, write_record
+    from analyzer.outcome import read_outcome
+    from analyzer.report.reconcile import render_comparison, render_comparison_markdown
+
+    history = _history_dir(history_dir)
+    try:
+        pred = read_prediction(prediction)
+        outcome = read_outcome(outcome_file)
+        inv = read_snapshot(snapshot) if snapshot else None
+        current = None if no_storage or inv is None else _current_inventory(outcome.registry)
+        result = compare(pred, outcome, inv, current)
+    except ReclaimError as e:
+        failed = {"status": "failed", "error": str(e), "prediction": prediction}
+        write_record(history, KIND_COMPARISON, {**failed, "outcome_file": outcome_file})
+        raise
+    write_record(history, KIND_COMPARISON, result.to_dict())
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    elif fmt == "markdown":
+        click.echo(render_comparison_markdown(result))
+    else:
+        click.echo(render_comparison(result))
+    if check and not result.match:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

@@ -43,3 +43,29 @@ class UsageError(ReclaimError):
     """The arguments do not fit together (unknown engine, bad glob, ...)."""
 
     exit_code = 2
+
+
+class EngineError(ReclaimError):
+    """A garbage-collection engine could not run, or its run failed (bad config, no binary, ...).
+
+    `outcome` holds the failed run's record (an `analyzer.outcome.Outcome`) once it is recorded.
+    """
+
+    exit_code = 6
+    outcome: object | None = None
+
+
+class GCRefusedError(EngineError):
+    """A real collection was refused because it is unsafe now; the message names the way out."""
+
+    exit_code = 7
+
+
+class ConfirmationRequired(EngineError):
+    """A real (not dry) collection was asked for without explicit confirmation; nothing ran."""
+
+    exit_code = 2
+
+
+class CompareError(ReclaimError):
+    """A prediction and an outcome cannot be compared (unreadable, or from different registries)."""

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from registry import Pusher, RegistryServer, blob_bytes, parse_dry_run
-from scenario import Scenario, fill
+from scenario import fill
 
 from analyzer.cli import main
 
