@@ -193,3 +193,20 @@ def api_blobs(snapshot: Path) -> list[str]:
     from analyzer import read_snapshot
 
     return read_snapshot(snapshot).blobs["digest"].tolist()
+
+
+def test_storage_scan_limited_by_repo_never_claims_other_repositories_blobs(filled, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """With --repo, blobs only other repositories reference (or none) are never claimed."""
+    server, scenario, _snapshot = filled
+    snap = tmp_path / "web-only"
+    result = CliRunner().invoke(
+        main, ["scan", "--storage", str(server.storage), "--repo", "web", "-o", str(snap)]
+    )
+    assert result.exit_code == 0, result.output
+    predicted = analyze_json(snap, "--engine", "distribution-2.8", "--delete-untagged")
+    assert predicted["complete"] is False and predicted["bound"] == "upper"
+    truth = parse_dry_run(server.garbage_collect(dry_run=True, delete_untagged=True).stdout)
+    claimed = set(predicted["blobs_eligible"])
+    assert claimed <= truth.blobs_eligible
+    assert scenario.digests["web_old"] in claimed
+    assert scenario.digests["orphan_blob"] not in claimed  # nobody scanned references it
