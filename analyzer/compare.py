@@ -1,0 +1,426 @@
+"""Reconcile a prediction (or plan) with what a real run did, and say why they differ.
+
+Offline: works on a prediction JSON, an `Outcome`, and optionally the snapshot the prediction
+came from and an inventory of the registry as it is now (the CLI scans the storage tree of a
+distribution outcome). Causes are only claimed when the data shows them; otherwise "unknown".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from analyzer.errors import CompareError
+from analyzer.inventory import SOURCE_STORAGE, Inventory
+from analyzer.model import GC_REFERENCE_KINDS
+from analyzer.outcome import Outcome
+
+BOUND_EXACT = "exact"
+BOUND_UPPER = "upper"
+BOUND_LOWER = "lower"
+BOUNDS = (BOUND_EXACT, BOUND_UPPER, BOUND_LOWER)
+
+KIND_PREDICTED_NOT_DELETED = "predicted-not-deleted"
+KIND_DELETED_NOT_PREDICTED = "deleted-not-predicted"
+KIND_BYTES_DIFFER = "bytes-differ"
+KIND_COUNT_DIFFERS = "count-differs"
+
+CAUSE_AFTER_SNAPSHOT = "pushed or deleted after the snapshot"
+CAUSE_API_INVISIBLE = "invisible to an API-only scan"
+CAUSE_ENGINE = "unknown engine semantics"
+CAUSE_STALE_SIZE = "stale size figure"
+CAUSE_UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class PredictionSummary:
+    """The part of a prediction (`reclaim analyze --format json`) or plan that compare needs.
+
+    `blobs` is None when the document gives only a count.
+    """
+
+    source: str  # "analyze" | "plan"
+    engine: str | None
+    delete_untagged: bool | None
+    bound: str
+    blobs: frozenset[str] | None
+    blob_count: int
+    bytes: int
+    unknown_size_blobs: int = 0
+    registry: str | None = None
+
+
+def _digests(value: Any) -> frozenset[str] | None:
+    if isinstance(value, list):
+        out = [v if isinstance(v, str) else (v or {}).get("digest") for v in value]
+        if all(isinstance(d, str) for d in out):
+            return frozenset(d for d in out if isinstance(d, str))
+    return None
+
+
+def prediction_from_dict(doc: dict[str, Any]) -> PredictionSummary:
+    """Accept `analyze` JSON (blobs_eligible, reclaimable_bytes) or plan JSON (blobs_freed, ...)."""
+    if "blobs_eligible" in doc and "reclaimable_bytes" in doc:
+        source, blobs_key, bytes_key = "analyze", "blobs_eligible", "reclaimable_bytes"
+    elif "blobs_freed" in doc and "bytes_freed" in doc:
+        source, blobs_key, bytes_key = "plan", "blobs_freed", "bytes_freed"
+    else:
+        raise CompareError(
+            "not a prediction: expected `reclaim analyze --format json` output "
+            "(blobs_eligible, reclaimable_bytes) or a plan (blobs_freed, bytes_freed)"
+        )
+    raw = doc[blobs_key]
+    blobs = _digests(raw)
+    count = raw if isinstance(raw, int) else (len(blobs) if blobs is not None else None)
+    if count is None or not isinstance(doc[bytes_key], int):
+        raise CompareError(f"not a prediction: {blobs_key} or {bytes_key} is malformed")
+    bound = doc.get("bound", BOUND_EXACT)
+    if bound not in BOUNDS:
+        raise CompareError(f"not a prediction: unknown bound {bound!r}")
+    return PredictionSummary(
+        source=source,
+        engine=doc.get("engine"),
+        delete_untagged=doc.get("delete_untagged"),
+        bound=bound,
+        blobs=blobs,
+        blob_count=count,
+        bytes=doc[bytes_key],
+        unknown_size_blobs=int(doc.get("unknown_size_blobs") or 0),
+        registry=doc.get("registry") or doc.get("storage_root"),
+    )
+
+
+def read_prediction(path: str | os.PathLike[str]) -> PredictionSummary:
+    target = Path(path)
+    try:
+        doc = json.loads(target.read_text())
+    except OSError as e:
+        raise CompareError(f"{target}: cannot read ({e.strerror})") from e
+    except ValueError as e:
+        raise CompareError(f"{target}: not JSON ({e.__class__.__name__})") from e
+    if not isinstance(doc, dict):
+        raise CompareError(f"{target}: not a prediction")
+    try:
+        return prediction_from_dict(doc)
+    except CompareError as e:
+        raise CompareError(f"{target}: {e}") from e
+
+
+@dataclass(frozen=True)
+class Discrepancy:
+    kind: str
+    cause: str
+    digest: str | None = None
+    predicted_size: int | None = None
+    actual_size: int | None = None
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "digest": self.digest,
+            "kind": self.kind,
+            "cause": self.cause,
+            "predicted_size": self.predicted_size,
+            "actual_size": self.actual_size,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class Comparison:
+    predicted_bytes: int
+    actual_bytes: int | None
+    predicted_blobs: int
+    actual_blobs: int
+    bound: str
+    match: bool
+    discrepancies: tuple[Discrepancy, ...]
+    outcome: Outcome
+    prediction_source: str
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON contract of `reclaim compare --format json` and of history records."""
+        o = self.outcome
+        return {
+            "status": "ok",
+            "predicted_bytes": self.predicted_bytes,
+            "actual_bytes": self.actual_bytes,
+            "predicted_blobs": self.predicted_blobs,
+            "actual_blobs": self.actual_blobs,
+            "bound": self.bound,
+            "match": self.match,
+            "discrepancies": [d.to_dict() for d in self.discrepancies],
+            "prediction_source": self.prediction_source,
+            "outcome": {
+                "run_id": o.run_id,
+                "engine": o.engine,
+                "engine_version": o.engine_version,
+                "mode": o.mode,
+                "delete_untagged": o.delete_untagged,
+                "dry_run": o.dry_run,
+                "registry": o.registry,
+                "status": o.status,
+                "freed_bytes_source": o.freed_bytes_source,
+            },
+            "notes": list(self.notes),
+        }
+
+
+def check_comparable(
+    prediction: PredictionSummary, outcome: Outcome, snapshot: Inventory | None
+) -> None:
+    """Raise CompareError when the two documents are not about the same run and registry."""
+    if not outcome.succeeded:
+        raise CompareError(
+            f"the outcome is of a run that did not succeed ({outcome.status}: {outcome.error}); "
+            "nothing to compare"
+        )
+    if prediction.engine and prediction.engine.split("-")[0] != outcome.engine:
+        raise CompareError(
+            f"the prediction is for engine {prediction.engine}, the outcome is from {outcome.engine}"
+        )
+    if (
+        prediction.delete_untagged is not None
+        and prediction.delete_untagged != outcome.delete_untagged
+    ):
+        raise CompareError(
+            f"the prediction has delete_untagged={prediction.delete_untagged}, the run had "
+            f"{outcome.delete_untagged}: they describe different collections"
+        )
+    for where in _registries(prediction, snapshot):
+        if outcome.registry and not _same_registry(where, outcome.registry):
+            raise CompareError(
+                f"the outcome is from another registry ({outcome.registry}) than the "
+                f"prediction ({where})"
+            )
+
+
+def _registries(prediction: PredictionSummary, snapshot: Inventory | None) -> list[str]:
+    out = [prediction.registry] if prediction.registry else []
+    if snapshot is not None and snapshot.header.storage_root:
+        out.append(snapshot.header.storage_root)
+    elif snapshot is not None and snapshot.header.registry:
+        out.append(snapshot.header.registry)
+    return out
+
+
+def _same_registry(a: str, b: str) -> bool:
+    if "://" in a or "://" in b:
+        return a.rstrip("/") == b.rstrip("/")
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _children(inv: Inventory) -> dict[str, list[str]]:
+    refs = inv.references
+    refs = refs.loc[refs["kind"].isin(GC_REFERENCE_KINDS), ["parent", "child"]]
+    out: dict[str, list[str]] = defaultdict(list)
+    for parent, child in refs.itertuples(index=False, name=None):
+        out[parent].append(child)
+    return out
+
+
+def _reach(roots: Iterable[tuple[str, str]], children: dict[str, list[str]]) -> dict[str, str]:
+    """digest -> "repo@root" for every digest the roots reach (references followed fully)."""
+    seen: dict[str, str] = {}
+    for repo, root in roots:
+        stack = [root]
+        while stack:
+            digest = stack.pop()
+            if digest in seen:
+                continue
+            seen[digest] = f"{repo}@{root}"
+            stack.extend(children.get(digest, ()))
+    return seen
+
+
+def _roots(inv: Inventory) -> set[tuple[str, str, str]]:
+    """("revision"|"tag", repository, digest): what keeps blobs alive, by either GC mode."""
+    revs = inv.manifests[["repository", "digest"]].itertuples(index=False, name=None)
+    tags = inv.tags[["repository", "digest"]].itertuples(index=False, name=None)
+    return {("revision", r, d) for r, d in revs} | {("tag", r, d) for r, d in tags}
+
+
+@dataclass
+class _Evidence:
+    """What the snapshot and the registry now say about each digest."""
+
+    snapshot: Inventory | None
+    current: Inventory | None
+    outcome: Outcome
+    snapshot_sizes: dict[str, int] = field(default_factory=dict)
+    snapshot_blobs: set[str] = field(default_factory=set)
+    kept_by_new: dict[str, str] = field(default_factory=dict)
+    freed_by_removed: dict[str, str] = field(default_factory=dict)
+    current_blobs: set[str] | None = None
+
+    def __post_init__(self) -> None:
+        snap, now = self.snapshot, self.current
+        if snap is not None:
+            self.snapshot_blobs = set(snap.blobs["digest"])
+            blobs = snap.blobs.dropna(subset=["size"])
+            self.snapshot_sizes = {
+                d: int(s) for d, s in zip(blobs["digest"], blobs["size"], strict=True)
+            }
+        if snap is None or now is None:
+            return
+        self.current_blobs = set(now.blobs["digest"])
+        deleted = {
+            (m.get("repository", ""), m.get("digest", "")) for m in self.outcome.manifests_deleted
+        }
+        deleted_digests = {d for _, d in deleted}
+        roots_then = _roots(snap)
+        roots_now = _roots(now)
+        new = {(r, d) for _, r, d in roots_now - roots_then}
+        removed = {
+            (r, d)
+            for _, r, d in roots_then - roots_now
+            if (r, d) not in deleted and d not in deleted_digests
+        }
+        self.kept_by_new = _reach(sorted(new), _children(now))
+        self.freed_by_removed = _reach(sorted(removed), _children(snap))
+
+    @property
+    def api_only(self) -> bool:
+        return self.snapshot is not None and self.snapshot.header.source != SOURCE_STORAGE
+
+    def not_deleted(self, digest: str) -> tuple[str, str]:
+        if digest in self.kept_by_new:
+            return (
+                CAUSE_AFTER_SNAPSHOT,
+                f"now referenced by {self.kept_by_new[digest]}, new since the snapshot",
+            )
+        if self.current_blobs is not None and digest not in self.current_blobs:
+            return CAUSE_AFTER_SNAPSHOT, "gone from storage, but not deleted by this run"
+        if self.api_only:
+            return CAUSE_API_INVISIBLE, "a manifest the API cannot list may keep it alive"
+        if self.snapshot is not None and self.current is not None:
+            return CAUSE_ENGINE, "nothing changed since the snapshot explains it"
+        return CAUSE_UNKNOWN, ""
+
+    def not_predicted(self, digest: str) -> tuple[str, str]:
+        if self.snapshot is not None and digest not in self.snapshot_blobs:
+            if self.api_only:
+                return CAUSE_API_INVISIBLE, "not in the API snapshot"
+            if self.snapshot.header.complete:
+                return CAUSE_AFTER_SNAPSHOT, "not in the snapshot: stored after it was taken"
+        if digest in self.freed_by_removed:
+            return (
+                CAUSE_AFTER_SNAPSHOT,
+                f"was held by {self.freed_by_removed[digest]}, removed since the snapshot",
+            )
+        if self.api_only:
+            return CAUSE_API_INVISIBLE, "only referenced by manifests the API cannot list"
+        if self.snapshot is not None and self.current is not None:
+            return CAUSE_ENGINE, "nothing changed since the snapshot explains it"
+        return CAUSE_UNKNOWN, ""
+
+
+def _per_digest(
+    prediction: PredictionSummary, outcome: Outcome, ev: _Evidence
+) -> list[Discrepancy]:
+    assert prediction.blobs is not None and outcome.blob_digests is not None
+    actual = set(outcome.blob_digests)
+    sizes = outcome.blob_sizes or {}
+    out: list[Discrepancy] = []
+    for d in sorted(prediction.blobs - actual):
+        cause, detail = ev.not_deleted(d)
+        out.append(
+            Discrepancy(
+                KIND_PREDICTED_NOT_DELETED, cause, d, ev.snapshot_sizes.get(d), None, detail
+            )
+        )
+    for d in sorted(actual - prediction.blobs):
+        cause, detail = ev.not_predicted(d)
+        out.append(Discrepancy(KIND_DELETED_NOT_PREDICTED, cause, d, None, sizes.get(d), detail))
+    for d in sorted(prediction.blobs & actual):
+        then, now = ev.snapshot_sizes.get(d), sizes.get(d)
+        if then is not None and now is not None and then != now:
+            detail = "the snapshot's size differs from the stored blob's"
+            out.append(Discrepancy(KIND_BYTES_DIFFER, CAUSE_STALE_SIZE, d, then, now, detail))
+    return out
+
+
+def _totals(
+    prediction: PredictionSummary, outcome: Outcome, actual_bytes: int | None
+) -> list[Discrepancy]:
+    out: list[Discrepancy] = []
+    if prediction.blob_count != outcome.blobs_deleted:
+        out.append(
+            Discrepancy(
+                KIND_COUNT_DIFFERS,
+                CAUSE_UNKNOWN,
+                detail=f"{prediction.blob_count} blobs predicted, {outcome.blobs_deleted} deleted",
+            )
+        )
+    if actual_bytes is not None and actual_bytes != prediction.bytes:
+        cause = CAUSE_STALE_SIZE if prediction.unknown_size_blobs else CAUSE_UNKNOWN
+        out.append(
+            Discrepancy(
+                KIND_BYTES_DIFFER,
+                cause,
+                predicted_size=prediction.bytes,
+                actual_size=actual_bytes,
+                detail="totals differ; the run does not name its blobs, so no digest to blame",
+            )
+        )
+    return out
+
+
+def within_bound(bound: str, predicted: int, actual: int | None) -> bool:
+    if actual is None:
+        return False
+    if bound == BOUND_UPPER:
+        return actual <= predicted
+    if bound == BOUND_LOWER:
+        return actual >= predicted
+    return actual == predicted
+
+
+def compare(
+    prediction: PredictionSummary,
+    outcome: Outcome,
+    snapshot: Inventory | None = None,
+    current: Inventory | None = None,
+) -> Comparison:
+    """Predicted vs actual blobs and bytes; `match` honours the prediction's bound.
+
+    `snapshot` is the inventory the prediction came from; `current` the registry as it is now.
+    Both are optional and only sharpen the causes given for each discrepancy.
+    """
+    check_comparable(prediction, outcome, snapshot)
+    ev = _Evidence(snapshot, current, outcome)
+    actual_bytes = outcome.freed_bytes
+    if prediction.blobs is not None and outcome.blob_digests is not None:
+        found = _per_digest(prediction, outcome, ev)
+        same_set = prediction.blobs == set(outcome.blob_digests)
+    else:
+        found = _totals(prediction, outcome, actual_bytes)
+        same_set = True
+    match = (
+        within_bound(prediction.bound, prediction.bytes, actual_bytes)
+        and within_bound(prediction.bound, prediction.blob_count, outcome.blobs_deleted)
+        and (same_set or prediction.bound != BOUND_EXACT)
+    )
+    notes = list(outcome.notes)
+    if outcome.dry_run:
+        notes.append("the outcome is a dry run: actual figures are what the engine would delete")
+    if snapshot is None:
+        notes.append("no snapshot given: causes of discrepancies cannot be told (--snapshot DIR)")
+    return Comparison(
+        predicted_bytes=prediction.bytes,
+        actual_bytes=actual_bytes,
+        predicted_blobs=prediction.blob_count,
+        actual_blobs=outcome.blobs_deleted,
+        bound=prediction.bound,
+        match=match,
+        discrepancies=tuple(found),
+        outcome=outcome,
+        prediction_source=prediction.source,
+        notes=tuple(notes),
+    )

@@ -1,0 +1,493 @@
+"""CNCF distribution's own collector: `registry garbage-collect [--dry-run] [-m] CONFIG`.
+
+Debian names the binary `docker-registry` (2.8); upstream images name it `registry` (2.8 or
+3.x). The output of both is parsed (see `OutputParser`); the engine prints no byte counts, so
+the bytes freed are measured from the storage tree: blob `data` files summed before and after.
+
+A real collection under live writes can delete a blob a push is just linking, so a real run is
+refused while the registry answers on its configured address, unless the config puts storage
+in read-only maintenance mode.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import requests
+import yaml
+
+from analyzer.engines.base import Engine, Identity, Run, utc_now
+from analyzer.errors import ConfirmationRequired, EngineError, GCRefusedError, SourceError
+from analyzer.outcome import (
+    FREED_LISTED,
+    FREED_MEASURED,
+    STATUS_FAILED,
+    STATUS_SUCCEEDED,
+    Outcome,
+)
+from analyzer.progress import Progress
+from analyzer.sources.storage import iter_blobs, resolve_root
+
+ENGINE = "distribution"
+DEFAULT_BINARIES = ("docker-registry", "registry")
+MODE_UNTAGGED = "delete-untagged"
+MODE_UNREFERENCED = "unreferenced-blobs"
+PROBE_TIMEOUT = 1.0
+EXCERPT_LINES = 20
+# Environment overrides the registry itself honours for these settings (the GC inherits them).
+ENV_ROOT = "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY"
+ENV_ADDR = "REGISTRY_HTTP_ADDR"
+
+_DIGEST = r"sha256:[a-f0-9]{64}"
+_MARK_MANIFEST = re.compile(rf"^(?P<repo>\S+): marking manifest (?P<digest>{_DIGEST})\s*$")
+_MARK_BLOB = re.compile(rf"^(?P<repo>\S+): marking blob (?P<digest>{_DIGEST})$")
+_MANIFEST_28 = re.compile(rf"^manifest eligible for deletion: (?P<digest>{_DIGEST})$")
+# 3.x prints a Go struct: {Name Digest [Tags...]} (ManifestDel formatted with %s).
+_MANIFEST_3 = re.compile(
+    rf"^manifest eligible for deletion: \{{(?P<repo>\S+) (?P<digest>{_DIGEST}) \[(?P<tags>[^\]]*)\]\}}$"
+)
+_SUMMARY = re.compile(
+    r"^(?P<marked>\d+) blobs marked, (?P<blobs>\d+) blobs and (?P<manifests>\d+) manifests "
+    r"eligible for deletion$"
+)
+_BLOB = re.compile(rf"^blob eligible for deletion: (?P<digest>{_DIGEST})$")
+_LAYER_LINK = re.compile(
+    rf"^(?P<repo>\S+): layer link eligible for deletion: (?P<digest>{_DIGEST})$"
+)
+_NO_TAGS_DIR = re.compile(r"^manifest tags path of repository (?P<repo>\S+) does not exist$")
+_REPO_LINE = re.compile(r"^[a-z0-9]+(?:[._/-][a-z0-9]+|__[a-z0-9]+)*$")
+_VERSION = re.compile(r"\b(v?\d+\.\d+\.\d+\S*)")
+
+
+@dataclass
+class GCOutput:
+    """What `garbage-collect` printed, as data. `dialect` is "2.8", "3" or None (cannot tell)."""
+
+    marked: set[str] = field(default_factory=set)
+    manifests_eligible: list[dict[str, Any]] = field(default_factory=list)
+    blobs_eligible: list[str] = field(default_factory=list)
+    layer_links_eligible: list[dict[str, str]] = field(default_factory=list)
+    summary: dict[str, int] | None = None
+    repositories: list[str] = field(default_factory=list)
+    repositories_without_tags: list[str] = field(default_factory=list)
+    dialect: str | None = None
+    unparsed: list[str] = field(default_factory=list)
+
+    @property
+    def blobs_deleted(self) -> int:
+        """Listed blobs; the summary's figure when the listing was silenced (3.x --quiet)."""
+        if self.blobs_eligible or self.summary is None:
+            return len(self.blobs_eligible)
+        return self.summary["blobs"]
+
+
+class OutputParser:
+    """Incremental parser for 2.8 and 3.x output; `feed` returns the phase a line belongs to."""
+
+    def __init__(self) -> None:
+        self.out = GCOutput()
+        self._repo: str | None = None
+
+    def feed(self, raw: str) -> str | None:
+        line = raw.rstrip("\n").rstrip()
+        if not line:
+            return None
+        return self._match(line)
+
+    def _match(self, line: str) -> str | None:
+        out = self.out
+        if m := _MARK_MANIFEST.match(line) or _MARK_BLOB.match(line):
+            out.marked.add(m["digest"])
+            return "marking"
+        if m := _BLOB.match(line):
+            out.blobs_eligible.append(m["digest"])
+            return "sweeping"
+        if m := _MANIFEST_3.match(line):
+            tags = m["tags"].split()
+            out.manifests_eligible.append(
+                {"repository": m["repo"], "digest": m["digest"], "tags": tags}
+            )
+            out.dialect = "3"
+            return "manifests"
+        if m := _MANIFEST_28.match(line):
+            # 2.8 prints this while marking, right after the repository's own name line.
+            out.manifests_eligible.append({"repository": self._repo, "digest": m["digest"]})
+            out.dialect = out.dialect or "2.8"
+            return "marking"
+        return self._match_rest(line)
+
+    def _match_rest(self, line: str) -> str | None:
+        out = self.out
+        if m := _SUMMARY.match(line):
+            out.summary = {k: int(v) for k, v in m.groupdict().items()}
+            return "sweeping"
+        if m := _LAYER_LINK.match(line):
+            out.layer_links_eligible.append({"repository": m["repo"], "digest": m["digest"]})
+            out.dialect = "3"
+            return "layer links"
+        if m := _NO_TAGS_DIR.match(line):
+            out.repositories_without_tags.append(m["repo"])
+            out.dialect = "3"
+            return "marking"
+        if _REPO_LINE.match(line):
+            self._repo = line
+            out.repositories.append(line)
+            return "marking"
+        out.unparsed.append(line)
+        return None
+
+
+def parse_output(text: str) -> GCOutput:
+    """Parse the whole stdout of one `garbage-collect` run."""
+    parser = OutputParser()
+    for line in text.splitlines():
+        parser.feed(line)
+    return parser.out
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    """What reclaim needs from a distribution config file. Never holds the file's secrets."""
+
+    path: Path
+    root: Path
+    addr: str | None
+    net: str
+    tls: bool
+    read_only: bool
+
+
+def _section(doc: dict[str, Any], *keys: str) -> dict[str, Any]:
+    node: Any = doc
+    for key in keys:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else {}
+
+
+def load_config(path: str | os.PathLike[str]) -> RegistryConfig:
+    """Read a distribution config: storage root, http address, read-only maintenance mode."""
+    target = Path(path)
+    try:
+        doc = yaml.safe_load(target.read_text())
+    except OSError as e:
+        raise EngineError(f"{target}: cannot read registry config ({e.strerror})") from e
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        # The message is ours: YAML errors quote the file, and the file may hold secrets.
+        raise EngineError(f"{target}: not valid YAML{where}; not a registry config") from e
+    if (
+        not isinstance(doc, dict)
+        or "version" not in doc
+        or not isinstance(doc.get("storage"), dict)
+    ):
+        raise EngineError(
+            f"{target}: not a distribution registry config (needs `version` and a `storage` section)"
+        )
+    return _config_from(target, doc)
+
+
+def _config_from(target: Path, doc: dict[str, Any]) -> RegistryConfig:
+    storage = doc["storage"]
+    drivers = [k for k in storage if k not in ("delete", "maintenance", "cache", "redirect", "tag")]
+    root = os.environ.get(ENV_ROOT) or _section(storage, "filesystem").get("rootdirectory")
+    if not root:
+        if drivers and "filesystem" not in drivers:
+            raise EngineError(
+                f"{target}: storage driver {drivers[0]!r} is not supported; reclaim measures freed "
+                "bytes from a filesystem storage tree"
+            )
+        root = "/var/lib/registry"  # distribution's default rootdirectory
+    http = _section(doc, "http")
+    addr = os.environ.get(ENV_ADDR) or http.get("addr")
+    readonly = _section(storage, "maintenance", "readonly").get("enabled")
+    return RegistryConfig(
+        path=target,
+        root=Path(str(root)),
+        addr=str(addr) if addr else None,
+        net=str(http.get("net") or "tcp"),
+        tls=bool(_section(http, "tls").get("certificate")),
+        read_only=readonly is True or str(readonly).lower() == "true",
+    )
+
+
+def find_binary(binary: str | None) -> str:
+    """The collector binary: `binary` (a name or path), else docker-registry, else registry."""
+    candidates = (binary,) if binary else DEFAULT_BINARIES
+    for name in candidates:
+        path = shutil.which(name)
+        if path:
+            return path
+    tried = ", ".join(candidates)
+    raise EngineError(
+        f"registry binary not found (tried {tried}); install distribution (Debian: apt-get "
+        "install docker-registry) or pass --binary PATH"
+    )
+
+
+def binary_version(path: str) -> str | None:
+    try:
+        done = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = _VERSION.search(done.stdout)
+    return m.group(1) if m else None
+
+
+def probe_url(addr: str, tls: bool) -> str:
+    """The /v2/ URL of a listen address; an empty or wildcard host means this machine."""
+    host, _, port = addr.rpartition(":")
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host in ("[::]", "::"):
+        host = "[::1]"
+    return f"{'https' if tls else 'http'}://{host}:{port}/v2/"
+
+
+def registry_answers(cfg: RegistryConfig, timeout: float = PROBE_TIMEOUT) -> bool:
+    """True when something answers like a registry on the configured address."""
+    if not cfg.addr:
+        return False
+    if cfg.net == "unix":
+        return Path(cfg.addr).exists()
+    try:
+        r = requests.get(probe_url(cfg.addr, cfg.tls), timeout=timeout, verify=False)
+    except requests.RequestException:
+        return False
+    return r.status_code in (200, 401) or "Docker-Distribution-Api-Version" in r.headers
+
+
+def measure_blobs(root: Path) -> dict[str, int]:
+    """digest -> size of every blob data file in the storage tree, read now."""
+    try:
+        v2 = resolve_root(root)
+    except SourceError as e:
+        raise EngineError(str(e)) from e
+    return dict(iter_blobs(v2))
+
+
+class DistributionEngine(Engine):
+    """`registry garbage-collect` on one config file."""
+
+    name = ENGINE
+
+    def __init__(
+        self,
+        config: str | os.PathLike[str],
+        delete_untagged: bool = False,
+        dry_run: bool = True,
+        confirmed: bool = False,
+        binary: str | None = None,
+        probe_timeout: float = PROBE_TIMEOUT,
+    ) -> None:
+        self.config_path = Path(config)
+        self.delete_untagged = delete_untagged
+        self.dry_run = dry_run
+        self.confirmed = confirmed
+        self.binary = binary
+        self.probe_timeout = probe_timeout
+        self._config: RegistryConfig | None = None
+        self._binary_path: str | None = None
+
+    @property
+    def mode(self) -> str:
+        return MODE_UNTAGGED if self.delete_untagged else MODE_UNREFERENCED
+
+    def identity(self) -> Identity:
+        registry = str(self._config.root.resolve()) if self._config else None
+        return Identity(ENGINE, self.mode, self.delete_untagged, self.dry_run, registry)
+
+    def command(self) -> list[str]:
+        args = [self._binary_path or self.binary or DEFAULT_BINARIES[0], "garbage-collect"]
+        if self.dry_run:
+            args.append("--dry-run")
+        if self.delete_untagged:
+            args.append("--delete-untagged")
+        return [*args, str(self.config_path)]
+
+    def describe(self) -> str:
+        return " ".join(self.command())
+
+    def preflight(self) -> None:
+        self._config = load_config(self.config_path)
+        measure_blobs(self._config.root)  # the storage tree must be there and readable
+        self._binary_path = find_binary(self.binary)
+        if self.dry_run:
+            return
+        if not self.confirmed:
+            raise ConfirmationRequired(
+                f"a real collection deletes blobs; would run: {self.describe()}; "
+                "pass --yes to run it, or --dry-run to list what it would delete"
+            )
+        if not self._config.read_only and registry_answers(self._config, self.probe_timeout):
+            raise GCRefusedError(
+                f"refusing a real collection: the registry answers on {self._config.addr} and "
+                "storage.maintenance.readonly is not enabled in "
+                f"{self.config_path}; a collection under live writes can delete blobs a push "
+                "is linking. Stop the registry, or enable storage.maintenance.readonly and "
+                "restart it, then retry"
+            )
+
+    def start(self, run_id: str, log_dir: Path | None) -> Run:
+        if self._config is None or self._binary_path is None:
+            self.preflight()
+        assert self._config is not None
+        before = measure_blobs(self._config.root)
+        return DistributionRun(self, self._config, before, run_id, log_dir)
+
+
+class DistributionRun(Run):
+    """A running `garbage-collect` process."""
+
+    def __init__(
+        self,
+        engine: DistributionEngine,
+        cfg: RegistryConfig,
+        before: dict[str, int],
+        run_id: str,
+        log_dir: Path | None,
+    ) -> None:
+        self.engine = engine
+        self.cfg = cfg
+        self.before = before
+        self.run_id = run_id
+        self.started_at = utc_now()
+        self.log_path = log_dir / f"{run_id}.log" if log_dir else None
+        self._stderr: IO[str] = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed in follow
+        try:
+            self.proc = subprocess.Popen(
+                engine.command(),
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+                text=True,
+                env=os.environ.copy(),
+            )
+        except OSError as e:
+            self._stderr.close()
+            raise EngineError(f"cannot start {engine.command()[0]}: {e.strerror}") from e
+
+    def cancel(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+
+    def follow(self, progress: Progress) -> Outcome:
+        parser = OutputParser()
+        tail: deque[str] = deque(maxlen=EXCERPT_LINES)
+        log = self._open_log()
+        phase: str | None = None
+        assert self.proc.stdout is not None
+        try:
+            for line in self.proc.stdout:
+                tail.append(line.rstrip("\n"))
+                if log:
+                    log.write(line)
+                now = parser.feed(line)
+                if now and now != phase:
+                    phase = now
+                    total = (
+                        parser.out.summary["blobs"]
+                        if now == "sweeping" and parser.out.summary
+                        else None
+                    )
+                    progress.stage(now, total)
+                if now:
+                    progress.advance()
+            code = self.proc.wait()
+            self._stderr.seek(0)
+            err = self._stderr.read()
+            if log:
+                log.write(err)
+        finally:
+            self._stderr.close()
+            if log:
+                log.close()
+        return self._outcome(parser.out, code, err, tail)
+
+    def _open_log(self) -> IO[str] | None:
+        if self.log_path is None:
+            return None
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        return self.log_path.open("w")
+
+    def _outcome(self, out: GCOutput, code: int, err: str, tail: deque[str]) -> Outcome:
+        engine = self.engine
+        error = _error_line(err, code) if code != 0 else None
+        digests, sizes, freed, source, notes = self._deleted(out)
+        excerpt = "\n".join([*tail, *err.strip().splitlines()[-5:]]) or None
+        return Outcome(
+            engine=ENGINE,
+            mode=engine.mode,
+            delete_untagged=engine.delete_untagged,
+            dry_run=engine.dry_run,
+            registry=str(self.cfg.root.resolve()),
+            started_at=self.started_at,
+            ended_at=utc_now(),
+            status=STATUS_SUCCEEDED if code == 0 else STATUS_FAILED,
+            error=error,
+            blobs_deleted=len(digests) if digests is not None else out.blobs_deleted,
+            blob_digests=None if digests is None else tuple(digests),
+            blob_sizes=sizes,
+            manifests_deleted=tuple(
+                {"repository": m["repository"] or "", "digest": m["digest"]}
+                for m in out.manifests_eligible
+            ),
+            freed_bytes=freed,
+            freed_bytes_source=source,
+            engine_version=binary_version(engine.command()[0]),
+            raw_output=str(self.log_path) if self.log_path else None,
+            output_excerpt=excerpt,
+            run_id=self.run_id,
+            notes=tuple(notes + _output_notes(out, code)),
+        )
+
+    def _deleted(
+        self, out: GCOutput
+    ) -> tuple[list[str] | None, dict[str, int] | None, int | None, str | None, list[str]]:
+        """(digests, sizes, freed bytes, how measured, notes) for this run."""
+        listed = sorted(set(out.blobs_eligible))
+        if self.engine.dry_run and not listed and out.blobs_deleted:
+            return None, None, None, None, ["the engine did not list its blobs (quiet output)"]
+        if self.engine.dry_run:
+            sizes = {d: self.before[d] for d in listed if d in self.before}
+            notes = [] if len(sizes) == len(listed) else ["some listed blobs have no data file"]
+            return listed, sizes, sum(sizes.values()), FREED_LISTED, notes
+        after = measure_blobs(self.cfg.root)
+        gone = sorted(d for d in self.before if d not in after)
+        sizes = {d: self.before[d] for d in gone}
+        notes = []
+        if listed and set(listed) != set(gone):
+            notes.append(
+                f"the engine listed {len(listed)} blobs; {len(gone)} blob files are really gone "
+                "(the measured figures are recorded)"
+            )
+        return gone, sizes, sum(sizes.values()), FREED_MEASURED, notes
+
+
+def _error_line(err: str, code: int) -> str:
+    lines = [x.strip() for x in err.strip().splitlines() if x.strip()]
+    detail = lines[-1] if lines else "no error output"
+    return f"garbage-collect exited {code}: {detail}"
+
+
+def _output_notes(out: GCOutput, code: int) -> list[str]:
+    notes: list[str] = []
+    if out.repositories_without_tags:
+        notes.append(
+            "repositories without a tags directory were skipped by -m: "
+            + ", ".join(out.repositories_without_tags)
+        )
+    if out.unparsed and code == 0:
+        notes.append(f"{len(out.unparsed)} output lines were not recognised")
+    if out.summary and out.blobs_eligible and out.summary["blobs"] != len(set(out.blobs_eligible)):
+        notes.append("the summary count and the listed blobs differ")
+    return notes

@@ -1,0 +1,85 @@
+"""Terminal and Markdown renderings of an engine outcome and of a comparison."""
+
+from __future__ import annotations
+
+from analyzer.compare import Comparison, Discrepancy
+from analyzer.outcome import Outcome
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "unknown"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{n} B" if unit == "B" else f"{size:.1f} {unit} ({n} B)"
+        size /= 1024
+    return f"{n} B"
+
+
+def render_outcome(o: Outcome) -> str:
+    verb = "would delete" if o.dry_run else "deleted"
+    lines = [
+        f"engine      {o.engine} {o.engine_version or ''}".rstrip(),
+        f"mode        {o.mode}{' (dry run)' if o.dry_run else ''}",
+        f"registry    {o.registry or 'unknown'}",
+        f"status      {o.status}" + (f": {o.error}" if o.error else ""),
+        f"blobs       {verb} {o.blobs_deleted}",
+        f"manifests   {verb} {len(o.manifests_deleted)}",
+        f"bytes       {verb} {_bytes(o.freed_bytes)}"
+        + (f" [{o.freed_bytes_source}]" if o.freed_bytes_source else ""),
+        f"run         {o.run_id} {o.started_at} -> {o.ended_at}",
+    ]
+    if o.raw_output:
+        lines.append(f"output      {o.raw_output}")
+    lines += [f"note        {n}" for n in o.notes]
+    return "\n".join(lines)
+
+
+def _verdict(c: Comparison) -> str:
+    if c.match:
+        return "MATCH" if c.bound == "exact" else f"MATCH (within the {c.bound} bound)"
+    return "MISMATCH"
+
+
+def _short(d: Discrepancy) -> str:
+    return (d.digest or "(totals)")[:19]
+
+
+def render_comparison(c: Comparison) -> str:
+    lines = [
+        f"{_verdict(c)}: prediction ({c.prediction_source}, {c.bound}) vs "
+        f"{c.outcome.engine} {'dry run' if c.outcome.dry_run else 'run'} {c.outcome.run_id[:8]}",
+        f"  bytes  predicted {_bytes(c.predicted_bytes)}, actual {_bytes(c.actual_bytes)}",
+        f"  blobs  predicted {c.predicted_blobs}, actual {c.actual_blobs}",
+    ]
+    if c.discrepancies:
+        lines.append(f"  {len(c.discrepancies)} discrepancies:")
+        for d in c.discrepancies:
+            extra = f" - {d.detail}" if d.detail else ""
+            lines.append(f"    {_short(d):<19}  {d.kind:<22}  {d.cause}{extra}")
+    lines += [f"  note: {n}" for n in c.notes]
+    return "\n".join(lines)
+
+
+def render_comparison_markdown(c: Comparison) -> str:
+    lines = [
+        f"### {_verdict(c)}",
+        "",
+        "| | predicted | actual |",
+        "|---|---:|---:|",
+        f"| bytes | {c.predicted_bytes} | {c.actual_bytes if c.actual_bytes is not None else 'unknown'} |",
+        f"| blobs | {c.predicted_blobs} | {c.actual_blobs} |",
+        "",
+        f"Bound: **{c.bound}**; run `{c.outcome.run_id}` ({c.outcome.engine}, {c.outcome.mode}"
+        f"{', dry run' if c.outcome.dry_run else ''}).",
+    ]
+    if c.discrepancies:
+        lines += ["", "| digest | kind | cause | detail |", "|---|---|---|---|"]
+        lines += [
+            f"| `{d.digest or '(totals)'}` | {d.kind} | {d.cause} | {d.detail} |"
+            for d in c.discrepancies
+        ]
+    if c.notes:
+        lines += [""] + [f"- {n}" for n in c.notes]
+    return "\n".join(lines)

@@ -1,0 +1,211 @@
+"""`reclaim compare`: prediction from a storage scan vs the real garbage-collect, dry and real."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from registry import Pusher, RegistryServer, blob_bytes
+from scenario import fill
+
+from analyzer.cli import main
+from analyzer.compare import (
+    BOUND_LOWER,
+    BOUND_UPPER,
+    CAUSE_AFTER_SNAPSHOT,
+    compare,
+    prediction_from_dict,
+)
+from analyzer.errors import CompareError
+from analyzer.history import read_history
+from analyzer.outcome import Outcome
+
+ENGINE = "distribution-2.8"
+
+
+def _cli(*args: str) -> Any:
+    result = CliRunner().invoke(main, list(args))
+    return result
+
+
+def _predict(server: RegistryServer, tmp: Path, delete_untagged: bool) -> tuple[Path, Path]:
+    snap = tmp / "snap"
+    r = _cli("scan", "--storage", str(server.storage), "-o", str(snap))
+    assert r.exit_code == 0, r.stderr
+    flags = ["--delete-untagged"] if delete_untagged else []
+    r = _cli("analyze", str(snap), "--engine", ENGINE, "--format", "json", *flags)
+    assert r.exit_code == 0, r.stderr
+    pred = tmp / "prediction.json"
+    pred.write_text(r.stdout)
+    return snap, pred
+
+
+def _gc(server: RegistryServer, tmp: Path, delete_untagged: bool, *extra: str) -> Path:
+    out = tmp / "outcome.json"
+    flags = ["--delete-untagged"] if delete_untagged else []
+    r = _cli(
+        "gc",
+        "--config",
+        str(server.config),
+        "-o",
+        str(out),
+        "--history",
+        str(tmp / "h"),
+        *flags,
+        *extra,
+    )
+    assert r.exit_code == 0, r.stderr
+    return out
+
+
+def _compare(pred: Path, out: Path, tmp: Path, *extra: str) -> dict[str, Any]:
+    r = _cli(
+        "compare", str(pred), str(out), "--format", "json", "--history", str(tmp / "h"), *extra
+    )
+    assert r.exit_code == 0, r.stderr
+    return json.loads(r.stdout)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("delete_untagged", [False, True], ids=["plain", "delete-untagged"])
+def test_dry_run_agrees_with_the_storage_prediction(
+    registry: RegistryServer, tmp_path: Path, delete_untagged: bool
+) -> None:
+    fill(Pusher(registry.url))
+    snap, pred = _predict(registry, tmp_path, delete_untagged)
+    out = _gc(registry, tmp_path, delete_untagged, "--dry-run")
+    result = _compare(pred, out, tmp_path, "--snapshot", str(snap))
+    prediction = json.loads(pred.read_text())
+    assert prediction["blobs_eligible"]  # the scenario does leave garbage
+    assert result["match"] is True, result["discrepancies"]
+    assert result["discrepancies"] == []
+    assert result["predicted_bytes"] == result["actual_bytes"] == prediction["reclaimable_bytes"]
+    assert result["predicted_blobs"] == result["actual_blobs"] == len(prediction["blobs_eligible"])
+    # markdown and table renderings of the same comparison
+    md = _cli(
+        "compare", str(pred), str(out), "--format", "markdown", "--history", str(tmp_path / "h")
+    )
+    assert md.exit_code == 0 and "### MATCH" in md.stdout
+
+
+@pytest.mark.parametrize("delete_untagged", [False, True], ids=["plain", "delete-untagged"])
+def test_real_collection_frees_exactly_what_was_predicted(
+    registry: RegistryServer, tmp_path: Path, delete_untagged: bool
+) -> None:
+    fill(Pusher(registry.url))
+    snap, pred = _predict(registry, tmp_path, delete_untagged)
+    registry.stop()
+    before = blob_bytes(registry.storage)
+    out = _gc(registry, tmp_path, delete_untagged, "--yes")
+    after = blob_bytes(registry.storage)
+    measured = sum(size for digest, size in before.items() if digest not in after)
+    outcome = json.loads(out.read_text())
+    prediction = json.loads(pred.read_text())
+    assert measured > 0
+    assert measured == outcome["freed_bytes"] == prediction["reclaimable_bytes"]
+    assert set(before) - set(after) == set(prediction["blobs_eligible"])
+    result = _compare(pred, out, tmp_path, "--snapshot", str(snap))
+    assert result["match"] is True, result["discrepancies"]
+    assert result["actual_bytes"] == measured
+
+
+def test_push_after_the_snapshot_is_the_named_cause(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    """A layer the prediction frees is reused by an image pushed after the snapshot."""
+    p = Pusher(registry.url)
+    p.image("app", "v1", [b"app layer " * 100])
+    layer = b"orphaned layer, reused later " * 100
+    orphan = p.blob("app", layer)
+    snap, pred = _predict(registry, tmp_path, delete_untagged=False)
+    assert orphan in json.loads(pred.read_text())["blobs_eligible"]
+    late, _ = p.image("late", "v1", [layer])  # pushed after the snapshot, reuses the layer
+    registry.stop()
+    out = _gc(registry, tmp_path, False, "--yes")
+    assert orphan in blob_bytes(registry.storage)  # the engine kept it
+    result = _compare(pred, out, tmp_path, "--snapshot", str(snap))
+    assert result["match"] is False
+    assert len(result["discrepancies"]) == 1
+    d = result["discrepancies"][0]
+    assert d["digest"] == orphan
+    assert d["kind"] == "predicted-not-deleted"
+    assert d["cause"] == CAUSE_AFTER_SNAPSHOT
+    assert f"late@{late}" in d["detail"]
+    assert result["predicted_bytes"] - result["actual_bytes"] == len(layer)
+
+
+def test_outcome_from_another_registry_is_refused(
+    registry: RegistryServer, tmp_path: Path, registry_bin: str
+) -> None:
+    Pusher(registry.url).blob("app", b"some garbage " * 10)
+    snap, pred = _predict(registry, tmp_path, False)
+    other = RegistryServer(tmp_path / "other", binary=registry_bin)
+    other.workdir.mkdir()
+    other.start()
+    try:
+        Pusher(other.url).blob("app", b"other garbage " * 10)
+        out = _gc(other, tmp_path, False, "--dry-run")
+    finally:
+        other.stop()
+    r = _cli(
+        "compare", str(pred), str(out), "--snapshot", str(snap), "--history", str(tmp_path / "h")
+    )
+    assert r.exit_code == CompareError.exit_code
+    assert "another registry" in r.stderr and r.stderr.count("\n") == 1
+    df = read_history(tmp_path / "h")
+    failed = df[df["kind"] == "comparison"]
+    assert failed["status"].tolist() == ["failed"]
+    assert "another registry" in failed["error"].iloc[0]
+
+
+def test_mode_mismatch_and_garbage_files(registry: RegistryServer, tmp_path: Path) -> None:
+    Pusher(registry.url).blob("app", b"garbage " * 10)
+    _, pred = _predict(registry, tmp_path, delete_untagged=True)
+    out = _gc(registry, tmp_path, False, "--dry-run")
+    r = _cli("compare", str(pred), str(out), "--history", str(tmp_path / "h"))
+    assert r.exit_code == CompareError.exit_code and "delete_untagged" in r.stderr
+    junk = tmp_path / "junk.json"
+    junk.write_text('{"hello": 1}')
+    r = _cli("compare", str(junk), str(out), "--history", str(tmp_path / "h"))
+    assert r.exit_code == CompareError.exit_code and "not a prediction" in r.stderr
+
+
+def _outcome(blobs: int, freed: int, digests: tuple[str, ...] | None = None) -> Outcome:
+    return Outcome(
+        engine="digitalocean",
+        mode="unreferenced blobs only",
+        delete_untagged=False,
+        dry_run=False,
+        registry=None,
+        started_at="",
+        ended_at="",
+        status="succeeded",
+        blobs_deleted=blobs,
+        run_id="r1",
+        blob_digests=digests,
+        freed_bytes=freed,
+    )
+
+
+def test_plan_shape_and_bounds() -> None:
+    """A plan (issue 3's shape) with counts only, against an engine that lists no digests."""
+    upper = prediction_from_dict({"blobs_freed": 10, "bytes_freed": 1000, "bound": BOUND_UPPER})
+    assert compare(upper, _outcome(8, 900)).match is True
+    assert compare(upper, _outcome(11, 900)).match is False
+    lower = prediction_from_dict(
+        {
+            "blobs_freed": [{"digest": "sha256:" + "a" * 64, "size": 5}],
+            "bytes_freed": 5,
+            "bound": BOUND_LOWER,
+        }
+    )
+    assert lower.blobs == {"sha256:" + "a" * 64}
+    c = compare(lower, _outcome(3, 50))
+    assert c.match is True
+    assert {d.kind for d in c.discrepancies} == {"count-differs", "bytes-differ"}
+    assert all(d.cause == "unknown" for d in c.discrepancies)
+    exact = prediction_from_dict({"blobs_freed": 2, "bytes_freed": 10, "bound": "exact"})
+    assert compare(exact, _outcome(2, 10)).match is True
+    assert compare(exact, _outcome(2, 11)).match is False
