@@ -206,7 +206,7 @@ def _broken_indexes(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:
         lost = group.loc[group["lost"], "child"].tolist()
         if not lost:
             continue
-        tags = group["tags"].iloc[0]
+        tags = [str(t) for t in group["tags"].iloc[0]]  # merge may turn list cells into arrays
         out.append(
             {
                 "type": "broken-index",

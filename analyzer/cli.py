@@ -214,8 +214,61 @@ def analyze(snapshot: str, engine: str, delete_untagged: bool, fmt: str) -> None
         click.echo(render_prediction(prediction))
 
 
+@main.command("plan")
+@click.argument("snapshot", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--delete",
+    "deletions",
+    multiple=True,
+    required=True,
+    metavar="REF",
+    help="A manifest to delete: REPO:TAG or REPO@DIGEST (repeatable).",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    required=True,
+    help="The garbage collector that runs after the deletions.",
+)
+@click.option("--delete-untagged", is_flag=True, help="That GC runs with --delete-untagged (-m).")
+@format_option("table", "json", "markdown")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="Also write the plan JSON to this file."
+)
+@fail_cleanly
+def plan_cmd(
+    snapshot: str,
+    deletions: tuple[str, ...],
+    engine: str,
+    delete_untagged: bool,
+    fmt: str,
+    output: str | None,
+) -> None:
+    """What-if: delete these manifests, then run ENGINE's GC: what goes, what it frees.
+
+    Deleting a manifest through the registry API removes every tag that points to it; the plan
+    lists them all and flags tags that go without being named. Nothing is deleted: a plan is
+    data (the `apply` step is separate).
+    """
+    from analyzer.plan import plan_deletions
+    from analyzer.report.text import render_plan, render_plan_markdown
+
+    plan = plan_deletions(read_snapshot(snapshot), list(deletions), engine, delete_untagged)
+    doc = plan.to_dict()
+    if output:
+        _write_json(output, doc)
+    if fmt == "json":
+        click.echo(json.dumps(doc, indent=2))
+    elif fmt == "markdown":
+        click.echo(render_plan_markdown(doc))
+    else:
+        click.echo(render_plan(doc))
+
+
 @main.command("generate")
-@click.option("--seed", type=int, required=True, help="Seed: the same seed gives the same registry.")
+@click.option(
+    "--seed", type=int, required=True, help="Seed: the same seed gives the same registry."
+)
 @click.option(
     "--repositories", type=click.IntRange(1), required=True, help="Number of repositories."
 )
@@ -354,7 +407,7 @@ def gc_cmd(
 
     from analyzer.engines.base import run_engine
     from analyzer.engines.distribution import DistributionEngine
-    from analyzer.errors import ConfirmationRequired, EngineError
+    from analyzer.errors import EngineError
     from analyzer.history import KIND_OUTCOME, write_record
     from analyzer.outcome import Outcome
     from analyzer.report.reconcile import render_outcome
@@ -371,10 +424,7 @@ def gc_cmd(
             record=lambda o: write_record(history, KIND_OUTCOME, o.to_dict()),
             log_dir=history / "logs",
         )
-    except ConfirmationRequired:
-        click.echo(f"would run: {gc_engine.describe()}", err=True)
-        raise
-    except EngineError as e:
+    except EngineError as e:  # ConfirmationRequired too: its message names what would run
         if output and isinstance(e.outcome, Outcome):
             _write_json(output, e.outcome.to_dict())
         raise

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
 from analyzer.analysis import Prediction
@@ -54,4 +56,39 @@ def render_prediction(p: Prediction) -> str:
     if p.notes:
         lines.append("")
         lines.extend(f"note: {n}" for n in p.notes)
+    return "\n".join(lines)
+
+
+def _plan_lines(doc: dict[str, Any]) -> tuple[str, list[str]]:
+    mode = " --delete-untagged" if doc["delete_untagged"] else ""
+    head = (
+        f"deleting {len(doc['manifests_to_delete'])} manifests, then {doc['engine']}{mode} "
+        f"frees {BOUND_WORDS[doc['bound']]} {human_bytes(doc['bytes_freed'])} "
+        f"({doc['bytes_freed']} bytes, {len(doc['blobs_freed'])} blobs); "
+        f"{human_bytes(doc['bytes_freed_by_deletions'])} of it due to the deletions"
+    )
+    rows = [
+        f"{m['repository']}@{m['digest']}  tags: {', '.join(m['tags']) or '-'}"
+        for m in doc["manifests_to_delete"]
+    ]
+    return head, rows
+
+
+def render_plan(doc: dict[str, Any]) -> str:
+    head, rows = _plan_lines(doc)
+    lines = [head, "", "manifests to delete:", *(f"  {r}" for r in rows)]
+    if doc["safety"]:
+        lines += ["", f"safety ({len(doc['safety'])}):"]
+        lines += [f"  [{s['type']}] {s['detail']}" for s in doc["safety"]]
+    lines += [f"note: {n}" for n in doc["notes"]]
+    return "\n".join(lines)
+
+
+def render_plan_markdown(doc: dict[str, Any]) -> str:
+    head, rows = _plan_lines(doc)
+    lines = ["# Deletion plan", "", head, "", "## Manifests to delete", ""]
+    lines += [f"- `{r}`" for r in rows]
+    if doc["safety"]:
+        lines += ["", "## Safety", ""]
+        lines += [f"- **{s['type']}**: {s['detail']}" for s in doc["safety"]]
     return "\n".join(lines)
