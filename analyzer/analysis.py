@@ -35,6 +35,8 @@ class Prediction:
     orphaned_now: pd.DataFrame  # digest, size: blobs nothing references today
     uploads: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    registry: str | None = None
+    storage_root: str | None = None
 
     @property
     def blobs_eligible(self) -> pd.DataFrame:
@@ -52,6 +54,8 @@ class Prediction:
             "delete_untagged": self.delete_untagged,
             "bound": self.bound,
             "complete": self.complete,
+            "registry": self.registry,
+            "storage_root": self.storage_root,
             "aborts": self.gc.aborts,
             "blobs_eligible": sorted(self.gc.blobs_eligible["digest"].tolist()),
             "manifests_eligible": [
@@ -309,4 +313,6 @@ def analyze(inv: Inventory, engine: str, delete_untagged: bool = False) -> Predi
         orphaned_now=orphaned_now(inv),
         uploads=inv.uploads,
         notes=notes,
+        registry=inv.header.registry,
+        storage_root=inv.header.storage_root,
     )

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -263,6 +264,89 @@ def plan_cmd(
         click.echo(render_plan_markdown(doc))
     else:
         click.echo(render_plan(doc))
+
+
+@main.command("apply")
+@click.argument("plan_file", metavar="PLAN", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--registry",
+    "registry_url",
+    metavar="URL",
+    help="The registry to delete from (default: the one the plan was made for).",
+)
+@click.option(
+    "--yes", is_flag=True, help="Really delete. Without it, only show what would be done."
+)
+@click.option(
+    "--journal",
+    type=click.Path(dir_okay=False),
+    help="Journal of the run (default: PLAN.journal.jsonl); re-run to finish an interrupted apply.",
+)
+@click.option("--username", envvar="RECLAIM_USERNAME", help="Registry user (env RECLAIM_USERNAME).")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from stdin (else env RECLAIM_PASSWORD, else docker config).",
+)
+@click.option(
+    "--docker-config", type=click.Path(dir_okay=False), help="A docker config.json for credentials."
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds before one request gives up.",
+)
+@format_option("table", "json")
+@fail_cleanly
+def apply_cmd(
+    plan_file: str,
+    registry_url: str | None,
+    yes: bool,
+    journal: str | None,
+    username: str | None,
+    password_stdin: bool,
+    docker_config: str | None,
+    timeout: float,
+    fmt: str,
+) -> None:
+    """Delete, through the registry API, exactly the manifests PLAN names.
+
+    Referrers go first, then indexes, then images. Right before each deletion the manifest is
+    re-checked: if a planned tag moved, or a tag the plan did not know points to it now, it is
+    skipped and reported. Every step goes to a journal; running the same command again finishes
+    an interrupted apply without deleting anything extra. Run `reclaim gc` afterwards to free
+    the bytes.
+    """
+    from analyzer.apply import apply_plan, read_plan, target_registry
+    from analyzer.sources.oci import Credentials, RegistryAPI
+
+    plan = read_plan(plan_file)
+    url = target_registry(plan, registry_url)
+    password = (
+        sys.stdin.readline().rstrip("\n") if password_stdin else os.environ.get("RECLAIM_PASSWORD")
+    )
+    creds = Credentials(username, password) if username else None
+    api = RegistryAPI(url, creds, docker_config, timeout)
+    journal_path = Path(journal or f"{plan_file}.journal.jsonl")
+    progress = ClickProgress()
+    try:
+        result = apply_plan(plan, api, confirmed=yes, journal=journal_path, progress=progress)
+    finally:
+        progress.close()
+        api.close()
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        for step in result.steps:
+            why = f"  ({step['reason']})" if step["reason"] else ""
+            click.echo(f"{step['status']:<13} {step['repository']}@{step['digest']}{why}")
+        d = result.to_dict()
+        click.echo(
+            f"deleted {d['deleted']}, already gone {d['already_gone']}, "
+            f"skipped {d['skipped']}" + ("" if yes else " — nothing deleted: add --yes to delete")
+        )
 
 
 @main.command("generate")

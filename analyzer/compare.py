@@ -53,6 +53,7 @@ class PredictionSummary:
     bytes: int
     unknown_size_blobs: int = 0
     registry: str | None = None
+    storage_root: str | None = None
 
 
 def _digests(value: Any) -> frozenset[str] | None:
@@ -91,7 +92,8 @@ def prediction_from_dict(doc: dict[str, Any]) -> PredictionSummary:
         blob_count=count,
         bytes=doc[bytes_key],
         unknown_size_blobs=int(doc.get("unknown_size_blobs") or 0),
-        registry=doc.get("registry") or doc.get("storage_root"),
+        registry=doc.get("registry"),
+        storage_root=doc.get("storage_root"),
     )
 
 
@@ -193,7 +195,7 @@ def check_comparable(
             f"the prediction has delete_untagged={prediction.delete_untagged}, the run had "
             f"{outcome.delete_untagged}: they describe different collections"
         )
-    for where in _registries(prediction, snapshot):
+    for where in _registries(prediction, snapshot, outcome.registry):
         if outcome.registry and not _same_registry(where, outcome.registry):
             raise CompareError(
                 f"the outcome is from another registry ({outcome.registry}) than the "
@@ -201,13 +203,17 @@ def check_comparable(
             )
 
 
-def _registries(prediction: PredictionSummary, snapshot: Inventory | None) -> list[str]:
-    out = [prediction.registry] if prediction.registry else []
-    if snapshot is not None and snapshot.header.storage_root:
-        out.append(snapshot.header.storage_root)
-    elif snapshot is not None and snapshot.header.registry:
-        out.append(snapshot.header.registry)
-    return out
+def _registries(
+    prediction: PredictionSummary, snapshot: Inventory | None, outcome_registry: str | None
+) -> list[str]:
+    """The prediction's identities of the same kind as the outcome's: a storage root is
+    compared with storage roots, a URL with URLs (a storage scan records both)."""
+    urls = [prediction.registry] if prediction.registry else []
+    roots = [prediction.storage_root] if prediction.storage_root else []
+    if snapshot is not None:
+        urls += [snapshot.header.registry] if snapshot.header.registry else []
+        roots += [snapshot.header.storage_root] if snapshot.header.storage_root else []
+    return urls if outcome_registry and "://" in outcome_registry else roots
 
 
 def _same_registry(a: str, b: str) -> bool:

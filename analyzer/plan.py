@@ -102,10 +102,7 @@ class Plan:
             "delete_untagged": self.delete_untagged,
             "registry": self.registry,
             "storage_root": self.storage_root,
-            "manifests_to_delete": [
-                {"repository": r, "digest": d, "tags": list(t), "named_as": list(n)}
-                for r, d, n, t in self.deletions.itertuples(index=False, name=None)
-            ],
+            "manifests_to_delete": _entries(self.deletions),
             "blobs_freed": self.blobs_freed,
             "bytes_freed": self.bytes_freed,
             "bound": self.after.bound,
@@ -119,9 +116,27 @@ class Plan:
         }
 
 
+def _entries(deletions: pd.DataFrame) -> list[dict[str, Any]]:
+    """`manifests_to_delete` rows: kind and subject let `apply` order deletions safely."""
+    out = []
+    for row in deletions.to_dict(orient="records"):
+        entry = {
+            "repository": row["repository"],
+            "digest": row["digest"],
+            "tags": [str(t) for t in row["tags"]],
+            "named_as": [str(n) for n in row.get("named_as", [])],
+        }
+        for key in ("kind", "subject", "rule"):
+            if key in row:
+                entry[key] = None if pd.isna(row[key]) else row[key]
+        out.append(entry)
+    return out
+
+
 def _safety(inv: Inventory, deletions: pd.DataFrame, after: Prediction) -> list[dict[str, Any]]:
     notes: list[dict[str, Any]] = []
-    for repo, digest, named, tags in deletions.itertuples(index=False, name=None):
+    cols = deletions[["repository", "digest", "named_as", "tags"]]
+    for repo, digest, named, tags in cols.itertuples(index=False, name=None):
         named_tags = {n.rpartition(":")[2] for n in named if "@" not in n}
         extra = sorted(set(tags) - named_tags)
         if extra:
@@ -184,6 +199,8 @@ def plan_deletions(
     deletions["tags"] = deletions["tags"].apply(
         lambda t: [] if not hasattr(t, "__len__") else list(t)
     )
+    kinds = inv.manifests[["repository", "digest", "kind", "subject"]]
+    deletions = deletions.merge(kinds, on=["repository", "digest"], how="left")
     after = analyze(without(inv, deletions), engine, delete_untagged)
     return Plan(
         engine,

@@ -14,7 +14,8 @@ distribution 3.x (same file at v3.1.1):
     visited again (so the result can depend on walk order, modelled exactly below);
   * with -m, an untagged revision whose digest got marked anywhere is kept (unmarkReferencedManifest);
     a repository without a tags directory: its untagged revisions are neither marked nor listed;
-  * `_layers` links of blobs not marked are removed.
+  * `_layers` links of blobs not marked by the end of their repository's walk are removed
+    (a later repository may still mark the blob); links to blobs gone from the store are not seen.
 
 Everything here works on DataFrames of an `Inventory`; nothing touches a registry.
 """
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from analyzer.errors import UsageError
-from analyzer.inventory import Inventory
+from analyzer.inventory import SOURCE_STORAGE, Inventory
 from analyzer.model import GC_REFERENCE_KINDS, REF_MANIFEST
 
 DISTRIBUTION_28 = "distribution-2.8"
@@ -104,10 +105,14 @@ def _v3_order_sensitive(inv: Inventory, refs: pd.DataFrame) -> bool:
     (a) a manifest is referenced from a repository where it is not a revision (it is then marked
     without being visited, and a later visit elsewhere is skipped), or (b) an index references
     another index (a second level of recursion whose extent depends on the repository).
+    The engine recurses into any reference that is a revision (Exists), whatever its kind, so
+    a config or layer that is a manifest counts as a manifest reference here.
     """
     rev = revisions(inv)
     all_manifests = set(rev["digest"])
-    mrefs = refs.loc[refs["kind"] == REF_MANIFEST, ["parent", "child"]]
+    mrefs = refs.loc[
+        (refs["kind"] == REF_MANIFEST) | refs["child"].isin(all_manifests), ["parent", "child"]
+    ]
     if mrefs.empty:
         return False
     placed = rev.rename(columns={"digest": "parent"}).merge(mrefs, on="parent")
@@ -123,70 +128,123 @@ def _v3_order_sensitive(inv: Inventory, refs: pd.DataFrame) -> bool:
     return bool(mrefs["child"].isin(mrefs["parent"]).any())
 
 
-def mark_3_bfs(inv: Inventory, roots: pd.DataFrame) -> pd.Index:
-    """distribution 3 marking, breadth first over (repository, manifest) pairs, vectorised."""
+def _bfs_3_pairs(inv: Inventory, roots: pd.DataFrame) -> pd.DataFrame:
+    """(repository, digest): each digest the breadth-first marking reaches from that
+    repository's roots (recursion never leaves the repository of its root)."""
     refs = gc_references(inv)[["parent", "child"]]
     rev = revisions(inv)
-    marked = [roots["digest"]]
     frontier = roots[["repository", "digest"]].drop_duplicates()
+    marked = [frontier]
     visited = frontier
     while not frontier.empty:
         edges = frontier.merge(refs, left_on="digest", right_on="parent")
-        marked.append(edges["child"])
         nxt = edges[["repository", "child"]].rename(columns={"child": "digest"}).drop_duplicates()
+        marked.append(nxt)
         nxt = nxt.merge(rev, on=["repository", "digest"])  # only revisions of that repository
         frontier = _anti_join(nxt, visited, ["repository", "digest"])
         visited = pd.concat([visited, frontier], ignore_index=True)
-    return pd.Index(pd.concat(marked).unique())
+    return pd.concat(marked, ignore_index=True)
+
+
+def mark_3_bfs(inv: Inventory, roots: pd.DataFrame) -> pd.Index:
+    """distribution 3 marking, breadth first over (repository, manifest) pairs, vectorised."""
+    return pd.Index(_bfs_3_pairs(inv, roots)["digest"].unique())
 
 
 def repository_order(names: pd.Series) -> list[str]:
-    """The order distribution's catalog walks repositories: path components sorted per level."""
-    return sorted(set(names), key=lambda n: n.split("/"))
+    """The order distribution's catalog walks repositories: path components sorted per level.
 
-
-def mark_3_sequential(inv: Inventory, roots: pd.DataFrame) -> pd.Index:
-    """distribution 3 marking exactly as the engine walks it, order quirks included.
-
-    A loop per root manifest; used only when `_v3_order_sensitive` says the vectorised
-    breadth-first result could differ.
+    walkReposPath sorts a directory's entries and reports the repository when it reaches the
+    `_manifests` entry, so `a/0x` (a digit sorts before "_") is walked before `a`, `a/b` after.
     """
+    return sorted(set(names), key=lambda n: [*n.split("/"), "_manifests"])
+
+
+def _walk_3(inv: Inventory, roots: pd.DataFrame) -> dict[str, str]:
+    """digest -> repository during whose walk distribution 3 first marks it, walking exactly
+    as the engine does (a loop per root manifest, order quirks included)."""
     refs = gc_references(inv)
     by_parent = refs.groupby("parent")["child"].apply(list).to_dict()
     rev_by_repo = revisions(inv).groupby("repository")["digest"].apply(set).to_dict()
     roots_by_repo = roots.groupby("repository")["digest"].apply(sorted).to_dict()
-    marked: set[str] = set()
+    marked: dict[str, str] = {}
 
     def visit(repo: str, digest: str) -> None:
         for child in by_parent.get(digest, ()):
             if child in marked:
                 continue
-            marked.add(child)
+            marked[child] = repo
             if child in rev_by_repo.get(repo, ()):
                 visit(repo, child)
 
     for repo in repository_order(pd.Series(list(roots_by_repo))):
         for digest in roots_by_repo[repo]:
-            marked.add(digest)
+            marked.setdefault(digest, repo)
             visit(repo, digest)
-    return pd.Index(sorted(marked))
+    return marked
+
+
+def mark_3_sequential(inv: Inventory, roots: pd.DataFrame) -> pd.Index:
+    """distribution 3 marking exactly as the engine walks it, order quirks included.
+
+    Used only when `_v3_order_sensitive` says the vectorised breadth-first result could differ.
+    """
+    return pd.Index(sorted(_walk_3(inv, roots)))
+
+
+def mark_3_first(inv: Inventory, roots: pd.DataFrame) -> pd.DataFrame:
+    """digest, repository: everything distribution 3 marks, and the repository whose walk
+    marks it first (layer links are judged against the mark set right after each repository)."""
+    if _v3_order_sensitive(inv, gc_references(inv)):
+        first = _walk_3(inv, roots)
+        return pd.DataFrame(
+            {"digest": list(first), "repository": list(first.values())}, dtype="string"
+        )
+    pairs = _bfs_3_pairs(inv, roots)
+    rank = {r: i for i, r in enumerate(repository_order(pairs["repository"]))}
+    pairs = pairs.assign(rank=pairs["repository"].map(rank)).sort_values("rank", kind="stable")
+    return pairs.drop_duplicates("digest")[["digest", "repository"]].reset_index(drop=True)
 
 
 def mark_3(inv: Inventory, roots: pd.DataFrame) -> pd.Index:
-    if _v3_order_sensitive(inv, gc_references(inv)):
-        return mark_3_sequential(inv, roots)
-    return mark_3_bfs(inv, roots)
+    return pd.Index(mark_3_first(inv, roots)["digest"])
+
+
+def layer_links_3(inv: Inventory, first: pd.DataFrame) -> pd.DataFrame:
+    """repository, digest: the `_layers` links distribution 3 lists (and removes).
+
+    The engine enumerates a repository's links right after marking that repository, so a link
+    is listed when its blob is not marked *yet*, even if a repository walked later marks it
+    (and the blob survives). Links whose blob is gone from the store are skipped: the linked
+    blob store's Enumerate drops them (Stat fails with ErrBlobUnknown).
+    """
+    ll = inv.layer_links[["repository", "digest"]]
+    blobs = inv.blobs
+    stored = blobs.loc[blobs["present"].fillna(False).astype(bool), "digest"]
+    ll = ll.loc[ll["digest"].isin(stored)]
+    order = repository_order(pd.concat([ll["repository"], first["repository"]]))
+    rank = {r: i for i, r in enumerate(order)}
+    first_rank = first["repository"].map(rank)
+    marked_at = pd.Series(first_rank.to_numpy(), index=first["digest"].to_numpy())
+    when = ll["digest"].map(marked_at)
+    listed = when.isna() | (when > ll["repository"].map(rank))
+    return ll.loc[listed].sort_values(["repository", "digest"]).reset_index(drop=True)
 
 
 def sweep_candidates(inv: Inventory) -> pd.DataFrame:
     """Blobs the sweep walks: the whole blob store when the inventory is complete; otherwise only
     blobs some scanned manifest references, since an unscanned one may reference the rest."""
     blobs = inv.blobs[["digest", "size", "present"]]
+    # A storage scan reads the whole blob store: a digest known only from a descriptor
+    # (present NA) is not stored, and the engines' sweep (a blob store walk) never lists it.
+    stored = blobs["present"].fillna(inv.header.source != SOURCE_STORAGE).astype(bool)
     if inv.header.complete:
-        return blobs.loc[blobs["present"].fillna(True), ["digest", "size"]]
+        return blobs.loc[stored, ["digest", "size"]]
     refs = gc_references(inv)
-    seen = pd.concat([inv.manifests["digest"], refs["child"]]).unique()
-    known = blobs.loc[blobs["digest"].isin(seen) & blobs["present"].fillna(True)]
+    # Every manifest the scan read is a parent in `references` (content-addressed), even when a
+    # plan has since taken its revision out of `manifests`: its own blob was seen too.
+    seen = pd.concat([inv.manifests["digest"], inv.references["parent"], refs["child"]]).unique()
+    known = blobs.loc[blobs["digest"].isin(seen) & stored]
     return known[["digest", "size"]]
 
 
@@ -223,7 +281,8 @@ def simulate(inv: Inventory, engine: str, delete_untagged: bool) -> GCResult:
         marked = mark_28(inv, roots)
         eligible = untagged
     else:
-        marked = mark_3(inv, roots)
+        first = mark_3_first(inv, roots)
+        marked = pd.Index(first["digest"])
         in_no_tags = untagged["repository"].isin(no_tags)
         dangling = untagged.loc[in_no_tags].reset_index(drop=True)
         eligible = untagged.loc[~in_no_tags & ~untagged["digest"].isin(marked)]
@@ -231,8 +290,7 @@ def simulate(inv: Inventory, engine: str, delete_untagged: bool) -> GCResult:
     blobs = candidates.loc[~candidates["digest"].isin(marked)].sort_values("digest")
     links = empty
     if engine == DISTRIBUTION_3:
-        ll = inv.layer_links
-        links = ll.loc[~ll["digest"].isin(marked), ["repository", "digest"]]
+        links = layer_links_3(inv, first)
     return GCResult(
         engine,
         delete_untagged,

@@ -840,3 +840,65 @@ def _header(url: str, globs: list[str], shared: _Shared) -> SnapshotHeader:
         ],
         extra={"auth": shared.scheme or "anonymous", "referrers": referrers},
     )
+
+
+class RegistryAPI:
+    """The scan client's transport (auth, per-scope tokens, timeouts, fail-fast 401) plus the one
+    write `reclaim apply` needs: DELETE of a manifest by digest. Single-threaded by design:
+    deletions go one at a time, in the order the plan decides."""
+
+    def __init__(
+        self,
+        url: str,
+        credentials: Credentials | None = None,
+        docker_config: str | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        base = _base_url(url)
+        creds = resolve_credentials(credentials, docker_config, urllib.parse.urlsplit(base).netloc)
+        self.shared = _Shared(base, creds, timeout)
+        self.client = self.shared.client()
+        self.shown = self.shared.shown
+
+    def ping(self) -> None:
+        self.client.ping()
+
+    def resolve(self, repo: str, tag: str) -> str | None:
+        """The digest `repo:tag` points to now, or None when the tag is gone."""
+        return self.client.resolve_tag(repo, tag)
+
+    def tags(self, repo: str) -> dict[str, str]:
+        """Every tag of `repo` now, with the digest it points to."""
+        names = self.client.paged(f"/v2/{repo}/tags/list", "tags", PAGE_SIZE) or []
+        out = {}
+        for tag in names:
+            digest = self.resolve(repo, tag)
+            if digest is not None:
+                out[tag] = digest
+        return out
+
+    def exists(self, repo: str, digest: str) -> bool:
+        r = self.client.get(f"/v2/{repo}/manifests/{digest}", ", ".join(ACCEPT_MANIFESTS), "HEAD")
+        r.close()
+        if r.status_code in (200, 404):
+            return r.status_code == 200
+        raise self.client.fail(r, f"HEAD /v2/{repo}/manifests/{digest}")
+
+    def delete_manifest(self, repo: str, digest: str) -> bool:
+        """DELETE by digest: True when deleted now, False when it was already gone."""
+        if not is_digest(digest):
+            raise UsageError(f"refusing to delete {repo}@{digest!r}: not a digest")
+        r = self.client.get(f"/v2/{repo}/manifests/{digest}", method="DELETE")
+        r.close()
+        if r.status_code in (200, 202):
+            return True
+        if r.status_code == 404:
+            return False
+        if r.status_code == 405:
+            raise SourceError(
+                f"registry {self.shown} does not allow deletes (405): enable storage.delete"
+            )
+        raise self.client.fail(r, f"DELETE /v2/{repo}/manifests/{digest}")
+
+    def close(self) -> None:
+        self.shared.close()
