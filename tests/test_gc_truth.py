@@ -195,7 +195,9 @@ def api_blobs(snapshot: Path) -> list[str]:
     return read_snapshot(snapshot).blobs["digest"].tolist()
 
 
-def test_storage_scan_limited_by_repo_never_claims_other_repositories_blobs(filled, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_storage_scan_limited_by_repo_never_claims_other_repositories_blobs(
+    filled, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     """With --repo, blobs only other repositories reference (or none) are never claimed."""
     server, scenario, _snapshot = filled
     snap = tmp_path / "web-only"
