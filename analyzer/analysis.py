@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from analyzer.frames import isin
 from analyzer.inventory import SOURCE_STORAGE, Inventory
 from analyzer.model import KIND_INDEX, REF_MANIFEST
 from analyzer.semantics import GCResult, gc_references, simulate
@@ -146,7 +147,7 @@ def by_repository(inv: Inventory, gc: GCResult) -> pd.DataFrame:
     holders = reach.groupby("digest")["repository"].nunique().rename("holders")
     reach = reach.merge(holders, left_on="digest", right_index=True)
     reach["exclusive"] = reach["holders"] == 1
-    reach["reclaimed"] = reach["digest"].isin(gc.blobs_eligible["digest"])
+    reach["reclaimed"] = isin(reach["digest"], gc.blobs_eligible["digest"])
     size = reach["size"].fillna(0).astype("int64")
     reach["exclusive_bytes"] = size.where(reach["exclusive"], 0)
     reach["shared_bytes"] = size.where(~reach["exclusive"], 0)
@@ -164,9 +165,9 @@ def by_repository(inv: Inventory, gc: GCResult) -> pd.DataFrame:
     out = repos.join([counts, tag_counts, eligible, grouped]).fillna(0)
     eligible_sizes = gc.blobs_eligible[["digest", "size"]]
     multi = set(holders[holders > 1].index)
-    shared = eligible_sizes.loc[eligible_sizes["digest"].isin(multi), "size"].fillna(0).sum()
+    shared = eligible_sizes.loc[isin(eligible_sizes["digest"], multi), "size"].fillna(0).sum()
     unref = (
-        eligible_sizes.loc[~eligible_sizes["digest"].isin(holders.index), "size"].fillna(0).sum()
+        eligible_sizes.loc[~isin(eligible_sizes["digest"], holders.index), "size"].fillna(0).sum()
     )
     extra = pd.DataFrame(
         {"reclaimable_bytes": [int(shared), int(unref)]},
@@ -204,28 +205,34 @@ def _broken_indexes(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:
         return []
     deleted = gc.manifests_eligible.rename(columns={"digest": "child"}).assign(deleted=True)
     edges = edges.merge(deleted, on=["repository", "child"], how="left")
-    edges["lost"] = edges["deleted"].eq(True) | edges["child"].isin(gc.blobs_eligible["digest"])
-    out = []
-    for (repo, digest), group in edges.groupby(["repository", "digest"], sort=True):
-        lost = group.loc[group["lost"], "child"].tolist()
-        if not lost:
-            continue
-        tags = [str(t) for t in group["tags"].iloc[0]]  # merge may turn list cells into arrays
-        out.append(
-            {
-                "type": "broken-index",
-                "repository": repo,
-                "digest": digest,
-                "tags": tags,
-                "children": lost,
-                "detail": (
-                    f"{repo}:{','.join(tags)} is a tagged index; {len(lost)} of its "
-                    f"{len(group)} child manifests are untagged and lose their blobs, "
-                    f"so pulling it fails afterwards (distribution issue #3178)"
-                ),
-            }
-        )
-    return out
+    edges["lost"] = edges["deleted"].eq(True) | isin(edges["child"], gc.blobs_eligible["digest"])
+    keys = ["repository", "digest"]
+    totals = edges.groupby(keys).size().rename("children_total")
+    lost = edges.loc[edges["lost"]].groupby(keys)["child"].agg(list).rename("lost")
+    found = lost.to_frame().join(totals).reset_index().merge(tagged, on=keys)
+    return [
+        _broken_index_entry(repo, digest, [str(t) for t in tags], list(children), total)
+        for repo, digest, children, total, tags in found[
+            ["repository", "digest", "lost", "children_total", "tags"]
+        ].itertuples(index=False, name=None)
+    ]
+
+
+def _broken_index_entry(
+    repo: str, digest: str, tags: list[str], lost: list[str], total: int
+) -> dict[str, Any]:
+    return {
+        "type": "broken-index",
+        "repository": repo,
+        "digest": digest,
+        "tags": tags,
+        "children": lost,
+        "detail": (
+            f"{repo}:{','.join(tags)} is a tagged index; {len(lost)} of its {total} child "
+            "manifests are untagged and lose their blobs, so pulling it fails afterwards "
+            "(distribution issue #3178)"
+        ),
+    }
 
 
 def _deleted_referrers(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:
@@ -234,7 +241,7 @@ def _deleted_referrers(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:
         inv.manifests["subject"].notna(), ["repository", "digest", "subject", "artifact_type"]
     ]
     gone = referrers.merge(gc.manifests_eligible, on=["repository", "digest"])
-    gone = gone.loc[~gone["subject"].isin(gc.blobs_eligible["digest"])]
+    gone = gone.loc[~isin(gone["subject"], gc.blobs_eligible["digest"])]
     return [
         {
             "type": "referrer-deleted",
@@ -278,7 +285,7 @@ def orphaned_now(inv: Inventory) -> pd.DataFrame:
     referenced = pd.concat([inv.manifests["digest"], refs["child"]]).unique()
     blobs = inv.blobs
     present = blobs["present"].fillna(False).astype(bool)
-    return blobs.loc[present & ~blobs["digest"].isin(referenced), ["digest", "size"]].reset_index(
+    return blobs.loc[present & ~isin(blobs["digest"], referenced), ["digest", "size"]].reset_index(
         drop=True
     )
 

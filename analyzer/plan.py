@@ -14,6 +14,7 @@ import pandas as pd
 
 from analyzer.analysis import Prediction, analyze
 from analyzer.errors import UsageError
+from analyzer.frames import isin
 from analyzer.inventory import Inventory
 from analyzer.model import REF_MANIFEST, is_digest, is_repository_name, is_tag
 
@@ -96,7 +97,7 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         before = set(self.baseline.blobs_eligible["digest"])
-        due = self.after.blobs_eligible.loc[~self.after.blobs_eligible["digest"].isin(before)]
+        due = self.after.blobs_eligible.loc[~isin(self.after.blobs_eligible["digest"], before)]
         return {
             "engine": self.engine,
             "delete_untagged": self.delete_untagged,
@@ -152,7 +153,7 @@ def _safety(inv: Inventory, deletions: pd.DataFrame, after: Prediction) -> list[
             )
     refs = inv.references
     gone = set(deletions["digest"])
-    children = refs.loc[(refs["kind"] == REF_MANIFEST) & refs["parent"].isin(gone)]
+    children = refs.loc[(refs["kind"] == REF_MANIFEST) & isin(refs["parent"], gone)]
     if len(children):
         notes.append(
             {
@@ -168,7 +169,7 @@ def _safety(inv: Inventory, deletions: pd.DataFrame, after: Prediction) -> list[
             }
         )
     referrers = inv.manifests.loc[
-        inv.manifests["subject"].isin(gone) & ~inv.manifests["digest"].isin(gone)
+        isin(inv.manifests["subject"], gone) & ~isin(inv.manifests["digest"], gone)
     ]
     for repo, digest, subject in referrers[["repository", "digest", "subject"]].itertuples(
         index=False, name=None

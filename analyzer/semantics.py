@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from analyzer.errors import UsageError
+from analyzer.frames import isin
 from analyzer.inventory import SOURCE_STORAGE, Inventory
 from analyzer.model import GC_REFERENCE_KINDS, REF_MANIFEST
 
@@ -59,7 +60,7 @@ def check_engine(engine: str) -> str:
 def gc_references(inv: Inventory) -> pd.DataFrame:
     """parent -> child edges the engines follow (config, layers, index children; not subject)."""
     refs = inv.references
-    return refs.loc[refs["kind"].isin(GC_REFERENCE_KINDS), ["parent", "child", "kind"]]
+    return refs.loc[isin(refs["kind"], GC_REFERENCE_KINDS), ["parent", "child", "kind"]]
 
 
 def revisions(inv: Inventory) -> pd.DataFrame:
@@ -94,7 +95,7 @@ def _roots(inv: Inventory, delete_untagged: bool) -> tuple[pd.DataFrame, pd.Data
 
 def mark_28(inv: Inventory, roots: pd.DataFrame) -> pd.Index:
     refs = gc_references(inv)
-    children = refs.loc[refs["parent"].isin(roots["digest"]), "child"]
+    children = refs.loc[isin(refs["parent"], roots["digest"]), "child"]
     return pd.Index(pd.concat([roots["digest"], children]).unique())
 
 
@@ -111,12 +112,12 @@ def _v3_order_sensitive(inv: Inventory, refs: pd.DataFrame) -> bool:
     rev = revisions(inv)
     all_manifests = set(rev["digest"])
     mrefs = refs.loc[
-        (refs["kind"] == REF_MANIFEST) | refs["child"].isin(all_manifests), ["parent", "child"]
+        (refs["kind"] == REF_MANIFEST) | isin(refs["child"], all_manifests), ["parent", "child"]
     ]
     if mrefs.empty:
         return False
     placed = rev.rename(columns={"digest": "parent"}).merge(mrefs, on="parent")
-    placed = placed.loc[placed["child"].isin(all_manifests)]
+    placed = placed.loc[isin(placed["child"], all_manifests)]
     found = placed.merge(
         rev.rename(columns={"digest": "child"}),
         on=["repository", "child"],
@@ -125,7 +126,7 @@ def _v3_order_sensitive(inv: Inventory, refs: pd.DataFrame) -> bool:
     )
     if (found["_merge"] == "left_only").any():
         return True
-    return bool(mrefs["child"].isin(mrefs["parent"]).any())
+    return bool(isin(mrefs["child"], mrefs["parent"]).any())
 
 
 def _bfs_3_pairs(inv: Inventory, roots: pd.DataFrame) -> pd.DataFrame:
@@ -221,7 +222,7 @@ def layer_links_3(inv: Inventory, first: pd.DataFrame) -> pd.DataFrame:
     ll = inv.layer_links[["repository", "digest"]]
     blobs = inv.blobs
     stored = blobs.loc[blobs["present"].fillna(False).astype(bool), "digest"]
-    ll = ll.loc[ll["digest"].isin(stored)]
+    ll = ll.loc[isin(ll["digest"], stored)]
     order = repository_order(pd.concat([ll["repository"], first["repository"]]))
     rank = {r: i for i, r in enumerate(order)}
     first_rank = first["repository"].map(rank)
@@ -244,7 +245,7 @@ def sweep_candidates(inv: Inventory) -> pd.DataFrame:
     # Every manifest the scan read is a parent in `references` (content-addressed), even when a
     # plan has since taken its revision out of `manifests`: its own blob was seen too.
     seen = pd.concat([inv.manifests["digest"], inv.references["parent"], refs["child"]]).unique()
-    known = blobs.loc[blobs["digest"].isin(seen) & stored]
+    known = blobs.loc[isin(blobs["digest"], seen) & stored]
     return known[["digest", "size"]]
 
 
@@ -258,7 +259,7 @@ def simulate(inv: Inventory, engine: str, delete_untagged: bool) -> GCResult:
     no_tags = _repos_without_tags_dir(inv)
     dangling = empty
     if delete_untagged and engine == DISTRIBUTION_28:
-        stuck = sorted(set(untagged.loc[untagged["repository"].isin(no_tags), "repository"]))
+        stuck = sorted(set(untagged.loc[isin(untagged["repository"], no_tags), "repository"]))
         if stuck:
             return GCResult(
                 engine,
@@ -283,11 +284,11 @@ def simulate(inv: Inventory, engine: str, delete_untagged: bool) -> GCResult:
     else:
         first = mark_3_first(inv, roots)
         marked = pd.Index(first["digest"])
-        in_no_tags = untagged["repository"].isin(no_tags)
+        in_no_tags = isin(untagged["repository"], no_tags)
         dangling = untagged.loc[in_no_tags].reset_index(drop=True)
-        eligible = untagged.loc[~in_no_tags & ~untagged["digest"].isin(marked)]
+        eligible = untagged.loc[~in_no_tags & ~isin(untagged["digest"], marked)]
     candidates = sweep_candidates(inv)
-    blobs = candidates.loc[~candidates["digest"].isin(marked)].sort_values("digest")
+    blobs = candidates.loc[~isin(candidates["digest"], marked)].sort_values("digest")
     links = empty
     if engine == DISTRIBUTION_3:
         links = layer_links_3(inv, first)
