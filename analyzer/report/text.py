@@ -26,6 +26,9 @@ def table(df: pd.DataFrame, byte_columns: tuple[str, ...] = ()) -> str:
     return shown.to_string(index=False)
 
 
+# A terminal report stays readable; the JSON always carries every hazard.
+MAX_HAZARD_LINES = 20
+
 BOUND_WORDS = {"exact": "exactly", "upper": "at most", "lower": "at least"}
 
 
@@ -51,8 +54,15 @@ def render_prediction(p: Prediction) -> str:
     )
     if p.hazards:
         lines.append("")
-        lines.append(f"hazards ({len(p.hazards)}):")
-        lines.extend(f"  [{h['type']}] {h['detail']}" for h in p.hazards)
+        kinds = pd.Series([h["type"] for h in p.hazards]).value_counts()
+        lines.append(
+            f"hazards ({len(p.hazards)}): " + ", ".join(f"{n} {k}" for k, n in kinds.items())
+        )
+        lines.extend(f"  [{h['type']}] {h['detail']}" for h in p.hazards[:MAX_HAZARD_LINES])
+        if len(p.hazards) > MAX_HAZARD_LINES:
+            lines.append(
+                f"  ... and {len(p.hazards) - MAX_HAZARD_LINES} more (--format json lists all)"
+            )
     if p.notes:
         lines.append("")
         lines.extend(f"note: {n}" for n in p.notes)
