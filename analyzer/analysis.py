@@ -13,7 +13,7 @@ import pandas as pd
 from analyzer.frames import isin
 from analyzer.inventory import SOURCE_STORAGE, Inventory
 from analyzer.model import KIND_INDEX, REF_MANIFEST
-from analyzer.semantics import GCResult, gc_references, simulate
+from analyzer.semantics import GCResult, anti_join, gc_references, revisions, simulate
 
 BOUND_EXACT = "exact"
 BOUND_UPPER = "upper"
@@ -258,11 +258,39 @@ def _deleted_referrers(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:
     ]
 
 
+def _kept_but_gutted(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:
+    """Revisions that survive the run while blobs they reference are swept (distribution 3's
+    walk-order quirk, or a child marked from a repository where it is no revision)."""
+    keys = ["repository", "digest"]
+    kept = anti_join(revisions(inv), gc.manifests_eligible, keys)
+    kept = anti_join(kept, gc.dangling_revisions, keys)
+    refs = gc_references(inv)
+    refs = refs.loc[refs["kind"] != REF_MANIFEST, ["parent", "child"]]
+    edges = kept.merge(refs, left_on="digest", right_on="parent")
+    lost = edges.loc[isin(edges["child"], gc.blobs_eligible["digest"])]
+    if lost.empty:
+        return []
+    grouped = lost.groupby(keys)["child"].agg(list).reset_index()
+    return [
+        {
+            "type": "manifest-loses-blobs",
+            "repository": repo,
+            "digest": digest,
+            "blobs": list(children),
+            "detail": (
+                f"{repo}@{digest[:19]} stays but {len(children)} of the blobs it references are "
+                "swept: it lists but cannot be pulled afterwards"
+            ),
+        }
+        for repo, digest, children in grouped.itertuples(index=False, name=None)
+    ]
+
+
 def hazards(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:
     """What the run breaks that the operator probably wants kept. One entry per finding."""
     if gc.aborts:
         return [{"type": "gc-aborts", "detail": gc.aborts}]
-    out = _broken_indexes(inv, gc) + _deleted_referrers(inv, gc)
+    out = _broken_indexes(inv, gc) + _deleted_referrers(inv, gc) + _kept_but_gutted(inv, gc)
     out.extend(
         {
             "type": "dangling-revision",

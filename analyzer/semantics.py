@@ -74,7 +74,7 @@ def tagged_revisions(inv: Inventory) -> pd.DataFrame:
     return rev.merge(tagged, on=["repository", "digest"], how="inner")
 
 
-def _anti_join(left: pd.DataFrame, right: pd.DataFrame, on: list[str]) -> pd.DataFrame:
+def anti_join(left: pd.DataFrame, right: pd.DataFrame, on: list[str]) -> pd.DataFrame:
     merged = left.merge(right[on].drop_duplicates(), on=on, how="left", indicator=True)
     return merged.loc[merged["_merge"] == "left_only", left.columns].reset_index(drop=True)
 
@@ -90,7 +90,7 @@ def _roots(inv: Inventory, delete_untagged: bool) -> tuple[pd.DataFrame, pd.Data
     if not delete_untagged:
         return rev, rev.iloc[0:0]
     tagged = tagged_revisions(inv)
-    return tagged, _anti_join(rev, tagged, ["repository", "digest"])
+    return tagged, anti_join(rev, tagged, ["repository", "digest"])
 
 
 def mark_28(inv: Inventory, roots: pd.DataFrame) -> pd.Index:
@@ -142,7 +142,7 @@ def _bfs_3_pairs(inv: Inventory, roots: pd.DataFrame) -> pd.DataFrame:
         nxt = edges[["repository", "child"]].rename(columns={"child": "digest"}).drop_duplicates()
         marked.append(nxt)
         nxt = nxt.merge(rev, on=["repository", "digest"])  # only revisions of that repository
-        frontier = _anti_join(nxt, visited, ["repository", "digest"])
+        frontier = anti_join(nxt, visited, ["repository", "digest"])
         visited = pd.concat([visited, frontier], ignore_index=True)
     return pd.concat(marked, ignore_index=True)
 

@@ -241,6 +241,11 @@ def test_c_marked_without_visit_in_an_earlier_repository_loses_its_blobs(
     assert links(v3) == {("b", d) for d in inner}
     assert {xa, xb, i} <= set(v3.marked)
 
+    # The operator is told: i survives but cannot be pulled.
+    hazards = analyzer.analyze(analyzer.scan_storage(tree.root), V3, True).hazards
+    gutted = [h for h in hazards if h["type"] == "manifest-loses-blobs"]
+    assert [(h["repository"], h["digest"], set(h["blobs"])) for h in gutted] == [("b", i, inner)]
+
     sensitive, bfs, seq = v3_paths_agree(tree.root, True)
     assert sensitive  # i is referenced from a, where it is not a revision
     assert inner <= set(bfs)  # the vectorised closure would keep them ...
