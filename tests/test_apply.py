@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from registry import Pusher, RegistryServer, blob_bytes
+from registry import Pusher, RegistryServer, blob_bytes, sha256
 from scenario import fill
 
 from analyzer.apply import apply_plan, read_plan
@@ -63,11 +63,36 @@ def test_scan_plan_apply_gc_compare(
     plan = make_plan(snapshot, tmp_path / "plan.json", REFS, delete_untagged)
     assert plan["bound"] == "exact" and plan["registry"] == registry.url
     ok("apply", str(tmp_path / "plan.json"), "--yes")
+    flags = ["--delete-untagged"] if delete_untagged else []
+    history = tmp_path / "history"
+    # The engine's own dry run agrees with the plan before anything real happens.
+    dry = tmp_path / "dry.json"
+    ok(
+        "gc",
+        "--config",
+        str(registry.config),
+        *flags,
+        "--dry-run",
+        "-o",
+        str(dry),
+        "--history",
+        str(history),
+    )
+    dry_cmp = json.loads(
+        ok(
+            "compare",
+            str(tmp_path / "plan.json"),
+            str(dry),
+            "--format",
+            "json",
+            "--history",
+            str(history),
+        ).output
+    )
+    assert dry_cmp["match"] is True, dry_cmp["discrepancies"]
     registry.stop()  # a real collection needs the registry quiet
     before = blob_bytes(registry.storage)
-    flags = ["--delete-untagged"] if delete_untagged else []
     outcome = tmp_path / "outcome.json"
-    history = tmp_path / "history"
     ok(
         "gc",
         "--engine",
@@ -229,3 +254,53 @@ def test_a_file_that_is_no_plan_is_refused(tmp_path: Path) -> None:
     bad.write_text('{"hello": 1}')
     result = run("apply", str(bad), "--yes")
     assert result.exit_code == 2 and "not a plan" in result.stderr
+
+
+def test_push_after_the_plan_is_reported_with_its_cause(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    """A layer the plan frees is reused by an image pushed between apply and gc."""
+    p = Pusher(registry.url)
+    layer = b"app layer, reused by a later push " * 100
+    p.image("app", "v1", [layer, b"v1 only " * 50])
+    snapshot = scan(registry, tmp_path / "snap")
+    plan = make_plan(snapshot, tmp_path / "plan.json", ["app:v1"], False)
+    digest = sha256(layer)
+    assert digest in plan["blobs_freed"]
+    ok("apply", str(tmp_path / "plan.json"), "--yes")
+    late, _ = p.image("late", "v1", [layer])  # pushed after the snapshot, reuses the layer
+    registry.stop()
+    outcome = tmp_path / "outcome.json"
+    history = tmp_path / "history"
+    ok(
+        "gc",
+        "--config",
+        str(registry.config),
+        "--yes",
+        "-o",
+        str(outcome),
+        "--history",
+        str(history),
+    )
+    cmp = json.loads(
+        ok(
+            "compare",
+            str(tmp_path / "plan.json"),
+            str(outcome),
+            "--snapshot",
+            str(snapshot),
+            "--format",
+            "json",
+            "--history",
+            str(history),
+        ).output
+    )
+    assert cmp["match"] is False
+    (d,) = cmp["discrepancies"]
+    assert (d["digest"], d["kind"], d["cause"]) == (
+        digest,
+        "predicted-not-deleted",
+        "pushed or deleted after the snapshot",
+    )
+    assert f"late@{late}" in d["detail"]
+    assert cmp["predicted_bytes"] - cmp["actual_bytes"] == len(layer)
