@@ -32,6 +32,29 @@ MAX_HAZARD_LINES = 20
 BOUND_WORDS = {"exact": "exactly", "upper": "at most", "lower": "at least"}
 
 
+MAX_REPOSITORY_ROWS = 30
+PSEUDO_ROWS = ("(shared)", "(unreferenced)")
+
+
+def _repository_rows(by_repo: pd.DataFrame) -> list[str]:
+    """Repositories by reclaimable bytes, largest first; the pseudo rows last."""
+    rows = by_repo.loc[
+        (by_repo["stored_bytes"] > 0)
+        | (by_repo["reclaimable_bytes"] > 0)
+        | (by_repo["manifests"] > 0)
+    ]
+    pseudo = rows["repository"].isin(PSEUDO_ROWS)
+    real = rows.loc[~pseudo].sort_values(
+        ["reclaimable_bytes", "repository"], ascending=[False, True]
+    )
+    hidden = max(0, len(real) - MAX_REPOSITORY_ROWS)
+    shown = pd.concat([real.head(MAX_REPOSITORY_ROWS), rows.loc[pseudo]])
+    out = [table(shown, ("stored_bytes", "exclusive_bytes", "shared_bytes", "reclaimable_bytes"))]
+    if hidden:
+        out.append(f"... and {hidden} more repositories (--format json lists all)")
+    return out
+
+
 def render_prediction(p: Prediction) -> str:
     mode = " --delete-untagged" if p.delete_untagged else ""
     lines = [f"engine: {p.engine}{mode}    bound: {p.bound}    complete: {p.complete}"]
@@ -45,13 +68,7 @@ def render_prediction(p: Prediction) -> str:
     orphan_bytes = int(p.orphaned_now["size"].fillna(0).sum())
     lines.append(f"orphaned now: {len(p.orphaned_now)} blobs, {human_bytes(orphan_bytes)}")
     lines.append("")
-    rows = p.by_repository
-    rows = rows.loc[
-        (rows["stored_bytes"] > 0) | (rows["reclaimable_bytes"] > 0) | (rows["manifests"] > 0)
-    ]
-    lines.append(
-        table(rows, ("stored_bytes", "exclusive_bytes", "shared_bytes", "reclaimable_bytes"))
-    )
+    lines.extend(_repository_rows(p.by_repository))
     if p.hazards:
         lines.append("")
         kinds = pd.Series([h["type"] for h in p.hazards]).value_counts()
