@@ -324,6 +324,7 @@ def analyze(inv: Inventory, engine: str, delete_untagged: bool = False) -> Predi
     bound = bound_for(inv, delete_untagged)
     sizes = gc.blobs_eligible["size"]
     notes = [n for n in [_bound_note(bound, inv)] if n]
+    notes.extend(gc.notes)  # an engine model's own notes (DigitalOcean's assumptions)
     unknown = int(sizes.isna().sum())
     if unknown:
         notes.append(

@@ -6,14 +6,17 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from analyzer.analysis import analyze as analyze_inventory
+from analyzer.do import GC_TYPES as DO_GC_TYPES
 from analyzer.errors import ReclaimError, UsageError
 from analyzer.report.text import render_prediction
+from analyzer.semantics import DIGITALOCEAN as DO_ENGINE
 from analyzer.semantics import ENGINES
 from analyzer.snapshot import read_snapshot, write_snapshot
 from analyzer.version import __version__
@@ -126,6 +129,18 @@ def main() -> None:
     show_default=True,
     help="Seconds before one request gives up.",
 )
+@click.option(
+    "--digitalocean",
+    metavar="REGISTRY",
+    help="Read DigitalOcean Container Registry REGISTRY through the DigitalOcean API (complete; "
+    "token from DIGITALOCEAN_TOKEN or DIGITALOCEAN_ACCESS_TOKEN).",
+)
+@click.option(
+    "--api-url",
+    envvar="DIGITALOCEAN_API_URL",
+    metavar="URL",
+    help="DigitalOcean API base URL (env DIGITALOCEAN_API_URL; default the public API).",
+)
 @fail_cleanly
 def scan(
     url: str | None,
@@ -137,6 +152,8 @@ def scan(
     docker_config: str | None,
     workers: int,
     timeout: float,
+    digitalocean: str | None = None,
+    api_url: str | None = None,
 ) -> None:
     """Read a registry into an inventory snapshot.
 
@@ -144,7 +161,13 @@ def scan(
     and predictions from it are exact. Without it, URL is walked through the OCI distribution API
     (catalog, tags, manifests, referrers): untagged manifests that nothing points to are invisible
     there, so predictions are bounds.
+
+    With --digitalocean REGISTRY the DigitalOcean API's digests listing is read instead: every
+    manifest, untagged ones too, with its blobs and sizes, plus the registry's storage usage.
     """
+    if digitalocean:
+        _scan_digitalocean(digitalocean, api_url, url, storage, repos, output, timeout)
+        return
     progress = ClickProgress()
     try:
         if storage:
@@ -197,9 +220,17 @@ def scan(
     is_flag=True,
     help="Model `garbage-collect --delete-untagged` (-m): untagged manifests go too.",
 )
+@click.option(
+    "--gc-type",
+    type=click.Choice(list(DO_GC_TYPES)),
+    help="DigitalOcean's garbage-collection type (--engine digitalocean; default from "
+    "--delete-untagged).",
+)
 @format_option("table", "json")
 @fail_cleanly
-def analyze(snapshot: str, engine: str, delete_untagged: bool, fmt: str) -> None:
+def analyze(
+    snapshot: str, engine: str, delete_untagged: bool, fmt: str, gc_type: str | None = None
+) -> None:
     """Predict, offline, what ENGINE's garbage collection deletes from SNAPSHOT.
 
     Prints the blobs and manifests the run deletes, reclaimable bytes (exact, or an upper or
@@ -208,6 +239,9 @@ def analyze(snapshot: str, engine: str, delete_untagged: bool, fmt: str) -> None
     with --delete-untagged.
     """
     inv = read_snapshot(snapshot)
+    if engine == DO_ENGINE or gc_type:
+        _analyze_digitalocean(inv, engine, gc_type, delete_untagged, fmt)
+        return
     prediction = analyze_inventory(inv, engine, delete_untagged)
     if fmt == "json":
         click.echo(json.dumps(prediction.to_dict(), indent=2))
@@ -221,9 +255,16 @@ def analyze(snapshot: str, engine: str, delete_untagged: bool, fmt: str) -> None
     "--delete",
     "deletions",
     multiple=True,
-    required=True,
     metavar="REF",
     help="A manifest to delete: REPO:TAG or REPO@DIGEST (repeatable).",
+)
+@click.option(
+    "--policy",
+    "policies",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="A retention policy (YAML) choosing what to delete; repeat to compare policies.",
 )
 @click.option(
     "--engine",
@@ -232,6 +273,11 @@ def analyze(snapshot: str, engine: str, delete_untagged: bool, fmt: str) -> None
     help="The garbage collector that runs after the deletions.",
 )
 @click.option("--delete-untagged", is_flag=True, help="That GC runs with --delete-untagged (-m).")
+@click.option(
+    "--gc-type",
+    type=click.Choice(list(DO_GC_TYPES)),
+    help="DigitalOcean's garbage-collection type (--engine digitalocean).",
+)
 @format_option("table", "json", "markdown")
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False), help="Also write the plan JSON to this file."
@@ -240,22 +286,44 @@ def analyze(snapshot: str, engine: str, delete_untagged: bool, fmt: str) -> None
 def plan_cmd(
     snapshot: str,
     deletions: tuple[str, ...],
+    policies: tuple[str, ...],
     engine: str,
     delete_untagged: bool,
     fmt: str,
     output: str | None,
+    gc_type: str | None = None,
 ) -> None:
     """What-if: delete these manifests, then run ENGINE's GC: what goes, what it frees.
 
-    Deleting a manifest through the registry API removes every tag that points to it; the plan
-    lists them all and flags tags that go without being named. Nothing is deleted: a plan is
-    data (the `apply` step is separate).
+    Name the manifests (--delete) or let a retention policy choose them (--policy FILE; see
+    examples/policies). Deleting a manifest through the registry API removes every tag that
+    points to it; the plan lists them all and flags tags that go without being named. Every
+    plan carries a safety report and the bytes each manifest, repository and rule accounts for.
+    With several --policy files the plans are compared side by side. Nothing is deleted: a plan
+    is data (the `apply` step is separate).
     """
+    if policies:
+        if deletions:
+            raise UsageError("give --delete or --policy, not both")
+        if gc_type:
+            raise UsageError(
+                "--gc-type is not supported with --policy yet; model the run with "
+                "--engine digitalocean [--delete-untagged]"
+            )
+        _plan_policies(snapshot, policies, engine, delete_untagged, fmt, output)
+        return
+    from analyzer.attribution import attribute
     from analyzer.plan import plan_deletions
     from analyzer.report.text import render_plan, render_plan_markdown
 
-    plan = plan_deletions(read_snapshot(snapshot), list(deletions), engine, delete_untagged)
-    doc = plan.to_dict()
+    if not deletions:
+        raise UsageError("name manifests to delete (--delete REF) or give a policy (--policy FILE)")
+    inv = read_snapshot(snapshot)
+    if engine == DO_ENGINE or gc_type:
+        plan: Any = _plan_digitalocean(inv, list(deletions), engine, gc_type, delete_untagged)
+    else:
+        plan = plan_deletions(inv, list(deletions), engine, delete_untagged)
+    doc = {**plan.to_dict(), "attribution": attribute(inv, plan).to_dict()}
     if output:
         _write_json(output, doc)
     if fmt == "json":
@@ -264,6 +332,35 @@ def plan_cmd(
         click.echo(render_plan_markdown(doc))
     else:
         click.echo(render_plan(doc))
+
+
+def _plan_policies(
+    snapshot: str,
+    policies: tuple[str, ...],
+    engine: str,
+    delete_untagged: bool,
+    fmt: str,
+    output: str | None,
+) -> None:
+    """`plan --policy`: one policy gives a plan; several give a comparison of plans."""
+    from analyzer.policy import load_policy
+    from analyzer.policy_plan import compare_policies
+    from analyzer.report import policy as render
+
+    loaded = [load_policy(p) for p in policies]  # every file checked before the snapshot is read
+    result = compare_policies(read_snapshot(snapshot), list(loaded), engine, delete_untagged)
+    single = len(result.plans) == 1
+    doc = result.plans[0].to_dict() if single else result.to_dict()
+    if output:
+        _write_json(output, doc)
+    if fmt == "json":
+        click.echo(json.dumps(doc, indent=2))
+    elif fmt == "markdown":
+        md = render.render_policy_plan_markdown if single else render.render_comparison_markdown
+        click.echo(md(doc))
+    else:
+        text = render.render_policy_plan if single else render.render_comparison
+        click.echo(text(doc))
 
 
 @main.command("apply")
@@ -442,7 +539,7 @@ def _write_json(path: str, data: dict[str, Any]) -> None:
 @main.command("gc")
 @click.option(
     "--engine",
-    type=click.Choice(["distribution"]),
+    type=click.Choice(["distribution", "digitalocean"]),
     default="distribution",
     show_default=True,
     help="The garbage collector to run.",
@@ -450,9 +547,10 @@ def _write_json(path: str, data: dict[str, Any]) -> None:
 @click.option(
     "--config",
     "config",
-    required=True,
+    required=False,
     type=click.Path(dir_okay=False),
-    help="The registry's config file (garbage-collect reads it; so does reclaim).",
+    help="The registry's config file (garbage-collect reads it; so does reclaim). Required "
+    "with the distribution engine.",
 )
 @click.option("--delete-untagged", is_flag=True, help="Delete untagged manifests too (-m).")
 @click.option("--dry-run", is_flag=True, help="Only list what the collection would delete.")
@@ -461,6 +559,40 @@ def _write_json(path: str, data: dict[str, Any]) -> None:
     "--binary",
     metavar="PATH",
     help="The registry binary (default: docker-registry, then registry, on PATH).",
+)
+@click.option(
+    "--registry",
+    "do_registry",
+    metavar="NAME",
+    help="The DigitalOcean registry to collect (--engine digitalocean).",
+)
+@click.option(
+    "--type",
+    "do_type",
+    type=click.Choice(list(DO_GC_TYPES)),
+    help="DigitalOcean's garbage-collection type (default: unreferenced blobs only, or with "
+    "--delete-untagged: untagged manifests and unreferenced blobs).",
+)
+@click.option(
+    "--wait", is_flag=True, help="Follow the DigitalOcean collection to its end and record it."
+)
+@click.option(
+    "--attach",
+    metavar="UUID",
+    help="Follow (and record) a DigitalOcean collection that is already running.",
+)
+@click.option(
+    "--api-url",
+    envvar="DIGITALOCEAN_API_URL",
+    metavar="URL",
+    help="DigitalOcean API base URL (env DIGITALOCEAN_API_URL; default the public API).",
+)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(0.001),
+    default=5.0,
+    show_default=True,
+    help="Seconds between status polls of a DigitalOcean collection.",
 )
 @history_option
 @format_option("table", "json")
@@ -478,6 +610,12 @@ def gc_cmd(
     history_dir: str | None,
     fmt: str,
     output: str | None,
+    do_registry: str | None = None,
+    do_type: str | None = None,
+    wait: bool = False,
+    attach: str | None = None,
+    api_url: str | None = None,
+    poll_interval: float = 5.0,
 ) -> None:
     """Run the registry's real garbage collection and record what it did.
 
@@ -486,7 +624,34 @@ def gc_cmd(
     address without storage.maintenance.readonly: stop it (or make it read-only) first.
     The outcome (blobs deleted, bytes freed measured from the storage tree) is kept in the
     history; compare it with a prediction using `reclaim compare`.
+
+    With --engine digitalocean: POST the collection of --type on --registry NAME (the registry is
+    read-only until it ends: pushes fail; needs --yes), then with --wait follow its status to the
+    end (Ctrl-C asks whether to cancel it on the server) and record DigitalOcean's blobs_deleted
+    and freed_bytes.
     """
+    if engine == DO_ENGINE:
+        _gc_digitalocean(
+            _DOGCArgs(
+                do_registry,
+                do_type,
+                delete_untagged,
+                dry_run,
+                config,
+                binary,
+                yes,
+                wait,
+                attach,
+                api_url,
+                poll_interval,
+                history_dir,
+                fmt,
+                output,
+            )
+        )
+        return
+    if not config:
+        raise UsageError("--config is required with the distribution engine")
     from pathlib import Path
 
     from analyzer.engines.base import run_engine
@@ -592,6 +757,205 @@ def compare_cmd(
         click.echo(render_comparison(result))
     if check and not result.match:
         sys.exit(1)
+
+
+# -- DigitalOcean Container Registry (scan --digitalocean, analyze/plan --gc-type, gc) --------
+
+
+def _do_client(api_url: str | None, timeout: float = 30.0) -> Any:
+    from analyzer.do.client import DigitalOceanClient
+
+    return DigitalOceanClient.from_env(api_url, timeout=timeout)
+
+
+def _scan_digitalocean(
+    registry: str,
+    api_url: str | None,
+    url: str | None,
+    storage: str | None,
+    repos: tuple[str, ...],
+    output: str,
+    timeout: float,
+) -> None:
+    """`scan --digitalocean REGISTRY`: the digests listing into a complete snapshot."""
+    from analyzer.sources.digitalocean import scan_digitalocean
+
+    if url or storage:
+        raise UsageError("--digitalocean reads the DigitalOcean API: give no URL and no --storage")
+    client = _do_client(api_url, timeout)
+    progress = ClickProgress()
+    try:
+        inv = scan_digitalocean(client, registry, list(repos), progress=progress)
+    finally:
+        progress.close()
+        client.close()
+    path = write_snapshot(inv, output)
+    x = inv.header.extra
+    click.echo(
+        f"wrote {path}: {len(inv.repositories)} repositories, {len(inv.manifests)} manifests, "
+        f"{len(inv.tags)} tags, {len(inv.blobs)} blobs; storage usage "
+        f"{x.get('storage_usage_bytes')} bytes (updated {x.get('storage_usage_bytes_updated_at')}), "
+        f"listed {x.get('listed_bytes')} bytes, unlisted garbage estimate "
+        f"{x.get('unlisted_garbage_estimate_bytes')} bytes",
+        err=True,
+    )
+    for note in inv.header.notes:
+        click.echo(f"note: {note}", err=True)
+
+
+def _do_type(engine: str, gc_type: str | None, delete_untagged: bool) -> str:
+    from analyzer.do import gc_type_for
+
+    if engine != DO_ENGINE:
+        raise UsageError("--gc-type is for --engine digitalocean")
+    return gc_type_for(gc_type, delete_untagged).name
+
+
+def _analyze_digitalocean(
+    inv: Any, engine: str, gc_type: str | None, delete_untagged: bool, fmt: str
+) -> None:
+    from analyzer.do.semantics import predict
+
+    prediction = predict(inv, _do_type(engine, gc_type, delete_untagged))
+    doc = prediction.to_dict()
+    if fmt == "json":
+        click.echo(json.dumps(doc, indent=2))
+        return
+    click.echo(f'DigitalOcean garbage collection "{prediction.gc_type}"')
+    click.echo(render_prediction(prediction))
+    if prediction.sweep and doc["unlisted_garbage_estimate_bytes"] is not None:
+        click.echo(
+            f"with the unlisted garbage (an estimate): about "
+            f"{doc['reclaimable_bytes_with_estimate']} bytes"
+        )
+
+
+def _plan_digitalocean(
+    inv: Any, deletions: list[str], engine: str, gc_type: str | None, delete_untagged: bool
+) -> Any:
+    from analyzer.do.semantics import plan
+
+    return plan(inv, deletions, _do_type(engine, gc_type, delete_untagged))
+
+
+class _StatusLines(ClickProgress):
+    """Progress for a remote collection: every status change is a line on stderr."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enabled = False  # no bars: a status has no length
+        self.started = 0.0
+
+    def stage(self, name: str, total: int | None = None) -> None:
+        import time
+
+        now = time.monotonic()
+        self.started = self.started or now
+        click.echo(f"gc: {name} (+{now - self.started:.1f} s)", err=True)
+
+
+def _ask_cancel(gc: dict[str, Any]) -> bool:
+    try:
+        return click.confirm(
+            f"\ncancel garbage collection {gc.get('uuid')} ({gc.get('status')}) on the server?",
+            default=False,
+            err=True,
+        )
+    except click.Abort:
+        return False
+
+
+@dataclass
+class _DOGCArgs:
+    registry: str | None
+    gc_type: str | None
+    delete_untagged: bool
+    dry_run: bool
+    config: str | None
+    binary: str | None
+    yes: bool
+    wait: bool
+    attach: str | None
+    api_url: str | None
+    poll_interval: float
+    history_dir: str | None
+    fmt: str
+    output: str | None
+
+
+def _do_engine(a: _DOGCArgs) -> Any:
+    from analyzer.do import gc_type_for
+    from analyzer.engines.digitalocean import DigitalOceanEngine
+
+    if a.dry_run:
+        raise UsageError(
+            "DigitalOcean has no dry run: predict with `reclaim analyze SNAPSHOT --engine "
+            "digitalocean --gc-type TYPE`"
+        )
+    if a.config or a.binary:
+        raise UsageError("--config and --binary are for the distribution engine")
+    if not a.registry:
+        raise UsageError("--registry NAME is required with --engine digitalocean")
+    return DigitalOceanEngine(
+        _do_client(a.api_url),
+        a.registry,
+        gc_type_for(a.gc_type, a.delete_untagged).name,
+        confirmed=a.yes,
+        poll_interval=a.poll_interval,
+        on_interrupt=_ask_cancel,
+        attach=a.attach,
+    )
+
+
+def _gc_digitalocean(a: _DOGCArgs) -> None:
+    """`gc --engine digitalocean`: start (and with --wait or --attach, follow and record)."""
+    from analyzer.engines.base import new_run_id, run_engine
+    from analyzer.errors import EngineError
+    from analyzer.history import KIND_OUTCOME, write_record
+    from analyzer.outcome import Outcome
+    from analyzer.report.reconcile import render_outcome
+
+    engine = _do_engine(a)
+    if not a.attach:
+        click.echo(f"warning: {engine.warning()}", err=True)
+    if not (a.wait or a.attach):
+        engine.preflight()
+        run = engine.start(new_run_id(), None)
+        click.echo(
+            f"started garbage collection {run.uuid} on {a.registry} ({run.gc.get('status')}); "
+            f"the registry is read-only until it ends. Follow and record it: reclaim gc --engine "
+            f"digitalocean --registry {a.registry} --attach {run.uuid}"
+        )
+        return
+    history = Path(_history_dir(a.history_dir))
+    progress = _StatusLines()
+    try:
+        outcome = run_engine(
+            engine,
+            progress=progress,
+            record=lambda o: write_record(history, KIND_OUTCOME, o.to_dict()),
+            log_dir=history / "logs",
+        )
+    except KeyboardInterrupt:
+        uuid = engine.current.uuid if engine.current else "(not started)"
+        click.echo(
+            f"stopped following; garbage collection {uuid} goes on on the server: follow it "
+            f"with --attach {uuid}",
+            err=True,
+        )
+        sys.exit(130)
+    except EngineError as e:
+        if a.output and isinstance(e.outcome, Outcome):
+            _write_json(a.output, e.outcome.to_dict())
+        raise
+    finally:
+        engine.client.close()
+    if a.output:
+        _write_json(a.output, outcome.to_dict())
+    if a.fmt == "json":
+        click.echo(json.dumps(outcome.to_dict(), indent=2))
+    else:
+        click.echo(render_outcome(outcome))
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ class PredictionSummary:
     unknown_size_blobs: int = 0
     registry: str | None = None
     storage_root: str | None = None
+    gc_type: str | None = None  # DigitalOcean's collection type, when the prediction names one
 
 
 def _digests(value: Any) -> frozenset[str] | None:
@@ -94,6 +95,7 @@ def prediction_from_dict(doc: dict[str, Any]) -> PredictionSummary:
         unknown_size_blobs=int(doc.get("unknown_size_blobs") or 0),
         registry=doc.get("registry"),
         storage_root=doc.get("storage_root"),
+        gc_type=doc.get("gc_type") if isinstance(doc.get("gc_type"), str) else None,
     )
 
 
@@ -194,6 +196,11 @@ def check_comparable(
         raise CompareError(
             f"the prediction has delete_untagged={prediction.delete_untagged}, the run had "
             f"{outcome.delete_untagged}: they describe different collections"
+        )
+    if prediction.gc_type and outcome.mode and prediction.gc_type != outcome.mode:
+        raise CompareError(
+            f'the prediction is for a "{prediction.gc_type}" collection, the run was '
+            f'"{outcome.mode}": they describe different collections'
         )
     for where in _registries(prediction, snapshot, outcome.registry):
         if outcome.registry and not _same_registry(where, outcome.registry):

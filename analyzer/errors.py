@@ -69,3 +69,23 @@ class ConfirmationRequired(EngineError):
 
 class CompareError(ReclaimError):
     """A prediction and an outcome cannot be compared (unreadable, or from different registries)."""
+
+
+class DigitalOceanError(SourceError):
+    """The DigitalOcean API failed or refused a request. One line; never contains the token."""
+
+
+class DigitalOceanAuthError(DigitalOceanError, AuthError):
+    """No token, or the API refused it (401/403)."""
+
+
+class DigitalOceanNotFound(DigitalOceanError):
+    """The API answered 404: no such registry, repository, manifest, tag or collection."""
+
+
+class DigitalOceanRateLimited(DigitalOceanError):
+    """429 beyond what reclaim will wait for (bounded waits, bounded retries)."""
+
+
+class DigitalOceanServerError(DigitalOceanError):
+    """5xx after the bounded retries, or a request that timed out or could not connect."""

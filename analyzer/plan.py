@@ -17,6 +17,7 @@ from analyzer.errors import UsageError
 from analyzer.frames import isin
 from analyzer.inventory import Inventory
 from analyzer.model import REF_MANIFEST, is_digest, is_repository_name, is_tag
+from analyzer.retention import REFERRER_TAG
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,8 @@ class Plan:
     safety: list[dict[str, Any]] = field(default_factory=list)
     registry: str | None = None
     storage_root: str | None = None
+    # Top-level keys added to the JSON, e.g. the `policy` that chose the deletions.
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def blobs_freed(self) -> list[str]:
@@ -114,6 +117,7 @@ class Plan:
             "by_repository": self.after.to_dict()["by_repository"],
             "safety": self.safety,
             "notes": self.after.notes,
+            **self.extra,
         }
 
 
@@ -127,14 +131,19 @@ def _entries(deletions: pd.DataFrame) -> list[dict[str, Any]]:
             "tags": [str(t) for t in row["tags"]],
             "named_as": [str(n) for n in row.get("named_as", [])],
         }
-        for key in ("kind", "subject", "rule"):
+        for key in ("kind", "subject", "rule", "reason"):
             if key in row:
                 entry[key] = None if pd.isna(row[key]) else row[key]
         out.append(entry)
     return out
 
 
-def _safety(inv: Inventory, deletions: pd.DataFrame, after: Prediction) -> list[dict[str, Any]]:
+def _safety(
+    inv: Inventory,
+    deletions: pd.DataFrame,
+    after: Prediction,
+    baseline: Prediction | None = None,
+) -> list[dict[str, Any]]:
     notes: list[dict[str, Any]] = []
     cols = deletions[["repository", "digest", "named_as", "tags"]]
     for repo, digest, named, tags in cols.itertuples(index=False, name=None):
@@ -151,9 +160,8 @@ def _safety(inv: Inventory, deletions: pd.DataFrame, after: Prediction) -> list[
                     f"{', '.join(extra)} (the API deletes manifests, not tags)",
                 }
             )
-    refs = inv.references
     gone = set(deletions["digest"])
-    children = refs.loc[(refs["kind"] == REF_MANIFEST) & isin(refs["parent"], gone)]
+    children = _children_left(inv, deletions)
     if len(children):
         notes.append(
             {
@@ -171,6 +179,12 @@ def _safety(inv: Inventory, deletions: pd.DataFrame, after: Prediction) -> list[
     referrers = inv.manifests.loc[
         isin(inv.manifests["subject"], gone) & ~isin(inv.manifests["digest"], gone)
     ]
+    # A subject deleted from one repository still exists in another: only same-repository
+    # referrers dangle.
+    referrers = referrers.merge(
+        deletions[["repository", "digest"]].rename(columns={"digest": "subject"}),
+        on=["repository", "subject"],
+    )
     for repo, digest, subject in referrers[["repository", "digest", "subject"]].itertuples(
         index=False, name=None
     ):
@@ -184,7 +198,130 @@ def _safety(inv: Inventory, deletions: pd.DataFrame, after: Prediction) -> list[
                 "in the plan: it is left dangling",
             }
         )
-    return notes + after.hazards
+    notes += structure_safety(inv, deletions)
+    return notes + _engine_hazards(after, baseline)
+
+
+def _children_left(inv: Inventory, deletions: pd.DataFrame) -> pd.DataFrame:
+    """repository, child: untagged children of deleted indexes that the plan leaves behind."""
+    keys = ["repository", "digest"]
+    refs = inv.references.loc[inv.references["kind"] == REF_MANIFEST, ["parent", "child"]]
+    children = deletions[keys].merge(refs, left_on="digest", right_on="parent")
+    children = children[["repository", "child"]].rename(columns={"child": "digest"})
+    children = children.merge(inv.manifests[keys], on=keys)  # revisions of that repository
+    # Not left over: deleted too, tagged, or still held by an index or a subject that stays.
+    staying = _anti(inv.manifests[keys], deletions, keys)
+    listed = staying.merge(refs, left_on="digest", right_on="parent")[["repository", "child"]]
+    subjects = inv.manifests[[*keys, "subject"]].dropna(subset=["subject"])
+    referrers = subjects.merge(
+        staying.rename(columns={"digest": "subject"}), on=["repository", "subject"]
+    )[keys]
+    held = [listed.rename(columns={"child": "digest"}), referrers]
+    for gone in (deletions[keys], inv.tags[keys], *held):
+        children = _anti(children, gone, keys)[keys]
+    return children.drop_duplicates().rename(columns={"digest": "child"})
+
+
+def _engine_hazards(after: Prediction, baseline: Prediction | None) -> list[dict[str, Any]]:
+    """The GC's own hazards after the deletions; `preexisting` when the GC alone has them too."""
+    if baseline is None:
+        return after.hazards
+    seen = {(h["type"], h.get("repository"), h.get("digest")) for h in baseline.hazards}
+    return [
+        {**h, "preexisting": (h["type"], h.get("repository"), h.get("digest")) in seen}
+        for h in after.hazards
+    ]
+
+
+def structure_safety(inv: Inventory, deletions: pd.DataFrame) -> list[dict[str, Any]]:
+    """What the deletions themselves break or fail to free, before any GC runs.
+
+    * index-child-deleted: an index that stays lists a deleted manifest (pulling it fails);
+    * referrer-index-dangling: a referrers-schema tag (`sha256-<hex>`, cosign `.sig`) that
+      stays names a deleted subject;
+    * kept-elsewhere: a deleted manifest, or an untagged child of a deleted index, stays as a
+      revision in another repository, so its blobs are not freed.
+    """
+    keys = ["repository", "digest"]
+    gone = deletions[keys].drop_duplicates()
+    notes = _index_child_deleted(inv, gone)
+    tags = inv.tags[["repository", "tag", "digest"]].astype(object)
+    hexes = tags["tag"].str.extract(REFERRER_TAG, expand=False)
+    schema = tags.loc[hexes.notna()].assign(subject="sha256:" + hexes.dropna())
+    schema = schema.merge(gone.rename(columns={"digest": "subject"}), on=["repository", "subject"])
+    schema = _anti(schema, gone, keys)
+    notes += [
+        {
+            "type": "referrer-index-dangling",
+            "repository": repo,
+            "digest": digest,
+            "tag": tag,
+            "subject": subject,
+            "detail": f"{repo}:{tag} stays but names deleted {subject[:19]}: a dangling "
+            "referrers entry",
+        }
+        for repo, tag, digest, subject in schema.itertuples(index=False, name=None)
+    ]
+    return notes + _kept_elsewhere(inv, gone)
+
+
+def _anti(left: pd.DataFrame, right: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    merged = left.merge(right[keys].drop_duplicates(), on=keys, how="left", indicator=True)
+    return merged.loc[merged["_merge"] == "left_only", list(left.columns)]
+
+
+def _index_child_deleted(inv: Inventory, gone: pd.DataFrame) -> list[dict[str, Any]]:
+    keys = ["repository", "digest"]
+    refs = inv.references.loc[inv.references["kind"] == REF_MANIFEST, ["parent", "child"]]
+    kept = _anti(inv.manifests[keys], gone, keys)
+    edges = kept.merge(refs, left_on="digest", right_on="parent")
+    edges = edges.merge(gone.rename(columns={"digest": "child"}), on=["repository", "child"])
+    tag_lists = inv.tags.groupby(keys)["tag"].agg(sorted).rename("tags").reset_index()
+    grouped = edges.groupby(keys)["child"].agg(sorted).reset_index()
+    grouped = grouped.merge(tag_lists, on=keys, how="left")
+    out = []
+    for repo, index, children, tag_list in grouped.itertuples(index=False, name=None):
+        tags = [str(t) for t in tag_list] if isinstance(tag_list, list) else []
+        out.append(
+            {
+                "type": "index-child-deleted",
+                "repository": repo,
+                "digest": index,
+                "tags": tags,
+                "children": list(children),
+                "detail": f"{repo}@{index[:19]} ({', '.join(tags) or 'untagged'}) stays but "
+                f"{len(children)} of its child manifests are deleted: pulling it fails",
+            }
+        )
+    return out
+
+
+def _kept_elsewhere(inv: Inventory, gone: pd.DataFrame) -> list[dict[str, Any]]:
+    keys = ["repository", "digest"]
+    refs = inv.references.loc[inv.references["kind"] == REF_MANIFEST, ["parent", "child"]]
+    children = gone.merge(refs, left_on="digest", right_on="parent")[["repository", "child"]]
+    children = children.rename(columns={"child": "digest"}).merge(inv.manifests[keys], on=keys)
+    children = _anti(children, inv.tags[keys], keys)
+    kept = _anti(inv.manifests[keys], gone, keys)
+    out = []
+    for role, frame in (("deleted", gone), ("child", children.drop_duplicates())):
+        elsewhere = frame.merge(kept, on="digest", suffixes=("", "_other"))
+        elsewhere = elsewhere.loc[elsewhere["repository"] != elsewhere["repository_other"]]
+        grouped = elsewhere.groupby(keys)["repository_other"].agg(sorted).reset_index()
+        for repo, digest, others in grouped.itertuples(index=False, name=None):
+            what = "deleted manifest" if role == "deleted" else "untagged child of a deleted index"
+            out.append(
+                {
+                    "type": "kept-elsewhere",
+                    "role": role,
+                    "repository": repo,
+                    "digest": digest,
+                    "other_repositories": list(others),
+                    "detail": f"{repo}@{digest[:19]} ({what}) stays as a revision in "
+                    f"{', '.join(others)}: its blobs are not freed",
+                }
+            )
+    return out
 
 
 def plan_deletions(
@@ -194,6 +331,16 @@ def plan_deletions(
     if not references:
         raise UsageError("name at least one manifest to delete (--delete REPO:TAG or REPO@DIGEST)")
     deletions = resolve(inv, [parse_reference(r) for r in references])
+    return plan_manifests(inv, deletions, engine, delete_untagged)
+
+
+def plan_manifests(
+    inv: Inventory, deletions: pd.DataFrame, engine: str, delete_untagged: bool = False
+) -> Plan:
+    """Price deleting these manifests (repository, digest, named_as; other columns such as
+    `rule` are carried into the plan) followed by `engine`'s GC. An empty frame is a valid
+    plan: it frees what the GC frees anyway."""
+    deletions = deletions.drop(columns=["tags", "kind", "subject"], errors="ignore")
     tag_lists = inv.tags.groupby(["repository", "digest"])["tag"].agg(sorted).rename("tags")
     deletions = deletions.merge(tag_lists.reset_index(), on=["repository", "digest"], how="left")
     # merge turns list cells into arrays; missing ones (untagged) are NaN
@@ -203,13 +350,14 @@ def plan_deletions(
     kinds = inv.manifests[["repository", "digest", "kind", "subject"]]
     deletions = deletions.merge(kinds, on=["repository", "digest"], how="left")
     after = analyze(without(inv, deletions), engine, delete_untagged)
+    baseline = analyze(inv, engine, delete_untagged)
     return Plan(
         engine,
         delete_untagged,
         deletions,
-        analyze(inv, engine, delete_untagged),
+        baseline,
         after,
-        _safety(inv, deletions, after),
+        _safety(inv, deletions, after, baseline),
         inv.header.registry,
         inv.header.storage_root,
     )

@@ -33,7 +33,9 @@ from analyzer.model import GC_REFERENCE_KINDS, REF_MANIFEST
 
 DISTRIBUTION_28 = "distribution-2.8"
 DISTRIBUTION_3 = "distribution-3"
-ENGINES = (DISTRIBUTION_28, DISTRIBUTION_3)
+# DigitalOcean: modelled, with its stated assumptions, in analyzer/do/semantics.py.
+DIGITALOCEAN = "digitalocean"
+ENGINES = (DISTRIBUTION_28, DISTRIBUTION_3, DIGITALOCEAN)
 
 
 @dataclass
@@ -252,6 +254,10 @@ def sweep_candidates(inv: Inventory) -> pd.DataFrame:
 def simulate(inv: Inventory, engine: str, delete_untagged: bool) -> GCResult:
     """Mark and sweep `inv` as `engine` would, and return what it deletes."""
     check_engine(engine)
+    if engine == DIGITALOCEAN:
+        from analyzer.do.semantics import simulate_digitalocean
+
+        return simulate_digitalocean(inv, delete_untagged)
     roots, untagged = _roots(inv, delete_untagged)
     empty = pd.DataFrame(
         {"repository": pd.Series(dtype="string"), "digest": pd.Series(dtype="string")}
