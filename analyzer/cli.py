@@ -75,6 +75,50 @@ def format_option(*choices: str) -> Callable[[F], F]:
     )
 
 
+def registry_login_options(fn: F) -> F:
+    """--username / --password-stdin / --docker-config, shared by every command that logs in."""
+    fn = click.option(
+        "--docker-config",
+        type=click.Path(dir_okay=False),
+        help="A docker config.json for credentials (default: $DOCKER_CONFIG or ~/.docker).",
+    )(fn)
+    fn = click.option(
+        "--password-stdin",
+        is_flag=True,
+        help="Read the password from stdin (else env RECLAIM_PASSWORD, else docker config.json).",
+    )(fn)
+    return click.option(
+        "--username", envvar="RECLAIM_USERNAME", help="Registry user (env RECLAIM_USERNAME)."
+    )(fn)
+
+
+def registry_credentials(username: str | None, password_stdin: bool) -> Any:
+    """Credentials from the login options; the password never comes from the command line."""
+    from analyzer.sources.oci import Credentials
+
+    if not username:
+        return None
+    password = (
+        sys.stdin.readline().rstrip("\n") if password_stdin else os.environ.get("RECLAIM_PASSWORD")
+    )
+    return Credentials(username, password)
+
+
+timeout_option = click.option(
+    "--timeout",
+    type=click.FloatRange(0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds before one request gives up.",
+)
+api_url_option = click.option(
+    "--api-url",
+    envvar="DIGITALOCEAN_API_URL",
+    metavar="URL",
+    help="DigitalOcean API base URL (env DIGITALOCEAN_API_URL; default the public API).",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="reclaim")
 def main() -> None:
@@ -104,17 +148,7 @@ def main() -> None:
 @click.option(
     "-o", "--output", required=True, type=click.Path(), help="Snapshot directory to write."
 )
-@click.option("--username", envvar="RECLAIM_USERNAME", help="Registry user (env RECLAIM_USERNAME).")
-@click.option(
-    "--password-stdin",
-    is_flag=True,
-    help="Read the password from stdin (else env RECLAIM_PASSWORD, else docker config.json).",
-)
-@click.option(
-    "--docker-config",
-    type=click.Path(dir_okay=False),
-    help="A docker config.json for credentials (default: $DOCKER_CONFIG or ~/.docker).",
-)
+@registry_login_options
 @click.option(
     "--workers",
     type=click.IntRange(1, 64),
@@ -122,25 +156,14 @@ def main() -> None:
     show_default=True,
     help="Concurrent requests to the registry API.",
 )
-@click.option(
-    "--timeout",
-    type=click.FloatRange(0.1),
-    default=30.0,
-    show_default=True,
-    help="Seconds before one request gives up.",
-)
+@timeout_option
 @click.option(
     "--digitalocean",
     metavar="REGISTRY",
     help="Read DigitalOcean Container Registry REGISTRY through the DigitalOcean API (complete; "
     "token from DIGITALOCEAN_TOKEN or DIGITALOCEAN_ACCESS_TOKEN).",
 )
-@click.option(
-    "--api-url",
-    envvar="DIGITALOCEAN_API_URL",
-    metavar="URL",
-    help="DigitalOcean API base URL (env DIGITALOCEAN_API_URL; default the public API).",
-)
+@api_url_option
 @fail_cleanly
 def scan(
     url: str | None,
@@ -177,14 +200,9 @@ def scan(
         else:
             if not url:
                 raise UsageError("give a registry URL, or --storage DIR")
-            from analyzer.sources.oci import Credentials, scan_oci
+            from analyzer.sources.oci import scan_oci
 
-            password = (
-                sys.stdin.readline().rstrip("\n")
-                if password_stdin
-                else os.environ.get("RECLAIM_PASSWORD")
-            )
-            creds = Credentials(username, password) if username else None
+            creds = registry_credentials(username, password_stdin)
             inv = scan_oci(
                 url,
                 repo_globs=list(repos),
@@ -363,6 +381,33 @@ def _plan_policies(
         click.echo(text(doc))
 
 
+def _apply_writer(
+    plan: dict[str, Any],
+    registry_url: str | None,
+    do_registry: str | None,
+    api_url: str | None,
+    username: str | None,
+    password_stdin: bool,
+    docker_config: str | None,
+    timeout: float,
+) -> Any:
+    """The registry writer for `apply`: the OCI API, or DigitalOcean's; refuses a plan made
+    for another registry."""
+    from analyzer.apply import target_registry
+
+    if do_registry:
+        from analyzer.do.client import DigitalOceanClient
+        from analyzer.do.writer import DigitalOceanWriter
+
+        writer = DigitalOceanWriter(DigitalOceanClient.from_env(api_url), do_registry)
+        target_registry(plan, writer.shown)
+        return writer
+    from analyzer.sources.oci import RegistryAPI
+
+    url = target_registry(plan, registry_url)
+    return RegistryAPI(url, registry_credentials(username, password_stdin), docker_config, timeout)
+
+
 @main.command("apply")
 @click.argument("plan_file", metavar="PLAN", type=click.Path(exists=True, dir_okay=False))
 @click.option(
@@ -372,6 +417,13 @@ def _plan_policies(
     help="The registry to delete from (default: the one the plan was made for).",
 )
 @click.option(
+    "--digitalocean",
+    "do_registry",
+    metavar="REGISTRY",
+    help="Delete through the DigitalOcean API from this registry (token from DIGITALOCEAN_TOKEN).",
+)
+@api_url_option
+@click.option(
     "--yes", is_flag=True, help="Really delete. Without it, only show what would be done."
 )
 @click.option(
@@ -379,27 +431,15 @@ def _plan_policies(
     type=click.Path(dir_okay=False),
     help="Journal of the run (default: PLAN.journal.jsonl); re-run to finish an interrupted apply.",
 )
-@click.option("--username", envvar="RECLAIM_USERNAME", help="Registry user (env RECLAIM_USERNAME).")
-@click.option(
-    "--password-stdin",
-    is_flag=True,
-    help="Read the password from stdin (else env RECLAIM_PASSWORD, else docker config).",
-)
-@click.option(
-    "--docker-config", type=click.Path(dir_okay=False), help="A docker config.json for credentials."
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(0.1),
-    default=30.0,
-    show_default=True,
-    help="Seconds before one request gives up.",
-)
+@registry_login_options
+@timeout_option
 @format_option("table", "json")
 @fail_cleanly
 def apply_cmd(
     plan_file: str,
     registry_url: str | None,
+    do_registry: str | None,
+    api_url: str | None,
     yes: bool,
     journal: str | None,
     username: str | None,
@@ -416,23 +456,19 @@ def apply_cmd(
     an interrupted apply without deleting anything extra. Run `reclaim gc` afterwards to free
     the bytes.
     """
-    from analyzer.apply import apply_plan, read_plan, target_registry
-    from analyzer.sources.oci import Credentials, RegistryAPI
+    from analyzer.apply import apply_plan, read_plan
 
     plan = read_plan(plan_file)
-    url = target_registry(plan, registry_url)
-    password = (
-        sys.stdin.readline().rstrip("\n") if password_stdin else os.environ.get("RECLAIM_PASSWORD")
+    writer = _apply_writer(
+        plan, registry_url, do_registry, api_url, username, password_stdin, docker_config, timeout
     )
-    creds = Credentials(username, password) if username else None
-    api = RegistryAPI(url, creds, docker_config, timeout)
     journal_path = Path(journal or f"{plan_file}.journal.jsonl")
     progress = ClickProgress()
     try:
-        result = apply_plan(plan, api, confirmed=yes, journal=journal_path, progress=progress)
+        result = apply_plan(plan, writer, confirmed=yes, journal=journal_path, progress=progress)
     finally:
         progress.close()
-        api.close()
+        writer.close()
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
@@ -581,12 +617,7 @@ def _write_json(path: str, data: dict[str, Any]) -> None:
     metavar="UUID",
     help="Follow (and record) a DigitalOcean collection that is already running.",
 )
-@click.option(
-    "--api-url",
-    envvar="DIGITALOCEAN_API_URL",
-    metavar="URL",
-    help="DigitalOcean API base URL (env DIGITALOCEAN_API_URL; default the public API).",
-)
+@api_url_option
 @click.option(
     "--poll-interval",
     type=click.FloatRange(0.001),

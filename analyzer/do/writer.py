@@ -51,3 +51,6 @@ class DigitalOceanWriter:
         except DigitalOceanNotFound:
             return False
         return True
+
+    def close(self) -> None:
+        self.client.close()

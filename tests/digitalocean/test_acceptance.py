@@ -16,10 +16,8 @@ from click.testing import CliRunner
 from registry import Pusher, blob_bytes
 from scenario import fill
 
-from analyzer.apply import apply_plan
 from analyzer.cli import main
 from analyzer.do import GC_BLOBS_ONLY, GC_TYPES, RUN_ORDER, STATUS_SUCCEEDED, STATUS_WAITING
-from analyzer.do.writer import DigitalOceanWriter
 from analyzer.snapshot import read_snapshot
 
 from .conftest import REGISTRY, DOEnv
@@ -69,9 +67,20 @@ def test_scan_plan_apply_gc_compare(do: DOEnv, gc_type: str) -> None:
     plan_file, plan = _plan(do, snap, gc_type)
     assert plan["gc_type"] == gc_type and plan["assumptions"]
     # Apply through the DigitalOcean API (DELETE .../digests/{digest}), re-checked per step.
-    writer = DigitalOceanWriter(do.client(), REGISTRY)
-    applied = apply_plan(plan, writer, confirmed=True, journal=do.workdir / "journal.jsonl")
-    assert applied.to_dict()["deleted"] == len(plan["manifests_to_delete"]) == len(REFS)
+    applied = json.loads(
+        do.ok(
+            "apply",
+            str(plan_file),
+            "--digitalocean",
+            REGISTRY,
+            "--yes",
+            "--format",
+            "json",
+            "--journal",
+            str(do.workdir / "journal.jsonl"),
+        ).output
+    )
+    assert applied["deleted"] == len(plan["manifests_to_delete"]) == len(REFS)
 
     before = blob_bytes(do.registry.storage)
     outcome = _gc(do, gc_type, do.workdir / "outcome.json")
