@@ -7,20 +7,30 @@ Notebook entry points:
     inv.manifests.head()                      # DataFrames with documented columns
     p = analyzer.analyze(inv, "distribution-2.8", delete_untagged=True)
     p.by_repository                           # bytes held alone / shared / reclaimable
+    plan = analyzer.plan_policy(inv, "examples/policies/ci-cleanup.yaml", "distribution-2.8")
+    analyzer.read_history()                   # every GC outcome and comparison, one row each
 """
 
 from analyzer.analysis import Prediction, analyze
+from analyzer.history import read_history
 from analyzer.inventory import Inventory, SnapshotHeader
+from analyzer.plan import Plan, plan_deletions
+from analyzer.policy_plan import compare_policies, plan_policy
 from analyzer.snapshot import read_snapshot, write_snapshot
 from analyzer.sources.storage import scan_storage
 from analyzer.version import __version__
 
 __all__ = [
     "Inventory",
+    "Plan",
     "Prediction",
     "SnapshotHeader",
     "__version__",
     "analyze",
+    "compare_policies",
+    "plan_deletions",
+    "plan_policy",
+    "read_history",
     "read_snapshot",
     "scan_storage",
     "write_snapshot",
