@@ -15,14 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analyzer.analysis import BOUND_EXACT, BOUND_LOWER, BOUND_UPPER
 from analyzer.errors import CompareError
 from analyzer.inventory import SOURCE_STORAGE, Inventory
 from analyzer.model import GC_REFERENCE_KINDS
 from analyzer.outcome import Outcome
 
-BOUND_EXACT = "exact"
-BOUND_UPPER = "upper"
-BOUND_LOWER = "lower"
 BOUNDS = (BOUND_EXACT, BOUND_UPPER, BOUND_LOWER)
 
 KIND_PREDICTED_NOT_DELETED = "predicted-not-deleted"

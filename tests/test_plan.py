@@ -99,6 +99,15 @@ def test_tag_sharing_its_manifest_with_another_tag(filled, tmp_path: Path) -> No
     assert entry["kind"] == "image" and entry["subject"] is None
     extra = [x for x in plan["safety"] if x["type"] == "tags-deleted-not-named"]
     assert extra and extra[0]["tags"] == ["latest"]
+    # And the bytes: delete it for real, collect for real, measure.
+    copy.start()
+    Pusher(copy.url).delete_manifest("shared", digest)
+    copy.stop()
+    before = blob_bytes(copy.storage)
+    assert copy.garbage_collect(dry_run=False, delete_untagged=False).returncode == 0
+    after = blob_bytes(copy.storage)
+    assert sum(before.values()) - sum(after.values()) == plan["bytes_freed"]
+    assert set(before) - set(after) == set(plan["blobs_freed"])
 
 
 @pytest.mark.parametrize(
