@@ -96,17 +96,29 @@ def _plan_lines(doc: dict[str, Any]) -> tuple[str, list[str]]:
     )
     rows = [
         f"{m['repository']}@{m['digest']}  tags: {', '.join(m['tags']) or '-'}"
+        + (f"  rule: {m['rule']}" if m.get("rule") else "")
         for m in doc["manifests_to_delete"]
     ]
     return head, rows
 
 
+# A terminal plan stays readable; the JSON (and markdown) list every manifest.
+MAX_PLAN_LINES = 40
+
+
 def render_plan(doc: dict[str, Any]) -> str:
     head, rows = _plan_lines(doc)
-    lines = [head, "", "manifests to delete:", *(f"  {r}" for r in rows)]
+    lines = [head, "", "manifests to delete:", *(f"  {r}" for r in rows[:MAX_PLAN_LINES])]
+    if len(rows) > MAX_PLAN_LINES:
+        lines.append(f"  ... and {len(rows) - MAX_PLAN_LINES} more (--format json lists all)")
     if doc["safety"]:
-        lines += ["", f"safety ({len(doc['safety'])}):"]
-        lines += [f"  [{s['type']}] {s['detail']}" for s in doc["safety"]]
+        safety = doc["safety"]
+        lines += ["", f"safety ({len(safety)}):"]
+        lines += [f"  [{s['type']}] {s['detail']}" for s in safety[:MAX_HAZARD_LINES]]
+        if len(safety) > MAX_HAZARD_LINES:
+            lines.append(
+                f"  ... and {len(safety) - MAX_HAZARD_LINES} more (--format json lists all)"
+            )
     lines += [f"note: {n}" for n in doc["notes"]]
     return "\n".join(lines)
 
