@@ -13,7 +13,14 @@ import pandas as pd
 from analyzer.frames import isin
 from analyzer.inventory import SOURCE_STORAGE, Inventory
 from analyzer.model import KIND_INDEX, REF_MANIFEST
-from analyzer.semantics import GCResult, anti_join, gc_references, revisions, simulate
+from analyzer.semantics import (
+    DISTRIBUTION_28,
+    GCResult,
+    anti_join,
+    gc_references,
+    revisions,
+    simulate,
+)
 
 BOUND_EXACT = "exact"
 BOUND_UPPER = "upper"
@@ -286,11 +293,33 @@ def _kept_but_gutted(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:
     ]
 
 
+def _possible_aborts(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:
+    """distribution 2.8 -m fails on a repository with revisions but no tags directory. A storage
+    scan knows (the run is then predicted to abort); an API scan only sees a catalogued
+    repository whose tags list answers "unknown": it very likely holds untagged revisions."""
+    if not (gc.engine == DISTRIBUTION_28 and gc.delete_untagged) or inv.header.complete:
+        return []
+    repos = inv.repositories
+    suspects = repos.loc[repos["has_tags_dir"].eq(False).fillna(False), "repository"]
+    return [
+        {
+            "type": "possible-abort",
+            "repository": repo,
+            "detail": (
+                f"{repo} is in the catalog but has no tags: if it holds manifests (pushed by "
+                "digest), garbage-collect --delete-untagged fails there and deletes nothing"
+            ),
+        }
+        for repo in suspects
+    ]
+
+
 def hazards(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:
     """What the run breaks that the operator probably wants kept. One entry per finding."""
     if gc.aborts:
         return [{"type": "gc-aborts", "detail": gc.aborts}]
     out = _broken_indexes(inv, gc) + _deleted_referrers(inv, gc) + _kept_but_gutted(inv, gc)
+    out.extend(_possible_aborts(inv, gc))
     out.extend(
         {
             "type": "dangling-revision",

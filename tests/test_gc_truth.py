@@ -212,3 +212,21 @@ def test_storage_scan_limited_by_repo_never_claims_other_repositories_blobs(
     assert claimed <= truth.blobs_eligible
     assert scenario.digests["web_old"] in claimed
     assert scenario.digests["orphan_blob"] not in claimed  # nobody scanned references it
+
+
+def test_api_scan_warns_that_2_8_delete_untagged_may_abort(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    """The API cannot see a never-tagged repository's manifests, but it sees the repository:
+    the prediction warns, and the real run does fail."""
+    p = Pusher(registry.url)
+    p.image("tagged", "v1", [b"one " * 100])
+    p.image("never-tagged", None, [b"two " * 100])
+    snap = tmp_path / "api"
+    assert CliRunner().invoke(main, ["scan", registry.url, "-o", str(snap)]).exit_code == 0
+    predicted = analyze_json(snap, "--engine", "distribution-2.8", "--delete-untagged")
+    warned = [h["repository"] for h in predicted["hazards"] if h["type"] == "possible-abort"]
+    assert warned == ["never-tagged"]
+    assert registry.garbage_collect(dry_run=True, delete_untagged=True).returncode != 0
+    plain = analyze_json(snap, "--engine", "distribution-2.8")
+    assert not [h for h in plain["hazards"] if h["type"] == "possible-abort"]
