@@ -331,9 +331,22 @@ def hazards(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:
                 "be pulled"
             ),
         }
-        for repo, digest in gc.dangling_revisions.itertuples(index=False, name=None)
+        for repo, digest in _gutted_dangling(inv, gc).itertuples(index=False, name=None)
     )
     return out
+
+
+def _gutted_dangling(inv: Inventory, gc: GCResult) -> pd.DataFrame:
+    """Dangling revisions that really lose something: another repository may mark the digest
+    (and what it references), and then nothing of it is swept."""
+    dangling = gc.dangling_revisions[["repository", "digest"]]
+    if dangling.empty:
+        return dangling
+    swept = gc.blobs_eligible["digest"]
+    refs = gc_references(inv)[["parent", "child"]]
+    losing = refs.loc[isin(refs["child"], swept), "parent"]
+    hit = isin(dangling["digest"], swept) | isin(dangling["digest"], losing)
+    return dangling.loc[hit]
 
 
 def orphaned_now(inv: Inventory) -> pd.DataFrame:

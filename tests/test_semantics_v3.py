@@ -332,6 +332,23 @@ def test_e_repository_without_tags_dir(
     proc = run_28(tree, tmp_path, registry_bin, True)
     assert proc.returncode != 0
     assert "failed to retrieve tags" in proc.stdout + proc.stderr
+    hazards = analyzer.analyze(analyzer.scan_storage(tree.root), V3, True).hazards
+    assert [
+        (h["repository"], h["digest"]) for h in hazards if h["type"] == "dangling-revision"
+    ] == [("notags", u)]
+
+
+def test_e_dangling_but_kept_by_another_repository_is_no_hazard(tree: StorageTree) -> None:
+    """The same image is also tagged in another repository: it is marked there, nothing of it
+    is swept, so its untagged revision in `notags` loses nothing (the engine still leaves the
+    revision unmarked and unlisted there: it is reported as dangling, not as a hazard)."""
+    u = tree.image("notags", [b"e2-layer"])
+    tree.revision("ok", u)
+    tree.tag("ok", "v1", u)
+    result = analyzer.analyze(analyzer.scan_storage(tree.root), V3, True)
+    assert dangling(result.gc) == {("notags", u)}
+    assert not {*blobs(result.gc)} & {u, *child_blobs(tree, u)}
+    assert not [h for h in result.hazards if h["type"] == "dangling-revision"]
 
 
 # -- (f) layer links ---------------------------------------------------------------------------
