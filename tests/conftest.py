@@ -29,3 +29,9 @@ def registry(tmp_path: Path, registry_bin: str) -> Iterator[RegistryServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test writes run records into the user's real history directory."""
+    monkeypatch.setenv("RECLAIM_HISTORY", str(tmp_path / "reclaim-history"))
