@@ -7,6 +7,7 @@ manifest and all its tags, and says so when tags go that were not named.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -324,22 +325,42 @@ def _kept_elsewhere(inv: Inventory, gone: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
+Predictor = Callable[[Inventory], Prediction]
+
+
 def plan_deletions(
-    inv: Inventory, references: list[str], engine: str, delete_untagged: bool = False
+    inv: Inventory,
+    references: list[str],
+    engine: str,
+    delete_untagged: bool = False,
+    predict: Predictor | None = None,
 ) -> Plan:
     """Price deleting `references` (REPO:TAG, REPO@DIGEST) followed by `engine`'s GC."""
     if not references:
         raise UsageError("name at least one manifest to delete (--delete REPO:TAG or REPO@DIGEST)")
     deletions = resolve(inv, [parse_reference(r) for r in references])
-    return plan_manifests(inv, deletions, engine, delete_untagged)
+    return plan_manifests(inv, deletions, engine, delete_untagged, predict)
 
 
 def plan_manifests(
-    inv: Inventory, deletions: pd.DataFrame, engine: str, delete_untagged: bool = False
+    inv: Inventory,
+    deletions: pd.DataFrame,
+    engine: str,
+    delete_untagged: bool = False,
+    predict: Predictor | None = None,
 ) -> Plan:
     """Price deleting these manifests (repository, digest, named_as; other columns such as
     `rule` are carried into the plan) followed by `engine`'s GC. An empty frame is a valid
-    plan: it frees what the GC frees anyway."""
+    plan: it frees what the GC frees anyway.
+
+    `predict` prices one inventory (default: `analyze` with this engine and mode); an engine
+    with a richer prediction (DigitalOcean's GC types) passes its own, so each side of the
+    plan is computed once."""
+    if predict is None:
+
+        def predict(i: Inventory) -> Prediction:
+            return analyze(i, engine, delete_untagged)
+
     deletions = deletions.drop(columns=["tags", "kind", "subject"], errors="ignore")
     tag_lists = inv.tags.groupby(["repository", "digest"])["tag"].agg(sorted).rename("tags")
     deletions = deletions.merge(tag_lists.reset_index(), on=["repository", "digest"], how="left")
@@ -349,8 +370,8 @@ def plan_manifests(
     )
     kinds = inv.manifests[["repository", "digest", "kind", "subject"]]
     deletions = deletions.merge(kinds, on=["repository", "digest"], how="left")
-    after = analyze(without(inv, deletions), engine, delete_untagged)
-    baseline = analyze(inv, engine, delete_untagged)
+    after = predict(without(inv, deletions))
+    baseline = predict(inv)
     return Plan(
         engine,
         delete_untagged,

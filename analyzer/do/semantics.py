@@ -40,7 +40,7 @@ from analyzer.analysis import (
 )
 from analyzer.do import ENGINE, GC_UNTAGGED_AND_BLOBS, GCType, gc_type
 from analyzer.inventory import Inventory
-from analyzer.plan import Plan, plan_deletions, without
+from analyzer.plan import Plan, plan_deletions
 from analyzer.semantics import (
     GCResult,
     mark_3,
@@ -397,11 +397,8 @@ class DigitalOceanPlan(Plan):
 def plan(inv: Inventory, references: list[str], type_name: str) -> DigitalOceanPlan:
     """Price deleting `references` (REPO:TAG, REPO@DIGEST), then a DigitalOcean run of a type."""
     t = gc_type(type_name)
-    base = plan_deletions(inv, references, ENGINE, t.delete_untagged)
-    after = predict(without(inv, base.deletions), t.name)
-    baseline = predict(inv, t.name)
-    safety = list(base.safety)
-    safety += [h for h in after.hazards if h not in safety]
+    base = plan_deletions(
+        inv, references, ENGINE, t.delete_untagged, predict=lambda i: predict(i, t.name)
+    )
     values = {f.name: getattr(base, f.name) for f in fields(base)}
-    values.update(after=after, baseline=baseline, safety=safety, gc_type=t.name)
-    return DigitalOceanPlan(**values)
+    return DigitalOceanPlan(**values, gc_type=t.name)
