@@ -382,15 +382,23 @@ def analyze(inv: Inventory, engine: str, delete_untagged: bool = False) -> Predi
         engine=engine,
         delete_untagged=delete_untagged,
         bound=bound,
-        complete=inv.header.complete,
-        gc=gc,
-        reclaimable_bytes=int(sizes.fillna(0).sum()),
-        unknown_size_blobs=unknown,
-        by_repository=by_repository(inv, gc),
-        hazards=hazards(inv, gc),
-        orphaned_now=orphaned_now(inv),
-        uploads=inv.uploads,
         notes=notes,
-        registry=inv.header.registry,
-        storage_root=inv.header.storage_root,
+        **prediction_parts(inv, gc),
     )
+
+
+def prediction_parts(inv: Inventory, gc: GCResult) -> dict[str, Any]:
+    """What every engine's prediction derives the same way from its mark & sweep."""
+    sizes = gc.blobs_eligible["size"]
+    return {
+        "complete": inv.header.complete,
+        "gc": gc,
+        "reclaimable_bytes": int(sizes.fillna(0).sum()),
+        "unknown_size_blobs": int(sizes.isna().sum()),
+        "by_repository": by_repository(inv, gc),
+        "hazards": hazards(inv, gc),
+        "orphaned_now": orphaned_now(inv),
+        "uploads": inv.uploads,
+        "registry": inv.header.registry,
+        "storage_root": inv.header.storage_root,
+    }

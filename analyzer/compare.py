@@ -7,7 +7,6 @@ distribution outcome). Causes are only claimed when the data shows them; otherwi
 
 from __future__ import annotations
 
-import json
 import os
 from collections import defaultdict
 from collections.abc import Iterable
@@ -19,7 +18,7 @@ from analyzer.analysis import BOUND_EXACT, BOUND_LOWER, BOUND_UPPER
 from analyzer.errors import CompareError
 from analyzer.inventory import SOURCE_STORAGE, Inventory
 from analyzer.model import GC_REFERENCE_KINDS
-from analyzer.outcome import Outcome
+from analyzer.outcome import Outcome, read_json_document
 
 BOUNDS = (BOUND_EXACT, BOUND_UPPER, BOUND_LOWER)
 
@@ -99,12 +98,7 @@ def prediction_from_dict(doc: dict[str, Any]) -> PredictionSummary:
 
 def read_prediction(path: str | os.PathLike[str]) -> PredictionSummary:
     target = Path(path)
-    try:
-        doc = json.loads(target.read_text())
-    except OSError as e:
-        raise CompareError(f"{target}: cannot read ({e.strerror})") from e
-    except ValueError as e:
-        raise CompareError(f"{target}: not JSON ({e.__class__.__name__})") from e
+    doc = read_json_document(target)
     if not isinstance(doc, dict):
         raise CompareError(f"{target}: not a prediction")
     try:

@@ -129,15 +129,20 @@ class Outcome:
         return cls(**values)
 
 
-def read_outcome(path: str | os.PathLike[str]) -> Outcome:
-    """An outcome JSON file as written by `reclaim gc -o` (or a history record of one)."""
-    target = Path(path)
+def read_json_document(target: Path) -> Any:
+    """A JSON file that compare reads (outcome, prediction, plan); one-line errors."""
     try:
-        data = json.loads(target.read_text())
+        return json.loads(target.read_text())
     except OSError as e:
         raise CompareError(f"{target}: cannot read ({e.strerror})") from e
     except ValueError as e:
         raise CompareError(f"{target}: not JSON ({e.__class__.__name__})") from e
+
+
+def read_outcome(path: str | os.PathLike[str]) -> Outcome:
+    """An outcome JSON file as written by `reclaim gc -o` (or a history record of one)."""
+    target = Path(path)
+    data = read_json_document(target)
     if (
         isinstance(data, dict)
         and data.get("kind") == "outcome"

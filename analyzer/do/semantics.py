@@ -34,9 +34,7 @@ from analyzer.analysis import (
     BOUND_EXACT,
     BOUND_LOWER,
     Prediction,
-    by_repository,
-    hazards,
-    orphaned_now,
+    prediction_parts,
 )
 from analyzer.do import ENGINE, GC_UNTAGGED_AND_BLOBS, GCType, gc_type
 from analyzer.inventory import Inventory
@@ -350,21 +348,14 @@ def predict(inv: Inventory, type_name: str) -> DigitalOceanPrediction:
     if bound == BOUND_EXACT and t.sweep:
         notes = [n for n in notes if not n.startswith("lower bound")]
         notes.append("exact: the usage figure shows no garbage beyond the listing")
+    parts = prediction_parts(inv, gc)
+    parts["hazards"] = parts["hazards"] + _extra_hazards(inv, t)
     return DigitalOceanPrediction(
         engine=ENGINE,
         delete_untagged=t.delete_untagged,
         bound=bound,
-        complete=inv.header.complete,
-        gc=gc,
-        reclaimable_bytes=int(sizes.fillna(0).sum()),
-        unknown_size_blobs=unknown,
-        by_repository=by_repository(inv, gc),
-        hazards=hazards(inv, gc) + _extra_hazards(inv, t),
-        orphaned_now=orphaned_now(inv),
-        uploads=inv.uploads,
         notes=notes,
-        registry=inv.header.registry,
-        storage_root=inv.header.storage_root,
+        **parts,
         gc_type=t.name,
         sweep=t.sweep,
         assumptions=items,

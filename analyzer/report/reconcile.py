@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from analyzer.compare import Comparison, Discrepancy
 from analyzer.outcome import Outcome
+from analyzer.report.text import human_bytes
 
 
 def _bytes(n: int | None) -> str:
+    """Human size with the exact count beside it: a reconciliation is about exact bytes."""
     if n is None:
         return "unknown"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(size) < 1024 or unit == "TiB":
-            return f"{n} B" if unit == "B" else f"{size:.1f} {unit} ({n} B)"
-        size /= 1024
-    return f"{n} B"
+    return f"{n} B" if abs(n) < 1024 else f"{human_bytes(n)} ({n} B)"
 
 
 def render_outcome(o: Outcome) -> str:
