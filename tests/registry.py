@@ -300,3 +300,22 @@ class Pusher:
         media_type = DOCKER_LIST if docker else OCI_INDEX
         doc = {"schemaVersion": 2, "mediaType": media_type, "manifests": children}
         return self.manifest(repo, tag, doc, media_type)
+
+
+def delete_then_collect(
+    server: RegistryServer, manifests: list[dict[str, Any]], delete_untagged: bool
+) -> tuple[set[str], int]:
+    """Delete these `{repository, digest}` through the HTTP API, stop the registry, run the real
+    garbage-collect, and measure on disk: (blobs that left the store, bytes freed)."""
+    if server.proc is None:
+        server.start()
+    pusher = Pusher(server.url)
+    for m in manifests:
+        pusher.delete_manifest(m["repository"], m["digest"])
+    server.stop()
+    before = blob_bytes(server.storage)
+    run = server.garbage_collect(dry_run=False, delete_untagged=delete_untagged)
+    if run.returncode != 0:
+        raise AssertionError(run.stdout + run.stderr)
+    after = blob_bytes(server.storage)
+    return set(before) - set(after), sum(before.values()) - sum(after.values())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from registry import Pusher, RegistryServer, blob_bytes
+from registry import Pusher, RegistryServer, delete_then_collect
 from scenario import fill
 
 from analyzer.cli import main
@@ -48,17 +48,11 @@ def test_plan_then_delete_then_real_gc_frees_bytes_freed(
     plan = plan_json(snapshot, "--engine", "distribution-2.8", *args, *flags)
     assert plan["bound"] == "exact"
     # Delete exactly what the plan names, through the registry API, on a copy.
-    copy = server.copy_to(tmp_path).start()
-    pusher = Pusher(copy.url)
-    for m in plan["manifests_to_delete"]:
-        pusher.delete_manifest(m["repository"], m["digest"])
-    copy.stop()
-    before = blob_bytes(copy.storage)
-    run = copy.garbage_collect(dry_run=False, delete_untagged=delete_untagged)
-    assert run.returncode == 0, run.stdout + run.stderr
-    after = blob_bytes(copy.storage)
-    assert set(before) - set(after) == set(plan["blobs_freed"])
-    assert sum(before.values()) - sum(after.values()) == plan["bytes_freed"]
+    gone, freed = delete_then_collect(
+        server.copy_to(tmp_path), plan["manifests_to_delete"], delete_untagged
+    )
+    assert gone == set(plan["blobs_freed"])
+    assert freed == plan["bytes_freed"]
 
 
 def test_deleting_an_index_leaves_its_children(filled) -> None:  # type: ignore[no-untyped-def]
@@ -100,14 +94,9 @@ def test_tag_sharing_its_manifest_with_another_tag(filled, tmp_path: Path) -> No
     extra = [x for x in plan["safety"] if x["type"] == "tags-deleted-not-named"]
     assert extra and extra[0]["tags"] == ["latest"]
     # And the bytes: delete it for real, collect for real, measure.
-    copy.start()
-    Pusher(copy.url).delete_manifest("shared", digest)
-    copy.stop()
-    before = blob_bytes(copy.storage)
-    assert copy.garbage_collect(dry_run=False, delete_untagged=False).returncode == 0
-    after = blob_bytes(copy.storage)
-    assert sum(before.values()) - sum(after.values()) == plan["bytes_freed"]
-    assert set(before) - set(after) == set(plan["blobs_freed"])
+    gone, freed = delete_then_collect(copy, plan["manifests_to_delete"], False)
+    assert freed == plan["bytes_freed"]
+    assert gone == set(plan["blobs_freed"])
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from registry import Pusher, RegistryServer, blob_bytes
+from registry import RegistryServer, delete_then_collect
 
 from analyzer.cli import main
 from analyzer.generate import NOW, generate_registry, write_storage_tree
@@ -582,14 +582,8 @@ def test_policy_plan_applied_for_real_frees_bytes_freed(
     assert doc["bound"] == "exact" and doc["manifests_to_delete"]
     reasons = " ".join(m["reason"] for m in doc["manifests_to_delete"])
     assert "child of deleted index" in reasons and "referrer of deleted" in reasons
-    copy = server.copy_to(tmp_path).start()
-    pusher = Pusher(copy.url)
-    for m in doc["manifests_to_delete"]:
-        pusher.delete_manifest(m["repository"], m["digest"])
-    copy.stop()
-    before = blob_bytes(copy.storage)
-    run_gc = copy.garbage_collect(dry_run=False, delete_untagged=delete_untagged)
-    assert run_gc.returncode == 0, run_gc.stdout + run_gc.stderr
-    after = blob_bytes(copy.storage)
-    assert set(before) - set(after) == set(doc["blobs_freed"])
-    assert sum(before.values()) - sum(after.values()) == doc["bytes_freed"]
+    gone, freed = delete_then_collect(
+        server.copy_to(tmp_path), doc["manifests_to_delete"], delete_untagged
+    )
+    assert gone == set(doc["blobs_freed"])
+    assert freed == doc["bytes_freed"]
