@@ -17,6 +17,7 @@ from analyzer.semantics import (
     DISTRIBUTION_28,
     GCResult,
     anti_join,
+    closure,
     gc_references,
     revisions,
     simulate,
@@ -127,18 +128,7 @@ def _bound_note(bound: str, inv: Inventory) -> str | None:
 
 def reachable(inv: Inventory) -> pd.DataFrame:
     """(repository, digest) for every blob each repository's revisions reach, children included."""
-    refs = gc_references(inv)[["parent", "child"]]
-    frontier = inv.manifests[["repository", "digest"]].drop_duplicates()
-    seen = [frontier]
-    visited = frontier
-    while not frontier.empty:
-        nxt = frontier.merge(refs, left_on="digest", right_on="parent")[["repository", "child"]]
-        nxt = nxt.rename(columns={"child": "digest"}).drop_duplicates()
-        merged = nxt.merge(visited, on=["repository", "digest"], how="left", indicator=True)
-        frontier = merged.loc[merged["_merge"] == "left_only", ["repository", "digest"]]
-        visited = pd.concat([visited, frontier], ignore_index=True)
-        seen.append(frontier)
-    return pd.concat(seen, ignore_index=True).drop_duplicates().reset_index(drop=True)
+    return closure(inv.manifests, gc_references(inv)[["parent", "child"]])
 
 
 def by_repository(inv: Inventory, gc: GCResult) -> pd.DataFrame:

@@ -131,22 +131,32 @@ def _v3_order_sensitive(inv: Inventory, refs: pd.DataFrame) -> bool:
     return bool(isin(mrefs["child"], mrefs["parent"]).any())
 
 
-def _bfs_3_pairs(inv: Inventory, roots: pd.DataFrame) -> pd.DataFrame:
-    """(repository, digest): each digest the breadth-first marking reaches from that
-    repository's roots (recursion never leaves the repository of its root)."""
-    refs = gc_references(inv)[["parent", "child"]]
-    rev = revisions(inv)
-    frontier = roots[["repository", "digest"]].drop_duplicates()
-    marked = [frontier]
+def closure(
+    start: pd.DataFrame, refs: pd.DataFrame, expand_only: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """(repository, digest) pairs reached from `start` along parent -> child edges, breadth
+    first and vectorised; a reached pair is followed further only when it is in `expand_only`
+    (every pair when None). The repository of the start pair travels along."""
+    keys = ["repository", "digest"]
+    frontier = start[keys].drop_duplicates()
+    reached = [frontier]
     visited = frontier
     while not frontier.empty:
         edges = frontier.merge(refs, left_on="digest", right_on="parent")
         nxt = edges[["repository", "child"]].rename(columns={"child": "digest"}).drop_duplicates()
-        marked.append(nxt)
-        nxt = nxt.merge(rev, on=["repository", "digest"])  # only revisions of that repository
-        frontier = anti_join(nxt, visited, ["repository", "digest"])
+        reached.append(nxt)
+        if expand_only is not None:
+            nxt = nxt.merge(expand_only, on=keys)
+        frontier = anti_join(nxt, visited, keys)
         visited = pd.concat([visited, frontier], ignore_index=True)
-    return pd.concat(marked, ignore_index=True)
+    return pd.concat(reached, ignore_index=True).drop_duplicates().reset_index(drop=True)
+
+
+def _bfs_3_pairs(inv: Inventory, roots: pd.DataFrame) -> pd.DataFrame:
+    """(repository, digest): each digest the breadth-first marking reaches from that
+    repository's roots (recursion never leaves the repository of its root: only revisions of
+    that repository are visited)."""
+    return closure(roots, gc_references(inv)[["parent", "child"]], expand_only=revisions(inv))
 
 
 def mark_3_bfs(inv: Inventory, roots: pd.DataFrame) -> pd.Index:
