@@ -192,4 +192,7 @@ def test_deprecated_prefix_is_served(do: DOEnv) -> None:
 
 
 def test_spec_is_where_the_tests_expect_it() -> None:
-    assert (Path(SPEC.root) / "registries_get.yml").is_file()
+    assert (Path(SPEC.root) / "registries_get.yml").is_file(), (
+        f"DigitalOcean OpenAPI spec not found at {SPEC.root}: put shared/digitalocean-openapi "
+        "beside the clone, or set RECLAIM_DO_SPEC to its folder"
+    )
