@@ -89,3 +89,37 @@ class DigitalOceanRateLimited(DigitalOceanError):
 
 class DigitalOceanServerError(DigitalOceanError):
     """5xx after the bounded retries, or a request that timed out or could not connect."""
+
+
+class StorageError(SourceError):
+    """Reading the registry's storage (a directory tree or an S3 bucket) failed.
+
+    `path` is the storage path (relative to the registry's root directory) the failure is about.
+    Messages name the bucket, key or file and the server's error code, never a credential.
+    """
+
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class StorageNotFound(StorageError):
+    """No object or directory at this path (an object gone between listing and reading, too)."""
+
+
+class StorageDenied(StorageError):
+    """The store refused the request (403): a prefix or object reclaim may not read."""
+
+    exit_code = 3
+
+
+class StorageThrottled(StorageError):
+    """The store kept answering 503 SlowDown (or 5xx) past the retry budget."""
+
+
+class StorageTooLarge(StorageError):
+    """An object is larger than the cap for what is being read (a link file, a manifest)."""
+
+
+class StorageConfigError(UsageError):
+    """A storage location cannot be used as given: bad s3:// URL, unknown driver, no credentials."""

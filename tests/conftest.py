@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from registry import RegistryServer, registry_binary
+from s3fixtures import s3_registry, s3_registry_v3, s3_root, seaweed  # noqa: F401 - fixtures
 
 
 @pytest.fixture(scope="session")
