@@ -43,7 +43,9 @@ def reader_location(seaweed: SeaweedS3, root: str, endpoint: str | None = None) 
     )
 
 
-def _registry(tmp_path: Path, seaweed: SeaweedS3, root: str, binary: str) -> Iterator[S3RegistryServer]:
+def _registry(
+    tmp_path: Path, seaweed: SeaweedS3, root: str, binary: str
+) -> Iterator[S3RegistryServer]:
     server = S3RegistryServer(tmp_path / f"registry-{root}", seaweed, root, binary)
     server.start()
     try:

@@ -85,11 +85,12 @@ def _keys(name: str) -> tuple[str, str]:
 
 
 def partial_actions() -> tuple[str, ...]:
-    """Read and list everything of PARTIAL_ROOT except one blob prefix (the 256 prefixes are
-    granted one by one, and one is left out) and the repository "secret" (not granted)."""
+    """What the `partial` identity may do under PARTIAL_ROOT: list everything, read everything
+    but the repository "secret", and neither list nor read blob prefix DENIED_BLOB_PREFIX (the
+    other 255 prefixes are granted one by one). SeaweedFS matches a listing's prefix against
+    these globs, so a repository cannot be hidden from a listing of repositories/."""
     v2 = f"{BUCKET}/{PARTIAL_ROOT}/docker/registry/v2"
-    actions = [f"{verb}:{v2}/repositories/open/*" for verb in ("List", "Read")]
-    actions += [f"{verb}:{v2}/repositories/" for verb in ("List",)]
+    actions = [f"List:{v2}/repositories/*", f"Read:{v2}/repositories/open/*"]
     for i in range(256):
         prefix = f"{i:02x}"
         if prefix != DENIED_BLOB_PREFIX:
@@ -212,7 +213,9 @@ class SeaweedS3:
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise RuntimeError(f"weed exited {self.proc.returncode}: {self.log.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"weed exited {self.proc.returncode}: {self.log.read_text()[-3000:]}"
+                )
             try:
                 if BUCKET not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
                     client.create_bucket(Bucket=BUCKET)
@@ -315,7 +318,9 @@ class S3RegistryServer(RegistryServer):
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"registry exited: {(self.workdir / 'registry.log').read_text()}")
+                raise RuntimeError(
+                    f"registry exited: {(self.workdir / 'registry.log').read_text()}"
+                )
             try:
                 if requests.get(f"{self.url}/v2/", timeout=1).status_code == 200:
                     return self

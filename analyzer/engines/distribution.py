@@ -2,7 +2,8 @@
 
 Debian names the binary `docker-registry` (2.8); upstream images name it `registry` (2.8 or
 3.x). The output of both is parsed (see `OutputParser`); the engine prints no byte counts, so
-the bytes freed are measured from the storage tree: blob `data` files summed before and after.
+the bytes freed are measured from the storage: blob `data` files summed before and after, on
+the filesystem or, for an s3-backed registry, from the bucket's listing (`storage_driver`).
 
 A real collection under live writes can delete a blob a push is just linking, so a real run is
 refused while the registry answers on its configured address, unless the config puts storage
@@ -25,7 +26,13 @@ import requests
 import yaml
 
 from analyzer.engines.base import Engine, Identity, Run, utc_now
-from analyzer.errors import ConfirmationRequired, EngineError, GCRefusedError, SourceError
+from analyzer.errors import (
+    ConfirmationRequired,
+    EngineError,
+    GCRefusedError,
+    SourceError,
+    StorageConfigError,
+)
 from analyzer.outcome import (
     FREED_LISTED,
     FREED_MEASURED,
@@ -35,6 +42,13 @@ from analyzer.outcome import (
 )
 from analyzer.progress import Progress
 from analyzer.sources.storage import iter_blobs, resolve_root
+from analyzer.storage_driver import (
+    FilesystemLocation,
+    StorageLocation,
+    list_blob_store,
+    location_from_config,
+    open_driver,
+)
 
 ENGINE = "distribution"
 DEFAULT_BINARIES = ("docker-registry", "registry")
@@ -42,8 +56,8 @@ MODE_UNTAGGED = "delete-untagged"
 MODE_UNREFERENCED = "unreferenced-blobs"
 PROBE_TIMEOUT = 1.0
 EXCERPT_LINES = 20
-# Environment overrides the registry itself honours for these settings (the GC inherits them).
-ENV_ROOT = "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY"
+# Environment overrides the registry itself honours for these settings (the GC inherits them;
+# the storage ones are read in `storage_driver.location`).
 ENV_ADDR = "REGISTRY_HTTP_ADDR"
 
 _DIGEST = r"sha256:[a-f0-9]{64}"
@@ -155,14 +169,27 @@ def parse_output(text: str) -> GCOutput:
 
 @dataclass(frozen=True)
 class RegistryConfig:
-    """What reclaim needs from a distribution config file. Never holds the file's secrets."""
+    """What reclaim needs from a distribution config file. Its storage's keys (s3 `accesskey`,
+    `secretkey`) are held hidden from repr, only to read the bucket as the registry does.
+
+    `root` is the filesystem driver's root directory, None for an s3-backed registry."""
 
     path: Path
-    root: Path
+    root: Path | None
     addr: str | None
     net: str
     tls: bool
     read_only: bool
+    storage: StorageLocation
+
+    @property
+    def registry(self) -> str:
+        """The storage's identity in outcomes: an absolute directory, or s3://BUCKET/ROOT."""
+        return self.storage.url
+
+    def secrets(self) -> tuple[str, ...]:
+        creds = getattr(self.storage, "credentials", None)
+        return creds.secrets() if creds is not None else ()
 
 
 def _section(doc: dict[str, Any], *keys: str) -> dict[str, Any]:
@@ -197,21 +224,17 @@ def load_config(path: str | os.PathLike[str]) -> RegistryConfig:
 
 def _config_from(target: Path, doc: dict[str, Any]) -> RegistryConfig:
     storage = doc["storage"]
-    drivers = [k for k in storage if k not in ("delete", "maintenance", "cache", "redirect", "tag")]
-    root = os.environ.get(ENV_ROOT) or _section(storage, "filesystem").get("rootdirectory")
-    if not root:
-        if drivers and "filesystem" not in drivers:
-            raise EngineError(
-                f"{target}: storage driver {drivers[0]!r} is not supported; reclaim measures freed "
-                "bytes from a filesystem storage tree"
-            )
-        root = "/var/lib/registry"  # distribution's default rootdirectory
+    try:
+        location = location_from_config(doc)
+    except StorageConfigError as e:
+        raise EngineError(f"{target}: {e}") from e
     http = _section(doc, "http")
     addr = os.environ.get(ENV_ADDR) or http.get("addr")
     readonly = _section(storage, "maintenance", "readonly").get("enabled")
     return RegistryConfig(
         path=target,
-        root=Path(str(root)),
+        root=location.root if isinstance(location, FilesystemLocation) else None,
+        storage=location,
         addr=str(addr) if addr else None,
         net=str(http.get("net") or "tcp"),
         tls=bool(_section(http, "tls").get("certificate")),
@@ -267,13 +290,33 @@ def registry_answers(cfg: RegistryConfig, timeout: float = PROBE_TIMEOUT) -> boo
     return r.status_code in (200, 401) or "Docker-Distribution-Api-Version" in r.headers
 
 
-def measure_blobs(root: Path) -> dict[str, int]:
-    """digest -> size of every blob data file in the storage tree, read now."""
+def measure_blobs(storage: StorageLocation | Path) -> dict[str, int]:
+    """digest -> size of every blob data file in the storage, read now. On S3 from the
+    listing of the 256 blob prefixes; a prefix that cannot be listed fails the measurement
+    (a blob there would otherwise count as deleted)."""
+    if isinstance(storage, Path):
+        storage = FilesystemLocation(storage)
     try:
-        v2 = resolve_root(root)
-    except SourceError as e:
+        if isinstance(storage, FilesystemLocation):
+            return dict(iter_blobs(resolve_root(storage.root)))
+        with open_driver(storage) as driver:
+            store = list_blob_store(driver)
+    except (SourceError, StorageConfigError) as e:
         raise EngineError(str(e)) from e
-    return dict(iter_blobs(v2))
+    if not store.complete:
+        raise EngineError(
+            f"{storage.url}: {len(store.skips)} blob prefixes could not be listed "
+            f"({store.skips[0].path}: {store.skips[0].reason}); freed bytes cannot be measured"
+        )
+    return store.sizes()
+
+
+def redact(text: str, secrets: tuple[str, ...]) -> str:
+    """The text with every secret replaced: the engine's output is kept and shown."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return text
 
 
 class DistributionEngine(Engine):
@@ -304,7 +347,7 @@ class DistributionEngine(Engine):
         return MODE_UNTAGGED if self.delete_untagged else MODE_UNREFERENCED
 
     def identity(self) -> Identity:
-        registry = str(self._config.root.resolve()) if self._config else None
+        registry = self._config.registry if self._config else None
         return Identity(ENGINE, self.mode, self.delete_untagged, self.dry_run, registry)
 
     def command(self) -> list[str]:
@@ -320,7 +363,7 @@ class DistributionEngine(Engine):
 
     def preflight(self) -> None:
         self._config = load_config(self.config_path)
-        measure_blobs(self._config.root)  # the storage tree must be there and readable
+        measure_blobs(self._config.storage)  # the storage must be there and readable
         self._binary_path = find_binary(self.binary)
         if self.dry_run:
             return
@@ -342,7 +385,7 @@ class DistributionEngine(Engine):
         if self._config is None or self._binary_path is None:
             self.preflight()
         assert self._config is not None
-        before = measure_blobs(self._config.root)
+        before = measure_blobs(self._config.storage)
         return DistributionRun(self, self._config, before, run_id, log_dir)
 
 
@@ -388,6 +431,7 @@ class DistributionRun(Run):
         assert self.proc.stdout is not None
         try:
             for line in self.proc.stdout:
+                line = redact(line, self.cfg.secrets())
                 tail.append(line.rstrip("\n"))
                 if log:
                     log.write(line)
@@ -404,7 +448,7 @@ class DistributionRun(Run):
                     progress.advance()
             code = self.proc.wait()
             self._stderr.seek(0)
-            err = self._stderr.read()
+            err = redact(self._stderr.read(), self.cfg.secrets())
             if log:
                 log.write(err)
         finally:
@@ -429,7 +473,7 @@ class DistributionRun(Run):
             mode=engine.mode,
             delete_untagged=engine.delete_untagged,
             dry_run=engine.dry_run,
-            registry=str(self.cfg.root.resolve()),
+            registry=self.cfg.registry,
             started_at=self.started_at,
             ended_at=utc_now(),
             status=STATUS_SUCCEEDED if code == 0 else STATUS_FAILED,
@@ -461,7 +505,12 @@ class DistributionRun(Run):
             sizes = {d: self.before[d] for d in listed if d in self.before}
             notes = [] if len(sizes) == len(listed) else ["some listed blobs have no data file"]
             return listed, sizes, sum(sizes.values()), FREED_LISTED, notes
-        after = measure_blobs(self.cfg.root)
+        try:
+            after = measure_blobs(self.cfg.storage)
+        except EngineError as e:
+            # Not measured: what the engine listed, at its size before the run, and why.
+            sizes = {d: self.before[d] for d in listed if d in self.before}
+            return listed, sizes, sum(sizes.values()), FREED_LISTED, [f"not measured: {e}"]
         gone = sorted(d for d in self.before if d not in after)
         sizes = {d: self.before[d] for d in gone}
         notes = []

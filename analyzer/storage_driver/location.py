@@ -41,9 +41,10 @@ S3_PARAMETERS = (
     "skipverify",
     "forcepathstyle",
 )
-# S3 bucket names: 3-63 of lowercase letters, digits, dots and hyphens (legacy names may
-# have capitals and underscores: accepted, since a registry may use one).
-_BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$")
+# AWS bucket names are 3-63 lowercase letters, digits, dots and hyphens; legacy and
+# S3-compatible names may have capitals and underscores. What matters here: nothing that would
+# change the request's host or path.
+_BUCKET = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
 
 
 @dataclass(frozen=True)

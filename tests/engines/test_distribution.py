@@ -227,6 +227,10 @@ def test_config_reading(tmp_path: Path) -> None:
     assert probe_url(":5000", False) == "http://127.0.0.1:5000/v2/"
     assert probe_url("0.0.0.0:443", True) == "https://127.0.0.1:443/v2/"
     s3 = tmp_path / "s3.yml"
-    s3.write_text("version: 0.1\nstorage:\n  s3:\n    bucket: b\n")
-    with pytest.raises(EngineError, match="storage driver 's3' is not supported"):
-        load_config(s3)
+    s3.write_text("version: 0.1\nstorage:\n  s3:\n    bucket: b\n    rootdirectory: /r/\n")
+    c = load_config(s3)
+    assert (c.root, c.registry) == (None, "s3://b/r")
+    gcs = tmp_path / "gcs.yml"
+    gcs.write_text("version: 0.1\nstorage:\n  gcs:\n    bucket: b\n")
+    with pytest.raises(EngineError, match="storage driver 'gcs' is not supported"):
+        load_config(gcs)
