@@ -212,7 +212,12 @@ def _registries(
     if snapshot is not None:
         urls += [snapshot.header.registry] if snapshot.header.registry else []
         roots += [snapshot.header.storage_root] if snapshot.header.storage_root else []
-    return urls if outcome_registry and "://" in outcome_registry else roots
+    return urls if outcome_registry and _is_api_url(outcome_registry) else roots
+
+
+def _is_api_url(registry: str) -> bool:
+    """A registry's HTTP address; s3://BUCKET/ROOT names a storage root, like a directory."""
+    return "://" in registry and not registry.startswith("s3://")
 
 
 def _same_registry(a: str, b: str) -> bool:
