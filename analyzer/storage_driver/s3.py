@@ -48,6 +48,7 @@ from analyzer.storage_driver.location import S3Location
 MAX_PAGE = 1000  # ListObjectsV2's own maximum
 MAX_LISTING_BYTES = 32 << 20  # a 1,000-key page is well under 1 MiB
 MAX_ERROR_BYTES = 64 << 10
+POOL_SIZE = 64  # connections kept open: more than the walkers' threads
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 RETRY_CODES = frozenset({"SlowDown", "Throttling", "RequestTimeout", "InternalError"})
 THROTTLE_STATUS = frozenset({429, 503})
@@ -121,11 +122,10 @@ class S3Driver(StorageDriver):
         self._rng = rng or random.Random()
         self._lock = threading.Lock()
         self._budget = self.retry.budget
-        self._tls = threading.local()
-        self._sessions: list[requests.Session] = []
         self._verify = self._tls_verify()
         self._scheme, self._host, self._base_path = self._address()
         self._root = location.key("")  # "ROOT/" or "": every key of the store starts with it
+        self._http = self._new_session()
 
     # -- where requests go ---------------------------------------------------------------
     @property
@@ -153,23 +153,20 @@ class S3Driver(StorageDriver):
             return parts.scheme, f"{loc.bucket}.{parts.netloc}", path
         return parts.scheme, parts.netloc, f"{path}/{sigv4.uri_encode(loc.bucket)}"
 
-    def _session(self) -> requests.Session:
-        session: requests.Session | None = getattr(self._tls, "session", None)
-        if session is None:
-            session = requests.Session()
-            # No .netrc, no environment CA or auth guesses: what is sent is what is signed.
-            session.trust_env = False
-            session.proxies = requests.utils.get_environ_proxies(f"{self._scheme}://{self._host}")
-            self._tls.session = session
-            with self._lock:
-                self._sessions.append(session)
+    def _new_session(self) -> requests.Session:
+        """One session for all threads: its connection pool (urllib3's, thread-safe) is sized
+        for the parallel walkers, so connections are reused across them."""
+        session = requests.Session()
+        # No .netrc, no environment CA or auth guesses: what is sent is what is signed.
+        session.trust_env = False
+        session.proxies = requests.utils.get_environ_proxies(f"{self._scheme}://{self._host}")
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=POOL_SIZE)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
         return session
 
     def close(self) -> None:
-        with self._lock:
-            sessions, self._sessions = self._sessions, []
-        for s in sessions:
-            s.close()
+        self._http.close()
 
     # -- one request, retried --------------------------------------------------------------
     def _take_retry(self) -> bool:
@@ -187,7 +184,7 @@ class S3Driver(StorageDriver):
         url = f"{self._scheme}://{self._host}{path or '/'}"
         if params:
             url += "?" + sigv4.canonical_query(params)
-        return self._session().get(
+        return self._http.get(
             url,
             headers={**signed, **(headers or {})},
             timeout=self.timeout,
