@@ -145,8 +145,33 @@ class SeaweedS3:
         return f"http://127.0.0.1:{self.ports['s3']}"
 
     @property
+    def https_endpoint(self) -> str:
+        """The same gateway over TLS, with a self-signed certificate for 127.0.0.1 (`ca_file`)."""
+        return f"https://127.0.0.1:{self.ports['s3.https']}"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.workdir / "tls" / "cert.pem"
+
+    @property
     def log(self) -> Path:
         return self.workdir / "weed.log"
+
+    def _make_certificate(self) -> None:
+        tls = self.ca_file.parent
+        tls.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(
+            [
+                *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+                *("-keyout", str(tls / "key.pem"), "-out", str(self.ca_file)),
+                *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"openssl could not make a test certificate: {done.stderr}")
 
     def client(self, name: str = "admin") -> Any:
         return s3_client(self.endpoint, self.identities[name])
@@ -155,6 +180,7 @@ class SeaweedS3:
         for name in ("master", "volume", "filer", "s3"):
             self.ports[name] = free_port()
             self.ports[f"{name}.grpc"] = free_port()
+        self.ports["s3.https"] = free_port()
         p = self.ports
         return [
             self.binary,
@@ -178,6 +204,9 @@ class SeaweedS3:
             f"-s3.port.grpc={p['s3.grpc']}",
             f"-s3.config={self.workdir / 's3.json'}",
             f"-s3.localSocket={self.workdir / 's3.sock'}",
+            f"-s3.port.https={p['s3.https']}",
+            f"-s3.cert.file={self.ca_file}",
+            f"-s3.key.file={self.ca_file.parent / 'key.pem'}",
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
         ]
@@ -195,6 +224,7 @@ class SeaweedS3:
             ]
         }
         (self.workdir / "s3.json").write_text(json.dumps(doc))
+        self._make_certificate()
         log = open(self.log, "ab")  # noqa: SIM115 - lives with the process
         self.proc = subprocess.Popen(
             self._command(), stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir

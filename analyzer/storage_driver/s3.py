@@ -21,12 +21,14 @@ import random
 import threading
 import time
 import urllib.parse
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import requests
+import urllib3
 
 from analyzer.errors import (
     StorageDenied,
@@ -133,10 +135,15 @@ class S3Driver(StorageDriver):
         return self.location.url
 
     def describe(self) -> str:
-        return f"{self.location.url} at {self._scheme}://{self._host}{self._base_path}"
+        where = f"{self.location.url} at {self._scheme}://{self._host}{self._base_path}"
+        return where + (" (TLS not verified: skipverify)" if self._verify is False else "")
 
     def _tls_verify(self) -> bool | str:
-        if self.location.verify is False or isinstance(self.location.verify, str):
+        if self.location.verify is False:
+            # Asked for by the registry config (skipverify); said by describe(), not per request.
+            warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+            return False
+        if isinstance(self.location.verify, str):
             return self.location.verify
         return resolve_ca_bundle(self.location.profile) or True
 

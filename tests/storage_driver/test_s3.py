@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from analyzer.engines.distribution import measure_blobs
 from analyzer.errors import (
     EngineError,
     StorageDenied,
+    StorageError,
     StorageNotFound,
     StorageTooLarge,
 )
@@ -268,3 +270,22 @@ def test_filesystem_and_s3_drivers_read_the_same_tree(
         on_disk = tree(fs)
         assert {f.path for f in fs.walk("")} == set(_truth(seaweed, s3_registry.root))
     assert on_s3 == on_disk
+
+
+def test_tls_is_verified_unless_the_config_says_skipverify(
+    seaweed: SeaweedS3, s3_registry: S3RegistryServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gateway's HTTPS port has a self-signed certificate: refused by default, read with
+    its CA given (the location's, or AWS_CA_BUNDLE as the AWS chain has it), or skipverify."""
+    pushed = _fill(s3_registry.url)
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    location = reader_location(seaweed, s3_registry.root, seaweed.https_endpoint)
+    with open_driver(location) as d, pytest.raises(StorageError, match="TLS verification"):
+        d.list("")
+    ca = str(seaweed.ca_file)
+    for loc in (replace(location, verify=ca), replace(location, verify=False)):
+        with open_driver(loc) as d:
+            assert pushed["orphan"] in list_blob_store(d).blobs
+    monkeypatch.setenv("AWS_CA_BUNDLE", ca)
+    with open_driver(location) as d:
+        assert d.list("").directories == ("docker",)
