@@ -5,7 +5,8 @@
     with open_driver(loc) as driver:
         blobs = list_blob_store(driver)         # digest -> FileInfo (size from the listing)
         repos = walk_repositories(driver)       # every file under repositories/, by path
-        link = driver.read(path, MAX_LINK_BYTES)
+        link = driver.read(path, MAX_LINK_BYTES)   # raises StorageNotFound, StorageDenied, ...
+        links = read_many(driver, paths)        # in parallel; failures become skips
         driver.stats.to_dict()                  # requests made
 
 Errors are the `Storage*` classes of `analyzer.errors`; parts that cannot be read are `Skip`s.
@@ -37,8 +38,10 @@ from analyzer.storage_driver.walk import (
     BLOBS,
     REPOSITORIES,
     BlobStore,
+    Contents,
     RepositoryFiles,
     list_blob_store,
+    read_many,
     split_repository_path,
     walk_repositories,
 )
@@ -64,6 +67,7 @@ __all__ = [
     "V2",
     "AwsCredentials",
     "BlobStore",
+    "Contents",
     "FileInfo",
     "FilesystemLocation",
     "Listing",
@@ -79,6 +83,7 @@ __all__ = [
     "open_driver",
     "parse_s3_url",
     "parse_storage",
+    "read_many",
     "resolve_credentials",
     "split_repository_path",
     "walk_repositories",

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from analyzer.errors import StorageError, StorageNotFound
-from analyzer.storage_driver.base import V2, FileInfo, Skip, StorageDriver, join
+from analyzer.storage_driver.base import MAX_LINK_BYTES, V2, FileInfo, Skip, StorageDriver, join
 
 BLOBS = join(V2, "blobs", "sha256")
 REPOSITORIES = join(V2, "repositories")
@@ -165,3 +165,41 @@ def walk_repositories(driver: StorageDriver, workers: int = DEFAULT_WORKERS) -> 
             skips.append(Skip(part, skip.reason))
     files.sort(key=lambda f: f.path)
     return RepositoryFiles(files, skips)
+
+
+@dataclass
+class Contents:
+    """What `read_many` read: path -> bytes, and a skip for every path it could not read."""
+
+    data: dict[str, bytes] = field(default_factory=dict)
+    skips: list[Skip] = field(default_factory=list)
+
+
+def _read_one(driver: StorageDriver, path: str, max_bytes: int) -> bytes | Skip:
+    try:
+        return driver.read(path, max_bytes)
+    except StorageNotFound:
+        # Listed, then gone (a concurrent delete or GC): nothing may be concluded from it.
+        return Skip(path, "gone since it was listed")
+    except StorageError as e:
+        return Skip(path, str(e))
+
+
+def read_many(
+    driver: StorageDriver,
+    paths: Iterable[str],
+    max_bytes: int = MAX_LINK_BYTES,
+    workers: int = DEFAULT_WORKERS,
+) -> Contents:
+    """Read small files (links, manifests) in parallel; each failure is a skip, never an error:
+    gone since listed, denied, throttled past the budget, larger than `max_bytes`."""
+    paths = list(paths)
+    out = Contents()
+    for path, got in zip(
+        paths, parallel(lambda p: _read_one(driver, p, max_bytes), paths, workers), strict=True
+    ):
+        if isinstance(got, Skip):
+            out.skips.append(got)
+        else:
+            out.data[path] = got
+    return out

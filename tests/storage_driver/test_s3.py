@@ -42,6 +42,7 @@ from analyzer.storage_driver import (
     join,
     list_blob_store,
     open_driver,
+    read_many,
     walk_repositories,
 )
 from analyzer.storage_driver.filesystem import FilesystemDriver
@@ -154,6 +155,13 @@ def test_object_gone_between_listing_and_reading(
                 d.read(f.path, 1 << 20)
             assert e.value.path == f.path
         assert pushed["orphan"] not in list_blob_store(d).blobs
+        # read in bulk: the gone ones are skips, the rest is read
+        links = [f.path for f in repos.files]
+        read = read_many(d, links)
+        assert [s.path for s in read.skips] == [link.path]
+        assert read.skips[0].reason == "gone since it was listed"
+        assert set(read.data) == set(links) - {link.path}
+        assert all(v.startswith(b"sha256:") for v in read.data.values())
 
 
 def test_throttling_is_retried_with_jittered_backoff(
@@ -200,6 +208,13 @@ def test_throttling_past_the_budget_is_a_skip_never_a_claim(
         starved = list_blob_store(d, workers=4)
         assert d.stats.to_dict()["retries"] == 5
     assert len(starved.skips) == 256 and not starved.blobs
+    # a read throttled past its attempts is a skip too, and only that read is
+    tag = join(REPOSITORIES, "app/_manifests/tags/v1/current/link")
+    proxy.rules[:] = [slow_down(10_000, f"{s3_registry.root}/{tag}")]
+    with _driver(location, retry=policy) as d:
+        read = read_many(d, [tag, join(REPOSITORIES, "lib/x/_manifests/tags/multi/current/link")])
+    assert [s.path for s in read.skips] == [tag] and "503 SlowDown" in read.skips[0].reason
+    assert len(read.data) == 1
 
 
 def test_unreadable_prefixes_are_skips(
@@ -238,6 +253,10 @@ def test_unreadable_prefixes_are_skips(
         assert d.read(join(REPOSITORIES, "open/_manifests/tags/v1/current/link"), 1024)
         with pytest.raises(StorageDenied):
             d.read(join(REPOSITORIES, "secret/_manifests/tags/v1/current/link"), 1024)
+        read = read_many(d, [f.path for f in repos.files])
+        secret = {f.path for f in repos.files if f.path.startswith(join(REPOSITORIES, "secret/"))}
+        assert secret and {s.path for s in read.skips} == secret
+        assert all("access denied" in s.reason for s in read.skips)
 
 
 def test_a_repository_that_cannot_be_listed_is_a_skip(
