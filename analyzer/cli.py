@@ -585,8 +585,8 @@ def _write_json(path: str, data: dict[str, Any]) -> None:
     "config",
     required=False,
     type=click.Path(dir_okay=False),
-    help="The registry's config file (garbage-collect reads it; so does reclaim). Required "
-    "with the distribution engine.",
+    help="The registry's config file (garbage-collect reads it; so does reclaim, to measure "
+    "freed bytes from its filesystem or s3 storage). Required with the distribution engine.",
 )
 @click.option("--delete-untagged", is_flag=True, help="Delete untagged manifests too (-m).")
 @click.option("--dry-run", is_flag=True, help="Only list what the collection would delete.")
