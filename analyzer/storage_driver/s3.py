@@ -306,7 +306,8 @@ class S3Driver(StorageDriver):
         encoded = (_child_text(root, "EncodingType") or "").lower() == "url"
 
         def text(value: str) -> str:
-            return urllib.parse.unquote(value) if encoded else value
+            # S3's url encoding writes a space as "+" (and a "+" as %2B), as botocore decodes it.
+            return urllib.parse.unquote_plus(value) if encoded else value
 
         files: list[FileInfo] = []
         prefixes: list[str] = []
@@ -338,12 +339,17 @@ class S3Driver(StorageDriver):
             seen.add(page.next_token)
             token = page.next_token
 
+    def _under(self, path: str, files: list[FileInfo]) -> list[FileInfo]:
+        """Only what lies under `path`: a server answering with other keys is not believed."""
+        base = path.strip("/")
+        return [f for f in files if not base or f.path.startswith(base + "/")]
+
     def list(self, path: str) -> Listing:
         prefix = self._prefix(path)
         dirs: list[str] = []
         files: list[FileInfo] = []
         for page in self._pages(prefix, True, path):
-            files += page.files
+            files += [f for f in self._under(path, page.files) if _child_of(path, f.path)]
             dirs += [p[len(prefix) :].rstrip("/") for p in page.prefixes if p.startswith(prefix)]
         dirs = sorted(d for d in set(dirs) if d)
         if path.strip("/") and not dirs and not files:
@@ -352,14 +358,16 @@ class S3Driver(StorageDriver):
 
     def walk(self, path: str) -> Iterator[FileInfo]:
         for page in self._pages(self._prefix(path), False, path):
-            yield from page.files
+            yield from self._under(path, page.files)
 
     # -- reading ---------------------------------------------------------------------------
     def read(self, path: str, max_bytes: int) -> bytes:
         key = self.location.key(path)
         what = f"reading s3://{self.location.bucket}/{key}"
         self.stats.add(reads=1)
-        r = self._request(what, key, {}, {"Range": f"bytes=0-{max_bytes}"})
+        # The bytes as stored (what the registry reads): no transfer compression asked for.
+        headers = {"Range": f"bytes=0-{max_bytes}", "Accept-Encoding": "identity"}
+        r = self._request(what, key, {}, headers)
         if r.status_code == 416:  # an empty object has no byte 0
             r.close()
             return b""
@@ -372,7 +380,7 @@ class S3Driver(StorageDriver):
                 f"{what}: {total} bytes, more than the {max_bytes} read here", path
             )
         try:
-            data = r.raw.read(max_bytes + 1, decode_content=True)
+            data = r.raw.read(max_bytes + 1, decode_content=False)
         except (requests.RequestException, OSError) as e:
             raise StorageError(f"{what}: the connection dropped while reading", path) from e
         finally:
@@ -381,6 +389,13 @@ class S3Driver(StorageDriver):
             raise StorageTooLarge(f"{what}: more than the {max_bytes} bytes read here", path)
         self.stats.add(bytes_read=len(data))
         return data
+
+
+def _child_of(directory: str, path: str) -> bool:
+    """True when `path` lies directly in `directory` (not deeper)."""
+    base = directory.strip("/")
+    rest = path[len(base) + 1 :] if base else path
+    return bool(rest) and "/" not in rest
 
 
 def _time(elem: ET.Element) -> datetime | None:

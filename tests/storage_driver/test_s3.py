@@ -125,7 +125,10 @@ def test_reads_links_and_manifests_with_a_cap(
     seaweed: SeaweedS3, s3_registry: S3RegistryServer
 ) -> None:
     pushed = _fill(s3_registry.url)
-    seaweed.client().put_object(Bucket=BUCKET, Key=f"{s3_registry.root}/empty", Body=b"")
+    admin = seaweed.client()
+    admin.put_object(Bucket=BUCKET, Key=f"{s3_registry.root}/empty", Body=b"")
+    odd = "odd dir/a b+c%20é"  # S3 url-encodes keys in listings: decoded back exactly
+    admin.put_object(Bucket=BUCKET, Key=f"{s3_registry.root}/{odd}", Body=b"odd")
     with open_driver(reader_location(seaweed, s3_registry.root)) as d:
         link = d.read(join(REPOSITORIES, "app/_manifests/tags/v1/current/link"), 1024)
         assert link.decode() == pushed["new"]
@@ -137,6 +140,8 @@ def test_reads_links_and_manifests_with_a_cap(
         assert d.read(join(BLOBS, hex_part[:2], hex_part, "data"), len(body)) == body
         assert d.read("empty", 10) == b""
         assert d.stats.to_dict()["read_requests"] == 5
+        assert [f.path for f in d.walk("odd dir")] == [odd]
+        assert d.list("odd dir").files[0].path == odd and d.read(odd, 3) == b"odd"
 
 
 def test_object_gone_between_listing_and_reading(
