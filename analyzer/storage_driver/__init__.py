@@ -1,7 +1,7 @@
 """Access to a registry's storage, whichever driver it writes with: a directory or S3.
 
     loc = parse_storage("s3://bucket/registry", endpoint=None, region=None)   # or a directory
-    loc = location_from_config(yaml.safe_load(open("config.yml")))           # the registry's own
+    loc = read_registry_config("config.yml")          # the registry's own storage section
     with open_driver(loc) as driver:
         blobs = list_blob_store(driver)         # digest -> FileInfo (size from the listing)
         repos = walk_repositories(driver)       # every file under repositories/, by path
@@ -32,6 +32,7 @@ from analyzer.storage_driver.location import (
     location_from_config,
     parse_s3_url,
     parse_storage,
+    read_registry_config,
 )
 from analyzer.storage_driver.walk import (
     BLOB_PREFIXES,
@@ -84,6 +85,7 @@ __all__ = [
     "parse_s3_url",
     "parse_storage",
     "read_many",
+    "read_registry_config",
     "resolve_credentials",
     "split_repository_path",
     "walk_repositories",

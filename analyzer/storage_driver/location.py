@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from analyzer.errors import StorageConfigError
 from analyzer.storage_driver.credentials import AwsCredentials
 
@@ -228,3 +230,25 @@ def location_from_config(
     raise StorageConfigError(
         f"storage driver {driver!r} is not supported (filesystem and s3 are read)"
     )
+
+
+def read_registry_config(
+    path: str | os.PathLike[str], env: Mapping[str, str] | None = None
+) -> StorageLocation:
+    """The storage of a registry config file (`--registry-config config.yml`)."""
+    target = Path(path)
+    try:
+        doc = yaml.safe_load(target.read_text())
+    except OSError as e:
+        raise StorageConfigError(f"{target}: cannot read registry config ({e.strerror})") from e
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        # Our words, not the parser's: its message quotes the file, which holds keys.
+        raise StorageConfigError(f"{target}: not valid YAML{where}") from e
+    if not isinstance(doc, dict):
+        raise StorageConfigError(f"{target}: not a registry config")
+    try:
+        return location_from_config(doc, env)
+    except StorageConfigError as e:
+        raise StorageConfigError(f"{target}: {e}") from e

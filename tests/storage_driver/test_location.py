@@ -13,6 +13,7 @@ from analyzer.storage_driver import (
     S3Location,
     location_from_config,
     parse_storage,
+    read_registry_config,
 )
 
 
@@ -110,3 +111,16 @@ def test_keys_follow_distributions_s3path(root: str) -> None:
     for path in ("docker/registry/v2/blobs", "docker"):
         go = (root.rstrip("/") + "/" + path).lstrip("/")
         assert loc.key(path) == go
+
+
+def test_registry_config_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.yml"
+    cfg.write_text("version: 0.1\nstorage:\n  s3:\n    bucket: reg\n    secretkey: s3cr3t-value\n")
+    loc = read_registry_config(cfg, {})
+    assert isinstance(loc, S3Location) and loc.url == "s3://reg"
+    cfg.write_text("version: 0.1\nstorage:\n  s3:\n    secretkey: s3cr3t-value\n   bad: [\n")
+    with pytest.raises(StorageConfigError, match="not valid YAML at line") as e:
+        read_registry_config(cfg, {})
+    assert "s3cr3t-value" not in str(e.value)
+    with pytest.raises(StorageConfigError, match="cannot read registry config"):
+        read_registry_config(tmp_path / "missing.yml", {})
