@@ -989,5 +989,16 @@ def _gc_digitalocean(a: _DOGCArgs) -> None:
         click.echo(render_outcome(outcome))
 
 
+def _add_insight_commands() -> None:
+    """Commands defined in analyzer.cli_insight (they use the helpers above)."""
+    from analyzer import cli_insight
+
+    for command in (cli_insight.why_cmd, cli_insight.diff_cmd):
+        main.add_command(command)
+
+
+_add_insight_commands()
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,84 @@
+"""`reclaim why`, `diff`, `forecast`, `metrics`: questions asked of snapshots, answered offline.
+
+Each command parses its arguments, makes one library call and renders the result; the logic lives
+in `analyzer.why`, `analyzer.diff`, `analyzer.forecast` and `analyzer.metrics`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from analyzer.cli import fail_cleanly, format_option
+from analyzer.semantics import ENGINES
+from analyzer.snapshot import read_snapshot
+
+engine_option = click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    required=True,
+    help="The garbage collector that will run.",
+)
+delete_untagged_option = click.option(
+    "--delete-untagged",
+    is_flag=True,
+    help="Model `garbage-collect --delete-untagged` (-m): untagged manifests go too.",
+)
+
+
+@click.command("why")
+@click.argument("snapshot", type=click.Path(exists=True, file_okay=False))
+@click.argument("target")
+@engine_option
+@delete_untagged_option
+@format_option("table", "json")
+@fail_cleanly
+def why_cmd(snapshot: str, target: str, engine: str, delete_untagged: bool, fmt: str) -> None:
+    """Does ENGINE's garbage collection delete TARGET, and if not, what keeps it alive?
+
+    TARGET is a blob or manifest digest, REPO:TAG or REPO@DIGEST. A kept digest is listed with
+    every root (a revision the engine marks from) that keeps it, that root's tags, and the path
+    of references the engine follows from the root to it (root -> index -> image -> layer).
+
+    \b
+    Example:
+      reclaim why snap team/api:1.2 --engine distribution-2.8 --delete-untagged
+      reclaim why snap sha256:4f2c... --engine distribution-3 --format json
+    """
+    from analyzer.report.insight import render_explanation
+    from analyzer.why import explain
+
+    result = explain(read_snapshot(snapshot), target, engine, delete_untagged)
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        click.echo(render_explanation(result))
+
+
+@click.command("diff")
+@click.argument("old", type=click.Path(exists=True, file_okay=False))
+@click.argument("new", type=click.Path(exists=True, file_okay=False))
+@format_option("table", "json", "markdown")
+@fail_cleanly
+def diff_cmd(old: str, new: str, fmt: str) -> None:
+    """What changed between snapshots OLD and NEW of one registry.
+
+    Repositories, manifests and tags added and removed, tags that moved to another manifest,
+    and the stored bytes of each repository before and after (the blobs its manifests reach;
+    a blob shared by two repositories counts in both).
+
+    \b
+    Example:
+      reclaim diff snap-2026-10-01 snap-2026-11-01 --format markdown
+    """
+    from analyzer.diff import diff
+    from analyzer.report.insight import render_diff, render_diff_markdown
+
+    result = diff(read_snapshot(old), read_snapshot(new))
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    elif fmt == "markdown":
+        click.echo(render_diff_markdown(result))
+    else:
+        click.echo(render_diff(result))
