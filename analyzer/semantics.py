@@ -345,10 +345,8 @@ def marking_closure(inv: Inventory, roots: pd.DataFrame, engine: str) -> Marking
     here (see `mark_3_first`): this is what each root reaches, not what the walk marks first."""
     refs = gc_references(inv)[["parent", "child"]]
     keys = ["repository", "digest"]
-    if engine == DISTRIBUTION_3:
-        expand = revisions(inv)
-    else:
-        expand = roots.iloc[0:0][keys]
+    # 2.8 expands nothing beyond the roots themselves; 3 expands revisions of the same repository
+    expand = revisions(inv) if engine == DISTRIBUTION_3 else roots.iloc[0:0][keys]
     pairs = closure(roots, refs, expand_only=expand)
     expanded = pd.concat([roots[keys], pairs.merge(expand, on=keys)]).drop_duplicates()
     edges = expanded.merge(refs, left_on="digest", right_on="parent")[
