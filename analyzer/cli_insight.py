@@ -82,3 +82,27 @@ def diff_cmd(old: str, new: str, fmt: str) -> None:
         click.echo(render_diff_markdown(result))
     else:
         click.echo(render_diff(result))
+
+
+@click.command("metrics")
+@click.argument("snapshot", type=click.Path(exists=True, file_okay=False))
+@engine_option
+@delete_untagged_option
+@fail_cleanly
+def metrics_cmd(snapshot: str, engine: str, delete_untagged: bool) -> None:
+    """The prediction for SNAPSHOT as OpenMetrics text, for Prometheus.
+
+    Reclaimable bytes and blobs (with the bound as a label), bytes per repository, hazards by
+    type, and the snapshot's time, so reclaimable space can be graphed and alerted on. Write it
+    where node_exporter's textfile collector reads (atomically: write, then rename).
+
+    \b
+    Example (cron, every night after the scan):
+      reclaim metrics snap --engine distribution-2.8 > /var/lib/node_exporter/reclaim.prom.$$ \\
+        && mv /var/lib/node_exporter/reclaim.prom.$$ /var/lib/node_exporter/reclaim.prom
+    """
+    from analyzer.analysis import analyze
+    from analyzer.metrics import openmetrics
+
+    inv = read_snapshot(snapshot)
+    click.echo(openmetrics(analyze(inv, engine, delete_untagged), inv), nl=False)
