@@ -993,7 +993,12 @@ def _add_insight_commands() -> None:
     """Commands defined in analyzer.cli_insight (they use the helpers above)."""
     from analyzer import cli_insight
 
-    for command in (cli_insight.why_cmd, cli_insight.diff_cmd, cli_insight.metrics_cmd):
+    for command in (
+        cli_insight.why_cmd,
+        cli_insight.diff_cmd,
+        cli_insight.metrics_cmd,
+        cli_insight.forecast_cmd,
+    ):
         main.add_command(command)
 
 

@@ -106,3 +106,105 @@ def metrics_cmd(snapshot: str, engine: str, delete_untagged: bool) -> None:
 
     inv = read_snapshot(snapshot)
     click.echo(openmetrics(analyze(inv, engine, delete_untagged), inv), nl=False)
+
+
+@click.command("forecast")
+@click.argument("snapshots", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--quota", metavar="SIZE", help="Storage quota, e.g. 500GiB or 2TB.")
+@click.option(
+    "--digitalocean",
+    "do_registry",
+    metavar="REGISTRY",
+    help="Take the quota and prices from this DigitalOcean registry's subscription tier "
+    "(token from DIGITALOCEAN_TOKEN).",
+)
+@click.option(
+    "--policy",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="A retention policy: also forecast as if it (and --engine's GC) ran after each snapshot.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    help="The garbage collector that runs after the policy (with --policy).",
+)
+@delete_untagged_option
+@click.option(
+    "--horizon",
+    "horizon_days",
+    type=click.IntRange(1, 3650),
+    default=90,
+    show_default=True,
+    metavar="DAYS",
+    help="How far ahead to project.",
+)
+@click.option(
+    "--api-url",
+    envvar="DIGITALOCEAN_API_URL",
+    metavar="URL",
+    help="DigitalOcean API base URL (env DIGITALOCEAN_API_URL).",
+)
+@format_option("table", "json")
+@fail_cleanly
+def forecast_cmd(
+    snapshots: tuple[str, ...],
+    quota: str | None,
+    do_registry: str | None,
+    policy: str | None,
+    engine: str | None,
+    delete_untagged: bool,
+    horizon_days: int,
+    api_url: str | None,
+    fmt: str,
+) -> None:
+    """Growth of stored bytes over SNAPSHOTS, and when a quota is reached.
+
+    SNAPSHOTS are scans of one registry taken over time (ordered by their creation time). The
+    growth per day is a Theil–Sen fit, which one odd snapshot cannot drag, with its 95% band;
+    the quota date comes with the band's earliest and latest dates. With --policy, the same
+    forecast as if that policy and the GC after it ran after each snapshot. With --digitalocean,
+    the quota and the monthly cost come from the registry's subscription tier.
+
+    \b
+    Example:
+      reclaim forecast snaps/2026-0*/ --quota 500GiB --horizon 180
+      reclaim forecast snaps/* --digitalocean my-registry --policy keep-last-10.yaml \\
+        --engine digitalocean --format json
+    """
+    from analyzer.errors import UsageError
+    from analyzer.forecast import (
+        digitalocean_pricing,
+        forecast,
+        parse_size,
+        policy_freed,
+    )
+    from analyzer.report.insight import render_forecast
+
+    if quota and do_registry:
+        raise UsageError("give --quota or --digitalocean, not both")
+    if bool(policy) != bool(engine):
+        raise UsageError("--policy and --engine go together")
+    invs = [read_snapshot(s) for s in snapshots]
+    pricing = None
+    if do_registry:
+        from analyzer.do.client import DigitalOceanClient
+
+        client = DigitalOceanClient.from_env(api_url)
+        try:
+            pricing = digitalocean_pricing(client.get_subscription())
+        finally:
+            client.close()
+    freed = policy_freed(invs, policy, engine, delete_untagged) if policy and engine else None
+    result = forecast(
+        invs,
+        quota_bytes=parse_size(quota) if quota else None,
+        horizon_days=horizon_days,
+        freed=freed,
+        policy=policy,
+        pricing=pricing,
+    )
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        click.echo(render_forecast(result))

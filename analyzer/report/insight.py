@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from analyzer.diff import SnapshotDiff
+from analyzer.forecast import Forecast
 from analyzer.report.text import human_bytes
 from analyzer.why import Explanation
 
@@ -125,3 +126,49 @@ def render_diff_markdown(d: SnapshotDiff) -> str:
             f"{human_bytes(int(rest['new_bytes'].sum()))} | {_signed(int(rest['delta_bytes'].sum()))} |"
         )
     return "\n".join(out)
+
+
+def _per_day(n: float) -> str:
+    return ("+" if n >= 0 else "-") + human_bytes(abs(n)) + "/day"
+
+
+def render_forecast(f: Forecast) -> str:
+    d = f.to_dict()
+    lines = [
+        f"{d['snapshots']} snapshots, {d['first'][:10]} .. {d['last'][:10]}; stored now "
+        f"{human_bytes(d['stored_bytes'])}",
+        f"growth: {_per_day(d['growth_bytes_per_day'])} (95% band {_per_day(d['growth_low'])} "
+        f"to {_per_day(d['growth_high'])})",
+        f"in {d['horizon_days']} days: {human_bytes(d['projected_bytes'])} "
+        f"({human_bytes(max(d['projected_low'], 0))} to {human_bytes(d['projected_high'])})",
+    ]
+    if d["quota_bytes"] is not None:
+        when = d["quota_date"] or "not reached at this growth"
+        band = (
+            f" (between {d['quota_date_earliest'] or 'never'} and {d['quota_date_latest'] or 'never'})"
+            if d["quota_date"]
+            else ""
+        )
+        over = "  — already over it" if d["quota_exceeded"] else ""
+        lines.append(f"quota {human_bytes(d['quota_bytes'])} reached: {when}{band}{over}")
+    if d["policy"]:
+        growth = d["growth_with_policy_bytes_per_day"]
+        with_policy = d["quota_date_with_policy"] or "not reached"
+        lines.append(
+            f"with policy {d['policy']}: growth {_per_day(growth)}"
+            + (f"; quota reached: {with_policy}" if d["quota_bytes"] is not None else "")
+        )
+    if d["monthly_cost"] is not None or d["pricing"]:
+        tier = d["pricing"]["tier"] if d["pricing"] else "?"
+        now = (
+            "over the tier's hard limit"
+            if d["monthly_cost"] is None
+            else f"${d['monthly_cost']:.2f}"
+        )
+        later = d["monthly_cost_at_horizon"]
+        later_text = "over the hard limit" if later is None else f"${later:.2f}"
+        lines.append(
+            f"monthly cost ({tier} tier): {now} now, {later_text} in {d['horizon_days']} days"
+        )
+    lines.extend(f"note: {n}" for n in d["notes"])
+    return "\n".join(lines)
