@@ -4,6 +4,7 @@ it reads as one registry growing over a year."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 
 import pandas as pd
@@ -38,7 +39,7 @@ def test_the_series_grows_and_ends_at_the_whole_registry() -> None:
     sizes = [stored_bytes(s) for s in snaps]
     assert sizes == sorted(sizes) and sizes[-1] > 2 * sizes[0]
     keys = ["repository", "digest"]
-    for older, newer in zip(snaps, snaps[1:], strict=False):
+    for older, newer in pairwise(snaps):
         gone = older.manifests[keys].merge(newer.manifests[keys], how="left", indicator=True)
         assert (gone["_merge"] == "left_only").sum() == 0  # nothing vanishes from one to the next
         assert pd.Timestamp(older.header.created_at) < pd.Timestamp(newer.header.created_at)

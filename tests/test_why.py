@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,7 @@ def test_why_agrees_with_the_real_gc_on_every_blob(  # type: ignore[no-untyped-d
             for tag in k.tags:  # each tag named really points at the root
                 assert _tag_digest(server, k.repository, tag) == k.root
             _references(server, k.repository, k.root)  # the root is a revision there
-            for parent, child in zip(k.path, k.path[1:], strict=False):
+            for parent, child in pairwise(k.path):
                 assert child in _references(server, k.repository, parent)
                 edges_checked += 1
     assert edges_checked > 0
