@@ -93,6 +93,22 @@ class Prediction:
             "notes": self.notes,
         }
 
+    def hazards_frame(self) -> pd.DataFrame:
+        """The hazards as a DataFrame (type, repository, digest, detail, then the rest)."""
+        from analyzer.report.summary import frame_of
+
+        return frame_of(self.hazards, ("type", "repository", "digest", "detail"))
+
+    def __repr__(self) -> str:
+        from analyzer.report.summary import prediction_line
+
+        return prediction_line(self)
+
+    def _repr_html_(self) -> str:
+        from analyzer.report.summary import prediction_html
+
+        return prediction_html(self)
+
 
 def bound_for(inv: Inventory, delete_untagged: bool) -> str:
     """How far to trust a prediction from this inventory (see docs: what the API can see)."""

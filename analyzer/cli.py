@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -504,6 +505,12 @@ def apply_cmd(
 )
 @click.option("-o", "--output", type=click.Path(), help="Snapshot directory to write.")
 @click.option(
+    "--as-of",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="The registry as it stood on this day (UTC): manifests pushed by then, tags as they "
+    "were. One seed, several days: a series of snapshots for `reclaim forecast`.",
+)
+@click.option(
     "--storage",
     type=click.Path(file_okay=False),
     help="Write the registry's storage tree here (filesystem driver layout). Without "
@@ -518,6 +525,7 @@ def generate_cmd(
     real_content: bool,
     output: str | None,
     storage: str | None,
+    as_of: datetime | None = None,
 ) -> None:
     """Generate a realistic synthetic registry, deterministically from --seed.
 
@@ -532,6 +540,8 @@ def generate_cmd(
     if not output and not storage:
         raise UsageError("give -o SNAPSHOT, --storage DIR, or both")
     reg = generate_registry(seed, repositories, manifests_per_repo, real_content=real_content)
+    if as_of is not None:
+        reg = reg.as_of(as_of.replace(tzinfo=UTC))
     if storage:
         write_storage_tree(reg, Path(storage))
     if output:
@@ -987,6 +997,22 @@ def _gc_digitalocean(a: _DOGCArgs) -> None:
         click.echo(json.dumps(outcome.to_dict(), indent=2))
     else:
         click.echo(render_outcome(outcome))
+
+
+def _add_insight_commands() -> None:
+    """Commands defined in analyzer.cli_insight (they use the helpers above)."""
+    from analyzer import cli_insight
+
+    for command in (
+        cli_insight.why_cmd,
+        cli_insight.diff_cmd,
+        cli_insight.metrics_cmd,
+        cli_insight.forecast_cmd,
+    ):
+        main.add_command(command)
+
+
+_add_insight_commands()
 
 
 if __name__ == "__main__":

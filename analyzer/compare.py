@@ -167,6 +167,11 @@ class Comparison:
             "notes": list(self.notes),
         }
 
+    def __repr__(self) -> str:
+        from analyzer.report.summary import comparison_line
+
+        return comparison_line(self)
+
 
 def check_comparable(
     prediction: PredictionSummary, outcome: Outcome, snapshot: Inventory | None

@@ -161,6 +161,30 @@ class Inventory:
     def skips(self) -> pd.DataFrame:
         return self.tables["skips"]
 
+    def manifests_with_tags(self) -> pd.DataFrame:
+        """Every manifest revision with the tags that point to it (a sorted list; empty when
+        untagged) and their count: the view to browse a registry by."""
+        tags = self.tags.sort_values("tag").groupby(["repository", "digest"])["tag"].agg(list)
+        out = self.manifests.merge(
+            tags.rename("tags").reset_index(), on=["repository", "digest"], how="left"
+        )
+        # merge leaves NaN for untagged rows and may turn lists into arrays
+        out["tags"] = out["tags"].apply(
+            lambda t: [str(x) for x in t] if hasattr(t, "__len__") else []
+        )
+        out["tag_count"] = out["tags"].apply(len).astype("int64")
+        return out
+
+    def __repr__(self) -> str:
+        from analyzer.report.summary import inventory_line
+
+        return inventory_line(self)
+
+    def _repr_html_(self) -> str:
+        from analyzer.report.summary import inventory_html
+
+        return inventory_html(self)
+
 
 class InventoryBuilder:
     """Collects records from a source. Not thread-safe: sources add from one thread."""

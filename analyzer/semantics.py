@@ -317,3 +317,39 @@ def simulate(inv: Inventory, engine: str, delete_untagged: bool) -> GCResult:
         links.reset_index(drop=True),
         dangling,
     )
+
+
+@dataclass
+class Marking:
+    """What an engine's marking reaches from its roots, per repository, and the edges it follows.
+
+    `pairs`: repository, digest (the repository is the root's: marking never leaves it);
+    `edges`: repository, parent, child, one row per reference the engine follows.
+    """
+
+    pairs: pd.DataFrame
+    edges: pd.DataFrame
+
+
+def roots_for(inv: Inventory, engine: str, delete_untagged: bool) -> pd.DataFrame:
+    """repository, digest: the revisions `engine` marks from (every revision, or only tagged
+    ones with --delete-untagged / a DigitalOcean type that deletes untagged manifests)."""
+    check_engine(engine)
+    return _roots(inv, delete_untagged)[0]
+
+
+def marking_closure(inv: Inventory, roots: pd.DataFrame, engine: str) -> Marking:
+    """The marking rule of `engine` as reachability: distribution 2.8 (and DigitalOcean, modelled
+    on it) follows one level from each root; distribution 3 recurses into references that are
+    revisions of the root's repository. Walk-order quirks of distribution 3 are not modelled
+    here (see `mark_3_first`): this is what each root reaches, not what the walk marks first."""
+    refs = gc_references(inv)[["parent", "child"]]
+    keys = ["repository", "digest"]
+    # 2.8 expands nothing beyond the roots themselves; 3 expands revisions of the same repository
+    expand = revisions(inv) if engine == DISTRIBUTION_3 else roots.iloc[0:0][keys]
+    pairs = closure(roots, refs, expand_only=expand)
+    expanded = pd.concat([roots[keys], pairs.merge(expand, on=keys)]).drop_duplicates()
+    edges = expanded.merge(refs, left_on="digest", right_on="parent")[
+        ["repository", "parent", "child"]
+    ].drop_duplicates()
+    return Marking(pairs, edges.reset_index(drop=True))
