@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import tempfile
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -289,13 +290,17 @@ class DistributionEngine(Engine):
         confirmed: bool = False,
         binary: str | None = None,
         probe_timeout: float = PROBE_TIMEOUT,
+        precheck: Callable[[RegistryConfig, str], object] | None = None,
     ) -> None:
+        """`precheck(config, binary)` runs last in the preflight of a real run: it raises
+        GCRefusedError to refuse it (e.g. `gc_check.check_before_collect`)."""
         self.config_path = Path(config)
         self.delete_untagged = delete_untagged
         self.dry_run = dry_run
         self.confirmed = confirmed
         self.binary = binary
         self.probe_timeout = probe_timeout
+        self.precheck = precheck
         self._config: RegistryConfig | None = None
         self._binary_path: str | None = None
 
@@ -337,6 +342,8 @@ class DistributionEngine(Engine):
                 "is linking. Stop the registry, or enable storage.maintenance.readonly and "
                 "restart it, then retry"
             )
+        if self.precheck is not None:
+            self.precheck(self._config, self._binary_path)
 
     def start(self, run_id: str, log_dir: Path | None) -> Run:
         if self._config is None or self._binary_path is None:
