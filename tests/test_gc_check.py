@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 from click.testing import CliRunner, Result
-from ptyrun import assert_finished, reclaim_in_pty
+from ptyrun import assert_bar, assert_finished, reclaim_in_pty
 from registry import OCI_INDEX, OCI_MANIFEST, Pusher, RegistryServer, blob_bytes
 
 from analyzer.cli import main
@@ -147,6 +147,8 @@ def test_broken_index_refused_until_accepted_and_the_pull_breaks(
     outcome = json.loads(out.read_text())
     gone = set(before) - set(blob_bytes(cached.storage))
     assert outcome["status"] == "succeeded" and set(outcome["blob_digests"]) == gone
+    assert_bar(accepted, "repositories", 2, 2)  # the check's scan, on the terminal
+    assert_bar(accepted, "sweeping", len(gone), len(gone))  # the engine's own progress
 
     # Until the registry restarts, its cache says the swept layers are there.
     lost = hazards[0]["children"]
@@ -206,3 +208,38 @@ def test_plan_must_match_the_store(registry: RegistryServer, tmp_path: Path) -> 
     line = one_line(stale)
     assert "no longer matches" in line and "blobs the plan keeps" in line
     assert blob_bytes(registry.storage) == {d: s for d, s in before.items() if d not in gone}
+
+
+def test_a_run_predicted_to_abort_is_refused(registry: RegistryServer) -> None:
+    """2.8 -m fails on a repository with manifests but no tags directory: the check says so."""
+    Pusher(registry.url).image("app", "v1", [b"app " * 100])
+    Pusher(registry.url).image("pushed-by-digest", None, [b"only by digest " * 100])
+    registry.stop()
+    before = blob_bytes(registry.storage)
+    refused = reclaim(*gc_args(registry, "--delete-untagged", "--yes"))
+    assert refused.exit_code == 7
+    line = one_line(refused)
+    assert "gc-aborts (1: " in line and "--accept-hazard gc-aborts" in line
+    assert blob_bytes(registry.storage) == before
+
+
+def test_a_binary_that_hides_its_version_is_checked_under_both_models(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    push_multiarch(Pusher(registry.url))
+    registry.stop()
+    wrapper = tmp_path / "registry-custom"  # the real binary, with a --version that says nothing
+    wrapper.write_text(
+        '#!/bin/sh\nif [ "$1" = --version ]; then echo "registry (custom build)"; exit 0; fi\n'
+        f'exec {registry.binary} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    args = ["gc", "--config", str(registry.config), "--binary", str(wrapper)]
+    refused = reclaim(*args, "--delete-untagged", "--yes")
+    assert refused.exit_code == 7
+    line = one_line(refused)
+    assert f"{DISTRIBUTION_28} and {DISTRIBUTION_3}" in line and "both models" in line
+    assert "broken-index (1: multi:1.0)" in line  # 2.8's hazard counts: the run may be 2.8
+    plain = reclaim(*args, "--yes")  # no hazard under either model: runs
+    assert plain.exit_code == 0, plain.stderr
+    assert f"({DISTRIBUTION_28} and {DISTRIBUTION_3})" in plain.stderr

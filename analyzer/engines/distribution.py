@@ -398,7 +398,10 @@ class DistributionRun(Run):
                 tail.append(line.rstrip("\n"))
                 if log:
                     log.write(line)
+                counted = parser.out.summary is not None
                 now = parser.feed(line)
+                # The summary line opens the sweep and gives its total; it is no blob itself.
+                counted = counted or parser.out.summary is None
                 if now and now != phase:
                     phase = now
                     total = (
@@ -407,7 +410,7 @@ class DistributionRun(Run):
                         else None
                     )
                     progress.stage(now, total)
-                if now:
+                if now and counted:
                     progress.advance()
             code = self.proc.wait()
             self._stderr.seek(0)
