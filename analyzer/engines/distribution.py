@@ -398,10 +398,10 @@ class DistributionRun(Run):
                 tail.append(line.rstrip("\n"))
                 if log:
                     log.write(line)
-                counted = parser.out.summary is not None
+                had_summary = parser.out.summary is not None
                 now = parser.feed(line)
                 # The summary line opens the sweep and gives its total; it is no blob itself.
-                counted = counted or parser.out.summary is None
+                is_summary = not had_summary and parser.out.summary is not None
                 if now and now != phase:
                     phase = now
                     total = (
@@ -410,7 +410,7 @@ class DistributionRun(Run):
                         else None
                     )
                     progress.stage(now, total)
-                if now and counted:
+                if now and not is_summary:
                     progress.advance()
             code = self.proc.wait()
             self._stderr.seek(0)
