@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,7 +17,8 @@ import click
 
 from analyzer.analysis import analyze as analyze_inventory
 from analyzer.do import GC_TYPES as DO_GC_TYPES
-from analyzer.errors import ReclaimError, UsageError
+from analyzer.engines.gc_check import BREAKING_HAZARDS as GC_BREAKING_HAZARDS
+from analyzer.errors import EXIT_CODES, ReclaimError, UsageError
 from analyzer.report.text import render_prediction
 from analyzer.semantics import DIGITALOCEAN as DO_ENGINE
 from analyzer.semantics import ENGINES
@@ -26,28 +29,69 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class ClickProgress:
-    """Draws a progress bar on stderr when it is a terminal; silent otherwise."""
+    """Draws progress on stderr when it is a terminal; silent otherwise.
+
+    A stage with a known total is a bar with `pos/total`; one without (a listing nobody can
+    count in advance: blobs in a storage tree, repositories of a paged API) is click's
+    length-less bar: a counter with a moving mark. Redraws are batched to at most one every
+    REDRAW_SECONDS, so counting 100,000 blobs does not write 100,000 lines to the terminal;
+    the final count is always drawn.
+    """
+
+    REDRAW_SECONDS = 0.1
 
     def __init__(self) -> None:
         self.enabled = sys.stderr.isatty()
         self._bar: Any = None
+        self._pending = 0
+        self._drawn_at = 0.0
 
     def stage(self, name: str, total: int | None = None) -> None:
         self.close()
         if self.enabled:
-            self._bar = click.progressbar(
-                length=total, label=f"{name:<14}", file=sys.stderr, show_pos=True
-            )
+            label = f"{name:<14}"
+            if total is None:
+                # No length: click counts and animates instead of filling a bar.
+                self._bar = click.progressbar(
+                    itertools.count(), label=label, file=sys.stderr, show_pos=True
+                )
+            else:
+                self._bar = click.progressbar(
+                    length=total, label=label, file=sys.stderr, show_pos=True
+                )
             self._bar.__enter__()
+            self._drawn_at = time.monotonic()
 
     def advance(self, n: int = 1) -> None:
-        if self._bar is not None:
-            self._bar.update(n)
+        if self._bar is None:
+            return
+        self._pending += n
+        now = time.monotonic()
+        if now - self._drawn_at >= self.REDRAW_SECONDS:
+            self._flush(now)
+
+    def _flush(self, now: float) -> None:
+        if self._pending:
+            self._bar.update(self._pending)
+            self._pending = 0
+        self._drawn_at = now
 
     def close(self) -> None:
         if self._bar is not None:
+            self._flush(time.monotonic())
             self._bar.__exit__(None, None, None)
             self._bar = None
+
+
+T = TypeVar("T")
+
+
+def _step(progress: ClickProgress, name: str, fn: Callable[..., T], *args: Any) -> T:
+    """One unit of work as a one-step stage: on a terminal the user sees which step runs."""
+    progress.stage(name, 1)
+    out = fn(*args)
+    progress.advance()
+    return out
 
 
 def fail_cleanly(fn: F) -> F:
@@ -59,6 +103,12 @@ def fail_cleanly(fn: F) -> F:
         except ReclaimError as e:
             click.echo(f"reclaim: error: {e}", err=True)
             sys.exit(e.exit_code)
+        except OSError as e:
+            # Library code turns the I/O failures it expects into typed errors; any other
+            # (a full disk under a log file, a vanished directory) is still one line, no trace.
+            where = f"{e.filename}: " if e.filename else ""
+            click.echo(f"reclaim: error: {where}{e.strerror or e}", err=True)
+            sys.exit(1)
 
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__
@@ -119,8 +169,21 @@ api_url_option = click.option(
     help="DigitalOcean API base URL (env DIGITALOCEAN_API_URL; default the public API).",
 )
 
+force_option = click.option(
+    "--force",
+    is_flag=True,
+    help="Replace the -o file if it exists (without it an existing file is refused). It "
+    "forces nothing else.",
+)
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+def exit_codes_help() -> str:
+    """The exit-code table of `reclaim --help`, made from errors.EXIT_CODES."""
+    rows = [f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES.items()]
+    return "\b\nExit codes:\n" + "\n".join(rows)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=exit_codes_help())
 @click.version_option(__version__, prog_name="reclaim")
 def main() -> None:
     """Predict what a container registry's garbage collection will delete, before it runs.
@@ -301,6 +364,7 @@ def analyze(
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False), help="Also write the plan JSON to this file."
 )
+@force_option
 @fail_cleanly
 def plan_cmd(
     snapshot: str,
@@ -311,6 +375,7 @@ def plan_cmd(
     fmt: str,
     output: str | None,
     gc_type: str | None = None,
+    force: bool = False,
 ) -> None:
     """What-if: delete these manifests, then run ENGINE's GC: what goes, what it frees.
 
@@ -321,6 +386,7 @@ def plan_cmd(
     With several --policy files the plans are compared side by side. Nothing is deleted: a plan
     is data (the `apply` step is separate).
     """
+    _check_output(output, force)
     if policies:
         if deletions:
             raise UsageError("give --delete or --policy, not both")
@@ -329,7 +395,7 @@ def plan_cmd(
                 "--gc-type is not supported with --policy yet; model the run with "
                 "--engine digitalocean [--delete-untagged]"
             )
-        _plan_policies(snapshot, policies, engine, delete_untagged, fmt, output)
+        _plan_policies(snapshot, policies, engine, delete_untagged, fmt, output, force)
         return
     from analyzer.attribution import attribute
     from analyzer.plan import plan_deletions
@@ -337,14 +403,30 @@ def plan_cmd(
 
     if not deletions:
         raise UsageError("name manifests to delete (--delete REF) or give a policy (--policy FILE)")
-    inv = read_snapshot(snapshot)
-    if engine == DO_ENGINE or gc_type:
-        plan: Any = _plan_digitalocean(inv, list(deletions), engine, gc_type, delete_untagged)
-    else:
-        plan = plan_deletions(inv, list(deletions), engine, delete_untagged)
-    doc = {**plan.to_dict(), "attribution": attribute(inv, plan).to_dict()}
+    progress = ClickProgress()
+    try:
+        inv = _step(progress, "snapshot", read_snapshot, snapshot)
+        if engine == DO_ENGINE or gc_type:
+            plan: Any = _step(
+                progress,
+                "plan",
+                _plan_digitalocean,
+                inv,
+                list(deletions),
+                engine,
+                gc_type,
+                delete_untagged,
+            )
+        else:
+            plan = _step(
+                progress, "plan", plan_deletions, inv, list(deletions), engine, delete_untagged
+            )
+        attribution = _step(progress, "attribution", attribute, inv, plan)
+    finally:
+        progress.close()
+    doc = {**plan.to_dict(), "attribution": attribution.to_dict()}
     if output:
-        _write_json(output, doc)
+        _write_json(output, doc, force)
     if fmt == "json":
         click.echo(json.dumps(doc, indent=2))
     elif fmt == "markdown":
@@ -360,6 +442,7 @@ def _plan_policies(
     delete_untagged: bool,
     fmt: str,
     output: str | None,
+    force: bool,
 ) -> None:
     """`plan --policy`: one policy gives a plan; several give a comparison of plans."""
     from analyzer.policy import load_policy
@@ -367,11 +450,16 @@ def _plan_policies(
     from analyzer.report import policy as render
 
     loaded = [load_policy(p) for p in policies]  # every file checked before the snapshot is read
-    result = compare_policies(read_snapshot(snapshot), list(loaded), engine, delete_untagged)
+    progress = ClickProgress()
+    try:
+        inv = _step(progress, "snapshot", read_snapshot, snapshot)
+        result = compare_policies(inv, list(loaded), engine, delete_untagged, progress=progress)
+    finally:
+        progress.close()
     single = len(result.plans) == 1
     doc = result.plans[0].to_dict() if single else result.to_dict()
     if output:
-        _write_json(output, doc)
+        _write_json(output, doc, force)
     if fmt == "json":
         click.echo(json.dumps(doc, indent=2))
     elif fmt == "markdown":
@@ -573,13 +661,28 @@ def _history_dir(history_dir: str | None) -> str:
     return history_dir or str(default_history_dir())
 
 
-def _write_json(path: str, data: dict[str, Any]) -> None:
+def _write_json(
+    path: str, data: dict[str, Any], force: bool, recorded_in: Path | None = None
+) -> None:
+    """Write an output atomically; refuse to replace one without --force. When the data is
+    also in the history (`recorded_in`), a failure says where it can still be found."""
+    from analyzer.errors import OutputError
+    from analyzer.output import write_json
+
     try:
-        with open(path, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-    except OSError as e:
-        raise UsageError(f"{path}: cannot write ({e.strerror})") from e
+        write_json(path, data, force)
+    except OutputError as e:
+        if recorded_in is None:
+            raise
+        raise type(e)(f"{e}; the outcome is recorded in the history ({recorded_in})") from e
+
+
+def _check_output(path: str | None, force: bool) -> None:
+    """Refuse an -o that exists (without --force) before any work is done."""
+    from analyzer.output import check_output
+
+    if path:
+        check_output(path, force)
 
 
 @main.command("gc")
@@ -640,6 +743,24 @@ def _write_json(path: str, data: dict[str, Any]) -> None:
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False), help="Also write the outcome JSON here."
 )
+@force_option
+@click.option(
+    "--accept-hazard",
+    "accept_hazards",
+    multiple=True,
+    type=click.Choice(GC_BREAKING_HAZARDS),
+    metavar="TYPE",
+    help="Run even though the prediction has this hazard (repeatable; one of "
+    f"{', '.join(GC_BREAKING_HAZARDS)}). Without it such a real run is refused.",
+)
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(dir_okay=False),
+    metavar="PLAN",
+    help="The plan (`reclaim plan -o`, or `analyze --format json`) this run carries out: "
+    "refused when the store no longer matches what it says the run deletes.",
+)
 @fail_cleanly
 def gc_cmd(
     engine: str,
@@ -657,6 +778,9 @@ def gc_cmd(
     attach: str | None = None,
     api_url: str | None = None,
     poll_interval: float = 5.0,
+    force: bool = False,
+    accept_hazards: tuple[str, ...] = (),
+    plan_file: str | None = None,
 ) -> None:
     """Run the registry's real garbage collection and record what it did.
 
@@ -666,12 +790,28 @@ def gc_cmd(
     The outcome (blobs deleted, bytes freed measured from the storage tree) is kept in the
     history; compare it with a prediction using `reclaim compare`.
 
+    Before a real run the store is scanned and the run predicted under the model of the binary
+    that runs (2.x: distribution-2.8, 3.x: distribution-3). It is refused when the prediction
+    breaks images (broken-index, referrer-deleted, manifest-loses-blobs, dangling-revision,
+    gc-aborts) unless each is accepted by name, and with --plan when the store no longer
+    matches the plan. Afterwards it says what to do next (restart the registry: its blob
+    descriptor cache still answers for deleted blobs).
+
+    \b
+    Example:
+      reclaim gc --config /etc/docker/registry/config.yml --delete-untagged --dry-run
+      reclaim gc --config /etc/docker/registry/config.yml --delete-untagged --yes \\
+          --plan plan.json --accept-hazard broken-index -o outcome.json
+
     With --engine digitalocean: POST the collection of --type on --registry NAME (the registry is
     read-only until it ends: pushes fail; needs --yes), then with --wait follow its status to the
     end (Ctrl-C asks whether to cancel it on the server) and record DigitalOcean's blobs_deleted
     and freed_bytes.
     """
+    _check_output(output, force)
     if engine == DO_ENGINE:
+        if accept_hazards or plan_file:
+            raise UsageError("--accept-hazard and --plan check a distribution collection")
         _gc_digitalocean(
             _DOGCArgs(
                 do_registry,
@@ -688,6 +828,7 @@ def gc_cmd(
                 history_dir,
                 fmt,
                 output,
+                force,
             )
         )
         return
@@ -703,10 +844,16 @@ def gc_cmd(
     from analyzer.report.reconcile import render_outcome
 
     history = Path(_history_dir(history_dir))
-    gc_engine = DistributionEngine(
-        config, delete_untagged=delete_untagged, dry_run=dry_run, confirmed=yes, binary=binary
-    )
     progress = ClickProgress()
+    check = _GCCheckStep(delete_untagged, accept_hazards, plan_file, progress)
+    gc_engine = DistributionEngine(
+        config,
+        delete_untagged=delete_untagged,
+        dry_run=dry_run,
+        confirmed=yes,
+        binary=binary,
+        precheck=check,
+    )
     try:
         outcome = run_engine(
             gc_engine,
@@ -716,16 +863,63 @@ def gc_cmd(
         )
     except EngineError as e:  # ConfirmationRequired too: its message names what would run
         if output and isinstance(e.outcome, Outcome):
-            _write_json(output, e.outcome.to_dict())
+            _write_json(output, e.outcome.to_dict(), force, history)
         raise
     finally:
         progress.close()
     if output:
-        _write_json(output, outcome.to_dict())
+        _write_json(output, outcome.to_dict(), force, history)
     if fmt == "json":
         click.echo(json.dumps(outcome.to_dict(), indent=2))
     else:
         click.echo(render_outcome(outcome))
+    check.advise(outcome)
+
+
+class _GCCheckStep:
+    """`gc`'s check before a real distribution run (`gc_check.check_before_collect`), as the
+    engine's precheck hook; shows what it checked, and after the run what to do next."""
+
+    def __init__(
+        self,
+        delete_untagged: bool,
+        accepted: tuple[str, ...],
+        plan_file: str | None,
+        progress: ClickProgress,
+    ) -> None:
+        from analyzer.engines.gc_check import read_plan_expectation
+
+        self.delete_untagged = delete_untagged
+        self.accepted = accepted
+        self.plan = read_plan_expectation(plan_file) if plan_file else None  # before any run
+        self.progress = progress
+        self.config: Any = None
+
+    def __call__(self, config: Any, binary: str) -> None:
+        from analyzer.engines.distribution import binary_version
+        from analyzer.engines.gc_check import check_before_collect
+
+        self.config = config
+        try:
+            result = check_before_collect(
+                config.root,
+                binary_version(binary),
+                self.delete_untagged,
+                self.accepted,
+                self.plan,
+                self.progress,
+            )
+        finally:
+            self.progress.close()
+        click.echo(result.summary(), err=True)
+
+    def advise(self, outcome: Any) -> None:
+        from analyzer.engines.gc_check import next_steps
+
+        if self.config is None or outcome.dry_run:
+            return
+        for step in next_steps(self.config.path, outcome.blobs_deleted, self.config.read_only):
+            click.echo(f"next: {step}", err=True)
 
 
 def _current_inventory(registry: str | None) -> Any:
@@ -774,7 +968,7 @@ def compare_cmd(
     kept in the history, next to the run it reconciles.
     """
     from analyzer.compare import compare, read_prediction
-    from analyzer.history import KIND_COMPARISON, write_record
+    from analyzer.history import KIND_COMPARISON, content_key, write_record
     from analyzer.outcome import read_outcome
     from analyzer.report.reconcile import render_comparison, render_comparison_markdown
 
@@ -787,9 +981,12 @@ def compare_cmd(
         result = compare(pred, outcome, inv, current)
     except ReclaimError as e:
         failed = {"status": "failed", "error": str(e), "prediction": prediction}
-        write_record(history, KIND_COMPARISON, {**failed, "outcome_file": outcome_file})
+        failed["outcome_file"] = outcome_file
+        write_record(history, KIND_COMPARISON, failed, key=content_key(failed))
         raise
-    write_record(history, KIND_COMPARISON, result.to_dict())
+    # Once per comparison, not per look: the key is what was compared and what came out.
+    doc = result.to_dict()
+    write_record(history, KIND_COMPARISON, doc, key=content_key(doc, pred))
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(), indent=2))
     elif fmt == "markdown":
@@ -922,6 +1119,7 @@ class _DOGCArgs:
     history_dir: str | None
     fmt: str
     output: str | None
+    force: bool = False
 
 
 def _do_engine(a: _DOGCArgs) -> Any:
@@ -987,12 +1185,12 @@ def _gc_digitalocean(a: _DOGCArgs) -> None:
         sys.exit(130)
     except EngineError as e:
         if a.output and isinstance(e.outcome, Outcome):
-            _write_json(a.output, e.outcome.to_dict())
+            _write_json(a.output, e.outcome.to_dict(), a.force, history)
         raise
     finally:
         engine.client.close()
     if a.output:
-        _write_json(a.output, outcome.to_dict())
+        _write_json(a.output, outcome.to_dict(), a.force, history)
     if a.fmt == "json":
         click.echo(json.dumps(outcome.to_dict(), indent=2))
     else:

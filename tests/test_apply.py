@@ -15,6 +15,7 @@ from scenario import fill
 
 from analyzer.apply import apply_plan, read_plan
 from analyzer.cli import main
+from analyzer.engines.gc_check import BREAKING_HAZARDS
 from analyzer.sources.oci import RegistryAPI
 
 
@@ -93,6 +94,8 @@ def test_scan_plan_apply_gc_compare(
     registry.stop()  # a real collection needs the registry quiet
     before = blob_bytes(registry.storage)
     outcome = tmp_path / "outcome.json"
+    # gc checks the store against the plan, and runs what breaks images only when accepted.
+    hazards = sorted({h["type"] for h in plan["safety"]} & set(BREAKING_HAZARDS))
     ok(
         "gc",
         "--engine",
@@ -101,6 +104,9 @@ def test_scan_plan_apply_gc_compare(
         str(registry.config),
         *flags,
         "--yes",
+        "--plan",
+        str(tmp_path / "plan.json"),
+        *[arg for h in hazards for arg in ("--accept-hazard", h)],
         "-o",
         str(outcome),
         "--history",

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import tempfile
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -332,13 +333,17 @@ class DistributionEngine(Engine):
         confirmed: bool = False,
         binary: str | None = None,
         probe_timeout: float = PROBE_TIMEOUT,
+        precheck: Callable[[RegistryConfig, str], object] | None = None,
     ) -> None:
+        """`precheck(config, binary)` runs last in the preflight of a real run: it raises
+        GCRefusedError to refuse it (e.g. `gc_check.check_before_collect`)."""
         self.config_path = Path(config)
         self.delete_untagged = delete_untagged
         self.dry_run = dry_run
         self.confirmed = confirmed
         self.binary = binary
         self.probe_timeout = probe_timeout
+        self.precheck = precheck
         self._config: RegistryConfig | None = None
         self._binary_path: str | None = None
 
@@ -380,6 +385,8 @@ class DistributionEngine(Engine):
                 "is linking. Stop the registry, or enable storage.maintenance.readonly and "
                 "restart it, then retry"
             )
+        if self.precheck is not None:
+            self.precheck(self._config, self._binary_path)
 
     def start(self, run_id: str, log_dir: Path | None) -> Run:
         if self._config is None or self._binary_path is None:
@@ -435,7 +442,10 @@ class DistributionRun(Run):
                 tail.append(line.rstrip("\n"))
                 if log:
                     log.write(line)
+                had_summary = parser.out.summary is not None
                 now = parser.feed(line)
+                # The summary line opens the sweep and gives its total; it is no blob itself.
+                is_summary = not had_summary and parser.out.summary is not None
                 if now and now != phase:
                     phase = now
                     total = (
@@ -444,7 +454,7 @@ class DistributionRun(Run):
                         else None
                     )
                     progress.stage(now, total)
-                if now:
+                if now and not is_summary:
                     progress.advance()
             code = self.proc.wait()
             self._stderr.seek(0)
