@@ -36,6 +36,12 @@ KINDS = (
     "trickle",
     "404-empty",
 )
+# Also for `Rule`s: 502, 504, a 404 with distribution's own MANIFEST_UNKNOWN body (as a lagging
+# replica answers), and a body garbled in place (same length, one byte changed).
+RULE_ONLY_KINDS = ("502", "504", "404-manifest-unknown", "garble")
+ERROR_KINDS = frozenset(
+    {"429-retry-after", "429", "500", "502", "503", "504", "404-empty", "404-manifest-unknown"}
+)
 HOP_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "proxy-connection"})
 
 
@@ -88,11 +94,11 @@ class FaultProxy:
         self._seen: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        self._url = ""
 
     @property
     def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._url
 
     def start(self) -> FaultProxy:
         proxy = self
@@ -104,6 +110,7 @@ class FaultProxy:
         server.daemon_threads = True
         server.handle_error = lambda request, address: None  # type: ignore[method-assign]
         self._server = server
+        self._url = f"http://127.0.0.1:{server.server_address[1]}"
         threading.Thread(target=server.serve_forever, daemon=True).start()
         return self
 
@@ -162,7 +169,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         proxy = self.owner
         fault = proxy.decide(self.command, self.path)
-        if fault in ("429-retry-after", "429", "500", "503", "404-empty"):
+        if fault in ERROR_KINDS:
             self._error(fault)
             return
         if fault == "drop":
@@ -181,6 +188,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command == "HEAD":
             return
+        if fault == "garble" and body:
+            body = body[:-1] + bytes([body[-1] ^ 0x20])
         if fault == "truncate":
             self.wfile.write(body[: len(body) // 2])
             self._drop()
@@ -193,7 +202,8 @@ class _Handler(BaseHTTPRequestHandler):
         status = int(fault.split("-", 1)[0])
         body = b""
         if fault != "404-empty":
-            body = json.dumps({"errors": [{"code": "UNKNOWN", "message": "injected"}]}).encode()
+            code = "MANIFEST_UNKNOWN" if fault == "404-manifest-unknown" else "UNKNOWN"
+            body = json.dumps({"errors": [{"code": code, "message": "injected"}]}).encode()
         self.send_response(status)
         if fault == "429-retry-after":
             self.send_header("Retry-After", self.owner.retry_after)

@@ -582,9 +582,9 @@ class _Client(oras.provider.Registry):
                 except requests.exceptions.RequestException as e:
                     if deadline.expired:
                         raise _Transient(
-                            f"registry {s.shown} did not answer {method} {path} within {seconds:g} s"
+                            f"registry {s.shown} did not answer {method} {path} within {s.timeout:g} s"
                         ) from None
-                    raise self._unreached(e, method, path, seconds) from None
+                    raise self._unreached(e, method, path) from None
                 status = r.status_code
                 ok = r.status_code < 300
                 what = f"registry {s.shown}: {method} {path}"
@@ -593,7 +593,7 @@ class _Client(oras.provider.Registry):
                 except requests.exceptions.RequestException:
                     status = f"{r.status_code}, body cut short"
                     if deadline.expired:
-                        raise self._late(method, path, seconds) from None
+                        raise self._late(method, path) from None
                     raise _Transient(
                         f"registry {s.shown}: the connection broke while reading the body of "
                         f"{method} {path}"
@@ -606,24 +606,25 @@ class _Client(oras.provider.Registry):
         r._content_consumed = True
         return r
 
-    def _late(self, method: str, path: str, seconds: float) -> _Transient:
+    def _late(self, method: str, path: str) -> _Transient:
+        s = self.shared
         return _Transient(
-            f"registry {self.shared.shown} did not complete {method} {path} within {seconds:g} s"
+            f"registry {s.shown} did not complete {method} {path} within {s.timeout:g} s"
         )
 
     def _unreached(
-        self, e: requests.exceptions.RequestException, method: str, path: str, seconds: float
+        self, e: requests.exceptions.RequestException, method: str, path: str
     ) -> Exception:
         s = self.shared
         if isinstance(e, requests.exceptions.SSLError):
             return SourceError(f"cannot reach registry {s.shown}: {_tls_reason(e)}")
         if isinstance(e, requests.exceptions.ConnectTimeout):
             return _Transient(
-                f"cannot reach registry {s.shown}: no connection within {seconds:g} s"
+                f"cannot reach registry {s.shown}: no connection within {s.timeout:g} s"
             )
         if isinstance(e, requests.exceptions.ReadTimeout):
             return _Transient(
-                f"registry {s.shown} did not answer {method} {path} within {seconds:g} s"
+                f"registry {s.shown} did not answer {method} {path} within {s.timeout:g} s"
             )
         if isinstance(e, requests.exceptions.ConnectionError):
             reason = _connection_reason(e)
