@@ -7,9 +7,12 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # The tests run the real registry (CNCF distribution 2.8, Debian's docker-registry). A missing
 # registry is a failure, never a skip: the tests refuse to run without it.
-if ! command -v docker-registry >/dev/null 2>&1 || ! command -v htpasswd >/dev/null 2>&1; then
+# openssl makes the CA and certificate of the TLS tests.
+if ! command -v docker-registry >/dev/null 2>&1 || ! command -v htpasswd >/dev/null 2>&1 \
+  || ! command -v openssl >/dev/null 2>&1; then
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry apache2-utils >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry apache2-utils \
+    openssl >/dev/null
 fi
 # The package starts a system registry on :5000 where services run; the tests use their own.
 as_root systemctl stop docker-registry >/dev/null 2>&1 || true

@@ -106,6 +106,7 @@ MAX_CONFIG_BYTES = 4 << 20
 MAX_LIST_BYTES = 64 << 20
 # Of an error answer only the start is read: enough for the registry's error code.
 MAX_ERROR_BYTES = 64 << 10
+MAX_TOKEN_BYTES = 1 << 20
 # A token without `expires_in` lives 60 s (distribution token spec); renew a little early.
 DEFAULT_TOKEN_SECONDS = 60.0
 TOKEN_MARGIN_SECONDS = 5.0
@@ -768,7 +769,7 @@ class _Client(oras.provider.Registry):
         if s.creds is not None and s.creds.password is not None:
             headers["Authorization"] = s.basic_header()
         url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(params)
-        r = self.exchange("GET", url, headers, MAX_ERROR_BYTES)
+        r = self.exchange("GET", url, headers, MAX_TOKEN_BYTES)
         if r.status_code in (401, 403):
             raise s.refused(r.status_code)
         if r.status_code != 200:
@@ -1301,7 +1302,10 @@ def _in_order(
 
 def _catalog(client: _Client, globs: list[str], page_size: int) -> tuple[list[str], list[str]]:
     """(repositories matching `globs`, invalid names the catalog returned)."""
-    names = client.paged("/v2/_catalog", "repositories", page_size)
+    try:
+        names = client.paged("/v2/_catalog", "repositories", page_size)
+    except Unsure:
+        names = None  # a 404 without the registry's error code: no catalog either
     if names is None:
         raise SourceError(
             f"registry {client.shared.shown} offers no catalog (GET /v2/_catalog answered 404)"
@@ -1393,7 +1397,10 @@ def scan_oci(
         shared.close()
         if book is not None:
             book.close()
-    return builder.build(_header(url, globs, shared, resumed, book))
+    inv = builder.build(_header(url, globs, shared, resumed, book))
+    inv.header.extra["skips"] = len(inv.skips)
+    inv.header.extra["unread"] = len(inv.unread)
+    return inv
 
 
 def _header(

@@ -28,6 +28,7 @@ from analyzer.cli import main
 from analyzer.errors import AuthError, IntegrityError, SourceError
 from analyzer.inventory import Inventory
 from analyzer.model import referrers_tag
+from analyzer.plan import plan_deletions
 from analyzer.semantics import DISTRIBUTION_3, DISTRIBUTION_28, simulate
 from analyzer.snapshot import read_snapshot
 from analyzer.sources.http import RetryPolicy
@@ -147,10 +148,14 @@ def test_a_404_that_stays_unsure_is_an_unread_skip_and_claims_nothing(
     assert list(zip(skips.repository, skips.reference.isna(), strict=True)) == [("team/lib", True)]
     assert skips.reason.iloc[0].startswith("unread: its tags could not be listed: registry ")
     assert "answered 404 without a registry error" in skips.reason.iloc[0]
+    assert inv.header.extra["skips"] == inv.header.extra["unread"] == 1
     prediction = analyze(inv, DISTRIBUTION_28, True)
     assert prediction.blobs_eligible.empty  # team/lib may keep any blob: none is claimed
     assert any("could not be read and may keep any blob alive" in n for n in prediction.notes)
     assert not wrong_claims(inv, clean)
+    # A what-if from it frees nothing either: team/lib may hold team/app:v1's blobs.
+    plan = plan_deletions(inv, ["team/app:v1"], DISTRIBUTION_28, True)
+    assert plan.blobs_freed == [] and plan.bytes_freed == 0
 
 
 def test_transient_404s_on_listed_manifests_are_read_again(
