@@ -668,11 +668,16 @@ class _Client(oras.provider.Registry):
                 problem = self._problem(method, url, answer)
                 asked = retry_after(answer.headers) if answer.status_code == 429 else None
                 wait = asked if asked is not None else policy.backoff(attempt, self.rng)
+                if asked is not None:
+                    problem += f", Retry-After {asked:g} s"
             spent = time.monotonic() - started
             if attempt == policy.attempts or spent + wait >= budget:
                 if answer is not None and answer.status_code == 404:
                     return answer
-                raise SourceError(f"{problem} (tried {attempt} times in {spent:.1f} s)")
+                tries = f"tried {attempt} time{'s' if attempt > 1 else ''} in {spent:.1f} s"
+                if attempt < policy.attempts:
+                    tries += f"; the next wait would pass the {budget:g} s retry budget"
+                raise SourceError(f"{problem} ({tries})")
             s.stats.add(retries=1)
             log.info(
                 "retrying %s %s in %.2f s (%s; attempt %d of %d)",
