@@ -110,7 +110,8 @@ timeout_option = click.option(
     type=click.FloatRange(0.1),
     default=30.0,
     show_default=True,
-    help="Seconds before one request gives up.",
+    help="Seconds one request may take (to a registry: connection to last byte, its retries "
+    "within 3 x this; a credential helper as long).",
 )
 
 
@@ -264,7 +265,6 @@ def scan(
     With --digitalocean REGISTRY the DigitalOcean API's digests listing is read instead: every
     manifest, untagged ones too, with its blobs and sizes, plus the registry's storage usage.
 
-    \b
     Through the API, requests that are safe to repeat are retried (429 after its Retry-After,
     5xx, resets, timeouts, cut bodies) within 3 x --timeout each, and a 404 on something just
     listed is read again before it is believed; what still cannot be read is a recorded skip,
