@@ -384,6 +384,11 @@ def analyze(inv: Inventory, engine: str, delete_untagged: bool = False) -> Predi
         notes.append(
             f"{len(inv.skips)} items were skipped by the scan (see the snapshot's skips table)"
         )
+    if len(inv.unread):
+        notes.append(
+            f"{len(inv.unread)} of them could not be read and may keep any blob alive: no blob "
+            "is counted as reclaimable (re-run the scan)"
+        )
     return Prediction(
         engine=engine,
         delete_untagged=delete_untagged,

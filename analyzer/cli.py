@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import sys
 import time
@@ -160,8 +161,79 @@ timeout_option = click.option(
     type=click.FloatRange(0.1),
     default=30.0,
     show_default=True,
-    help="Seconds before one request gives up.",
+    help="Seconds one request may take (to a registry: connection to last byte, its retries "
+    "within 3 x this; a credential helper as long).",
 )
+
+
+def tls_options(fn: F) -> F:
+    """--ca-cert / --insecure: TLS for registries, verified by default."""
+    fn = click.option(
+        "--insecure",
+        is_flag=True,
+        help="Do not verify the registry's TLS certificate (loudly warned; prefer --ca-cert). "
+        "Plain HTTP is used only for an http:// URL, with or without this.",
+    )(fn)
+    return click.option(
+        "--ca-cert",
+        type=click.Path(dir_okay=False),
+        metavar="FILE",
+        help="Trust the CA certificate(s) in FILE (PEM) for the registry's TLS, instead of the "
+        "system's CAs (e.g. a self-signed registry).",
+    )(fn)
+
+
+def verbose_option(fn: F) -> F:
+    return click.option(
+        "-v",
+        "--verbose",
+        is_flag=True,
+        help="Show each request on stderr: method, URL, status, time (secrets redacted).",
+    )(fn)
+
+
+class _EchoHandler(logging.Handler):
+    """Log records as lines on stderr (looked up per record, so CliRunner's capture works)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            click.echo(f"reclaim: {self.format(record)}", err=True)
+        except Exception:
+            self.handleError(record)
+
+
+def configure_logging(verbose: bool) -> None:
+    """The library logs; the CLI decides: with -v its INFO records (requests, retries) go to
+    stderr."""
+    logger = logging.getLogger("analyzer")
+    for handler in [h for h in logger.handlers if isinstance(h, _EchoHandler)]:
+        logger.removeHandler(handler)
+    if verbose:
+        logger.addHandler(_EchoHandler())
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def tls_verify(url: str | None, ca_cert: str | None, insecure: bool) -> bool | str:
+    """requests' `verify` for --ca-cert/--insecure; --insecure is warned about, loudly."""
+    from analyzer.sources.oci import tls_verify as verify_for
+
+    verify = verify_for(ca_cert, insecure)
+    if insecure:
+        import warnings
+
+        from urllib3.exceptions import InsecureRequestWarning
+
+        # Said once, here, instead of urllib3's warning on every connection.
+        warnings.simplefilter("ignore", InsecureRequestWarning)
+        click.echo(
+            f"reclaim: WARNING: --insecure: the TLS certificate of {url or 'the registry'} is NOT "
+            "verified; anyone on the network path can impersonate the registry and read the "
+            "credentials sent to it",
+            err=True,
+        )
+    return verify
+
+
 api_url_option = click.option(
     "--api-url",
     envvar="DIGITALOCEAN_API_URL",
@@ -228,6 +300,8 @@ def main() -> None:
     "token from DIGITALOCEAN_TOKEN or DIGITALOCEAN_ACCESS_TOKEN).",
 )
 @api_url_option
+@tls_options
+@verbose_option
 @fail_cleanly
 def scan(
     url: str | None,
@@ -241,6 +315,9 @@ def scan(
     timeout: float,
     digitalocean: str | None = None,
     api_url: str | None = None,
+    ca_cert: str | None = None,
+    insecure: bool = False,
+    verbose: bool = False,
 ) -> None:
     """Read a registry into an inventory snapshot.
 
@@ -251,7 +328,14 @@ def scan(
 
     With --digitalocean REGISTRY the DigitalOcean API's digests listing is read instead: every
     manifest, untagged ones too, with its blobs and sizes, plus the registry's storage usage.
+
+    Through the API, requests that are safe to repeat are retried (429 after its Retry-After,
+    5xx, resets, timeouts, cut bodies) within 3 x --timeout each, and a 404 on something just
+    listed is read again before it is believed; what still cannot be read is a recorded skip,
+    and predictions then claim no blob. An interrupted API scan keeps what it read in
+    OUTPUT.scan-journal.jsonl: the same command again resumes from it.
     """
+    configure_logging(verbose)
     if digitalocean:
         _scan_digitalocean(digitalocean, api_url, url, storage, repos, output, timeout)
         return
@@ -264,29 +348,86 @@ def scan(
         else:
             if not url:
                 raise UsageError("give a registry URL, or --storage DIR")
-            from analyzer.sources.oci import scan_oci
-
-            creds = registry_credentials(username, password_stdin)
-            inv = scan_oci(
+            inv = _scan_api(
                 url,
-                repo_globs=list(repos),
-                credentials=creds,
-                docker_config=docker_config,
-                workers=workers,
-                timeout=timeout,
-                progress=progress,
+                repos,
+                output,
+                registry_credentials(username, password_stdin),
+                docker_config,
+                workers,
+                timeout,
+                tls_verify(url, ca_cert, insecure),
+                progress,
             )
     finally:
         progress.close()
     path = write_snapshot(inv, output)
+    if not storage:
+        from analyzer.sources.oci import journal_path
+
+        journal_path(output).unlink(missing_ok=True)
+    click.echo(f"wrote {path}: {_scan_summary(inv)}", err=True)
+
+
+def _scan_api(
+    url: str,
+    repos: tuple[str, ...],
+    output: str,
+    creds: Any,
+    docker_config: str | None,
+    workers: int,
+    timeout: float,
+    verify: bool | str,
+    progress: ClickProgress,
+) -> Any:
+    """`scan URL`: the OCI API walk, journalled beside OUTPUT; on a failure, says how to resume."""
+    from analyzer.sources.oci import journal_path, journalled_repositories, scan_oci
+
+    journal = journal_path(output)
+    try:
+        return scan_oci(
+            url,
+            repo_globs=list(repos),
+            credentials=creds,
+            docker_config=docker_config,
+            workers=workers,
+            timeout=timeout,
+            progress=progress,
+            verify=verify,
+            journal=journal,
+        )
+    except (ReclaimError, KeyboardInterrupt):
+        progress.close()
+        kept = journalled_repositories(journal)
+        if kept:
+            click.echo(
+                f"reclaim: {kept} repositories read so far are kept in {journal}: run the same "
+                "command again to resume",
+                err=True,
+            )
+        raise
+
+
+def _scan_summary(inv: Any) -> str:
     h = inv.header
-    click.echo(
-        f"wrote {path}: {len(inv.repositories)} repositories, {len(inv.manifests)} manifests, "
+    x = h.extra
+    text = (
+        f"{len(inv.repositories)} repositories, {len(inv.manifests)} manifests, "
         f"{len(inv.tags)} tags, {len(inv.blobs)} blobs"
         f"{'' if h.complete else ' (incomplete: predictions will be bounds)'}"
-        + (f"; {len(inv.skips)} skipped (see skips table)" if len(inv.skips) else ""),
-        err=True,
     )
+    if len(inv.skips):
+        text += f"; {len(inv.skips)} skipped (see skips table)"
+    if len(inv.unread):
+        text += (
+            f", {len(inv.unread)} of them unread: no blob will be claimed reclaimable "
+            "(re-run the scan)"
+        )
+    if x.get("retries") or x.get("rereads"):
+        text += f"; {x.get('retries', 0)} requests retried, {x.get('rereads', 0)} read again"
+    if x.get("resumed_repositories"):
+        text += f"; resumed: {x['resumed_repositories']} repositories were read by an earlier run"
+    return text
 
 
 @main.command()
@@ -479,6 +620,7 @@ def _apply_writer(
     password_stdin: bool,
     docker_config: str | None,
     timeout: float,
+    verify: bool | str = True,
 ) -> Any:
     """The registry writer for `apply`: the OCI API, or DigitalOcean's; refuses a plan made
     for another registry."""
@@ -494,7 +636,8 @@ def _apply_writer(
     from analyzer.sources.oci import RegistryAPI
 
     url = target_registry(plan, registry_url)
-    return RegistryAPI(url, registry_credentials(username, password_stdin), docker_config, timeout)
+    creds = registry_credentials(username, password_stdin)
+    return RegistryAPI(url, creds, docker_config, timeout, verify=verify)
 
 
 @main.command("apply")
@@ -523,6 +666,8 @@ def _apply_writer(
 @registry_login_options
 @timeout_option
 @format_option("table", "json")
+@tls_options
+@verbose_option
 @fail_cleanly
 def apply_cmd(
     plan_file: str,
@@ -536,6 +681,9 @@ def apply_cmd(
     docker_config: str | None,
     timeout: float,
     fmt: str,
+    ca_cert: str | None = None,
+    insecure: bool = False,
+    verbose: bool = False,
 ) -> None:
     """Delete, through the registry API, exactly the manifests PLAN names.
 
@@ -547,9 +695,19 @@ def apply_cmd(
     """
     from analyzer.apply import apply_plan, read_plan
 
+    configure_logging(verbose)
     plan = read_plan(plan_file)
+    verify = tls_verify(registry_url or plan.get("registry"), ca_cert, insecure)
     writer = _apply_writer(
-        plan, registry_url, do_registry, api_url, username, password_stdin, docker_config, timeout
+        plan,
+        registry_url,
+        do_registry,
+        api_url,
+        username,
+        password_stdin,
+        docker_config,
+        timeout,
+        verify,
     )
     journal_path = Path(journal or f"{plan_file}.journal.jsonl")
     progress = ClickProgress()
@@ -761,6 +919,7 @@ def _check_output(path: str | None, force: bool) -> None:
     help="The plan (`reclaim plan -o`, or `analyze --format json`) this run carries out: "
     "refused when the store no longer matches what it says the run deletes.",
 )
+@verbose_option
 @fail_cleanly
 def gc_cmd(
     engine: str,
@@ -781,6 +940,7 @@ def gc_cmd(
     force: bool = False,
     accept_hazards: tuple[str, ...] = (),
     plan_file: str | None = None,
+    verbose: bool = False,
 ) -> None:
     """Run the registry's real garbage collection and record what it did.
 
@@ -809,6 +969,7 @@ def gc_cmd(
     and freed_bytes.
     """
     _check_output(output, force)
+    configure_logging(verbose)
     if engine == DO_ENGINE:
         if accept_hazards or plan_file:
             raise UsageError("--accept-hazard and --plan check a distribution collection")

@@ -27,7 +27,9 @@ layer_links
 uploads
     repository, upload_id, size, started_at: uploads in progress; never reclaimable by GC
 skips
-    repository, reference, reason: what the scan could not read, recorded instead of guessed
+    repository, reference, reason: what the scan could not read, recorded instead of guessed.
+    A reason starting with `UNREAD` marks content left unread that may keep any blob alive (a
+    repository's tags, a tagged manifest, an index child): predictions then claim no blob.
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ SOURCE_STORAGE = "storage"
 SOURCE_OCI = "oci"
 SOURCE_DIGITALOCEAN = "digitalocean"
 SOURCE_GENERATED = "generated"
+# Prefix of a skip reason whose content was not read and may reference any blob: when unsure, keep.
+UNREAD = "unread: "
 
 
 def frame(table: str, rows: Iterable[tuple[Any, ...]] | None = None) -> pd.DataFrame:
@@ -184,6 +188,12 @@ class Inventory:
         from analyzer.report.summary import inventory_html
 
         return inventory_html(self)
+
+    @property
+    def unread(self) -> pd.DataFrame:
+        """Skips of content left unread (reason starts with UNREAD): it may keep any blob."""
+        s = self.tables["skips"]
+        return s.loc[s["reason"].str.startswith(UNREAD, na=False)]
 
 
 class InventoryBuilder:

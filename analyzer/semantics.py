@@ -246,8 +246,11 @@ def layer_links_3(inv: Inventory, first: pd.DataFrame) -> pd.DataFrame:
 
 def sweep_candidates(inv: Inventory) -> pd.DataFrame:
     """Blobs the sweep walks: the whole blob store when the inventory is complete; otherwise only
-    blobs some scanned manifest references, since an unscanned one may reference the rest."""
+    blobs some scanned manifest references, since an unscanned one may reference the rest. None
+    when the scan left something unread (`Inventory.unread`): it may reference any blob."""
     blobs = inv.blobs[["digest", "size", "present"]]
+    if len(inv.unread):
+        return blobs.iloc[0:0][["digest", "size"]]
     # A storage scan reads the whole blob store: a digest known only from a descriptor
     # (present NA) is not stored, and the engines' sweep (a blob store walk) never lists it.
     stored = blobs["present"].fillna(inv.header.source != SOURCE_STORAGE).astype(bool)

@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,8 @@ class RegistryServer:
     workdir: Path
     htpasswd: Path | None = None
     port: int = 0
+    # (certificate, key) PEM files: the registry serves TLS (distribution's http.tls).
+    tls: tuple[Path, Path] | None = None
     proc: subprocess.Popen[bytes] | None = None
     binary: str = field(default_factory=registry_binary)
 
@@ -72,7 +75,7 @@ class RegistryServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def write_config(self, read_only: bool = False) -> None:
         auth = ""
@@ -86,7 +89,13 @@ class RegistryServer:
             "  delete:\n    enabled: true\n"
             "  maintenance:\n    uploadpurging:\n      enabled: false\n"
             f"    readonly:\n      enabled: {'true' if read_only else 'false'}\n"
-            f"http:\n  addr: 127.0.0.1:{self.port}\n  secret: reclaim-test-secret\n" + auth
+            f"http:\n  addr: 127.0.0.1:{self.port}\n  secret: reclaim-test-secret\n"
+            + (
+                f"  tls:\n    certificate: {self.tls[0]}\n    key: {self.tls[1]}\n"
+                if self.tls
+                else ""
+            )
+            + auth
         )
 
     def start(self, read_only: bool = False) -> RegistryServer:
@@ -105,7 +114,9 @@ class RegistryServer:
                     f"registry exited: {(self.workdir / 'registry.log').read_text()}"
                 )
             try:
-                r = requests.get(f"{self.url}/v2/", timeout=1)
+                with warnings.catch_warnings():  # an unverified probe, for readiness only
+                    warnings.simplefilter("ignore")
+                    r = requests.get(f"{self.url}/v2/", timeout=1, verify=False)
                 if r.status_code in (200, 401):
                     return self
             except requests.ConnectionError:
@@ -181,9 +192,14 @@ def parse_dry_run(text: str) -> DryRun:
 class Pusher:
     """Writes to a registry through the distribution HTTP API, as a client would."""
 
-    def __init__(self, url: str, auth: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self, url: str, auth: tuple[str, str] | None = None, verify: bool | str = True
+    ) -> None:
         self.url = url.rstrip("/")
         self.s = requests.Session()
+        self.s.verify = verify
+        # requests lets $REQUESTS_CA_BUNDLE override a session's own CA file; not here.
+        self.s.trust_env = verify is True
         if auth:
             self.s.auth = auth
 
