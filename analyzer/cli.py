@@ -18,7 +18,7 @@ from analyzer.errors import ReclaimError, UsageError
 from analyzer.report.text import render_prediction
 from analyzer.semantics import DIGITALOCEAN as DO_ENGINE
 from analyzer.semantics import ENGINES
-from analyzer.snapshot import read_snapshot, write_snapshot
+from analyzer.snapshot import check_target, read_snapshot, write_snapshot
 from analyzer.version import __version__
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -148,6 +148,7 @@ def main() -> None:
 @click.option(
     "-o", "--output", required=True, type=click.Path(), help="Snapshot directory to write."
 )
+@click.option("--force", is_flag=True, help="Replace an existing snapshot at -o.")
 @registry_login_options
 @click.option(
     "--workers",
@@ -170,6 +171,7 @@ def scan(
     storage: str | None,
     repos: tuple[str, ...],
     output: str,
+    force: bool,
     username: str | None,
     password_stdin: bool,
     docker_config: str | None,
@@ -187,9 +189,13 @@ def scan(
 
     With --digitalocean REGISTRY the DigitalOcean API's digests listing is read instead: every
     manifest, untagged ones too, with its blobs and sizes, plus the registry's storage usage.
+
+    The snapshot is written whole or not at all (a killed scan leaves nothing that reads as a
+    snapshot); an existing snapshot at -o is replaced only with --force.
     """
+    check_target(output, force)  # before the scan, not after it
     if digitalocean:
-        _scan_digitalocean(digitalocean, api_url, url, storage, repos, output, timeout)
+        _scan_digitalocean(digitalocean, api_url, url, storage, repos, output, timeout, force)
         return
     progress = ClickProgress()
     try:
@@ -214,7 +220,7 @@ def scan(
             )
     finally:
         progress.close()
-    path = write_snapshot(inv, output)
+    path = write_snapshot(inv, output, replace=force)
     h = inv.header
     click.echo(
         f"wrote {path}: {len(inv.repositories)} repositories, {len(inv.manifests)} manifests, "
@@ -503,6 +509,7 @@ def apply_cmd(
     "registry that docker-registry garbage-collect can run on.",
 )
 @click.option("-o", "--output", type=click.Path(), help="Snapshot directory to write.")
+@click.option("--force", is_flag=True, help="Replace an existing snapshot at -o.")
 @click.option(
     "--storage",
     type=click.Path(file_okay=False),
@@ -517,6 +524,7 @@ def generate_cmd(
     manifests_per_repo: int,
     real_content: bool,
     output: str | None,
+    force: bool,
     storage: str | None,
 ) -> None:
     """Generate a realistic synthetic registry, deterministically from --seed.
@@ -531,12 +539,14 @@ def generate_cmd(
 
     if not output and not storage:
         raise UsageError("give -o SNAPSHOT, --storage DIR, or both")
+    if output:
+        check_target(output, force)
     reg = generate_registry(seed, repositories, manifests_per_repo, real_content=real_content)
     if storage:
         write_storage_tree(reg, Path(storage))
     if output:
         inv = reg.to_inventory()
-        write_snapshot(inv, output)
+        write_snapshot(inv, output, replace=force)
     click.echo(
         f"generated seed {seed}: {len(reg.repositories)} repositories, "
         f"{reg.manifest_count} manifests, {len(reg.blobs)} blobs"
@@ -807,6 +817,7 @@ def _scan_digitalocean(
     repos: tuple[str, ...],
     output: str,
     timeout: float,
+    force: bool = False,
 ) -> None:
     """`scan --digitalocean REGISTRY`: the digests listing into a complete snapshot."""
     from analyzer.sources.digitalocean import scan_digitalocean
@@ -820,7 +831,7 @@ def _scan_digitalocean(
     finally:
         progress.close()
         client.close()
-    path = write_snapshot(inv, output)
+    path = write_snapshot(inv, output, replace=force)
     x = inv.header.extra
     click.echo(
         f"wrote {path}: {len(inv.repositories)} repositories, {len(inv.manifests)} manifests, "
