@@ -338,6 +338,7 @@ def plan_cmd(
         return
     from analyzer.attribution import attribute
     from analyzer.plan import plan_deletions
+    from analyzer.plan_file import seal_plan
     from analyzer.report.text import render_plan, render_plan_markdown
 
     if not deletions:
@@ -347,7 +348,7 @@ def plan_cmd(
         plan: Any = _plan_digitalocean(inv, list(deletions), engine, gc_type, delete_untagged)
     else:
         plan = plan_deletions(inv, list(deletions), engine, delete_untagged)
-    doc = {**plan.to_dict(), "attribution": attribute(inv, plan).to_dict()}
+    doc = seal_plan({**plan.to_dict(), "attribution": attribute(inv, plan).to_dict()}, inv)
     if output:
         _write_json(output, doc)
     if fmt == "json":
@@ -367,14 +368,16 @@ def _plan_policies(
     output: str | None,
 ) -> None:
     """`plan --policy`: one policy gives a plan; several give a comparison of plans."""
+    from analyzer.plan_file import seal_plan
     from analyzer.policy import load_policy
     from analyzer.policy_plan import compare_policies
     from analyzer.report import policy as render
 
     loaded = [load_policy(p) for p in policies]  # every file checked before the snapshot is read
-    result = compare_policies(read_snapshot(snapshot), list(loaded), engine, delete_untagged)
+    inv = read_snapshot(snapshot)
+    result = compare_policies(inv, list(loaded), engine, delete_untagged)
     single = len(result.plans) == 1
-    doc = result.plans[0].to_dict() if single else result.to_dict()
+    doc = seal_plan(result.plans[0].to_dict(), inv) if single else result.to_dict()
     if output:
         _write_json(output, doc)
     if fmt == "json":
@@ -437,6 +440,11 @@ def _apply_writer(
     type=click.Path(dir_okay=False),
     help="Journal of the run (default: PLAN.journal.jsonl); re-run to finish an interrupted apply.",
 )
+@click.option(
+    "--snapshot",
+    type=click.Path(file_okay=False),
+    help="The snapshot the plan was made from (default: the path the plan records).",
+)
 @registry_login_options
 @timeout_option
 @format_option("table", "json")
@@ -448,6 +456,7 @@ def apply_cmd(
     api_url: str | None,
     yes: bool,
     journal: str | None,
+    snapshot: str | None,
     username: str | None,
     password_stdin: bool,
     docker_config: str | None,
@@ -456,22 +465,37 @@ def apply_cmd(
 ) -> None:
     """Delete, through the registry API, exactly the manifests PLAN names.
 
-    Referrers go first, then indexes, then images. Right before each deletion the manifest is
-    re-checked: if a planned tag moved, or a tag the plan did not know points to it now, it is
-    skipped and reported. Every step goes to a journal; running the same command again finishes
-    an interrupted apply without deleting anything extra. Run `reclaim gc` afterwards to free
-    the bytes.
+    PLAN must be as `reclaim plan -o` wrote it: it is signed with the identity of its snapshot,
+    and refused when edited, when it names a repository or digest outside the registry's
+    grammar, or a manifest its snapshot (read back and checked) did not have.
+
+    Referrers go first, then indexes, then images. Right before each deletion the registry is
+    asked again: the repository's tags, the indexes that list the manifest (those reachable
+    from tags; every manifest through DigitalOcean), its referrers (where the registry lists
+    them). A tag, index or referrer the plan did not know, or a planned tag that moved, means
+    the step is skipped and reported. Every step goes to a journal with what was checked;
+    deleted steps are settled, skipped and failed ones stay pending: running the same command
+    again re-checks and retries exactly those.
+
+    \b
+    Exit status with --yes: 0 when every planned manifest is deleted (or was already gone);
+    8 when some steps are still pending (skipped or failed: see the journal, re-run later);
+    other codes are errors (2: the plan or its snapshot refused; 3: credentials refused).
+    Run `reclaim gc` afterwards to free the bytes.
     """
-    from analyzer.apply import apply_plan, read_plan
+    from analyzer.apply import EXIT_INCOMPLETE, apply_plan, plan_snapshot, read_plan
 
     plan = read_plan(plan_file)
+    inv = plan_snapshot(plan, snapshot)
     writer = _apply_writer(
         plan, registry_url, do_registry, api_url, username, password_stdin, docker_config, timeout
     )
     journal_path = Path(journal or f"{plan_file}.journal.jsonl")
     progress = ClickProgress()
     try:
-        result = apply_plan(plan, writer, confirmed=yes, journal=journal_path, progress=progress)
+        result = apply_plan(
+            plan, writer, snapshot=inv, confirmed=yes, journal=journal_path, progress=progress
+        )
     finally:
         progress.close()
         writer.close()
@@ -482,10 +506,16 @@ def apply_cmd(
             why = f"  ({step['reason']})" if step["reason"] else ""
             click.echo(f"{step['status']:<13} {step['repository']}@{step['digest']}{why}")
         d = result.to_dict()
+        if not yes:
+            tail = " — nothing deleted: add --yes to delete"
+        else:
+            tail = f"; {d['pending']} pending: re-run to retry them" if d["pending"] else ""
         click.echo(
             f"deleted {d['deleted']}, already gone {d['already_gone']}, "
-            f"skipped {d['skipped']}" + ("" if yes else " — nothing deleted: add --yes to delete")
+            f"skipped {d['skipped']}, failed {d['failed']}{tail}"
         )
+    if yes and not result.complete:
+        sys.exit(EXIT_INCOMPLETE)
 
 
 @main.command("generate")

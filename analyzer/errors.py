@@ -33,6 +33,13 @@ class SnapshotError(ReclaimError):
     """A snapshot is missing, unreadable, or of an unknown format version."""
 
 
+class PlanError(ReclaimError):
+    """A plan file cannot be trusted: malformed, edited after `reclaim plan`, or not matching
+    the snapshot it was made from."""
+
+    exit_code = 2
+
+
 class SemanticsError(ReclaimError):
     """The engine model cannot give a prediction for this inventory (e.g. the real GC would abort)."""
 
