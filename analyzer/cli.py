@@ -691,8 +691,11 @@ def gc_cmd(
     """Run the registry's real garbage collection and record what it did.
 
     With --dry-run the engine only lists what it would delete (safe while the registry runs).
-    A real run needs --yes, and is refused while the registry answers on its configured
-    address without storage.maintenance.readonly: stop it (or make it read-only) first.
+    A real run needs --yes, and is refused (exit 7) unless reclaim is sure nothing serves the
+    storage root read-write: the config's address must refuse connections (or the config
+    enables storage.maintenance.readonly), and no registry process of this machine may use the
+    same root (by its config and environment, not its address) unless read-only. Stop the
+    registry (or make it read-only and restart it) first.
     The outcome (blobs deleted, bytes freed measured from the storage tree) is kept in the
     history; compare it with a prediction using `reclaim compare`.
 
