@@ -23,7 +23,7 @@ from analyzer.errors import EXIT_CODES, ReclaimError, UsageError
 from analyzer.report.text import render_prediction
 from analyzer.semantics import DIGITALOCEAN as DO_ENGINE
 from analyzer.semantics import ENGINES
-from analyzer.snapshot import read_snapshot, write_snapshot
+from analyzer.snapshot import check_target, read_snapshot, write_snapshot
 from analyzer.version import __version__
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -284,6 +284,7 @@ def main() -> None:
 @click.option(
     "-o", "--output", required=True, type=click.Path(), help="Snapshot directory to write."
 )
+@click.option("--force", is_flag=True, help="Replace an existing snapshot at -o.")
 @registry_login_options
 @click.option(
     "--workers",
@@ -308,6 +309,7 @@ def scan(
     storage: str | None,
     repos: tuple[str, ...],
     output: str,
+    force: bool,
     username: str | None,
     password_stdin: bool,
     docker_config: str | None,
@@ -334,10 +336,14 @@ def scan(
     listed is read again before it is believed; what still cannot be read is a recorded skip,
     and predictions then claim no blob. An interrupted API scan keeps what it read in
     OUTPUT.scan-journal.jsonl: the same command again resumes from it.
+
+    The snapshot is written whole or not at all (a killed scan leaves nothing that reads as a
+    snapshot); an existing snapshot at -o is replaced only with --force.
     """
     configure_logging(verbose)
+    check_target(output, force)  # before the scan, not after it
     if digitalocean:
-        _scan_digitalocean(digitalocean, api_url, url, storage, repos, output, timeout)
+        _scan_digitalocean(digitalocean, api_url, url, storage, repos, output, timeout, force)
         return
     progress = ClickProgress()
     try:
@@ -361,7 +367,7 @@ def scan(
             )
     finally:
         progress.close()
-    path = write_snapshot(inv, output)
+    path = write_snapshot(inv, output, replace=force)
     if not storage:
         from analyzer.sources.oci import journal_path
 
@@ -540,6 +546,7 @@ def plan_cmd(
         return
     from analyzer.attribution import attribute
     from analyzer.plan import plan_deletions
+    from analyzer.plan_file import seal_plan
     from analyzer.report.text import render_plan, render_plan_markdown
 
     if not deletions:
@@ -565,7 +572,7 @@ def plan_cmd(
         attribution = _step(progress, "attribution", attribute, inv, plan)
     finally:
         progress.close()
-    doc = {**plan.to_dict(), "attribution": attribution.to_dict()}
+    doc = seal_plan({**plan.to_dict(), "attribution": attribution.to_dict()}, inv)
     if output:
         _write_json(output, doc, force)
     if fmt == "json":
@@ -586,6 +593,7 @@ def _plan_policies(
     force: bool,
 ) -> None:
     """`plan --policy`: one policy gives a plan; several give a comparison of plans."""
+    from analyzer.plan_file import seal_plan
     from analyzer.policy import load_policy
     from analyzer.policy_plan import compare_policies
     from analyzer.report import policy as render
@@ -598,7 +606,7 @@ def _plan_policies(
     finally:
         progress.close()
     single = len(result.plans) == 1
-    doc = result.plans[0].to_dict() if single else result.to_dict()
+    doc = seal_plan(result.plans[0].to_dict(), inv) if single else result.to_dict()
     if output:
         _write_json(output, doc, force)
     if fmt == "json":
@@ -663,6 +671,11 @@ def _apply_writer(
     type=click.Path(dir_okay=False),
     help="Journal of the run (default: PLAN.journal.jsonl); re-run to finish an interrupted apply.",
 )
+@click.option(
+    "--snapshot",
+    type=click.Path(file_okay=False),
+    help="The snapshot the plan was made from (default: the path the plan records).",
+)
 @registry_login_options
 @timeout_option
 @format_option("table", "json")
@@ -676,6 +689,7 @@ def apply_cmd(
     api_url: str | None,
     yes: bool,
     journal: str | None,
+    snapshot: str | None,
     username: str | None,
     password_stdin: bool,
     docker_config: str | None,
@@ -687,17 +701,30 @@ def apply_cmd(
 ) -> None:
     """Delete, through the registry API, exactly the manifests PLAN names.
 
-    Referrers go first, then indexes, then images. Right before each deletion the manifest is
-    re-checked: if a planned tag moved, or a tag the plan did not know points to it now, it is
-    skipped and reported. Every step goes to a journal; running the same command again finishes
-    an interrupted apply without deleting anything extra. Run `reclaim gc` afterwards to free
-    the bytes.
+    PLAN must be as `reclaim plan -o` wrote it: it is signed with the identity of its snapshot,
+    and refused when edited, when it names a repository or digest outside the registry's
+    grammar, or a manifest its snapshot (read back and checked) did not have.
+
+    Referrers go first, then indexes, then images. Right before each deletion the registry is
+    asked again: the repository's tags, the indexes that list the manifest (those reachable
+    from tags; every manifest through DigitalOcean), its referrers (where the registry lists
+    them). A tag, index or referrer the plan did not know, or a planned tag that moved, means
+    the step is skipped and reported. Every step goes to a journal with what was checked;
+    deleted steps are settled, skipped and failed ones stay pending: running the same command
+    again re-checks and retries exactly those.
+
+    \b
+    Exit status with --yes: 0 when every planned manifest is deleted (or was already gone);
+    8 when some steps are still pending (skipped or failed: see the journal, re-run later);
+    other codes are errors (2: the plan or its snapshot refused; 3: credentials refused).
+    Run `reclaim gc` afterwards to free the bytes.
     """
-    from analyzer.apply import apply_plan, read_plan
+    from analyzer.apply import EXIT_INCOMPLETE, apply_plan, plan_snapshot, read_plan
 
     configure_logging(verbose)
     plan = read_plan(plan_file)
     verify = tls_verify(registry_url or plan.get("registry"), ca_cert, insecure)
+    inv = plan_snapshot(plan, snapshot)
     writer = _apply_writer(
         plan,
         registry_url,
@@ -712,7 +739,9 @@ def apply_cmd(
     journal_path = Path(journal or f"{plan_file}.journal.jsonl")
     progress = ClickProgress()
     try:
-        result = apply_plan(plan, writer, confirmed=yes, journal=journal_path, progress=progress)
+        result = apply_plan(
+            plan, writer, snapshot=inv, confirmed=yes, journal=journal_path, progress=progress
+        )
     finally:
         progress.close()
         writer.close()
@@ -723,10 +752,16 @@ def apply_cmd(
             why = f"  ({step['reason']})" if step["reason"] else ""
             click.echo(f"{step['status']:<13} {step['repository']}@{step['digest']}{why}")
         d = result.to_dict()
+        if not yes:
+            tail = " — nothing deleted: add --yes to delete"
+        else:
+            tail = f"; {d['pending']} pending: re-run to retry them" if d["pending"] else ""
         click.echo(
             f"deleted {d['deleted']}, already gone {d['already_gone']}, "
-            f"skipped {d['skipped']}" + ("" if yes else " — nothing deleted: add --yes to delete")
+            f"skipped {d['skipped']}, failed {d['failed']}{tail}"
         )
+    if yes and not result.complete:
+        sys.exit(EXIT_INCOMPLETE)
 
 
 @main.command("generate")
@@ -750,6 +785,7 @@ def apply_cmd(
     "registry that docker-registry garbage-collect can run on.",
 )
 @click.option("-o", "--output", type=click.Path(), help="Snapshot directory to write.")
+@click.option("--force", is_flag=True, help="Replace an existing snapshot at -o.")
 @click.option(
     "--as-of",
     type=click.DateTime(["%Y-%m-%d"]),
@@ -770,6 +806,7 @@ def generate_cmd(
     manifests_per_repo: int,
     real_content: bool,
     output: str | None,
+    force: bool,
     storage: str | None,
     as_of: datetime | None = None,
 ) -> None:
@@ -785,6 +822,8 @@ def generate_cmd(
 
     if not output and not storage:
         raise UsageError("give -o SNAPSHOT, --storage DIR, or both")
+    if output:
+        check_target(output, force)
     reg = generate_registry(seed, repositories, manifests_per_repo, real_content=real_content)
     if as_of is not None:
         reg = reg.as_of(as_of.replace(tzinfo=UTC))
@@ -792,7 +831,7 @@ def generate_cmd(
         write_storage_tree(reg, Path(storage))
     if output:
         inv = reg.to_inventory()
-        write_snapshot(inv, output)
+        write_snapshot(inv, output, replace=force)
     click.echo(
         f"generated seed {seed}: {len(reg.repositories)} repositories, "
         f"{reg.manifest_count} manifests, {len(reg.blobs)} blobs"
@@ -945,8 +984,11 @@ def gc_cmd(
     """Run the registry's real garbage collection and record what it did.
 
     With --dry-run the engine only lists what it would delete (safe while the registry runs).
-    A real run needs --yes, and is refused while the registry answers on its configured
-    address without storage.maintenance.readonly: stop it (or make it read-only) first.
+    A real run needs --yes, and is refused (exit 7) unless reclaim is sure nothing serves the
+    storage root read-write: the config's address must refuse connections (or the config
+    enables storage.maintenance.readonly), and no registry process of this machine may use the
+    same root (by its config and environment, not its address) unless read-only. Stop the
+    registry (or make it read-only and restart it) first.
     The outcome (blobs deleted, bytes freed measured from the storage tree) is kept in the
     history; compare it with a prediction using `reclaim compare`.
 
@@ -1175,6 +1217,7 @@ def _scan_digitalocean(
     repos: tuple[str, ...],
     output: str,
     timeout: float,
+    force: bool = False,
 ) -> None:
     """`scan --digitalocean REGISTRY`: the digests listing into a complete snapshot."""
     from analyzer.sources.digitalocean import scan_digitalocean
@@ -1188,7 +1231,7 @@ def _scan_digitalocean(
     finally:
         progress.close()
         client.close()
-    path = write_snapshot(inv, output)
+    path = write_snapshot(inv, output, replace=force)
     x = inv.header.extra
     click.echo(
         f"wrote {path}: {len(inv.repositories)} repositories, {len(inv.manifests)} manifests, "

@@ -33,6 +33,13 @@ class SnapshotError(ReclaimError):
     """A snapshot is missing, unreadable, or of an unknown format version."""
 
 
+class PlanError(ReclaimError):
+    """A plan file cannot be trusted: malformed, edited after `reclaim plan`, or not matching
+    the snapshot it was made from."""
+
+    exit_code = 2
+
+
 class SemanticsError(ReclaimError):
     """The engine model cannot give a prediction for this inventory (e.g. the real GC would abort)."""
 
@@ -146,5 +153,6 @@ EXIT_CODES: dict[int, str] = {
     5: "the engine model cannot predict this inventory",
     6: "the garbage collector could not run, or its run failed",
     7: "gc refused as unsafe now (registry live, hazard, --plan mismatch)",
+    8: "apply --yes: steps still pending (skipped or refused); run it again to retry them",
     130: "gc --engine digitalocean: stopped following with Ctrl-C",
 }

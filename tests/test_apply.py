@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 from registry import Pusher, RegistryServer, blob_bytes, sha256
 from scenario import fill
 
-from analyzer.apply import apply_plan, read_plan
+from analyzer.apply import EXIT_INCOMPLETE, apply_plan, plan_snapshot, read_plan
 from analyzer.cli import main
 from analyzer.engines.gc_check import BREAKING_HAZARDS
 from analyzer.sources.oci import RegistryAPI
@@ -177,9 +177,10 @@ def test_tag_moved_between_plan_and_apply_is_skipped(
     snapshot = scan(registry, tmp_path / "snap")
     plan = make_plan(snapshot, tmp_path / "plan.json", ["web:stable", "team/worker:latest"], False)
     moved_to, _ = p.image("web", "stable", [b"hotfix " * 300])  # someone pushes after the plan
-    result = json.loads(
-        ok("apply", str(tmp_path / "plan.json"), "--yes", "--format", "json").output
-    )
+    applied = run("apply", str(tmp_path / "plan.json"), "--yes", "--format", "json")
+    assert applied.exit_code == EXIT_INCOMPLETE  # not everything planned was done
+    result = json.loads(applied.output)
+    assert result["complete"] is False and result["pending"] == 1
     by_repo = {s["repository"]: s for s in result["steps"]}
     assert by_repo["web"]["status"] == "skipped" and moved_to in by_repo["web"]["reason"]
     assert by_repo["team/worker"]["status"] == "deleted"
@@ -201,10 +202,9 @@ def test_new_tag_on_a_planned_manifest_is_skipped(registry: RegistryServer, tmp_
         data=body,
         headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
     )
-    result = json.loads(
-        ok("apply", str(tmp_path / "plan.json"), "--yes", "--format", "json").output
-    )
-    (step,) = result["steps"]
+    applied = run("apply", str(tmp_path / "plan.json"), "--yes", "--format", "json")
+    assert applied.exit_code == EXIT_INCOMPLETE
+    (step,) = json.loads(applied.output)["steps"]
     assert step["status"] == "skipped" and "rollback" in step["reason"]
 
 
@@ -226,7 +226,14 @@ def test_interrupted_apply_finishes_without_deleting_anything_extra(
         raise Killed
 
     with pytest.raises(Killed):
-        apply_plan(plan, api, confirmed=True, journal=journal, on_step=kill_after_first)
+        apply_plan(
+            plan,
+            api,
+            snapshot=plan_snapshot(plan),
+            confirmed=True,
+            journal=journal,
+            on_step=kill_after_first,
+        )
     first = [json.loads(x) for x in journal.read_text().splitlines() if '"step"' in x]
     assert len(first) == 1 and first[0]["status"] == "deleted"
     # An unrelated manifest pushed meanwhile must survive the re-run.

@@ -6,8 +6,10 @@ the bytes freed are measured from the storage: blob `data` files summed before a
 the filesystem or, for an s3-backed registry, from the bucket's listing (`storage_driver`).
 
 A real collection under live writes can delete a blob a push is just linking, so a real run is
-refused while the registry answers on its configured address, unless the config puts storage
-in read-only maintenance mode.
+refused unless reclaim is sure nothing serves the storage root read-write: no registry process
+of this machine uses the same root (read from /proc, by the root, not the address), and nothing
+listens on the configured address unless the config puts storage in read-only maintenance mode
+(`analyzer.engines.serving`; unsure means refuse).
 """
 
 from __future__ import annotations
@@ -17,16 +19,23 @@ import re
 import shutil
 import subprocess
 import tempfile
+import urllib.parse
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import requests
 import yaml
 
 from analyzer.engines.base import Engine, Identity, Run, utc_now
+from analyzer.engines.serving import (
+    Probe,
+    apply_env,
+    probe_address,
+    probe_unix,
+    serving_blockers,
+)
 from analyzer.errors import (
     ConfirmationRequired,
     EngineError,
@@ -45,6 +54,7 @@ from analyzer.progress import Progress
 from analyzer.sources.storage import iter_blobs, resolve_root
 from analyzer.storage_driver import (
     FilesystemLocation,
+    S3Location,
     StorageLocation,
     list_blob_store,
     location_from_config,
@@ -57,9 +67,6 @@ MODE_UNTAGGED = "delete-untagged"
 MODE_UNREFERENCED = "unreferenced-blobs"
 PROBE_TIMEOUT = 1.0
 EXCERPT_LINES = 20
-# Environment overrides the registry itself honours for these settings (the GC inherits them;
-# the storage ones are read in `storage_driver.location`).
-ENV_ADDR = "REGISTRY_HTTP_ADDR"
 
 _DIGEST = r"sha256:[a-f0-9]{64}"
 _MARK_MANIFEST = re.compile(rf"^(?P<repo>\S+): marking manifest (?P<digest>{_DIGEST})\s*$")
@@ -224,21 +231,24 @@ def load_config(path: str | os.PathLike[str]) -> RegistryConfig:
 
 
 def _config_from(target: Path, doc: dict[str, Any]) -> RegistryConfig:
-    storage = doc["storage"]
+    # The collector runs with this environment: its REGISTRY_* overrides apply to it too.
+    doc = apply_env(doc, os.environ)
+    storage = doc["storage"] if isinstance(doc.get("storage"), dict) else {}
     try:
         location = location_from_config(doc)
     except StorageConfigError as e:
         raise EngineError(f"{target}: {e}") from e
     http = _section(doc, "http")
-    addr = os.environ.get(ENV_ADDR) or http.get("addr")
+    addr = http.get("addr")
     readonly = _section(storage, "maintenance", "readonly").get("enabled")
+    tls = _section(http, "tls")
     return RegistryConfig(
         path=target,
         root=location.root if isinstance(location, FilesystemLocation) else None,
         storage=location,
         addr=str(addr) if addr else None,
         net=str(http.get("net") or "tcp"),
-        tls=bool(_section(http, "tls").get("certificate")),
+        tls=bool(tls.get("certificate") or tls.get("letsencrypt")),
         read_only=readonly is True or str(readonly).lower() == "true",
     )
 
@@ -278,17 +288,54 @@ def probe_url(addr: str, tls: bool) -> str:
     return f"{'https' if tls else 'http'}://{host}:{port}/v2/"
 
 
-def registry_answers(cfg: RegistryConfig, timeout: float = PROBE_TIMEOUT) -> bool:
-    """True when something answers like a registry on the configured address."""
+def probe(cfg: RegistryConfig, timeout: float = PROBE_TIMEOUT) -> Probe:
+    """Whether anything listens on the configured address (unsure counts as listening)."""
     if not cfg.addr:
-        return False
+        return Probe(listening=False)  # nothing to probe; the process check still applies
     if cfg.net == "unix":
-        return Path(cfg.addr).exists()
+        return probe_unix(cfg.addr, timeout)
+    url = probe_url(cfg.addr, cfg.tls)
+    parts = urllib.parse.urlsplit(url)
     try:
-        r = requests.get(probe_url(cfg.addr, cfg.tls), timeout=timeout, verify=False)
-    except requests.RequestException:
-        return False
-    return r.status_code in (200, 401) or "Docker-Distribution-Api-Version" in r.headers
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or not port:
+        return Probe(True, detail="is not an address reclaim can probe")
+    return probe_address(url, parts.hostname, port, timeout)
+
+
+def serving_refusal(cfg: RegistryConfig, timeout: float = PROBE_TIMEOUT) -> str | None:
+    """Why a real collection must not run now (one line with the way out), or None."""
+    if not cfg.read_only:
+        refusal = _address_refusal(cfg, probe(cfg, timeout))
+        if refusal:
+            return refusal
+    store = cfg.storage if isinstance(cfg.storage, S3Location) else cfg.root
+    assert store is not None  # a filesystem location always has its root
+    blockers = serving_blockers(store)
+    if blockers:
+        more = f" (and {len(blockers) - 1} more such processes)" if len(blockers) > 1 else ""
+        return f"refusing a real collection: {blockers[0].reason}{more}"
+    return None
+
+
+def _address_refusal(cfg: RegistryConfig, seen: Probe) -> str | None:
+    if not seen.listening:
+        return None
+    where = f"{cfg.addr} and storage.maintenance.readonly is not enabled in {cfg.path}"
+    if seen.registry:
+        return (
+            f"refusing a real collection: the registry answers on {where}; a collection under "
+            "live writes can delete blobs a push is linking. Stop the registry, or enable "
+            "storage.maintenance.readonly and restart it, then retry"
+        )
+    return (
+        f"refusing a real collection: something listens on {where}, and it {seen.detail}: "
+        "reclaim cannot tell that no registry serves there. Stop the registry (a stopped "
+        "registry refuses connections), or enable storage.maintenance.readonly and restart "
+        "it, then retry"
+    )
 
 
 def measure_blobs(storage: StorageLocation | Path) -> dict[str, int]:
@@ -377,14 +424,9 @@ class DistributionEngine(Engine):
                 f"a real collection deletes blobs; would run: {self.describe()}; "
                 "pass --yes to run it, or --dry-run to list what it would delete"
             )
-        if not self._config.read_only and registry_answers(self._config, self.probe_timeout):
-            raise GCRefusedError(
-                f"refusing a real collection: the registry answers on {self._config.addr} and "
-                "storage.maintenance.readonly is not enabled in "
-                f"{self.config_path}; a collection under live writes can delete blobs a push "
-                "is linking. Stop the registry, or enable storage.maintenance.readonly and "
-                "restart it, then retry"
-            )
+        refusal = serving_refusal(self._config, self.probe_timeout)
+        if refusal:
+            raise GCRefusedError(refusal)
         if self.precheck is not None:
             self.precheck(self._config, self._binary_path)
 

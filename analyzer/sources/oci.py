@@ -1488,10 +1488,25 @@ class RegistryAPI:
             return self.client.manifest(repo, digest) is not None
         raise self.client.fail(r, f"HEAD {path}")
 
+    def children(self, repo: str, digest: str) -> list[str] | None:
+        """The manifests an index lists ([] for an image); None when it is gone. Verified."""
+        fetched = self.client.manifest(repo, digest)
+        return None if fetched is None else [d.digest for d in fetched.parsed.manifests]
+
+    def referrers(self, repo: str, digest: str) -> list[str] | None:
+        """Referrers by the referrers API; None when the registry does not offer it."""
+        return self.client.referrers(repo, digest)
+
+    def manifests(self, repo: str) -> dict[str, list[str]] | None:
+        """None: the distribution API lists tags, never untagged manifests."""
+        return None
+
     def delete_manifest(self, repo: str, digest: str) -> bool:
         """DELETE by digest: True when deleted now, False when it was already gone."""
         if not is_digest(digest):
             raise UsageError(f"refusing to delete {repo}@{digest!r}: not a digest")
+        if not is_repository_name(repo):  # `a/../b` would be normalised into another repository
+            raise UsageError(f"refusing to delete from {repo[:300]!r}: not a repository name")
         r = self.client.get(f"/v2/{repo}/manifests/{digest}", method="DELETE")
         if r.status_code in (200, 202):
             return True
