@@ -424,7 +424,8 @@ def _simulate_distribution(inv: Inventory, engine: str, delete_untagged: bool) -
                 empty,
                 empty,
                 aborts=(
-                    f"garbage-collect --delete-untagged fails before deleting anything: "
+                    "garbage-collect --delete-untagged fails before deleting anything at "
+                    f"docker/registry/v2/repositories/{stuck[0]}/_manifests/tags: "
                     f"repository {stuck[0]!r} has untagged manifests but no tags directory "
                     f'("failed to retrieve tags unknown repository")'
                     + (f"; {len(stuck) - 1} more such repositories" if len(stuck) > 1 else "")
