@@ -34,6 +34,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from counting import print_counts
 from storagetree import StorageTree
 
 from analyzer.cli import main
@@ -410,20 +411,6 @@ COUNTS: Counter[str] = Counter()
 def _print_counts(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     print_counts(request, f"hostile storage trees: {len(CASES)} cases", COUNTS)
-
-
-def print_counts(request: pytest.FixtureRequest, title: str, counts: Counter[str]) -> None:
-    """One line on the terminal, whatever the capture mode."""
-    total = sum(counts.values())
-    line = f"{title}, {total} runs: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    reporter = request.config.pluginmanager.getplugin("terminalreporter")
-    with capture.global_and_fixture_disabled():
-        if reporter is not None:
-            reporter.ensure_newline()
-            reporter.write_line(line)
-        else:
-            print(line)
 
 
 @pytest.fixture(scope="module")
