@@ -174,6 +174,7 @@ class Tree:
     def __init__(self, v2: str) -> None:
         self.v2 = v2
         self.real_v2 = os.path.realpath(v2)
+        self._real: dict[str, str] = {"": self.real_v2}
 
     def abs(self, rel: str) -> str:
         return os.path.join(self.v2, rel) if rel else self.v2
@@ -184,8 +185,19 @@ class Tree:
 
     def inside(self, rel: str) -> bool:
         """True when `rel`, symlinks resolved, stays under the storage root."""
-        real = os.path.realpath(self.abs(rel))
+        real = self.real(rel)
         return real == self.real_v2 or real.startswith(self.real_v2 + os.sep)
+
+    def real(self, rel: str) -> str:
+        """os.path.realpath of `rel`, one lstat per component not resolved before."""
+        known = self._real.get(rel)
+        if known is not None:
+            return known
+        parent, _, name = rel.rpartition("/")
+        path = os.path.join(self.real(parent), name)
+        real = os.path.realpath(path) if os.path.islink(path) else path
+        self._real[rel] = real
+        return real
 
     def stat(self, rel: str) -> os.stat_result | Failure:
         try:

@@ -109,15 +109,6 @@ class Fault:
     digest: str | None = None
 
 
-def _mtime(tree: Tree, rel: str) -> datetime | None:
-    if not tree.inside(rel):
-        return None
-    st = tree.stat(rel)
-    if isinstance(st, Failure):
-        return None
-    return datetime.fromtimestamp(st.st_mtime, tz=UTC)
-
-
 def _blob_rel(digest: str) -> str:
     return canonical_blob_path(digest)
 
@@ -169,6 +160,7 @@ class _Repository:
     name: str
     revisions: list[str] = field(default_factory=list)  # ingested digests, in walk order
     ingested: bool = False  # the enumeration yielded something (then -m reads the tags)
+    pushed: dict[str, datetime] = field(default_factory=dict)  # digest -> link mtime
 
 
 class _Scan:
@@ -250,11 +242,14 @@ class _Scan:
             self.layers(repo)
         self.uploads(repo, f"{base}/_uploads")
 
-    def linked(self, link_dir: str, digest: str) -> str | Failure | None:
+    def linked(self, link_dir: str, digest: str, read_at: str) -> str | Failure | None:
         """linkedBlobStatter.Stat: the blob `digest` stands for through its canonical link in
-        `link_dir`, None when the collector treats it as unknown (skipped), or a failure."""
+        `link_dir`, None when the collector treats it as unknown (skipped), or a failure.
+        `read_at` is the link `digest` was just read from: when it is the canonical link, its
+        content is known already."""
         algorithm, _, hex_part = digest.partition(":")
-        target = self.tree.read_link(f"{link_dir}/{algorithm}/{hex_part}/link")
+        canonical = f"{link_dir}/{algorithm}/{hex_part}/link"
+        target = digest if read_at == canonical else self.tree.read_link(canonical)
         if isinstance(target, Failure):
             return None if target.kind == MISSING else target
         st = self.tree.stat(canonical_blob_path(target))
@@ -272,7 +267,7 @@ class _Scan:
             digest = self.tree.read_link(entry.rel)
             if isinstance(digest, Failure):
                 return Failure(digest.kind, f"{entry.rel}: {digest.detail}")
-            target = self.linked(rev_dir, digest)
+            target = self.linked(rev_dir, digest, entry.rel)
             if isinstance(target, Failure):
                 return Failure(target.kind, f"{entry.rel}: {target.detail}")
             if target is None:
@@ -286,6 +281,9 @@ class _Scan:
                 self.skip(repo, digest, "a digest algorithm other than sha256")
             else:
                 found.revisions.append(digest)
+                if entry.rel == f"{rev_dir}/sha256/{digest[7:]}/link":
+                    # The push time: the canonical link's mtime, as the walk's Stat saw it.
+                    found.pushed[digest] = datetime.fromtimestamp(entry.st.st_mtime, tz=UTC)
             return None
 
         failure = walk(self.tree, rev_dir, visit, DISTRIBUTION_3)
@@ -320,9 +318,9 @@ class _Scan:
 
     def manifests(self, found: _Repository) -> None:
         for digest in dict.fromkeys(found.revisions):
-            self.manifest(found.name, digest)
+            self.manifest(found.name, digest, found.pushed.get(digest))
 
-    def manifest(self, repo: str, digest: str) -> None:
+    def manifest(self, repo: str, digest: str, pushed_at: datetime | None) -> None:
         rel = _blob_rel(digest)
         where = f"{repo}@{digest}"
         if digest not in self.parsed:
@@ -345,10 +343,7 @@ class _Scan:
             self.parsed[digest],
             self.sizes[digest],
             created=self.created.get(digest),
-            pushed_at=_mtime(
-                self.tree,
-                f"repositories/{repo}/_manifests/revisions/sha256/{digest.split(':', 1)[1]}/link",
-            ),
+            pushed_at=pushed_at,
         )
 
     def duplicates(self, found: _Repository, engines: list[str]) -> None:
@@ -380,7 +375,7 @@ class _Scan:
             digest = self.tree.read_link(entry.rel)
             if isinstance(digest, Failure):
                 return Failure(digest.kind, f"{entry.rel}: {digest.detail}")
-            target = self.linked(layer_dir, digest)
+            target = self.linked(layer_dir, digest, entry.rel)
             if isinstance(target, Failure):
                 return Failure(target.kind, f"{entry.rel}: {target.detail}")
             if target is not None and is_digest(digest):

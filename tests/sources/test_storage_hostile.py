@@ -13,6 +13,9 @@ real `garbage-collect` (not a dry run) is run on it. What was deleted is measure
 * anything else must be declared: the snapshot incomplete (bound not `exact`, skips recorded),
   or the scan refused in one line. Cases marked `model=True` may not take that way out.
 
+Permission cases run the scan and the collector as an unprivileged user (root reads through
+file modes): what each may read decides what the run does.
+
 Nothing is expected by hand: the real run is the oracle. The module prints its counts.
 """
 
@@ -25,6 +28,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -205,6 +209,16 @@ class Case:
     damage: Callable[[Base], None]
     # True: reclaim must model this exactly (or predict the abort); never only declare a skip.
     model: bool = True
+    # True: the scan and the collector run as an unprivileged user (root reads through modes).
+    unprivileged: bool = False
+
+    def prepare(self, root: Path) -> Base:
+        """A fresh copy of the case's damaged tree under `root`."""
+        b = build(root)
+        if self.unprivileged:
+            _chown_tree(root.parent)
+        self.damage(b)
+        return b
 
 
 CASES = [
@@ -303,7 +317,59 @@ CASES = [
     Case("blob-flat-path", _flat_blob, model=False),
     Case("manifest-blob-dev-zero", _blob_data_to_dev_zero, model=False),
     Case("uploads-hostile", _uploads_hostile),
+    Case(
+        "denied-revision-dir",
+        lambda b: b.rev_link("team/lib", b.lib).parent.chmod(0),
+        unprivileged=True,
+    ),
+    Case(
+        "denied-revision-link", lambda b: b.rev_link("team/lib", b.lib).chmod(0), unprivileged=True
+    ),
+    Case(
+        "denied-tag-link",
+        lambda b: b.tag_link("team/lib", "latest").chmod(0),
+        unprivileged=True,
+    ),
+    Case("denied-repository", lambda b: b.tree.repo_dir("web").chmod(0), unprivileged=True),
+    Case(
+        "denied-repository-search",
+        lambda b: b.tree.repo_dir("web").chmod(0o444),
+        unprivileged=True,
+    ),
+    Case(
+        "denied-layers-dir",
+        lambda b: (b.tree.repo_dir("web") / "_layers").chmod(0),
+        unprivileged=True,
+    ),
+    Case("denied-blob-prefix", lambda b: b.blob_dir(b.orphan).parent.chmod(0), unprivileged=True),
+    Case("denied-blob-data", lambda b: b.tree.blob_path(b.orphan).chmod(0), unprivileged=True),
+    Case(
+        "denied-manifest-blob",
+        lambda b: b.tree.blob_path(b.lib).chmod(0),
+        model=False,
+        unprivileged=True,
+    ),
+    Case(
+        "denied-uploads",
+        lambda b: (b.tree.repo_dir("web") / "_uploads").chmod(0),
+        unprivileged=True,
+    ),
 ]
+
+NOBODY = 65534
+
+
+def _chown_tree(top: Path) -> None:
+    for dirpath, dirnames, filenames in os.walk(top):
+        os.chown(dirpath, NOBODY, NOBODY)
+        for name in dirnames + filenames:
+            os.lchown(os.path.join(dirpath, name), NOBODY, NOBODY)
+
+
+def _as_nobody() -> None:
+    os.setgroups([])
+    os.setgid(NOBODY)
+    os.setuid(NOBODY)
 
 
 def _replace_dir(path: Path) -> None:
@@ -370,6 +436,11 @@ def _held_open(fifo: str) -> bool:
     return True
 
 
+def _limit_nobody() -> None:
+    _limit_memory()
+    _as_nobody()
+
+
 def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (GC_MEMORY, GC_MEMORY))
 
@@ -380,7 +451,9 @@ class Run:
     output: str
 
 
-def run_gc(binary: str, config: Path, delete_untagged: bool, workdir: Path) -> Run:
+def run_gc(
+    binary: str, config: Path, delete_untagged: bool, workdir: Path, unprivileged: bool = False
+) -> Run:
     """The real garbage-collect (not a dry run). A run blocked on a FIFO is stopped once it is
     seen holding the FIFO open (a state, not a timeout)."""
     args = [binary, "garbage-collect", *(["--delete-untagged"] if delete_untagged else [])]
@@ -388,7 +461,10 @@ def run_gc(binary: str, config: Path, delete_untagged: bool, workdir: Path) -> R
     pipes = fifos(config.parent / "storage")
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [*args, str(config)], stdout=out, stderr=subprocess.STDOUT, preexec_fn=_limit_memory
+            [*args, str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_limit_nobody if unprivileged else _limit_memory,
         )
         deadline = time.monotonic() + 120
         while proc.poll() is None:
@@ -414,8 +490,18 @@ def _print_counts(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def binaries(registry_bin: str) -> dict[str, str]:
-    return {"distribution-2.8": registry_bin, "distribution-3": v3_binary()}
+def binaries(registry_bin: str) -> Iterator[dict[str, str]]:
+    """Both engines' binaries, copied where an unprivileged user may run them."""
+    reachable = Path(tempfile.mkdtemp(prefix="reclaim-gc-bin-"))
+    reachable.chmod(0o755)
+    out = {}
+    for engine, binary in (("distribution-2.8", registry_bin), ("distribution-3", v3_binary())):
+        copy = reachable / engine
+        shutil.copy2(binary, copy)
+        copy.chmod(0o755)
+        out[engine] = str(copy)
+    yield out
+    shutil.rmtree(reachable)
 
 
 @contextmanager
@@ -434,20 +520,47 @@ def _bounded(seconds: int, what: str) -> Iterator[None]:
         signal.signal(signal.SIGALRM, old)
 
 
+def _scan_as_nobody(args: list[str], workdir: Path) -> tuple[int, str, bool]:
+    """`reclaim scan` in a forked child that drops to an unprivileged user (this interpreter
+    may live where that user cannot exec it): (exit code, output, crashed)."""
+    result = workdir / "scan-result.json"
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            _as_nobody()
+            scanned = CliRunner().invoke(main, args)
+            crashed = not (scanned.exception is None or isinstance(scanned.exception, SystemExit))
+            result.write_text(json.dumps([scanned.exit_code, scanned.output, crashed]))
+        finally:
+            os._exit(0)
+    deadline = time.monotonic() + 120
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise AssertionError(f"reclaim scan {args} did not return within 120 s")
+        time.sleep(0.01)
+    code, output, crashed = json.loads(result.read_text())
+    return int(code), str(output), bool(crashed)
+
+
 def scan_case(case: Case, workdir: Path) -> tuple[Path | None, str]:
     """Build the damaged tree and scan it: (snapshot, "") or (None, the one-line refusal)."""
-    b = build(workdir / "storage")
-    case.damage(b)
+    b = case.prepare(workdir / "storage")
     snap = workdir / "snap"
-    with _bounded(120, f"{case.name}: reclaim scan"):
-        scanned = CliRunner().invoke(main, ["scan", "--storage", str(b.tree.root), "-o", str(snap)])
-    if scanned.exit_code == 0:
+    args = ["scan", "--storage", str(b.tree.root), "-o", str(snap)]
+    if case.unprivileged:
+        code, output, crashed = _scan_as_nobody(args, workdir)
+    else:
+        with _bounded(120, f"{case.name}: reclaim scan"):
+            scanned = CliRunner().invoke(main, args)
+        code, output = scanned.exit_code, scanned.output
+        crashed = not (scanned.exception is None or isinstance(scanned.exception, SystemExit))
+    if code == 0:
         return snap, ""
-    assert scanned.exception is None or isinstance(scanned.exception, SystemExit), (
-        f"{case.name}: scan crashed: {scanned.exception!r}"
-    )
-    lines = scanned.output.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in scanned.output, scanned.output
+    assert not crashed, f"{case.name}: scan crashed: {output}"
+    lines = output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in output, output
     return None, lines[0]
 
 
@@ -471,11 +584,10 @@ def check_run(
     )
     assert analyzed.exit_code == 0, f"{what}: {analyzed.output}"
     predicted = json.loads(analyzed.stdout)
-    b = build(workdir / "storage")
-    case.damage(b)
+    b = case.prepare(workdir / "storage")
     config = b.tree.config_yml(workdir / "config.yml")
     before = blob_entries(b.tree.root)
-    run = run_gc(binary, config, delete_untagged, workdir)
+    run = run_gc(binary, config, delete_untagged, workdir, case.unprivileged)
     gone = before - blob_entries(b.tree.root)
     if predicted["aborts"]:
         assert run.returncode != 0, (
@@ -504,10 +616,23 @@ def check_run(
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_hostile_tree(case: Case, binaries: dict[str, str], tmp_path: Path) -> None:
-    snap, _refusal = scan_case(case, tmp_path / "scanned")
-    for engine, binary in binaries.items():
-        for delete_untagged in (False, True):
-            workdir = tmp_path / f"{engine}{'-m' if delete_untagged else ''}"
-            workdir.mkdir()
-            outcome = check_run(case, snap, engine, binary, delete_untagged, workdir)
-            COUNTS[outcome] += 1
+    base = tmp_path
+    if case.unprivileged:
+        # pytest's own temporary directories are root's alone: the unprivileged runs need a
+        # directory they can reach.
+        base = Path(tempfile.mkdtemp(prefix="reclaim-hostile-"))
+        base.chmod(0o755)
+    try:
+        snap, _refusal = scan_case(case, base / "scanned")
+        for engine, binary in binaries.items():
+            for delete_untagged in (False, True):
+                workdir = base / f"{engine}{'-m' if delete_untagged else ''}"
+                workdir.mkdir()
+                outcome = check_run(case, snap, engine, binary, delete_untagged, workdir)
+                COUNTS[outcome] += 1
+    finally:
+        if base != tmp_path:
+            for dirpath, dirnames, _ in os.walk(base):
+                for name in dirnames:
+                    os.chmod(os.path.join(dirpath, name), 0o755)
+            shutil.rmtree(base)
