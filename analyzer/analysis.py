@@ -123,6 +123,12 @@ def bound_for(inv: Inventory, delete_untagged: bool) -> str:
 
 
 def _bound_note(bound: str, inv: Inventory) -> str | None:
+    storage = inv.header.source == SOURCE_STORAGE
+    if bound == BOUND_UPPER and storage and not inv.header.repository_filter:
+        return (
+            "not exact: the scan did not read everything the garbage collector reads "
+            "(see the skips table); only blobs the scanned manifests reference are counted"
+        )
     if bound == BOUND_UPPER and inv.header.source == SOURCE_STORAGE:
         return (
             "upper bound: only the repositories matching the --repo filter were read; others "

@@ -17,12 +17,19 @@ distribution 3.x (same file at v3.1.1):
   * `_layers` links of blobs not marked by the end of their repository's walk are removed
     (a later repository may still mark the blob); links to blobs gone from the store are not seen.
 
+A storage scan also records where the real collector stops on the tree (`header.extra
+["gc_faults"]`: a link that is not a digest, a repository name it cannot parse, a FIFO it blocks
+on...) and which repositories an engine's catalog never reaches (`header.extra["gc_unseen"]`:
+2.8 names a directory holding `_layers` a repository, 3.x one holding `_manifests`); `simulate`
+predicts those aborts, and models each engine on the repositories it sees.
+
 Everything here works on DataFrames of an `Inventory`; nothing touches a registry.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -264,6 +271,121 @@ def sweep_candidates(inv: Inventory) -> pd.DataFrame:
     return known[["digest", "size"]]
 
 
+EXTRA_FAULTS = "gc_faults"  # the keys analyzer.sources.storage writes
+EXTRA_UNSEEN = "gc_unseen"
+
+
+def engine_view(inv: Inventory, engine: str) -> Inventory:
+    """`inv` as `engine`'s catalog walk sees it: repositories it never reaches hold no roots
+    (their manifests are not marked, and their blobs are swept like any other)."""
+    unseen = inv.header.extra.get(EXTRA_UNSEEN, {}).get(engine, [])
+    if not unseen:
+        return inv
+    tables = dict(inv.tables)
+    for name in ("repositories", "manifests", "tags", "layer_links"):
+        table = tables[name]
+        tables[name] = table.loc[~isin(table["repository"], unseen)].reset_index(drop=True)
+    return Inventory(inv.header, tables)
+
+
+def _unseen_note(inv: Inventory, engine: str) -> list[str]:
+    unseen = inv.header.extra.get(EXTRA_UNSEEN, {}).get(engine, [])
+    held = sorted(set(unseen) & set(inv.manifests["repository"]))
+    if not held:
+        return []
+    return [
+        f"{engine}'s garbage-collect never sees repositories {', '.join(held[:5])}"
+        + (f" and {len(held) - 5} more" if len(held) > 5 else "")
+        + " (its catalog walk does not reach them as repositories): their manifests are not "
+        "marked, and their blobs are swept"
+    ]
+
+
+def _faults(inv: Inventory, engine: str, delete_untagged: bool, phase: str) -> list[dict[str, Any]]:
+    return [
+        f
+        for f in inv.header.extra.get(EXTRA_FAULTS, [])
+        if engine in f["engines"]
+        and f["phase"] == phase
+        and (f["delete_untagged"] is None or f["delete_untagged"] == delete_untagged)
+    ]
+
+
+def _fault_text(f: dict[str, Any]) -> str:
+    where = f"docker/registry/v2/{f['path']}" if f["path"] else "the storage tree"
+    return f"{where}: {f['detail']}"
+
+
+def _aborted(engine: str, delete_untagged: bool, message: str, manifests: pd.DataFrame) -> GCResult:
+    empty = pd.DataFrame(
+        {"repository": pd.Series(dtype="string"), "digest": pd.Series(dtype="string")}
+    )
+    return GCResult(
+        engine,
+        delete_untagged,
+        pd.Index([]),
+        pd.DataFrame({"digest": pd.Series(dtype="string"), "size": pd.Series(dtype="Int64")}),
+        manifests,
+        empty,
+        empty,
+        aborts=message,
+    )
+
+
+def _storage_abort(
+    inv: Inventory, engine: str, delete_untagged: bool, result: GCResult | None
+) -> GCResult | None:
+    """The run as it really ends when the collector stops on something in the tree: before the
+    result (`result` None: the mark phase), or after it computed `result`."""
+    if result is None:
+        found = _faults(inv, engine, delete_untagged, "mark")
+        if not found:
+            return None
+        f = found[0]
+        verb = "never finishes, blocked at" if f["hang"] else "fails before deleting anything at"
+        more = f"; {len(found) - 1} more such places" if len(found) > 1 else ""
+        return _aborted(
+            engine,
+            delete_untagged,
+            f"garbage-collect {verb} {_fault_text(f)}{more}",
+            result_empty(),
+        )
+    eligible = result.manifests_eligible
+    for f in _faults(inv, engine, delete_untagged, "manifests"):
+        hit = eligible.loc[
+            (eligible["repository"] == f["repository"]) & (eligible["digest"] == f["digest"])
+        ]
+        if len(hit):
+            return _aborted(
+                engine,
+                delete_untagged,
+                "garbage-collect --delete-untagged fails while removing manifests, before "
+                f"deleting any blob (a dry run does not show it): {_fault_text(f)}",
+                result_empty(),
+            )
+    found = _faults(inv, engine, delete_untagged, "sweep")
+    if not found:
+        return None
+    removed = (
+        f" (the {len(eligible)} untagged manifests it lists are removed first)"
+        if delete_untagged and len(eligible)
+        else ""
+    )
+    verb = "never finishes, blocked at" if found[0]["hang"] else "fails before deleting any blob at"
+    return _aborted(
+        engine,
+        delete_untagged,
+        f"garbage-collect {verb} {_fault_text(found[0])}{removed}",
+        eligible if delete_untagged else result_empty(),
+    )
+
+
+def result_empty() -> pd.DataFrame:
+    return pd.DataFrame(
+        {"repository": pd.Series(dtype="string"), "digest": pd.Series(dtype="string")}
+    )
+
+
 def simulate(inv: Inventory, engine: str, delete_untagged: bool) -> GCResult:
     """Mark and sweep `inv` as `engine` would, and return what it deletes."""
     check_engine(engine)
@@ -271,6 +393,20 @@ def simulate(inv: Inventory, engine: str, delete_untagged: bool) -> GCResult:
         from analyzer.do.semantics import simulate_digitalocean
 
         return simulate_digitalocean(inv, delete_untagged)
+    stopped = _storage_abort(inv, engine, delete_untagged, None)
+    if stopped is not None:
+        return stopped
+    result = _simulate_distribution(engine_view(inv, engine), engine, delete_untagged)
+    if result.aborts:
+        return result
+    stopped = _storage_abort(inv, engine, delete_untagged, result)
+    if stopped is not None:
+        return stopped
+    result.notes.extend(_unseen_note(inv, engine))
+    return result
+
+
+def _simulate_distribution(inv: Inventory, engine: str, delete_untagged: bool) -> GCResult:
     roots, untagged = _roots(inv, delete_untagged)
     empty = pd.DataFrame(
         {"repository": pd.Series(dtype="string"), "digest": pd.Series(dtype="string")}
@@ -291,7 +427,8 @@ def simulate(inv: Inventory, engine: str, delete_untagged: bool) -> GCResult:
                 empty,
                 empty,
                 aborts=(
-                    f"garbage-collect --delete-untagged fails before deleting anything: "
+                    "garbage-collect --delete-untagged fails before deleting anything at "
+                    f"docker/registry/v2/repositories/{stuck[0]}/_manifests/tags: "
                     f"repository {stuck[0]!r} has untagged manifests but no tags directory "
                     f'("failed to retrieve tags unknown repository")'
                     + (f"; {len(stuck) - 1} more such repositories" if len(stuck) > 1 else "")

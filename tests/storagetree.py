@@ -80,7 +80,13 @@ class StorageTree:
         shutil.rmtree(self.blob_path(digest).parent)
 
     def revision(self, repo: str, digest: str) -> None:
-        """Make `digest` a manifest revision of `repo` (creates `_manifests`, so a repository)."""
+        """Make `digest` a manifest revision of `repo` (creates `_manifests`, so a repository).
+
+        `_layers` is created too, as every push through the API leaves it: distribution 2.8's
+        catalog only sees a directory holding `_layers`, and 3.x fails on a repository without
+        it (`remove_layers_dir` builds that state on purpose).
+        """
+        (self.repo_dir(repo) / "_layers").mkdir(parents=True, exist_ok=True)
         self._link(
             self.repo_dir(repo) / "_manifests" / "revisions" / "sha256" / _hex(digest) / "link",
             digest,
@@ -89,6 +95,10 @@ class StorageTree:
     def remove_revision(self, repo: str, digest: str) -> None:
         """Delete a revision link directory, as the registry's manifest DELETE does."""
         shutil.rmtree(self.repo_dir(repo) / "_manifests" / "revisions" / "sha256" / _hex(digest))
+
+    def remove_layers_dir(self, repo: str) -> None:
+        """Delete `_layers`: 2.8 then never sees the repository, and 3.x stops on it."""
+        shutil.rmtree(self.repo_dir(repo) / "_layers")
 
     def tags_dir(self, repo: str) -> Path:
         """Create `_manifests/tags` (empty) so the repository counts as having a tags directory."""
