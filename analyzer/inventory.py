@@ -7,7 +7,9 @@ Tables and their columns
 ------------------------
 repositories
     repository (str), has_tags_dir (bool: the storage tree has `_manifests/tags`; the API says so
-    when tags/list answers; engines treat a repository without it specially under -m)
+    when tags/list answers; engines treat a repository without it specially under -m),
+    has_layers_dir (bool: the storage tree has `_layers`; NA when the source cannot see it;
+    distribution 3 fails on a repository without it)
 tags
     repository, tag, digest (the manifest the tag's *current* link points to)
 manifests
@@ -42,7 +44,11 @@ import pandas as pd
 from analyzer.model import ParsedManifest
 
 SCHEMAS: dict[str, dict[str, str]] = {
-    "repositories": {"repository": "string", "has_tags_dir": "boolean"},
+    "repositories": {
+        "repository": "string",
+        "has_tags_dir": "boolean",
+        "has_layers_dir": "boolean",
+    },
     "tags": {"repository": "string", "tag": "string", "digest": "string"},
     "manifests": {
         "repository": "string",
@@ -74,6 +80,8 @@ SCHEMAS: dict[str, dict[str, str]] = {
     "skips": {"repository": "string", "reference": "string", "reason": "string"},
 }
 TABLES = tuple(SCHEMAS)
+# Columns added after snapshots were first written: a snapshot without them reads them as NA.
+LATER_COLUMNS = {"repositories": ("has_layers_dir",)}
 
 SOURCE_STORAGE = "storage"
 SOURCE_OCI = "oci"
@@ -96,6 +104,9 @@ def frame(table: str, rows: Iterable[tuple[Any, ...]] | None = None) -> pd.DataF
 def conform(table: str, df: pd.DataFrame) -> pd.DataFrame:
     """Cast `df` to `table`'s schema: exact columns, in order, with their dtypes."""
     schema = SCHEMAS[table]
+    later = [c for c in LATER_COLUMNS.get(table, ()) if c not in df.columns]
+    if later:
+        df = df.assign(**{c: None for c in later})
     missing = [c for c in schema if c not in df.columns]
     if missing:
         raise ValueError(f"table {table} lacks columns {missing}")
@@ -169,10 +180,12 @@ class InventoryBuilder:
         self._rows: dict[str, list[tuple[Any, ...]]] = {t: [] for t in TABLES}
         self._parsed: set[str] = set()
         self._blob_sizes: dict[str, tuple[int | None, bool | None]] = {}
-        self._repos: dict[str, bool | None] = {}
+        self._repos: dict[str, tuple[bool | None, bool | None]] = {}
 
-    def add_repository(self, repository: str, has_tags_dir: bool | None) -> None:
-        self._repos[repository] = has_tags_dir
+    def add_repository(
+        self, repository: str, has_tags_dir: bool | None, has_layers_dir: bool | None = None
+    ) -> None:
+        self._repos[repository] = (has_tags_dir, has_layers_dir)
 
     def add_tag(self, repository: str, tag: str, digest: str) -> None:
         self._rows["tags"].append((repository, tag, digest))
@@ -239,7 +252,7 @@ class InventoryBuilder:
 
     def build(self, header: SnapshotHeader) -> Inventory:
         rows = dict(self._rows)
-        rows["repositories"] = [(r, h) for r, h in sorted(self._repos.items())]
+        rows["repositories"] = [(r, t, ll) for r, (t, ll) in sorted(self._repos.items())]
         rows["blobs"] = [(d, s, p) for d, (s, p) in sorted(self._blob_sizes.items())]
         tables = {t: frame(t, rows[t]) for t in TABLES}
         tables["manifests"] = tables["manifests"].drop_duplicates(["repository", "digest"])

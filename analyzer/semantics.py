@@ -1,6 +1,8 @@
 """What each garbage collector marks and sweeps, modelled from its source.
 
 distribution 2.8 (registry/storage/garbagecollect.go at v2.8.2, checked on Debian's binary):
+  * its catalog walks a directory holding `_layers` as a repository (3.x: `_manifests`), so the
+    revisions of a repository without `_layers` are never walked: not roots, never listed;
   * every revision of every repository is a root; with --delete-untagged (-m) only revisions a
     tag's current link points to are roots, the others are listed for deletion;
   * a root marks its own digest and its References() one level deep: image -> config + layers,
@@ -13,9 +15,14 @@ distribution 3.x (same file at v3.1.1):
     same repository has its own references marked, and so on; an already-marked digest is not
     visited again (so the result can depend on walk order, modelled exactly below);
   * with -m, an untagged revision whose digest got marked anywhere is kept (unmarkReferencedManifest);
-    a repository without a tags directory: its untagged revisions are neither marked nor listed;
+    a repository without a tags directory: its untagged revisions are neither marked nor listed,
+    so their links stay while their blobs may be swept (`dangling_revisions`: those whose
+    blobs are really swept; a copy tagged in another repository keeps them all);
   * `_layers` links of blobs not marked by the end of their repository's walk are removed
-    (a later repository may still mark the blob); links to blobs gone from the store are not seen.
+    (a later repository may still mark the blob); links to blobs gone from the store are not seen;
+  * a repository with `_manifests` but no `_layers` directory makes the whole run fail while
+    marking (the link walk's PathNotFound is returned), in both modes: nothing is deleted
+    (seen on the real v3.1.1 binary).
 
 Everything here works on DataFrames of an `Inventory`; nothing touches a registry.
 """
@@ -48,7 +55,9 @@ class GCResult:
     blobs_eligible: pd.DataFrame  # digest, size
     manifests_eligible: pd.DataFrame  # repository, digest
     layer_links_eligible: pd.DataFrame  # repository, digest (distribution 3 only)
-    dangling_revisions: pd.DataFrame  # repository, digest: blobs swept, revision link kept
+    # repository, digest: revisions whose blobs are swept while their revision link is kept
+    # (distribution 3 -m, untagged in a repository without a tags directory).
+    dangling_revisions: pd.DataFrame
     aborts: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -84,6 +93,12 @@ def anti_join(left: pd.DataFrame, right: pd.DataFrame, on: list[str]) -> pd.Data
 def _repos_without_tags_dir(inv: Inventory) -> pd.Index:
     repos = inv.repositories
     return pd.Index(repos.loc[repos["has_tags_dir"].eq(False).fillna(False), "repository"])
+
+
+def _repos_without_layers_dir(inv: Inventory) -> pd.Index:
+    """Repositories (a `_manifests` directory) known to have no `_layers` directory."""
+    repos = inv.repositories
+    return pd.Index(repos.loc[repos["has_layers_dir"].eq(False).fillna(False), "repository"])
 
 
 def _roots(inv: Inventory, delete_untagged: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -244,6 +259,20 @@ def layer_links_3(inv: Inventory, first: pd.DataFrame) -> pd.DataFrame:
     return ll.loc[listed].sort_values(["repository", "digest"]).reset_index(drop=True)
 
 
+def blobs_swept_dangling(inv: Inventory, untagged: pd.DataFrame, swept: pd.Series) -> pd.DataFrame:
+    """repository, digest: the `untagged` revisions (of repositories without a tags directory)
+    whose blobs the sweep really removes: their manifest blob or a blob it references.
+
+    distribution 3 -m neither marks nor lists such a revision, so its link stays; whether it
+    loses anything depends on the rest of the registry: a copy tagged in another repository
+    marks the same digests, and then the run keeps every blob of it.
+    """
+    refs = gc_references(inv)
+    losing = refs.loc[isin(refs["child"], swept), "parent"]
+    hit = isin(untagged["digest"], swept) | isin(untagged["digest"], losing)
+    return untagged.loc[hit, ["repository", "digest"]].sort_values(["repository", "digest"])
+
+
 def sweep_candidates(inv: Inventory) -> pd.DataFrame:
     """Blobs the sweep walks: the whole blob store when the inventory is complete; otherwise only
     blobs some scanned manifest references, since an unscanned one may reference the rest."""
@@ -261,6 +290,35 @@ def sweep_candidates(inv: Inventory) -> pd.DataFrame:
     return known[["digest", "size"]]
 
 
+def _aborts(
+    inv: Inventory, engine: str, delete_untagged: bool, untagged: pd.DataFrame, no_tags: pd.Index
+) -> str | None:
+    """Why the run fails while marking, before it deletes anything; None when it does not."""
+    if delete_untagged and engine == DISTRIBUTION_28:
+        stuck = sorted(set(untagged.loc[isin(untagged["repository"], no_tags), "repository"]))
+        if stuck:
+            return (
+                f"garbage-collect --delete-untagged fails before deleting anything: "
+                f"repository {stuck[0]!r} has untagged manifests but no tags directory "
+                f'("failed to retrieve tags unknown repository")' + _more(stuck)
+            )
+    if engine == DISTRIBUTION_3:
+        # Every walked repository's `_layers` links are enumerated (both modes); a missing
+        # `_layers` directory is a PathNotFound error there, which MarkAndSweep returns.
+        lacking = sorted(_repos_without_layers_dir(inv))
+        if lacking:
+            return (
+                f"garbage-collect fails before deleting anything: repository {lacking[0]!r} "
+                f'has no _layers directory ("failed to mark: ... Path not found: '
+                f'.../{lacking[0]}/_layers")' + _more(lacking)
+            )
+    return None
+
+
+def _more(names: list[str]) -> str:
+    return f"; {len(names) - 1} more such repositories" if len(names) > 1 else ""
+
+
 def simulate(inv: Inventory, engine: str, delete_untagged: bool) -> GCResult:
     """Mark and sweep `inv` as `engine` would, and return what it deletes."""
     check_engine(engine)
@@ -272,42 +330,40 @@ def simulate(inv: Inventory, engine: str, delete_untagged: bool) -> GCResult:
     empty = pd.DataFrame(
         {"repository": pd.Series(dtype="string"), "digest": pd.Series(dtype="string")}
     )
+    unwalked = _repos_without_layers_dir(inv) if engine == DISTRIBUTION_28 else pd.Index([])
+    if len(unwalked):
+        # 2.8's catalog reports a repository at its `_layers` directory (3.x at `_manifests`):
+        # the revisions of a repository without one are never walked, marked or listed.
+        roots = roots.loc[~isin(roots["repository"], unwalked)]
+        untagged = untagged.loc[~isin(untagged["repository"], unwalked)]
     no_tags = _repos_without_tags_dir(inv)
     dangling = empty
-    if delete_untagged and engine == DISTRIBUTION_28:
-        stuck = sorted(set(untagged.loc[isin(untagged["repository"], no_tags), "repository"]))
-        if stuck:
-            return GCResult(
-                engine,
-                delete_untagged,
-                pd.Index([]),
-                pd.DataFrame(
-                    {"digest": pd.Series(dtype="string"), "size": pd.Series(dtype="Int64")}
-                ),
-                empty,
-                empty,
-                empty,
-                aborts=(
-                    f"garbage-collect --delete-untagged fails before deleting anything: "
-                    f"repository {stuck[0]!r} has untagged manifests but no tags directory "
-                    f'("failed to retrieve tags unknown repository")'
-                    + (f"; {len(stuck) - 1} more such repositories" if len(stuck) > 1 else "")
-                ),
-            )
+    aborts = _aborts(inv, engine, delete_untagged, untagged, no_tags)
+    if aborts:
+        blobs_none = pd.DataFrame(
+            {"digest": pd.Series(dtype="string"), "size": pd.Series(dtype="Int64")}
+        )
+        return GCResult(
+            engine, delete_untagged, pd.Index([]), blobs_none, empty, empty, empty, aborts=aborts
+        )
+    candidates = sweep_candidates(inv)
+    links = empty
     if engine == DISTRIBUTION_28:
         marked = mark_28(inv, roots)
         eligible = untagged
+        blobs = candidates.loc[~isin(candidates["digest"], marked)].sort_values("digest")
+        rev = revisions(inv)
+        dangling = blobs_swept_dangling(
+            inv, rev.loc[isin(rev["repository"], unwalked)], blobs["digest"]
+        )
     else:
         first = mark_3_first(inv, roots)
         marked = pd.Index(first["digest"])
         in_no_tags = isin(untagged["repository"], no_tags)
-        dangling = untagged.loc[in_no_tags].reset_index(drop=True)
         eligible = untagged.loc[~in_no_tags & ~isin(untagged["digest"], marked)]
-    candidates = sweep_candidates(inv)
-    blobs = candidates.loc[~isin(candidates["digest"], marked)].sort_values("digest")
-    links = empty
-    if engine == DISTRIBUTION_3:
+        blobs = candidates.loc[~isin(candidates["digest"], marked)].sort_values("digest")
         links = layer_links_3(inv, first)
+        dangling = blobs_swept_dangling(inv, untagged.loc[in_no_tags], blobs["digest"])
     return GCResult(
         engine,
         delete_untagged,
@@ -315,5 +371,5 @@ def simulate(inv: Inventory, engine: str, delete_untagged: bool) -> GCResult:
         blobs.reset_index(drop=True),
         eligible.sort_values(["repository", "digest"]).reset_index(drop=True),
         links.reset_index(drop=True),
-        dangling,
+        dangling.reset_index(drop=True),
     )

@@ -174,7 +174,8 @@ class _Scan:
         rdir = self.v2 / "repositories" / repo
         mdir = rdir / "_manifests"
         tags_dir = mdir / "tags"
-        self.b.add_repository(repo, tags_dir.is_dir())
+        # distribution 3's collector fails on a repository without `_layers`: say whether it is.
+        self.b.add_repository(repo, tags_dir.is_dir(), (rdir / "_layers").is_dir())
         rev_dir = mdir / "revisions" / "sha256"
         for hex_part in _list_dir(rev_dir):
             link = rev_dir / hex_part / "link"
