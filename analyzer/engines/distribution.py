@@ -34,7 +34,7 @@ from analyzer.outcome import (
     Outcome,
 )
 from analyzer.progress import Progress
-from analyzer.sources.storage import iter_blobs, resolve_root
+from analyzer.sources.storage import iter_blobs, iter_repositories, resolve_root
 
 ENGINE = "distribution"
 DEFAULT_BINARIES = ("docker-registry", "registry")
@@ -276,6 +276,25 @@ def measure_blobs(root: Path) -> dict[str, int]:
     return dict(iter_blobs(v2))
 
 
+def measure_layer_links(root: Path) -> set[tuple[str, str]]:
+    """(repository, digest) of every `_layers` link file in the storage tree, read now (the
+    links distribution 3 removes; 2.8 never does)."""
+    try:
+        v2 = resolve_root(root)
+        repos = list(iter_repositories(v2))
+    except SourceError as e:
+        raise EngineError(str(e)) from e
+    found: set[tuple[str, str]] = set()
+    for repo in repos:
+        base = v2 / "repositories" / repo / "_layers" / "sha256"
+        try:
+            entries = os.listdir(base)
+        except OSError:
+            continue
+        found.update((repo, f"sha256:{h}") for h in entries if (base / h / "link").is_file())
+    return found
+
+
 class DistributionEngine(Engine):
     """`registry garbage-collect` on one config file."""
 
@@ -343,7 +362,8 @@ class DistributionEngine(Engine):
             self.preflight()
         assert self._config is not None
         before = measure_blobs(self._config.root)
-        return DistributionRun(self, self._config, before, run_id, log_dir)
+        links = None if self.dry_run else measure_layer_links(self._config.root)
+        return DistributionRun(self, self._config, before, run_id, log_dir, links)
 
 
 class DistributionRun(Run):
@@ -356,10 +376,12 @@ class DistributionRun(Run):
         before: dict[str, int],
         run_id: str,
         log_dir: Path | None,
+        links_before: set[tuple[str, str]] | None = None,
     ) -> None:
         self.engine = engine
         self.cfg = cfg
         self.before = before
+        self.links_before = links_before
         self.run_id = run_id
         self.started_at = utc_now()
         self.log_path = log_dir / f"{run_id}.log" if log_dir else None
@@ -441,6 +463,7 @@ class DistributionRun(Run):
                 {"repository": m["repository"] or "", "digest": m["digest"]}
                 for m in out.manifests_eligible
             ),
+            layer_links_removed=self._links_removed(out),
             freed_bytes=freed,
             freed_bytes_source=source,
             engine_version=binary_version(engine.command()[0]),
@@ -471,6 +494,16 @@ class DistributionRun(Run):
                 "(the measured figures are recorded)"
             )
         return gone, sizes, sum(sizes.values()), FREED_MEASURED, notes
+
+    def _links_removed(self, out: GCOutput) -> tuple[dict[str, str], ...] | None:
+        """Dry run: the links the engine lists. Real run: the link files really gone."""
+        if self.links_before is None:
+            if not out.layer_links_eligible and out.summary is None:
+                return None  # quiet output, or the run stopped before listing: unknown
+            links = {(x["repository"], x["digest"]) for x in out.layer_links_eligible}
+        else:
+            links = self.links_before - measure_layer_links(self.cfg.root)
+        return tuple({"repository": r, "digest": d} for r, d in sorted(links))
 
 
 def _error_line(err: str, code: int) -> str:
