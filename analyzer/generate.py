@@ -162,7 +162,7 @@ class GeneratedRegistry:
     def _add_repository(
         self, builder: InventoryBuilder, repo: RepositoryState, parsed: dict[str, ParsedManifest]
     ) -> None:
-        builder.add_repository(repo.name, True)
+        builder.add_repository(repo.name, True, True)  # a pushed repository has `_layers`
         for digest in sorted(repo.revisions):
             body = self._content(digest)
             if digest not in parsed:

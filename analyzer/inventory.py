@@ -93,8 +93,10 @@ def frame(table: str, rows: Iterable[tuple[Any, ...]] | None = None) -> pd.DataF
     """A DataFrame of `table`'s schema from row tuples (in column order); empty keeps columns."""
     schema = SCHEMAS[table]
     data = list(rows) if rows is not None else []
+    # Rows may stop before the LATER_COLUMNS (a source written before they existed): NA there.
+    columns = list(schema)[: len(data[0])] if data else list(schema)
     df = (
-        pd.DataFrame.from_records(data, columns=list(schema))
+        pd.DataFrame.from_records(data, columns=columns)
         if data
         else pd.DataFrame({c: pd.Series(dtype="object") for c in schema})
     )
