@@ -259,18 +259,20 @@ def layer_links_3(inv: Inventory, first: pd.DataFrame) -> pd.DataFrame:
     return ll.loc[listed].sort_values(["repository", "digest"]).reset_index(drop=True)
 
 
-def blobs_swept_dangling(inv: Inventory, untagged: pd.DataFrame, swept: pd.Series) -> pd.DataFrame:
-    """repository, digest: the `untagged` revisions (of repositories without a tags directory)
-    whose blobs the sweep really removes: their manifest blob or a blob it references.
+def blobs_swept_dangling(inv: Inventory, skipped: pd.DataFrame, swept: pd.Series) -> pd.DataFrame:
+    """repository, digest: the `skipped` revisions (neither marked nor listed by the run, so
+    their revision link stays) whose blobs the sweep really removes: their manifest blob or a
+    blob it references.
 
-    distribution 3 -m neither marks nor lists such a revision, so its link stays; whether it
-    loses anything depends on the rest of the registry: a copy tagged in another repository
-    marks the same digests, and then the run keeps every blob of it.
+    Skipped: distribution 3 -m, untagged in a repository without a tags directory; 2.8, any
+    revision of a repository without `_layers` (its catalog does not walk it). Whether such a
+    revision loses anything depends on the rest of the registry: a copy tagged in another
+    repository marks the same digests, and then the run keeps every blob of it.
     """
     refs = gc_references(inv)
     losing = refs.loc[isin(refs["child"], swept), "parent"]
-    hit = isin(untagged["digest"], swept) | isin(untagged["digest"], losing)
-    return untagged.loc[hit, ["repository", "digest"]].sort_values(["repository", "digest"])
+    hit = isin(skipped["digest"], swept) | isin(skipped["digest"], losing)
+    return skipped.loc[hit, ["repository", "digest"]].sort_values(["repository", "digest"])
 
 
 def sweep_candidates(inv: Inventory) -> pd.DataFrame:

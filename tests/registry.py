@@ -29,6 +29,20 @@ BINARY_ENV = "RECLAIM_REGISTRY_BINARY"
 # else built from the source tarball by scripts/build-registry-v3.sh (cached after the first).
 V3_ENV = "REGISTRY_V3"
 BUILD_V3 = Path(__file__).resolve().parents[1] / "scripts" / "build-registry-v3.sh"
+SOURCE_ENV = "RECLAIM_DISTRIBUTION_SOURCE"
+
+
+def distribution_source() -> Path:
+    """The distribution v3.1.1 source tarball (the build script reads the same): beside the
+    clone in ../shared/distribution, or $RECLAIM_DISTRIBUTION_SOURCE."""
+    given = os.environ.get(SOURCE_ENV)
+    root = Path(__file__).resolve().parents[2]
+    path = Path(given) if given else root / "shared" / "distribution" / "distribution-3.1.1.tar.gz"
+    if not path.is_file():
+        raise RuntimeError(f"distribution v3.1.1 source not found at {path} (set {SOURCE_ENV})")
+    return path
+
+
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"

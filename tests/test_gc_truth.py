@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from registry import Pusher, RegistryEngine, RegistryServer, blob_bytes, parse_dry_run
+from registry import (
+    Pusher,
+    RegistryEngine,
+    RegistryServer,
+    blob_bytes,
+    parse_dry_run,
+    sha256,
+)
 from scenario import fill
 
 from analyzer.cli import main
@@ -203,6 +210,42 @@ def test_repository_without_tags_dir_under_delete_untagged(registry: RegistrySer
     revision = registry.storage / "docker/registry/v2/repositories/never-tagged/_manifests"
     assert (revision / "revisions/sha256" / never.split(":")[1] / "link").is_file()
     assert never not in blob_bytes(registry.storage)  # listed, not pullable: dangling
+
+
+@pytest.mark.engines("3.1")
+def test_dangling_revisions_are_those_whose_blobs_are_swept(registry: RegistryServer) -> None:
+    """v3 -m skips never-tagged repositories: their revisions are neither marked nor listed.
+    `dangling_revisions` names only those the run really guts: `lonely` (its image exists
+    nowhere else) loses its blobs; `copy` holds the same image that `tagged` tags, which marks
+    it there, so the real run keeps every blob of it: not dangling, no hazard."""
+    p = Pusher(registry.url)
+    shared_layers = [b"promoted build " * 200]
+    kept, _ = p.image("tagged", "v1", shared_layers)
+    copy, _ = p.image("copy", None, shared_layers)  # the same bytes, pushed by digest only
+    lonely, _ = p.image("lonely", None, [b"nowhere else " * 200])
+    assert copy == kept
+    snapshot = registry.workdir / "snap"
+    assert (
+        CliRunner()
+        .invoke(main, ["scan", "--storage", str(registry.storage), "-o", str(snapshot)])
+        .exit_code
+        == 0
+    )
+    predicted = analyze_json(snapshot, "--engine", registry.model, "--delete-untagged")
+    assert predicted["dangling_revisions"] == [{"repository": "lonely", "digest": lonely}]
+    hazards = [h for h in predicted["hazards"] if h["type"] == "dangling-revision"]
+    assert [(h["repository"], h["digest"]) for h in hazards] == [("lonely", lonely)]
+    registry.stop()
+    before = blob_bytes(registry.storage)
+    run = registry.garbage_collect(dry_run=False, delete_untagged=True)
+    assert run.returncode == 0, run.stderr
+    after = blob_bytes(registry.storage)
+    assert set(before) - set(after) == set(predicted["blobs_eligible"])
+    revisions = registry.storage / "docker/registry/v2/repositories"
+    for repo, digest in (("copy", copy), ("lonely", lonely)):  # both revision links stay
+        assert (revisions / repo / "_manifests/revisions/sha256" / digest[7:] / "link").is_file()
+    assert lonely not in after  # gutted: listed, not pullable
+    assert copy in after and all(sha256(x) in after for x in shared_layers)  # kept whole
 
 
 @pytest.mark.parametrize("delete_untagged", [False, True], ids=["plain", "delete-untagged"])

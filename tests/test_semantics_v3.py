@@ -422,6 +422,26 @@ def test_e_repository_without_layers_dir_fails_v3_and_is_not_walked_by_2_8(
         assert [h["digest"] for h in hazards if h["type"] == "dangling-revision"] == [bare]
 
 
+def test_snapshot_from_before_has_layers_dir_reads_it_as_unknown(
+    tree: StorageTree, tmp_path: Path
+) -> None:
+    """A snapshot written before inventories recorded `_layers` (no has_layers_dir column)
+    still reads: the column is NA, so no abort is claimed from it, and the rest is unchanged."""
+    import pyarrow.parquet as pq
+
+    tree.image("ok", [b"old-snap"], tag="v1")
+    tree.index("bare", [], tag="empty")
+    tree.remove_layers_dir("bare")
+    snap = tmp_path / "snap"
+    analyzer.write_snapshot(analyzer.scan_storage(tree.root), snap)
+    table = pq.read_table(snap / "repositories.parquet")
+    pq.write_table(table.drop(["has_layers_dir"]), snap / "repositories.parquet")
+    old = analyzer.read_snapshot(snap)
+    assert old.repositories["has_layers_dir"].isna().all()
+    assert simulate(old, V3, False).aborts is None
+    assert simulate(analyzer.read_snapshot(snap), V28, False).dangling_revisions.empty
+
+
 # -- (f) layer links ---------------------------------------------------------------------------
 
 
