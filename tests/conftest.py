@@ -12,7 +12,9 @@ A test whose behaviour is one engine's own declares it, with the reason in its d
 
 While a `registry` fixture is active, `docker-registry` and `registry` on PATH are the binary of
 the engine under test, so `reclaim gc` (which looks them up when --binary is not given) runs
-that engine. `registry_bin` stays the 2.8 binary, for tests that check the 2.8 model on a tree.
+that engine. `registry_bin` stays the 2.8 binary, for tests that check the 2.8 model on a tree
+(and for the DigitalOcean harness, tests/digitalocean/conftest.py, which emulates that service
+on 2.8 only).
 """
 
 from __future__ import annotations
