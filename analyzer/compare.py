@@ -26,6 +26,8 @@ KIND_PREDICTED_NOT_DELETED = "predicted-not-deleted"
 KIND_DELETED_NOT_PREDICTED = "deleted-not-predicted"
 KIND_BYTES_DIFFER = "bytes-differ"
 KIND_COUNT_DIFFERS = "count-differs"
+KIND_LINK_NOT_REMOVED = "link-predicted-not-removed"
+KIND_LINK_NOT_PREDICTED = "link-removed-not-predicted"
 
 CAUSE_AFTER_SNAPSHOT = "pushed or deleted after the snapshot"
 CAUSE_API_INVISIBLE = "invisible to an API-only scan"
@@ -52,6 +54,8 @@ class PredictionSummary:
     registry: str | None = None
     storage_root: str | None = None
     gc_type: str | None = None  # DigitalOcean's collection type, when the prediction names one
+    # (repository, digest) `_layers` links the run removes (distribution 3); None: not known
+    layer_links: frozenset[tuple[str, str]] | None = None
 
 
 def _digests(value: Any) -> frozenset[str] | None:
@@ -60,6 +64,18 @@ def _digests(value: Any) -> frozenset[str] | None:
         if all(isinstance(d, str) for d in out):
             return frozenset(d for d in out if isinstance(d, str))
     return None
+
+
+def _links(value: Any) -> frozenset[tuple[str, str]] | None:
+    if not isinstance(value, list):
+        return None
+    pairs = [
+        (v.get("repository"), v.get("digest")) if isinstance(v, dict) else (None, None)
+        for v in value
+    ]
+    if not all(isinstance(r, str) and isinstance(d, str) for r, d in pairs):
+        raise CompareError("not a prediction: layer_links_removed is malformed")
+    return frozenset((str(r), str(d)) for r, d in pairs)
 
 
 def prediction_from_dict(doc: dict[str, Any]) -> PredictionSummary:
@@ -93,6 +109,7 @@ def prediction_from_dict(doc: dict[str, Any]) -> PredictionSummary:
         registry=doc.get("registry"),
         storage_root=doc.get("storage_root"),
         gc_type=doc.get("gc_type") if isinstance(doc.get("gc_type"), str) else None,
+        layer_links=_links(doc.get("layer_links_removed")),
     )
 
 
@@ -115,10 +132,12 @@ class Discrepancy:
     predicted_size: int | None = None
     actual_size: int | None = None
     detail: str = ""
+    repository: str | None = None  # a `_layers` link's repository (link kinds only)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "digest": self.digest,
+            "repository": self.repository,
             "kind": self.kind,
             "cause": self.cause,
             "predicted_size": self.predicted_size,
@@ -139,6 +158,8 @@ class Comparison:
     outcome: Outcome
     prediction_source: str
     notes: tuple[str, ...] = field(default_factory=tuple)
+    predicted_layer_links: int | None = None  # None: one side does not know its links
+    actual_layer_links: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract of `reclaim compare --format json` and of history records."""
@@ -149,6 +170,8 @@ class Comparison:
             "actual_bytes": self.actual_bytes,
             "predicted_blobs": self.predicted_blobs,
             "actual_blobs": self.actual_blobs,
+            "predicted_layer_links": self.predicted_layer_links,
+            "actual_layer_links": self.actual_layer_links,
             "bound": self.bound,
             "match": self.match,
             "discrepancies": [d.to_dict() for d in self.discrepancies],
@@ -387,6 +410,39 @@ def _totals(
     return out
 
 
+def _link_discrepancies(
+    predicted: frozenset[tuple[str, str]], actual: set[tuple[str, str]], ev: _Evidence
+) -> list[Discrepancy]:
+    """`_layers` links predicted but kept, or removed but not predicted."""
+    snap = ev.snapshot
+    linked_then = (
+        None
+        if snap is None
+        else set(snap.layer_links[["repository", "digest"]].itertuples(index=False, name=None))
+    )
+    out: list[Discrepancy] = []
+    for repo, digest in sorted(predicted - actual):
+        out.append(_link(KIND_LINK_NOT_REMOVED, repo, digest, ev, linked_then))
+    for repo, digest in sorted(actual - predicted):
+        out.append(_link(KIND_LINK_NOT_PREDICTED, repo, digest, ev, linked_then))
+    return out
+
+
+def _link(
+    kind: str, repo: str, digest: str, ev: _Evidence, linked_then: set[tuple[str, str]] | None
+) -> Discrepancy:
+    detail = f"the _layers link in {repo}"
+    if linked_then is not None and (repo, digest) not in linked_then:
+        cause, why = CAUSE_AFTER_SNAPSHOT, "linked after the snapshot"
+    elif kind == KIND_LINK_NOT_REMOVED:
+        cause, why = ev.not_deleted(digest)
+    else:
+        cause, why = ev.not_predicted(digest)
+    return Discrepancy(
+        kind, cause, digest, detail=f"{detail}; {why}" if why else detail, repository=repo
+    )
+
+
 def within_bound(bound: str, predicted: int, actual: int | None) -> bool:
     if actual is None:
         return False
@@ -417,10 +473,16 @@ def compare(
     else:
         found = _totals(prediction, outcome, actual_bytes)
         same_set = True
+    links_actual = outcome.layer_links_removed
+    same_links = True
+    if prediction.layer_links is not None and links_actual is not None:
+        actual_links = {(m["repository"], m["digest"]) for m in links_actual}
+        found += _link_discrepancies(prediction.layer_links, actual_links, ev)
+        same_links = prediction.layer_links == actual_links
     match = (
         within_bound(prediction.bound, prediction.bytes, actual_bytes)
         and within_bound(prediction.bound, prediction.blob_count, outcome.blobs_deleted)
-        and (same_set or prediction.bound != BOUND_EXACT)
+        and ((same_set and same_links) or prediction.bound != BOUND_EXACT)
     )
     notes = list(outcome.notes)
     if outcome.dry_run:
@@ -438,4 +500,12 @@ def compare(
         outcome=outcome,
         prediction_source=prediction.source,
         notes=tuple(notes),
+        predicted_layer_links=(
+            None
+            if prediction.layer_links is None or links_actual is None
+            else len(prediction.layer_links)
+        ),
+        actual_layer_links=(
+            None if prediction.layer_links is None or links_actual is None else len(links_actual)
+        ),
     )

@@ -13,7 +13,9 @@ distribution 3.x (same file at v3.1.1):
     same repository has its own references marked, and so on; an already-marked digest is not
     visited again (so the result can depend on walk order, modelled exactly below);
   * with -m, an untagged revision whose digest got marked anywhere is kept (unmarkReferencedManifest);
-    a repository without a tags directory: its untagged revisions are neither marked nor listed;
+    a repository without a tags directory: its untagged revisions are neither marked nor listed,
+    so their links stay while their blobs may be swept (`dangling_revisions`: those whose
+    blobs are really swept; a copy tagged in another repository keeps them all);
   * `_layers` links of blobs not marked by the end of their repository's walk are removed
     (a later repository may still mark the blob); links to blobs gone from the store are not seen.
 
@@ -55,7 +57,10 @@ class GCResult:
     blobs_eligible: pd.DataFrame  # digest, size
     manifests_eligible: pd.DataFrame  # repository, digest
     layer_links_eligible: pd.DataFrame  # repository, digest (distribution 3 only)
-    dangling_revisions: pd.DataFrame  # repository, digest: blobs swept, revision link kept
+    # repository, digest: revisions whose blobs are swept while their revision link is kept
+    # (distribution 3 -m, untagged in a repository without a tags directory; any revision of a
+    # repository the engine's catalog walk never reaches).
+    dangling_revisions: pd.DataFrame
     aborts: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -251,6 +256,22 @@ def layer_links_3(inv: Inventory, first: pd.DataFrame) -> pd.DataFrame:
     return ll.loc[listed].sort_values(["repository", "digest"]).reset_index(drop=True)
 
 
+def blobs_swept_dangling(inv: Inventory, skipped: pd.DataFrame, swept: pd.Series) -> pd.DataFrame:
+    """repository, digest: the `skipped` revisions (neither marked nor listed by the run, so
+    their revision link stays) whose blobs the sweep really removes: their manifest blob or a
+    blob it references.
+
+    Skipped: distribution 3 -m, untagged in a repository without a tags directory; any revision
+    of a repository the engine's catalog never walks. Whether such a revision loses anything
+    depends on the rest of the registry: a copy tagged in another repository marks the same
+    digests, and then the run keeps every blob of it.
+    """
+    refs = gc_references(inv)
+    losing = refs.loc[isin(refs["child"], swept), "parent"]
+    hit = isin(skipped["digest"], swept) | isin(skipped["digest"], losing)
+    return skipped.loc[hit, ["repository", "digest"]].sort_values(["repository", "digest"])
+
+
 def sweep_candidates(inv: Inventory) -> pd.DataFrame:
     """Blobs the sweep walks: the whole blob store when the inventory is complete; otherwise only
     blobs some scanned manifest references, since an unscanned one may reference the rest. None
@@ -403,6 +424,18 @@ def simulate(inv: Inventory, engine: str, delete_untagged: bool) -> GCResult:
     if stopped is not None:
         return stopped
     result.notes.extend(_unseen_note(inv, engine))
+    unseen = inv.header.extra.get(EXTRA_UNSEEN, {}).get(engine, [])
+    if unseen:  # revisions the walk never reaches keep their links; some lose their blobs
+        rev = revisions(inv)
+        lost = blobs_swept_dangling(
+            inv, rev.loc[isin(rev["repository"], unseen)], result.blobs_eligible["digest"]
+        )
+        result.dangling_revisions = (
+            pd.concat([result.dangling_revisions, lost])
+            .drop_duplicates()
+            .sort_values(["repository", "digest"])
+            .reset_index(drop=True)
+        )
     return result
 
 
@@ -441,13 +474,13 @@ def _simulate_distribution(inv: Inventory, engine: str, delete_untagged: bool) -
         first = mark_3_first(inv, roots)
         marked = pd.Index(first["digest"])
         in_no_tags = isin(untagged["repository"], no_tags)
-        dangling = untagged.loc[in_no_tags].reset_index(drop=True)
         eligible = untagged.loc[~in_no_tags & ~isin(untagged["digest"], marked)]
     candidates = sweep_candidates(inv)
     blobs = candidates.loc[~isin(candidates["digest"], marked)].sort_values("digest")
     links = empty
     if engine == DISTRIBUTION_3:
         links = layer_links_3(inv, first)
+        dangling = blobs_swept_dangling(inv, untagged.loc[in_no_tags], blobs["digest"])
     return GCResult(
         engine,
         delete_untagged,
@@ -455,7 +488,7 @@ def _simulate_distribution(inv: Inventory, engine: str, delete_untagged: bool) -
         blobs.reset_index(drop=True),
         eligible.sort_values(["repository", "digest"]).reset_index(drop=True),
         links.reset_index(drop=True),
-        dangling,
+        dangling.reset_index(drop=True),
     )
 
 

@@ -1,6 +1,6 @@
 """Apply a plan for real: scan -> plan -> apply -> real garbage-collect -> compare.
 
-All against Debian's docker-registry; the bytes freed are measured on disk by the test.
+Against each real registry (2.8.2 and v3.1.1); the bytes freed are measured on disk by the test.
 """
 
 from __future__ import annotations
@@ -34,14 +34,20 @@ def scan(server: RegistryServer, out: Path, storage: bool = True) -> Path:
     return out
 
 
-def make_plan(snapshot: Path, out: Path, refs: list[str], delete_untagged: bool) -> dict:  # type: ignore[type-arg]
+def make_plan(
+    snapshot: Path,
+    out: Path,
+    refs: list[str],
+    delete_untagged: bool,
+    engine: str = "distribution-2.8",  # the model of the registry under test: registry.model
+) -> dict:  # type: ignore[type-arg]
     flags = ["--delete-untagged"] if delete_untagged else []
     deletes = [x for r in refs for x in ("--delete", r)]
     ok(
         "plan",
         str(snapshot),
         "--engine",
-        "distribution-2.8",
+        engine,
         *deletes,
         *flags,
         "-o",
@@ -61,7 +67,7 @@ def test_scan_plan_apply_gc_compare(
 ) -> None:
     fill(Pusher(registry.url))
     snapshot = scan(registry, tmp_path / "snap")
-    plan = make_plan(snapshot, tmp_path / "plan.json", REFS, delete_untagged)
+    plan = make_plan(snapshot, tmp_path / "plan.json", REFS, delete_untagged, registry.model)
     assert plan["bound"] == "exact" and plan["registry"] == registry.url
     ok("apply", str(tmp_path / "plan.json"), "--yes")
     flags = ["--delete-untagged"] if delete_untagged else []
@@ -138,7 +144,7 @@ def test_api_only_plan_bound_holds(
 ) -> None:
     scenario = fill(Pusher(registry.url))
     snapshot = scan(registry, tmp_path / "api", storage=False)
-    plan = make_plan(snapshot, tmp_path / "plan.json", REFS, delete_untagged)
+    plan = make_plan(snapshot, tmp_path / "plan.json", REFS, delete_untagged, registry.model)
     assert plan["bound"] == ("lower" if delete_untagged else "upper")
     ok("apply", str(tmp_path / "plan.json"), "--yes")
     registry.stop()
@@ -277,7 +283,7 @@ def test_push_after_the_plan_is_reported_with_its_cause(
     layer = b"app layer, reused by a later push " * 100
     p.image("app", "v1", [layer, b"v1 only " * 50])
     snapshot = scan(registry, tmp_path / "snap")
-    plan = make_plan(snapshot, tmp_path / "plan.json", ["app:v1"], False)
+    plan = make_plan(snapshot, tmp_path / "plan.json", ["app:v1"], False, registry.model)
     digest = sha256(layer)
     assert digest in plan["blobs_freed"]
     ok("apply", str(tmp_path / "plan.json"), "--yes")

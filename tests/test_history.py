@@ -29,7 +29,7 @@ def test_runs_and_comparisons_chart_as_one_frame(
     snap, pred, out = tmp_path / "snap", tmp_path / "pred.json", tmp_path / "out.json"
     _run("scan", "--storage", str(registry.storage), "-o", str(snap))
     r = CliRunner().invoke(
-        main, ["analyze", str(snap), "--engine", "distribution-2.8", "--format", "json"]
+        main, ["analyze", str(snap), "--engine", registry.model, "--format", "json"]
     )
     pred.write_text(r.stdout)
     for _ in range(2):

@@ -51,7 +51,7 @@ from analyzer.outcome import (
     Outcome,
 )
 from analyzer.progress import Progress
-from analyzer.sources.storage import iter_blobs, resolve_root
+from analyzer.sources.storage import iter_blobs, iter_repositories, resolve_root
 from analyzer.storage_driver import (
     FilesystemLocation,
     S3Location,
@@ -367,6 +367,25 @@ def redact(text: str, secrets: tuple[str, ...]) -> str:
     return text
 
 
+def measure_layer_links(root: Path) -> set[tuple[str, str]]:
+    """(repository, digest) of every `_layers` link file in the storage tree, read now (the
+    links distribution 3 removes; 2.8 never does)."""
+    try:
+        v2 = resolve_root(root)
+        repos = list(iter_repositories(v2))
+    except SourceError as e:
+        raise EngineError(str(e)) from e
+    found: set[tuple[str, str]] = set()
+    for repo in repos:
+        base = v2 / "repositories" / repo / "_layers" / "sha256"
+        try:
+            entries = os.listdir(base)
+        except OSError:
+            continue
+        found.update((repo, f"sha256:{h}") for h in entries if (base / h / "link").is_file())
+    return found
+
+
 class DistributionEngine(Engine):
     """`registry garbage-collect` on one config file."""
 
@@ -435,7 +454,10 @@ class DistributionEngine(Engine):
             self.preflight()
         assert self._config is not None
         before = measure_blobs(self._config.storage)
-        return DistributionRun(self, self._config, before, run_id, log_dir)
+        # Links are measured on a filesystem tree (2.8 never removes one; s3: not measured).
+        root = self._config.root
+        links = None if self.dry_run or root is None else measure_layer_links(root)
+        return DistributionRun(self, self._config, before, run_id, log_dir, links)
 
 
 class DistributionRun(Run):
@@ -448,10 +470,12 @@ class DistributionRun(Run):
         before: dict[str, int],
         run_id: str,
         log_dir: Path | None,
+        links_before: set[tuple[str, str]] | None = None,
     ) -> None:
         self.engine = engine
         self.cfg = cfg
         self.before = before
+        self.links_before = links_before
         self.run_id = run_id
         self.started_at = utc_now()
         self.log_path = log_dir / f"{run_id}.log" if log_dir else None
@@ -537,6 +561,7 @@ class DistributionRun(Run):
                 {"repository": m["repository"] or "", "digest": m["digest"]}
                 for m in out.manifests_eligible
             ),
+            layer_links_removed=self._links_removed(out),
             freed_bytes=freed,
             freed_bytes_source=source,
             engine_version=binary_version(engine.command()[0]),
@@ -572,6 +597,16 @@ class DistributionRun(Run):
                 "(the measured figures are recorded)"
             )
         return gone, sizes, sum(sizes.values()), FREED_MEASURED, notes
+
+    def _links_removed(self, out: GCOutput) -> tuple[dict[str, str], ...] | None:
+        """Dry run: the links the engine lists. Real run: the link files really gone."""
+        if self.links_before is None:
+            if not out.layer_links_eligible and out.summary is None:
+                return None  # quiet output, or the run stopped before listing: unknown
+            links = {(x["repository"], x["digest"]) for x in out.layer_links_eligible}
+        else:
+            links = self.links_before - measure_layer_links(self.cfg.root)
+        return tuple({"repository": r, "digest": d} for r, d in sorted(links))
 
 
 def _error_line(err: str, code: int) -> str:
