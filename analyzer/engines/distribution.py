@@ -14,6 +14,7 @@ listens on the configured address unless the config puts storage in read-only ma
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -51,7 +52,7 @@ from analyzer.outcome import (
     Outcome,
 )
 from analyzer.progress import Progress
-from analyzer.sources.storage import iter_blobs, iter_repositories, resolve_root
+from analyzer.sources.storage import iter_blobs, resolve_root
 from analyzer.storage_driver import (
     FilesystemLocation,
     S3Location,
@@ -369,20 +370,25 @@ def redact(text: str, secrets: tuple[str, ...]) -> str:
 
 def measure_layer_links(root: Path) -> set[tuple[str, str]]:
     """(repository, digest) of every `_layers` link file in the storage tree, read now (the
-    links distribution 3 removes; 2.8 never does)."""
+    links distribution 3 removes; 2.8 never does). A measurement of the tree, not a model of
+    any catalog walk: every `_layers/sha256/<hex>/link` under `repositories/` counts."""
     try:
         v2 = resolve_root(root)
-        repos = list(iter_repositories(v2))
     except SourceError as e:
         raise EngineError(str(e)) from e
+    base = v2 / "repositories"
     found: set[tuple[str, str]] = set()
-    for repo in repos:
-        base = v2 / "repositories" / repo / "_layers" / "sha256"
-        try:
-            entries = os.listdir(base)
-        except OSError:
-            continue
-        found.update((repo, f"sha256:{h}") for h in entries if (base / h / "link").is_file())
+    for directory, subdirs, _ in os.walk(base):
+        if "_layers" in subdirs:
+            repo = os.path.relpath(directory, base)
+            links = Path(directory) / "_layers" / "sha256"
+            with contextlib.suppress(OSError):
+                found.update(
+                    (repo, f"sha256:{h}")
+                    for h in os.listdir(links)
+                    if (links / h / "link").is_file()
+                )
+        subdirs[:] = [d for d in subdirs if not d.startswith("_")]  # no repository below those
     return found
 
 
@@ -605,6 +611,7 @@ class DistributionRun(Run):
                 return None  # quiet output, or the run stopped before listing: unknown
             links = {(x["repository"], x["digest"]) for x in out.layer_links_eligible}
         else:
+            assert self.cfg.root is not None  # links_before is only measured on a filesystem
             links = self.links_before - measure_layer_links(self.cfg.root)
         return tuple({"repository": r, "digest": d} for r, d in sorted(links))
 
