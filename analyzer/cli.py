@@ -989,5 +989,134 @@ def _gc_digitalocean(a: _DOGCArgs) -> None:
         click.echo(render_outcome(outcome))
 
 
+# -- report ------------------------------------------------------------------------------------
+
+
+def _write_report(path: str, text: str, force: bool) -> None:
+    """Write `text` atomically (a temporary file beside PATH, then renamed into place); an
+    existing PATH is replaced only with --force."""
+    import tempfile
+
+    from analyzer.errors import ReportError
+
+    target = Path(path)
+    if target.exists() and not force:
+        raise UsageError(f"{path}: exists; add --force to replace it")
+    tmp: str | None = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        if force:
+            os.replace(tmp, target)
+        else:
+            os.link(tmp, target)  # fails if PATH appeared meanwhile: never a silent overwrite
+    except FileExistsError as e:
+        raise UsageError(f"{path}: exists; add --force to replace it") from e
+    except OSError as e:
+        raise ReportError(f"{path}: cannot write ({e.strerror})") from e
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@main.command("report")
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True))
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    help="Snapshot: the garbage collector that will run (required for a snapshot).",
+)
+@click.option(
+    "--delete-untagged",
+    is_flag=True,
+    help="Snapshot: model `garbage-collect --delete-untagged` (-m).",
+)
+@click.option(
+    "--policy",
+    "policies",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Snapshot: price a retention policy, with its bytes-freed-vs-tags-kept curve "
+    "(repeatable).",
+)
+@click.option(
+    "--history",
+    "history_dir",
+    type=click.Path(exists=True, file_okay=False),
+    metavar="DIR",
+    help="A history directory (what gc and compare record): predicted vs actual over runs.",
+)
+@format_option("html", "markdown", "json")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Write the report to FILE (atomically) instead of stdout.",
+)
+@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
+@fail_cleanly
+def report_cmd(
+    input_path: str,
+    engine: str | None,
+    delete_untagged: bool,
+    policies: tuple[str, ...],
+    history_dir: str | None,
+    fmt: str,
+    output: str | None,
+    force: bool,
+) -> None:
+    """Report on INPUT as one HTML file (charts inline, opens offline), Markdown or JSON.
+
+    INPUT is a snapshot directory (give --engine; optionally --delete-untagged, --policy FILE,
+    --history DIR), a plan (`reclaim plan ... -o plan.json`) or a comparison (`reclaim compare
+    ... --format json`); its kind is detected. First, in plain words: what the run frees, how
+    far to trust the figure (its bound) and what it breaks (hazards). Then bytes by repository
+    (held alone or shared), the age of what goes, each policy's bytes freed against tags kept,
+    predicted vs actual over past runs, and the command, snapshot time and tool version that
+    made the report. Markdown fits a pull-request comment (long tables end in an "and N more"
+    row); JSON holds the same content as data.
+
+    \b
+    Example:
+      reclaim report snap --engine distribution-2.8 --delete-untagged \\
+          --policy examples/policies/ci-cleanup.yaml -o report.html
+      reclaim report plan.json --format markdown > comment.md
+    """
+    from analyzer.report.document import build_report, report_command
+
+    if output and os.path.exists(output) and not force:
+        raise UsageError(f"{output}: exists; add --force to replace it")  # before the work
+    command = report_command(
+        input_path,
+        engine,
+        delete_untagged,
+        policies,
+        history_dir,
+        None if fmt == "html" else fmt,
+        output,
+    )
+    doc = build_report(input_path, engine, delete_untagged, policies, history_dir, command)
+    if fmt == "json":
+        text = json.dumps(doc.to_dict(), indent=2) + "\n"
+    elif fmt == "markdown":
+        from analyzer.report.markdown import render_markdown
+
+        text = render_markdown(doc)
+    else:
+        from analyzer.report.html import render_html
+
+        text = render_html(doc)
+    if output:
+        _write_report(output, text, force)
+        click.echo(f"wrote {output} ({fmt}, {len(text.encode()):,} bytes)", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
 if __name__ == "__main__":
     main()

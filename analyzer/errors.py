@@ -89,3 +89,7 @@ class DigitalOceanRateLimited(DigitalOceanError):
 
 class DigitalOceanServerError(DigitalOceanError):
     """5xx after the bounded retries, or a request that timed out or could not connect."""
+
+
+class ReportError(ReclaimError):
+    """A report's input is not a snapshot, a plan or a comparison, or is malformed."""
