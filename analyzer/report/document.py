@@ -112,7 +112,17 @@ REPOSITORY_COLUMNS = [
     "reclaimable_bytes",
     "shared_reclaimable_bytes",
 ]
-AGE_COLUMNS = ["repository", "digest", "kind", "time", "time_source", "age_days", "bucket"]
+AGE_COLUMNS = [
+    "repository",
+    "digest",
+    "kind",
+    "media_type",
+    "artifact_type",
+    "time",
+    "time_source",
+    "age_days",
+    "bucket",
+]
 # (upper limit in days, label); a manifest with no time is "unknown".
 AGE_BUCKETS = (
     (7, "under a week"),
@@ -531,7 +541,7 @@ def bucket_of(age_days: float | None) -> str:
 def deletion_ages(inv: Inventory, manifests: pd.DataFrame, at: pd.Timestamp) -> pd.DataFrame:
     """AGE_COLUMNS for `manifests` (repository, digest): pushed time, else created, as of `at`."""
     keys = ["repository", "digest"]
-    info = inv.manifests[[*keys, "kind", "pushed_at", "created"]]
+    info = inv.manifests[[*keys, "kind", "media_type", "artifact_type", "pushed_at", "created"]]
     rows = manifests[keys].merge(info, on=keys, how="left")
     time = rows["pushed_at"].fillna(rows["created"])
     source = np.where(
@@ -543,6 +553,8 @@ def deletion_ages(inv: Inventory, manifests: pd.DataFrame, at: pd.Timestamp) -> 
             "repository": rows["repository"],
             "digest": rows["digest"],
             "kind": rows["kind"],
+            "media_type": rows["media_type"],
+            "artifact_type": rows["artifact_type"],
             "time": time,
             "time_source": source,
             "age_days": age.round(1).astype("Float64"),

@@ -122,6 +122,8 @@ def _cell(value: Any, how: str) -> Markup:
         return tag("td", human_bytes(n), class_="n", title=f"{n:,} bytes")
     if how == "int":
         return tag("td", f"{int(value):,}", class_="n")
+    if how == "days":
+        return tag("td", f"{float(value):,.0f}", class_="n")
     if how == "bool":
         return tag("td", "yes" if bool(value) else "no")
     if how == "time":
@@ -253,7 +255,22 @@ def _ages(doc: ReportDoc, charts: _Charts) -> Iterable[Markup]:
         caption = "Manifests the run deletes, by how long before the snapshot they were pushed."
         out.append(charts.figure(plots.deletion_ages(buckets), caption))
         out.append(table(buckets, [("bucket", "age", "text"), ("manifests", "manifests", "int")]))
+    if doc.ages is not None and len(doc.ages):
+        out.append(tag("p", f"The oldest of them (up to {MAX_AGE_ROWS}):"))
+        out.append(table(doc.ages, AGE_COLUMNS, MAX_AGE_ROWS))
     return out
+
+
+MAX_AGE_ROWS = 50
+AGE_COLUMNS: list[Column] = [
+    ("repository", "repository", "text"),
+    ("digest", "digest", "digest"),
+    ("kind", "kind", "text"),
+    ("media_type", "media type", "text"),
+    ("artifact_type", "artifact type", "text"),
+    ("time", "pushed (else created)", "time"),
+    ("age_days", "age (days)", "days"),
+]
 
 
 POLICY_COLUMNS: list[Column] = [
