@@ -12,6 +12,7 @@ Also a tool: `python tests/browser.py REPORT.html SHOT.png [WIDTH HEIGHT]` takes
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import json
 import os
@@ -106,7 +107,7 @@ class Chromium:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             close_fds=False,
-            preexec_fn=place_pipes,  # noqa: PLW1509 - single-threaded test process
+            preexec_fn=place_pipes,
         )
         os.close(child_in)
         os.close(child_out)
@@ -116,10 +117,8 @@ class Chromium:
 
     def close(self) -> None:
         if self.proc is not None:
-            try:
+            with contextlib.suppress(BrowserError, OSError):
                 self.call("Browser.close", timeout=10)
-            except (BrowserError, OSError):
-                pass
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:

@@ -12,7 +12,7 @@ import pytest
 from browser import Chromium, chromium_binary
 from PIL import Image
 
-from .conftest import ENGINE, POLICIES, ReportMaker, RealRuns
+from .conftest import ENGINE, POLICIES, RealRuns, ReportMaker
 
 # Every chart: its size on the page and its drawn marks (paths and glyph uses).
 CHARTS_JS = """JSON.stringify(Array.from(document.querySelectorAll('figure svg')).map(s => {
