@@ -1005,6 +1005,9 @@ def _write_report(path: str, text: str, force: bool) -> None:
     tmp: str | None = None
     try:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 is for secrets; a report is not one
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()

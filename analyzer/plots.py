@@ -156,7 +156,7 @@ def reclaimable_by_repository(
         if hidden:
             title += f" (top {top}; {hidden} more in the table)"
         ax.set_title(title, loc="left")
-        ax.legend(loc="lower right", fontsize=8)
+        fig.legend(loc="outside lower center", ncols=3, fontsize=8, frameon=False)
         ax.grid(axis="x", alpha=0.3)
         return fig
 
@@ -285,6 +285,6 @@ def bytes_by_rule(rules: pd.DataFrame) -> Figure:
         _bytes_axis(ax.xaxis, max(left))
         ax.set_xlabel("bytes of the deleted manifests")
         ax.set_title("Bytes by rule", loc="left")
-        ax.legend(loc="lower right", fontsize=8)
+        fig.legend(loc="outside lower center", ncols=3, fontsize=8, frameon=False)
         ax.grid(axis="x", alpha=0.3)
         return fig

@@ -15,7 +15,7 @@ from typing import Any
 # strikethrough, math ($, GitHub), HTML entities (& is turned into &amp; first).
 _MARKDOWN_INLINE = re.compile(r"([\\`*_\[\]|~$])")
 # ... and at the start of a line: headings, quotes, lists, thematic breaks, setext underlines.
-_MARKDOWN_LINE_START = re.compile(r"^(\s*)(\d*)([#+=.)-])")
+_MARKDOWN_LINE_START = re.compile(r"^(\s*)(\d+(?=[.)])|)([#+=.)-])")
 
 
 def printable(value: Any) -> str:
