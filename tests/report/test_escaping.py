@@ -20,7 +20,7 @@ from analyzer.model import KIND_IMAGE, KIND_INDEX, OCI_INDEX, Descriptor, Parsed
 from analyzer.report.escape import printable
 from analyzer.snapshot import write_snapshot
 
-from .conftest import ENGINE, ReportMaker, cli
+from .conftest import ENGINE, cli
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = "<img src=x onerror=alert(2)>"
@@ -163,22 +163,33 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-def _reports(make_report: ReportMaker, hostile: dict[str, Path], fmt: str) -> list[Path]:
-    return [
-        make_report(
-            hostile["snapshot"],
-            "--engine",
-            ENGINE,
-            "--delete-untagged",
-            "--policy",
-            hostile["policy"],
-            "--history",
-            hostile["history"],
-            fmt=fmt,
-        ),
-        make_report(hostile["comparison"], "--history", hostile["history"], fmt=fmt),
-        make_report(hostile["plan"], fmt=fmt),
+def _reports(hostile: dict[str, Path], fmt: str, where: Path) -> list[Path]:
+    """The snapshot (with policy and history), comparison and plan reports, in `fmt`."""
+    snapshot = ["--engine", ENGINE, "--delete-untagged", "--policy", hostile["policy"]]
+    inputs = [
+        [hostile["snapshot"], *snapshot, "--history", hostile["history"]],
+        [hostile["comparison"], "--history", hostile["history"]],
+        [hostile["plan"]],
     ]
+    out = []
+    for i, args in enumerate(inputs):
+        target = where / f"report-{i}.{fmt}"
+        result = cli("report", *args, "--format", fmt, "-o", target)
+        assert result.exit_code == 0, result.output
+        out.append(target)
+    return out
+
+
+@pytest.fixture(scope="module")
+def html_reports(hostile: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    return _reports(hostile, "html", tmp_path_factory.mktemp("html"))
+
+
+@pytest.fixture(scope="module")
+def markdown_reports(
+    hostile: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> list[Path]:
+    return _reports(hostile, "markdown", tmp_path_factory.mktemp("markdown"))
 
 
 class _Elements(HTMLParser):
@@ -211,14 +222,14 @@ def _assert_inert(parsed: _Elements, allowed: set[str]) -> None:
                 assert (value or "").startswith("#"), (tag, name, value)
 
 
-def test_html_shows_markup_as_text(make_report: ReportMaker, hostile: dict[str, Path]) -> None:
-    for report in _reports(make_report, hostile, "html"):
+def test_html_shows_markup_as_text(html_reports: list[Path]) -> None:
+    for report in html_reports:
         parsed = _parse(report.read_text())
         _assert_inert(parsed, HTML_ELEMENTS | SVG_ELEMENTS)
         text = "".join(parsed.text)
         shown = [printable(h) for h in HOSTILE if printable(h) in text]
         assert shown, "the hostile strings must be on the page, as text"
-    snapshot, _, plan = _reports(make_report, hostile, "html")
+    snapshot, _, plan = html_reports
     plan_text = "".join(_parse(plan.read_text()).text)
     assert printable(RULE_NAME) in plan_text and printable(POLICY_NAME) in plan_text
     snapshot_text = "".join(_parse(snapshot.read_text()).text)
@@ -232,8 +243,8 @@ def _markdown_html(text: str) -> str:
     return MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"]).render(text)
 
 
-def test_markdown_shows_markup_as_text(make_report: ReportMaker, hostile: dict[str, Path]) -> None:
-    reports = _reports(make_report, hostile, "markdown")
+def test_markdown_shows_markup_as_text(markdown_reports: list[Path]) -> None:
+    reports = markdown_reports
     expected = [
         (SCRIPT, PIPE, TICKS, LINK, IMG),
         (PIPE, TICKS, LINK, IMG),
@@ -258,10 +269,8 @@ def test_markdown_shows_markup_as_text(make_report: ReportMaker, hostile: dict[s
             assert len(widths) == 1, body
 
 
-def test_hostile_report_in_chromium_runs_nothing(
-    make_report: ReportMaker, hostile: dict[str, Path]
-) -> None:
-    report = _reports(make_report, hostile, "html")[0]
+def test_hostile_report_in_chromium_runs_nothing(html_reports: list[Path]) -> None:
+    report = html_reports[0]
     with Chromium(chromium_binary()) as browser:
         load = browser.open(report)
         browser.drain_requests(load)
