@@ -3,9 +3,8 @@
 `build_report(INPUT, ...)` reads a snapshot (and prices its garbage collection, policies and
 history), a plan (`reclaim plan -o`) or a comparison (`reclaim compare --format json`) and
 returns a `ReportDoc`. `analyzer.report.html` and `analyzer.report.markdown` render it;
-`ReportDoc.to_dict()` is the JSON. The kind of INPUT is detected (`detect_input`): a directory
-with `header.json` is a snapshot; a JSON document is a plan or a comparison by its keys;
-anything else is a `ReportError` naming what was expected.
+`ReportDoc.to_dict()` is the JSON. The kind of INPUT is detected by
+`analyzer.report.inputs.detect_input`.
 
     from analyzer.report.document import build_report
     doc = build_report("sample_data/snapshot", engine="distribution-2.8", delete_untagged=True)
@@ -15,7 +14,6 @@ anything else is a `ReportError` naming what was expected.
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,42 +28,20 @@ from analyzer.analysis import SHARED_ROW, UNREFERENCED_ROW, Prediction, analyze,
 from analyzer.errors import ReportError, UsageError
 from analyzer.frames import isin
 from analyzer.inventory import Inventory
-from analyzer.outcome import OUTCOME_FORMAT
 from analyzer.policy import Policy, load_policy
+from analyzer.report.inputs import (
+    KIND_COMPARISON,
+    KIND_PLAN,
+    KIND_SNAPSHOT,
+    ReportInput,
+    detect_input,
+)
 from analyzer.report.text import human_bytes
-from analyzer.snapshot import HEADER_FILE, read_snapshot
+from analyzer.snapshot import read_snapshot
 from analyzer.version import __version__
 
-KIND_SNAPSHOT = "snapshot"
-KIND_PLAN = "plan"
-KIND_COMPARISON = "comparison"
-KINDS = (KIND_SNAPSHOT, KIND_PLAN, KIND_COMPARISON)
 REPORT_FORMAT = "reclaim-report"
 REPORT_VERSION = 1
-
-# What each kind of JSON document must carry, and the type of each key.
-PLAN_KEYS: dict[str, type | tuple[type, ...]] = {
-    "engine": str,
-    "delete_untagged": bool,
-    "manifests_to_delete": list,
-    "blobs_freed": list,
-    "bytes_freed": int,
-    "bound": str,
-}
-COMPARISON_KEYS: dict[str, type | tuple[type, ...]] = {
-    "predicted_bytes": int,
-    "actual_bytes": (int, type(None)),
-    "predicted_blobs": int,
-    "actual_blobs": int,
-    "bound": str,
-    "match": bool,
-    "discrepancies": list,
-    "outcome": dict,
-}
-EXPECTED = (
-    "expected a snapshot directory, a plan (`reclaim plan -o`) or a comparison "
-    "(`reclaim compare --format json`)"
-)
 
 BOUND_WORDS = {"exact": "exactly", "upper": "at most", "lower": "at least", "none": "about"}
 BOUND_EXPLAINED = {
@@ -304,86 +280,6 @@ def split_rows(
     return df.iloc[:limit], {"label": f"and {len(rest):,} more", "count": len(rest), "sums": sums}
 
 
-# -- what INPUT is -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ReportInput:
-    """A detected input: `kind`, its path, and for JSON documents the document."""
-
-    kind: str
-    path: str
-    document: dict[str, Any] | None = None
-
-
-def _check_keys(doc: dict[str, Any], keys: dict[str, Any], what: str) -> None:
-    for key, types in keys.items():
-        value = doc.get(key)
-        # bool is an int in Python; a count or a byte figure must not be one.
-        wrong = isinstance(value, bool) and types in (int, (int, type(None)))
-        if key not in doc or wrong or not isinstance(value, types):
-            raise ReportError(f"{what}: {key!r} is missing or malformed")
-
-
-def classify_document(doc: Any, where: str = "<document>") -> ReportInput:
-    """A parsed JSON document as a plan or a comparison; ReportError (one line) otherwise."""
-    wrapped = isinstance(doc, dict) and doc.get("format") == "reclaim-history"
-    if wrapped and doc.get("kind") == KIND_COMPARISON and isinstance(doc.get("data"), dict):
-        doc = doc["data"]  # a history record wraps the comparison
-    if not isinstance(doc, dict):
-        raise ReportError(f"{where}: a JSON {type(doc).__name__}, not an object: {EXPECTED}")
-    if "manifests_to_delete" in doc:
-        _check_keys(doc, PLAN_KEYS, f"{where}: not a usable plan")
-        return ReportInput(KIND_PLAN, where, doc)
-    if "predicted_bytes" in doc or (doc.get("status") == "failed" and "prediction" in doc):
-        if doc.get("status") == "failed":
-            raise ReportError(
-                f"{where}: a comparison that failed ({str(doc.get('error'))[:200]}): nothing "
-                "to report"
-            )
-        _check_keys(doc, COMPARISON_KEYS, f"{where}: not a usable comparison")
-        return ReportInput(KIND_COMPARISON, where, doc)
-    if "comparison" in doc and "plans" in doc:
-        raise ReportError(
-            f"{where}: a comparison of several policies; report on the snapshot with one "
-            "--policy FILE per policy instead (reclaim report SNAPSHOT --engine E --policy A "
-            "--policy B)"
-        )
-    if "blobs_eligible" in doc and "reclaimable_bytes" in doc:
-        raise ReportError(
-            f"{where}: a prediction (`reclaim analyze`); report on its snapshot instead "
-            "(reclaim report SNAPSHOT --engine E)"
-        )
-    if doc.get("format") == OUTCOME_FORMAT or {"blobs_deleted", "status"} <= set(doc):
-        raise ReportError(
-            f"{where}: a garbage-collection outcome; compare it with its prediction first "
-            "(reclaim compare PREDICTION OUTCOME --format json > cmp.json) and report on that"
-        )
-    raise ReportError(f"{where}: not a plan or a comparison: {EXPECTED}")
-
-
-def detect_input(path: str | Path) -> ReportInput:
-    """What `path` is: a snapshot directory, a plan or a comparison (module docstring)."""
-    target = Path(path)
-    if target.is_dir():
-        if not (target / HEADER_FILE).is_file():
-            raise ReportError(f"{target}: a directory without {HEADER_FILE}: {EXPECTED}")
-        return ReportInput(KIND_SNAPSHOT, str(target))
-    try:
-        text = target.read_bytes().decode("utf-8")
-    except FileNotFoundError as e:
-        raise ReportError(f"{target}: no such file or directory") from e
-    except OSError as e:
-        raise ReportError(f"{target}: cannot read ({e.strerror})") from e
-    except UnicodeDecodeError as e:
-        raise ReportError(f"{target}: not UTF-8 text: {EXPECTED}") from e
-    try:
-        doc = json.loads(text)
-    except ValueError as e:
-        raise ReportError(f"{target}: not JSON: {EXPECTED}") from e
-    return classify_document(doc, str(target))
-
-
 # -- shared pieces -------------------------------------------------------------------------------
 
 
@@ -450,9 +346,19 @@ def _bound_sentence(bound: str, notes: Sequence[str]) -> str:
 
 
 def _collector(engine: str, delete_untagged: bool, gc_type: str | None = None) -> str:
+    """The collection, as the subject of a sentence's middle ("the ... garbage collection")."""
     if gc_type:
         return f'DigitalOcean\'s "{gc_type}" garbage collection'
-    return f"{engine} garbage collection" + (" with --delete-untagged" if delete_untagged else "")
+    mode = " with --delete-untagged" if delete_untagged else ""
+    return f"the {engine} garbage collection{mode}"
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _count(n: int, singular: str, plural: str | None = None) -> str:
+    return f"{n:,} {singular if n == 1 else plural or singular + 's'}"
 
 
 def _provenance(
@@ -674,10 +580,11 @@ def _history_sentence(history: pd.DataFrame) -> str:
 def _snapshot_summary(p: Prediction, gc_type: str | None) -> list[str]:
     collector = _collector(p.engine, p.delete_untagged, gc_type)
     if p.gc.aborts:
-        return [f"The {collector} fails before deleting anything: {p.gc.aborts}."]
+        return [f"Nothing is freed: {p.gc.aborts.rstrip('.')}."]
     return [
-        f"The {collector} frees {_bytes_phrase(p.reclaimable_bytes, p.bound)} in "
-        f"{len(p.blobs_eligible):,} blobs and deletes {len(p.manifests_eligible):,} manifests.",
+        f"{_capital(collector)} frees {_bytes_phrase(p.reclaimable_bytes, p.bound)} in "
+        f"{_count(len(p.blobs_eligible), 'blob')} and deletes "
+        f"{_count(len(p.manifests_eligible), 'manifest')}.",
         _bound_sentence(p.bound, p.notes),
     ] + (
         [
@@ -689,7 +596,7 @@ def _snapshot_summary(p: Prediction, gc_type: str | None) -> list[str]:
 
 
 def _findings_intro(findings: list[dict[str, Any]], what: str, none: str) -> str:
-    return f"{len(findings):,} {what}, by type:" if findings else none
+    return f"{_count(len(findings), what)}, by type:" if findings else none
 
 
 def snapshot_report(
@@ -718,7 +625,7 @@ def snapshot_report(
         summary.append(_history_sentence(history_rows))
     summary.append(
         _findings_intro(
-            p.hazards, "hazards", "No hazards: nothing it deletes is still needed by what stays."
+            p.hazards, "hazard", "No hazards: nothing it deletes is still needed by what stays."
         )
     )
     notes += [f"snapshot: {n}" for n in inv.header.notes]
@@ -813,8 +720,9 @@ def plan_report(src: ReportInput, command: str, generated_at: datetime) -> Repor
     collector = _collector(doc["engine"], doc["delete_untagged"], doc.get("gc_type"))
     by_deletions = doc.get("bytes_freed_by_deletions")
     summary = [
-        f"Deleting {len(entries):,} manifests ({tags:,} tags), then running the {collector}, "
-        f"frees {_bytes_phrase(doc['bytes_freed'], bound)} in {len(doc['blobs_freed']):,} blobs"
+        f"Deleting {_count(len(entries), 'manifest')} ({_count(tags, 'tag')}), then running "
+        f"{collector}, frees {_bytes_phrase(doc['bytes_freed'], bound)} in "
+        f"{_count(len(doc['blobs_freed']), 'blob')}"
         + (
             f"; {_bytes_phrase(by_deletions)} of it because of the deletions, the rest the "
             "collection frees anyway."
@@ -833,7 +741,7 @@ def plan_report(src: ReportInput, command: str, generated_at: datetime) -> Repor
     summary.append(
         _findings_intro(
             safety,
-            "safety findings",
+            "safety finding",
             "No safety findings: nothing deleted is still needed by what stays.",
         )
     )
@@ -917,7 +825,7 @@ def comparison_report(
     if history_rows is not None:
         summary.append(_history_sentence(history_rows))
     summary.append(
-        f"{len(discrepancies):,} discrepancies, by likely cause:"
+        f"{_count(len(discrepancies), 'discrepancy', 'discrepancies')}, by likely cause:"
         if len(discrepancies)
         else "No discrepancy: every blob predicted was deleted, and nothing else."
     )

@@ -8,14 +8,8 @@ from pathlib import Path
 import pytest
 
 from analyzer.history import KIND_COMPARISON, write_record
-from analyzer.report.document import (
-    KIND_COMPARISON as REPORT_COMPARISON,
-)
-from analyzer.report.document import (
-    KIND_PLAN,
-    KIND_SNAPSHOT,
-    detect_input,
-)
+from analyzer.report.inputs import KIND_COMPARISON as REPORT_COMPARISON
+from analyzer.report.inputs import KIND_PLAN, KIND_SNAPSHOT, detect_input
 
 from .conftest import ENGINE, POLICIES, SAMPLE, RealRuns, cli
 
