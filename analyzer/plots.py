@@ -17,7 +17,6 @@ rendering is off, and over-long or multi-line names are shortened.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -85,6 +84,11 @@ class _ScaledLocator(MaxNLocator):
 
     def tick_values(self, vmin: float, vmax: float) -> Any:
         return np.asarray(super().tick_values(vmin / self.scale, vmax / self.scale)) * self.scale
+
+
+def floats(values: pd.Series) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """Numbers as floats; NA, None and anything not a number become NaN."""
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
 def _figure(height: float) -> Figure:
@@ -221,9 +225,9 @@ def predicted_vs_actual(history: pd.DataFrame) -> Figure:
             return _empty(fig, "no comparison recorded")
         ax = fig.add_subplot()
         x = list(range(1, len(runs) + 1))
-        predicted = runs["predicted_bytes"].astype(float)
+        predicted = floats(runs["predicted_bytes"])
         ax.plot(x, predicted, marker="o", color=PREDICTED, label="predicted")
-        actual = runs["actual_bytes"].astype("Float64").astype(float)
+        actual = floats(runs["actual_bytes"])
         ax.plot(x, actual, marker="s", linestyle="--", color=ACTUAL, label="actual")
         missed = [(i, a) for i, a, m in zip(x, actual, runs["match"], strict=True) if m is False]
         if missed:
@@ -277,8 +281,7 @@ def bytes_by_rule(rules: pd.DataFrame) -> Figure:
         )
         for col, text, colour in parts:
             column = rules[col] if col in rules else pd.Series(0, index=rules.index)
-            values = pd.to_numeric(column, errors="coerce")
-            vals = [0.0 if math.isnan(v) else float(v) for v in values]
+            vals = [0.0 if np.isnan(v) else float(v) for v in floats(column)]
             ax.barh(y, vals, left=left, color=colour, label=text)
             left = [a + b for a, b in zip(left, vals, strict=True)]
         ax.set_yticks(y, [label(r) for r in rules["rule"]])

@@ -665,9 +665,20 @@ def snapshot_report(
 
 
 def _frame(rows: Any, columns: list[str], what: str) -> pd.DataFrame:
+    """A document's list of objects as a frame; counts and sizes that are not numbers are NA
+    (a document is input: it may say anything)."""
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise ReportError(f"{what} is not a list of objects")
-    return pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns)
+    df = pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns)
+    for col in columns:
+        if col.endswith(("_bytes", "_size")) or col == "manifests":
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
+    return df
+
+
+def _texts(value: Any) -> list[str]:
+    """A document's list of strings (notes); anything else is no list."""
+    return [str(v) for v in value] if isinstance(value, list) else []
 
 
 def _plan_repositories(doc: dict[str, Any], where: str) -> pd.DataFrame:
@@ -715,8 +726,8 @@ def plan_report(src: ReportInput, command: str, generated_at: datetime) -> Repor
     entries = doc["manifests_to_delete"]
     if not all(isinstance(m, dict) for m in entries):
         raise ReportError(f"{where}: manifests_to_delete is not a list of objects")
-    tags = sum(len(m.get("tags") or []) for m in entries)
-    notes = [str(n) for n in doc.get("notes") or []]
+    tags = sum(len(m["tags"]) for m in entries if isinstance(m.get("tags"), list))
+    notes = _texts(doc.get("notes"))
     collector = _collector(doc["engine"], doc["delete_untagged"], doc.get("gc_type"))
     by_deletions = doc.get("bytes_freed_by_deletions")
     summary = [
@@ -737,7 +748,8 @@ def plan_report(src: ReportInput, command: str, generated_at: datetime) -> Repor
             f"The deletions were chosen by policy {policy.get('name')} ({policy.get('file')}), "
             f"ages as of {policy.get('now')}."
         )
-    safety = [s for s in doc.get("safety") or [] if isinstance(s, dict)]
+    raw_safety = doc.get("safety")
+    safety = [s for s in raw_safety if isinstance(s, dict)] if isinstance(raw_safety, list) else []
     summary.append(
         _findings_intro(
             safety,
@@ -774,7 +786,7 @@ def plan_report(src: ReportInput, command: str, generated_at: datetime) -> Repor
             "report on the snapshot (reclaim report SNAPSHOT --engine E --policy FILE)."
         ),
         rules=rules,
-        notes=notes + [str(n) for n in (policy or {}).get("notes") or []],
+        notes=notes + _texts((policy or {}).get("notes")),
     )
 
 
@@ -822,6 +834,8 @@ def comparison_report(
     history_rows = history_table(history) if history is not None else None
     summary = _comparison_summary(doc, outcome)
     discrepancies = _frame(doc["discrepancies"], DISCREPANCY_COLUMNS, f"{src.path}: discrepancies")
+    for col in ("digest", "kind", "cause", "detail"):
+        discrepancies[col] = discrepancies[col].map(lambda v: "" if v is None else str(v))
     if history_rows is not None:
         summary.append(_history_sentence(history_rows))
     summary.append(
@@ -856,7 +870,7 @@ def comparison_report(
         comparison={**{k: doc.get(k) for k in keys}, "outcome": outcome},
         discrepancies=discrepancies,
         history=history_rows,
-        notes=[str(n) for n in doc.get("notes") or []],
+        notes=_texts(doc.get("notes")),
     )
 
 

@@ -117,3 +117,24 @@ def test_help_explains_with_an_example() -> None:
         assert option in text
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert "reclaim report " in readme and "## Reports" in readme
+
+
+def test_odd_values_in_a_document_are_shown_never_a_crash(
+    policy_plan: Path, real_runs: RealRuns, tmp_path: Path
+) -> None:
+    """Documents are input: wrong types where the report only shows things become text or
+    blanks; wrong types where it computes are refused in one line."""
+    plan = json.loads(policy_plan.read_text())
+    plan["notes"] = "not a list"
+    plan["safety"] = ["not an object", {"type": {"odd": 1}, "detail": ["a", "b"]}]
+    plan["manifests_to_delete"][0]["tags"] = 5
+    plan["attribution"]["by_rule"][0]["marginal_bytes"] = "lots"
+    plan["attribution"]["by_repository"][0]["exclusive_bytes"] = None
+    comparison = json.loads(real_runs.comparisons[0].read_text())
+    comparison["discrepancies"] = [{"kind": {"k": 1}, "cause": ["c"], "actual_size": "big"}]
+    comparison["notes"] = {"a": 1}
+    for doc in (plan, comparison):
+        path = _write(tmp_path / "doc.json", json.dumps(doc))
+        for fmt in ("html", "markdown", "json"):
+            result = cli("report", path, "--format", fmt)
+            assert result.exit_code == 0, (fmt, result.output, result.exception)
