@@ -1026,7 +1026,7 @@ def _write_report(path: str, text: str, force: bool) -> None:
 
 
 @main.command("report")
-@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True))
+@click.argument("input_path", metavar="INPUT", type=click.Path())
 @click.option(
     "--engine",
     type=click.Choice(ENGINES),
@@ -1049,7 +1049,7 @@ def _write_report(path: str, text: str, force: bool) -> None:
 @click.option(
     "--history",
     "history_dir",
-    type=click.Path(exists=True, file_okay=False),
+    type=click.Path(),
     metavar="DIR",
     help="A history directory (what gc and compare record): predicted vs actual over runs.",
 )

@@ -61,6 +61,7 @@ def test_anything_else_is_refused_in_one_line(
             tmp_path / "g.json", json.dumps({**plan, "bytes_freed": "lots"})
         ),
         "something else": _write(tmp_path / "h.json", '{"hello": "world"}'),
+        "nothing there": tmp_path / "missing",
     }
     (tmp_path / "b.bin").write_bytes(b"\xff\xfe\x00")
     messages = {what: _one_line_error(path) for what, path in cases.items()}
@@ -71,6 +72,9 @@ def test_anything_else_is_refused_in_one_line(
     assert "boom" in messages["a failed comparison"]
     assert "bytes_freed" in messages["a malformed plan"]
     assert "expected a snapshot directory, a plan" in messages["something else"]
+    assert "no such file or directory" in messages["nothing there"]
+    no_history = _one_line_error(SAMPLE, "--engine", ENGINE, "--history", tmp_path / "none")
+    assert "no such history directory" in no_history
 
 
 def test_options_must_fit_the_input(policy_plan: Path) -> None:
