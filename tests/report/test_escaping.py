@@ -32,9 +32,13 @@ COMMENT = "--><svg onload=alert(5)>"
 MATH = "$\\frac{1}{0}$ **bold** _it_"
 HOSTILE = (SCRIPT, IMG, LINK, PIPE, TICKS, NEWLINE, COMMENT, MATH)
 
-REPO_INDEX = f"team/{SCRIPT}"
-REPO_REFERRER = f"evil{LINK}{NEWLINE}"
-REPO_OLD = f"{PIPE} {TICKS} {MATH}"
+# Snapshots only hold names distribution accepts (snapshot.py checks them), and those can still
+# be Markdown: underscores and dots. Names with markup reach reports through plan files, which a
+# person can edit: `hostile` writes them into the plan.
+REPO_INDEX = "team/a__init__b"
+REPO_REFERRER = "evil_x/a.b_c"
+REPO_OLD = "a__b__c-d"
+PLAN_REPOS = (f"team/{SCRIPT}", f"evil{LINK}{NEWLINE}", f"{PIPE} {TICKS} {MATH}")
 TAG = f"v1{PIPE}{TICKS}"
 ARTIFACT = f"application/{IMG}{PIPE}"
 MEDIA = f"application/vnd.{COMMENT}+json"
@@ -154,6 +158,8 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     plan = work / "plan.json"
     result = cli("plan", snapshot, "--engine", ENGINE, "--policy", policy, "-o", plan)
     assert result.exit_code == 0, result.output
+    names = dict(zip((REPO_INDEX, REPO_REFERRER, REPO_OLD), PLAN_REPOS, strict=True))
+    plan.write_text(json.dumps(_renamed(json.loads(plan.read_text()), names)))
     return {
         "snapshot": snapshot,
         "policy": policy,
@@ -161,6 +167,18 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "comparison": cmp_file,
         "plan": plan,
     }
+
+
+def _renamed(node: Any, names: dict[str, str]) -> Any:
+    """`node` with every `repository` value in `names` replaced, however deep."""
+    if isinstance(node, dict):
+        return {
+            k: names.get(v, v) if k == "repository" and isinstance(v, str) else _renamed(v, names)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_renamed(v, names) for v in node]
+    return node
 
 
 def _reports(hostile: dict[str, Path], fmt: str, where: Path) -> list[Path]:
@@ -232,6 +250,7 @@ def test_html_shows_markup_as_text(html_reports: list[Path]) -> None:
     snapshot, _, plan = html_reports
     plan_text = "".join(_parse(plan.read_text()).text)
     assert printable(RULE_NAME) in plan_text and printable(POLICY_NAME) in plan_text
+    assert any(printable(name) in plan_text for name in PLAN_REPOS)
     snapshot_text = "".join(_parse(snapshot.read_text()).text)
     for value in (REPO_INDEX, REPO_REFERRER, REPO_OLD, TAG, ARTIFACT, MEDIA, POLICY_NAME):
         assert printable(value) in snapshot_text, value
@@ -246,7 +265,7 @@ def _markdown_html(text: str) -> str:
 def test_markdown_shows_markup_as_text(markdown_reports: list[Path]) -> None:
     reports = markdown_reports
     expected = [
-        (SCRIPT, PIPE, TICKS, LINK, IMG),
+        (SCRIPT, PIPE, TICKS, IMG, REPO_INDEX, REPO_OLD),  # names with _ and __ stay literal
         (PIPE, TICKS, LINK, IMG),
         (SCRIPT, PIPE, LINK, TICKS),  # the policy's and the rule's names
     ]
