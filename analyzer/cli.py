@@ -1401,6 +1401,106 @@ def _gc_digitalocean(a: _DOGCArgs) -> None:
         click.echo(render_outcome(outcome))
 
 
+# -- report ------------------------------------------------------------------------------------
+
+
+@main.command("report")
+@click.argument("input_path", metavar="INPUT", type=click.Path())
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    help="Snapshot: the garbage collector that will run (required for a snapshot).",
+)
+@click.option(
+    "--delete-untagged",
+    is_flag=True,
+    help="Snapshot: model `garbage-collect --delete-untagged` (-m).",
+)
+@click.option(
+    "--policy",
+    "policies",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Snapshot: price a retention policy, with its bytes-freed-vs-tags-kept curve "
+    "(repeatable).",
+)
+@click.option(
+    "--history",
+    "history_dir",
+    type=click.Path(),
+    metavar="DIR",
+    help="A history directory (what gc and compare record): predicted vs actual over runs.",
+)
+@format_option("html", "markdown", "json")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Write the report to FILE (atomically) instead of stdout.",
+)
+@force_option
+@fail_cleanly
+def report_cmd(
+    input_path: str,
+    engine: str | None,
+    delete_untagged: bool,
+    policies: tuple[str, ...],
+    history_dir: str | None,
+    fmt: str,
+    output: str | None,
+    force: bool,
+) -> None:
+    """Report on INPUT as one HTML file (charts inline, opens offline), Markdown or JSON.
+
+    INPUT is a snapshot directory (give --engine; optionally --delete-untagged, --policy FILE,
+    --history DIR), a plan (`reclaim plan ... -o plan.json`) or a comparison (`reclaim compare
+    ... --format json`); its kind is detected. First, in plain words: what the run frees, how
+    far to trust the figure (its bound) and what it breaks (hazards). Then bytes by repository
+    (held alone or shared), the age of what goes, each policy's bytes freed against tags kept,
+    predicted vs actual over past runs, and the command, snapshot time and tool version that
+    made the report. Markdown fits a pull-request comment (long tables end in an "and N more"
+    row); JSON holds the same content as data.
+
+    \b
+    Example:
+      reclaim report snap --engine distribution-2.8 --delete-untagged \\
+          --policy examples/policies/ci-cleanup.yaml -o report.html
+      reclaim report plan.json --format markdown > comment.md
+    """
+    from analyzer.report.document import build_report, report_command
+
+    _check_output(output, force)  # before the work
+    command = report_command(
+        input_path,
+        engine,
+        delete_untagged,
+        policies,
+        history_dir,
+        None if fmt == "html" else fmt,
+        output,
+    )
+    doc = build_report(input_path, engine, delete_untagged, policies, history_dir, command)
+    if fmt == "json":
+        text = json.dumps(doc.to_dict(), indent=2) + "\n"
+    elif fmt == "markdown":
+        from analyzer.report.markdown import render_markdown
+
+        text = render_markdown(doc)
+    else:
+        from analyzer.report.html import render_html
+
+        text = render_html(doc)
+    if output:
+        from analyzer.output import write_text
+
+        write_text(output, text, force)
+        click.echo(f"wrote {output} ({fmt}, {len(text.encode()):,} bytes)", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
 def _add_insight_commands() -> None:
     """Commands defined in analyzer.cli_insight (they use the helpers above)."""
     from analyzer import cli_insight

@@ -156,3 +156,7 @@ EXIT_CODES: dict[int, str] = {
     8: "apply --yes: steps still pending (skipped or refused); run it again to retry them",
     130: "gc --engine digitalocean: stopped following with Ctrl-C",
 }
+
+
+class ReportError(ReclaimError):
+    """A report's input is not a snapshot, a plan or a comparison, or is malformed."""

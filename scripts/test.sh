@@ -13,6 +13,12 @@ if ! command -v docker-registry >/dev/null 2>&1 || ! command -v htpasswd >/dev/n
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry apache2-utils openssl >/dev/null
 fi
+# The HTML report tests open every report in Debian's headless Chromium (driven over its
+# DevTools pipe; no browser download). Missing, the tests fail: they never skip.
+if ! command -v chromium >/dev/null 2>&1; then
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 # The package starts a system registry on :5000 where services run; the tests use their own.
 as_root systemctl stop docker-registry >/dev/null 2>&1 || true
 
