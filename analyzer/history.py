@@ -208,3 +208,54 @@ def read_history(directory: str | os.PathLike[str] | None = None) -> pd.DataFram
             df[col] = df[col].astype(dtype)  # type: ignore[call-overload]
     df["duration_s"] = (df["ended_at"] - df["started_at"]).dt.total_seconds().astype("Float64")
     return df.sort_values("recorded_at", kind="stable").reset_index(drop=True)
+
+
+# Columns of `read_discrepancies`, in order.
+DISCREPANCY_COLUMNS: dict[str, str] = {
+    "id": "string",  # the comparison record's id
+    "recorded_at": "datetime64[ns, UTC]",
+    "run_id": "string",  # the outcome's run
+    "engine": "string",
+    "mode": "string",
+    "dry_run": "boolean",
+    "registry": "string",
+    "bound": "string",
+    "match": "boolean",
+    "kind": "string",  # predicted-not-deleted, deleted-not-predicted, bytes-differ, ...
+    "cause": "string",  # the likely cause compare names ("unknown" when the data does not say)
+    "digest": "string",
+    "repository": "string",  # a `_layers` link's repository (link kinds only)
+    "predicted_size": "Int64",
+    "actual_size": "Int64",
+    "detail": "string",
+}
+
+
+def read_discrepancies(directory: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """Every discrepancy of every comparison in the history, one row each, oldest first, with
+    the run it belongs to (columns in `DISCREPANCY_COLUMNS`): why runs differed from their
+    predictions, e.g. `df.groupby("cause").size()`."""
+    rows = []
+    for _path, record in load_records(directory or default_history_dir()):
+        if record.get("kind") != KIND_COMPARISON:
+            continue
+        data = record.get("data") or {}
+        outcome = data.get("outcome") or {}
+        run = {
+            "id": record.get("id"),
+            "recorded_at": record.get("recorded_at"),
+            **{k: outcome.get(k) for k in ("run_id", "engine", "mode", "dry_run", "registry")},
+            "bound": data.get("bound"),
+            "match": data.get("match"),
+        }
+        for found in data.get("discrepancies") or []:
+            if isinstance(found, dict):
+                rows.append({**run, **{k: found.get(k) for k in DISCREPANCY_COLUMNS if k in found}})
+    df = pd.DataFrame(rows, columns=list(DISCREPANCY_COLUMNS))
+    for col, dtype in DISCREPANCY_COLUMNS.items():
+        if dtype.startswith("datetime"):
+            parsed = pd.to_datetime(df[col], utc=True, errors="coerce", format="ISO8601")
+            df[col] = parsed.astype("datetime64[ns, UTC]")
+        else:
+            df[col] = df[col].astype(dtype)  # type: ignore[call-overload]
+    return df.sort_values("recorded_at", kind="stable").reset_index(drop=True)

@@ -19,13 +19,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
+import matplotlib.dates as mdates
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+if TYPE_CHECKING:
+    from analyzer.forecast import Forecast
 
 # Pseudo rows of `analysis.by_repository`: reclaimed bytes no single repository holds.
 PSEUDO_ROWS = ("(shared)", "(unreferenced)", "(freed anyway)")
@@ -215,9 +219,10 @@ def keep_newest_curve(curve: pd.DataFrame) -> Figure:
         return fig
 
 
-def predicted_vs_actual(history: pd.DataFrame) -> Figure:
+def predicted_vs_actual(history: pd.DataFrame, labels: str | None = None) -> Figure:
     """Predicted and actual bytes per comparison, oldest first (`predicted_bytes`,
-    `actual_bytes`, `match`; rows from `analyzer.read_history` of kind "comparison")."""
+    `actual_bytes`, `match`; rows from `analyzer.read_history` of kind "comparison").
+    `labels` names a column whose values label the runs on the x axis (default: 1, 2, ...)."""
     with style():
         fig = _figure(3.2)
         runs = history.dropna(subset=["predicted_bytes"]).reset_index(drop=True)
@@ -234,7 +239,10 @@ def predicted_vs_actual(history: pd.DataFrame) -> Figure:
             mx, my = zip(*missed, strict=True)
             ax.scatter(mx, my, s=120, facecolors="none", edgecolors="black", label="mismatch")
         _bytes_axis(ax.yaxis, max(float(predicted.max()), float(actual.max())))
-        ax.set_xticks(x)
+        if labels is None:
+            ax.set_xticks(x)
+        else:
+            ax.set_xticks(x, [label(v, 24) for v in runs[labels]], rotation=30, ha="right")
         ax.set_xlabel("comparison (oldest first)")
         ax.set_ylabel("bytes")
         ax.set_title("History: predicted vs actual bytes freed", loc="left")
@@ -289,5 +297,144 @@ def bytes_by_rule(rules: pd.DataFrame) -> Figure:
         ax.set_xlabel("bytes of the deleted manifests")
         ax.set_title("Bytes by rule", loc="left")
         fig.legend(loc="outside lower center", ncols=3, fontsize=8, frameon=False)
+        ax.grid(axis="x", alpha=0.3)
+        return fig
+
+
+def stored_by_repository(repositories: pd.DataFrame, top: int = 15) -> Figure:
+    """Horizontal bars: the bytes each repository stores, largest first, split into what it
+    holds alone and what other repositories reference too (`repository`, `exclusive_bytes`,
+    `shared_bytes`: `Prediction.by_repository`). Pseudo rows ("(shared)", ...) are skipped."""
+    with style():
+        df = repositories.loc[~repositories["repository"].isin(PSEUDO_ROWS)].copy()
+        for col in ("exclusive_bytes", "shared_bytes"):
+            df[col] = floats(df[col]) if col in df else 0.0
+        df = df.fillna({"exclusive_bytes": 0.0, "shared_bytes": 0.0})
+        df["total"] = df["exclusive_bytes"] + df["shared_bytes"]
+        df = df.loc[df["total"] > 0].sort_values(["total", "repository"], ascending=[False, True])
+        hidden = max(0, len(df) - top)
+        df = df.head(top)
+        fig = _figure(1.4 + 0.28 * max(len(df), 1))
+        if df.empty:
+            return _empty(fig, "no repository stores anything")
+        ax = fig.add_subplot()
+        y = list(range(len(df)))[::-1]
+        alone = df["exclusive_bytes"].tolist()
+        ax.barh(y, alone, color=ALONE, label="held by this repository alone")
+        ax.barh(y, df["shared_bytes"].tolist(), left=alone, color=SHARED, label="shared")
+        ax.set_yticks(y, [label(r) for r in df["repository"]])
+        _bytes_axis(ax.xaxis, float(df["total"].max()))
+        ax.set_xlabel("bytes the repository's manifests reference")
+        title = "Largest repositories"
+        if hidden:
+            title += f" (top {top}; {hidden} more)"
+        ax.set_title(title, loc="left")
+        fig.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
+        ax.grid(axis="x", alpha=0.3)
+        return fig
+
+
+SHARING_BUCKETS = ((1, 1, "1"), (2, 2, "2"), (3, 5, "3-5"), (6, 10, "6-10"), (11, None, "11+"))
+
+
+def layer_sharing(blobs: pd.DataFrame) -> Figure:
+    """Bars: bytes of blobs by how many repositories reference them (`repositories`, `size`,
+    one row per blob). A blob is stored once however many repositories use it: the bars right
+    of "1" are the storage that sharing saves, and that no single repository can free."""
+    with style():
+        fig = _figure(2.8)
+        counts = floats(blobs["repositories"]) if len(blobs) else np.array([])
+        sizes = floats(blobs["size"]) if len(blobs) else np.array([])
+        if not len(counts):
+            return _empty(fig, "no blob is referenced")
+        names, totals, numbers = [], [], []
+        for low, high, name in SHARING_BUCKETS:
+            inside = (counts >= low) & ((counts <= high) if high is not None else True)
+            names.append(name)
+            totals.append(float(np.nansum(sizes[inside])))
+            numbers.append(int(inside.sum()))
+        ax = fig.add_subplot()
+        bars = ax.bar(names, totals, color=[ALONE, *[SHARED] * (len(names) - 1)])
+        ax.bar_label(bars, [f"{n} blobs" for n in numbers], fontsize=7, padding=2)
+        _bytes_axis(ax.yaxis, max(totals) or 1.0)
+        ax.set_xlabel("repositories referencing the blob")
+        ax.set_ylabel("bytes stored")
+        ax.set_title("Layer sharing: stored bytes by how many repositories use them", loc="left")
+        ax.grid(axis="y", alpha=0.3)
+        return fig
+
+
+def growth_forecast(fc: Forecast) -> Figure:
+    """Stored bytes over time (an `analyzer.Forecast`): the snapshots, the robust fit and its 95%
+    band up to the horizon, the quota and the day the fit reaches it; with a policy, the same
+    for the bytes left after the policy and its collection."""
+    with style():
+        fig = _figure(3.8)
+        ax = fig.add_subplot()
+        points = fc.points.sort_values("created_at")
+        # Dates as matplotlib's day numbers (UTC), so the date axis formats them.
+        times = mdates.date2num([pd.Timestamp(t).to_pydatetime() for t in points["created_at"]])
+        line = [pd.Timestamp(points["created_at"].min()), fc.horizon]
+        days = pd.date_range(line[0], line[1], periods=50)
+        xs = mdates.date2num([d.to_pydatetime() for d in days])
+        largest = float(points["stored_bytes"].max())
+        fits = [("as is", "stored_bytes", fc.fit, SERIES[0])]
+        if fc.policy_fit is not None and "stored_bytes_with_policy" in points:
+            fits.append(
+                (
+                    f"with {fc.policy or 'the policy'}",
+                    "stored_bytes_with_policy",
+                    fc.policy_fit,
+                    SERIES[2],
+                )
+            )
+        for name, column, fit, colour in fits:
+            ax.plot(times, points[column], "o", color=colour, label=f"snapshots, {name}")
+            ax.plot(xs, [fit.at(d) for d in days], color=colour, label=f"fit, {name}")
+            band = [fit.band_at(d) for d in days]
+            ax.fill_between(
+                xs, [b[0] for b in band], [b[1] for b in band], color=colour, alpha=0.15
+            )
+            largest = max(largest, max(b[1] for b in band))
+        if fc.quota_bytes is not None:
+            ax.axhline(fc.quota_bytes, color=ACTUAL, linestyle="--", label="quota")
+            reached = fc.fit.reaches(fc.quota_bytes)
+            if reached is not None and reached <= fc.horizon:
+                ax.axvline(
+                    float(mdates.date2num(reached.to_pydatetime())),
+                    color=ACTUAL,
+                    linestyle=":",
+                    label=f"quota reached {reached:%Y-%m-%d}",
+                )
+            largest = max(largest, float(fc.quota_bytes))
+        ax.set_ylim(bottom=0, top=largest * 1.08)
+        _bytes_axis(ax.yaxis, largest)
+        locator = mdates.AutoDateLocator()
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+        ax.set_ylabel("stored bytes")
+        ax.set_title(
+            f"Growth of stored bytes, projected {fc.horizon_days} days (95% band)", loc="left"
+        )
+        ax.legend(fontsize=7, loc="upper left")
+        ax.grid(alpha=0.3)
+        return fig
+
+
+def discrepancies_by_cause(discrepancies: pd.DataFrame) -> Figure:
+    """Horizontal bars: how many discrepancies each likely cause explains, over a history
+    (`cause`, one row per discrepancy: `analyzer.read_discrepancies`)."""
+    with style():
+        counts = discrepancies["cause"].astype(str).value_counts() if len(discrepancies) else None
+        fig = _figure(1.4 + 0.3 * max(0 if counts is None else len(counts), 1))
+        if counts is None:
+            return _empty(fig, "no discrepancy recorded")
+        ax = fig.add_subplot()
+        y = list(range(len(counts)))[::-1]
+        ax.barh(y, counts.tolist(), color=ACTUAL)
+        ax.set_yticks(y, [label(c) for c in counts.index])
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("discrepancies (blobs or links)")
+        ax.set_title("Why runs differed from their prediction", loc="left")
         ax.grid(axis="x", alpha=0.3)
         return fig
