@@ -7,7 +7,6 @@ real `garbage-collect`. The bytes freed are measured on the storage tree by the 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -162,11 +161,10 @@ def test_pushes_fail_while_collecting(do: DOEnv) -> None:
     """The read-only mode the warning announces is real: the registry refuses writes."""
     pusher = Pusher(do.registry.url)
     fill(pusher)
-    do.server.step_seconds = 0.3
+    do.server.hold(STATUS_WAITING)  # the collection stays there until released
     client = do.client()
     uuid = client.start_gc(REGISTRY, GC_BLOBS_ONLY)["uuid"]
-    while (client.get_active_gc(REGISTRY) or {}).get("status") != STATUS_WAITING:
-        time.sleep(0.01)
+    do.server.wait_status(STATUS_WAITING)
     with pytest.raises(AssertionError, match=r"405|503|UNSUPPORTED|read-only"):
         pusher.blob("app", b"pushed during the collection")
     do.server.wait_idle()
