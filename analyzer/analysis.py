@@ -21,6 +21,7 @@ from analyzer.frames import isin
 from analyzer.inventory import SOURCE_GENERATED, SOURCE_STORAGE, Inventory
 from analyzer.model import KIND_INDEX, REF_MANIFEST
 from analyzer.semantics import (
+    DISTRIBUTION_3,
     DISTRIBUTION_28,
     GCResult,
     anti_join,
@@ -54,6 +55,9 @@ class Prediction:
     # False when the scan does not see the whole blob store and every manifest: then blobs no
     # scanned manifest references are not known to be orphans (`orphaned_now` is left empty).
     orphans_known: bool = True
+    # True when the inventory shows every `_layers` link the run would remove (a complete
+    # storage scan), or the engine removes none (2.8); else `layer_links_removed` is unknown.
+    layer_links_known: bool = False
 
     @property
     def blobs_eligible(self) -> pd.DataFrame:
@@ -96,6 +100,7 @@ class Prediction:
                 "bytes": int(self.uploads["size"].fillna(0).sum()),
             },
             "layer_links_eligible": len(self.gc.layer_links_eligible),
+            "layer_links_removed": self.layer_links_removed(),
             "dangling_revisions": [
                 {"repository": r, "digest": d}
                 for r, d in self.gc.dangling_revisions.itertuples(index=False)
@@ -103,6 +108,39 @@ class Prediction:
             "notes": self.notes,
             **(self.coverage.to_dict() if self.coverage else {}),
         }
+
+    def hazards_frame(self) -> pd.DataFrame:
+        """The hazards as a DataFrame (type, repository, digest, detail, then the rest)."""
+        from analyzer.report.summary import frame_of
+
+        return frame_of(self.hazards, ("type", "repository", "digest", "detail"))
+
+    def __repr__(self) -> str:
+        from analyzer.report.summary import prediction_line
+
+        return prediction_line(self)
+
+    def _repr_html_(self) -> str:
+        from analyzer.report.summary import prediction_html
+
+        return prediction_html(self)
+
+    def layer_links_removed(self) -> list[dict[str, str]] | None:
+        """The `_layers` links the run removes, {repository, digest}; None when unknown."""
+        if not self.layer_links_known:
+            return None
+        links = self.gc.layer_links_eligible[["repository", "digest"]]
+        return [{"repository": r, "digest": d} for r, d in links.itertuples(index=False)]
+
+
+def layer_links_known(inv: Inventory, gc: GCResult) -> bool:
+    """distribution 2.8 never removes a link; distribution 3's are known from a complete
+    storage scan (only the storage tree shows links, and whether a link is removed depends
+    on what every repository walked before it marked)."""
+    if gc.engine == DISTRIBUTION_28:
+        return True
+    complete_storage = inv.header.source == SOURCE_STORAGE and inv.header.complete
+    return gc.engine == DISTRIBUTION_3 and complete_storage
 
 
 def reachable(inv: Inventory) -> pd.DataFrame:
@@ -289,33 +327,24 @@ def hazards(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:
         return [{"type": "gc-aborts", "detail": gc.aborts}]
     out = _broken_indexes(inv, gc) + _deleted_referrers(inv, gc) + _kept_but_gutted(inv, gc)
     out.extend(_possible_aborts(inv, gc))
+    why = (
+        "in a repository without a _layers directory, which 2.8's catalog never walks"
+        if gc.engine == DISTRIBUTION_28
+        else "untagged in a repository without a tags directory"
+    )
     out.extend(
         {
             "type": "dangling-revision",
             "repository": repo,
             "digest": digest,
             "detail": (
-                f"{repo}@{digest[:19]}: untagged in a repository without a tags directory; "
-                "its blobs are swept but its revision link stays, so it lists but cannot "
-                "be pulled"
+                f"{repo}@{digest[:19]}: {why}; its blobs are swept but its revision link "
+                "stays, so it lists but cannot be pulled"
             ),
         }
-        for repo, digest in _gutted_dangling(inv, gc).itertuples(index=False, name=None)
+        for repo, digest in gc.dangling_revisions.itertuples(index=False, name=None)
     )
     return out
-
-
-def _gutted_dangling(inv: Inventory, gc: GCResult) -> pd.DataFrame:
-    """Dangling revisions that really lose something: another repository may mark the digest
-    (and what it references), and then nothing of it is swept."""
-    dangling = gc.dangling_revisions[["repository", "digest"]]
-    if dangling.empty:
-        return dangling
-    swept = gc.blobs_eligible["digest"]
-    refs = gc_references(inv)[["parent", "child"]]
-    losing = refs.loc[isin(refs["child"], swept), "parent"]
-    hit = isin(dangling["digest"], swept) | isin(dangling["digest"], losing)
-    return dangling.loc[hit]
 
 
 def orphans_known(inv: Inventory) -> bool:
@@ -355,6 +384,11 @@ def analyze(inv: Inventory, engine: str, delete_untagged: bool = False) -> Predi
         notes.append(
             f"{len(inv.skips)} items were skipped by the scan (see the snapshot's skips table)"
         )
+    if len(inv.unread):
+        notes.append(
+            f"{len(inv.unread)} of them could not be read and may keep any blob alive: no blob "
+            "is counted as reclaimable (re-run the scan)"
+        )
     return Prediction(
         engine=engine,
         delete_untagged=delete_untagged,
@@ -380,4 +414,5 @@ def prediction_parts(inv: Inventory, gc: GCResult) -> dict[str, Any]:
         "uploads": inv.uploads,
         "registry": inv.header.registry,
         "storage_root": inv.header.storage_root,
+        "layer_links_known": layer_links_known(inv, gc),
     }

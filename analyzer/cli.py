@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,39 +18,81 @@ import click
 
 from analyzer.analysis import analyze as analyze_inventory
 from analyzer.do import GC_TYPES as DO_GC_TYPES
-from analyzer.errors import ReclaimError, UsageError
+from analyzer.engines.gc_check import BREAKING_HAZARDS as GC_BREAKING_HAZARDS
+from analyzer.errors import EXIT_CODES, ReclaimError, UsageError
 from analyzer.report.text import render_prediction
 from analyzer.semantics import DIGITALOCEAN as DO_ENGINE
 from analyzer.semantics import ENGINES
-from analyzer.snapshot import read_snapshot, write_snapshot
+from analyzer.snapshot import check_target, read_snapshot, write_snapshot
 from analyzer.version import __version__
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 class ClickProgress:
-    """Draws a progress bar on stderr when it is a terminal; silent otherwise."""
+    """Draws progress on stderr when it is a terminal; silent otherwise.
+
+    A stage with a known total is a bar with `pos/total`; one without (a listing nobody can
+    count in advance: blobs in a storage tree, repositories of a paged API) is click's
+    length-less bar: a counter with a moving mark. Redraws are batched to at most one every
+    REDRAW_SECONDS, so counting 100,000 blobs does not write 100,000 lines to the terminal;
+    the final count is always drawn.
+    """
+
+    REDRAW_SECONDS = 0.1
 
     def __init__(self) -> None:
         self.enabled = sys.stderr.isatty()
         self._bar: Any = None
+        self._pending = 0
+        self._drawn_at = 0.0
 
     def stage(self, name: str, total: int | None = None) -> None:
         self.close()
         if self.enabled:
-            self._bar = click.progressbar(
-                length=total, label=f"{name:<14}", file=sys.stderr, show_pos=True
-            )
+            label = f"{name:<14}"
+            if total is None:
+                # No length: click counts and animates instead of filling a bar.
+                self._bar = click.progressbar(
+                    itertools.count(), label=label, file=sys.stderr, show_pos=True
+                )
+            else:
+                self._bar = click.progressbar(
+                    length=total, label=label, file=sys.stderr, show_pos=True
+                )
             self._bar.__enter__()
+            self._drawn_at = time.monotonic()
 
     def advance(self, n: int = 1) -> None:
-        if self._bar is not None:
-            self._bar.update(n)
+        if self._bar is None:
+            return
+        self._pending += n
+        now = time.monotonic()
+        if now - self._drawn_at >= self.REDRAW_SECONDS:
+            self._flush(now)
+
+    def _flush(self, now: float) -> None:
+        if self._pending:
+            self._bar.update(self._pending)
+            self._pending = 0
+        self._drawn_at = now
 
     def close(self) -> None:
         if self._bar is not None:
+            self._flush(time.monotonic())
             self._bar.__exit__(None, None, None)
             self._bar = None
+
+
+T = TypeVar("T")
+
+
+def _step(progress: ClickProgress, name: str, fn: Callable[..., T], *args: Any) -> T:
+    """One unit of work as a one-step stage: on a terminal the user sees which step runs."""
+    progress.stage(name, 1)
+    out = fn(*args)
+    progress.advance()
+    return out
 
 
 def fail_cleanly(fn: F) -> F:
@@ -58,6 +104,12 @@ def fail_cleanly(fn: F) -> F:
         except ReclaimError as e:
             click.echo(f"reclaim: error: {e}", err=True)
             sys.exit(e.exit_code)
+        except OSError as e:
+            # Library code turns the I/O failures it expects into typed errors; any other
+            # (a full disk under a log file, a vanished directory) is still one line, no trace.
+            where = f"{e.filename}: " if e.filename else ""
+            click.echo(f"reclaim: error: {where}{e.strerror or e}", err=True)
+            sys.exit(1)
 
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__
@@ -109,8 +161,79 @@ timeout_option = click.option(
     type=click.FloatRange(0.1),
     default=30.0,
     show_default=True,
-    help="Seconds before one request gives up.",
+    help="Seconds one request may take (to a registry: connection to last byte, its retries "
+    "within 3 x this; a credential helper as long).",
 )
+
+
+def tls_options(fn: F) -> F:
+    """--ca-cert / --insecure: TLS for registries, verified by default."""
+    fn = click.option(
+        "--insecure",
+        is_flag=True,
+        help="Do not verify the registry's TLS certificate (loudly warned; prefer --ca-cert). "
+        "Plain HTTP is used only for an http:// URL, with or without this.",
+    )(fn)
+    return click.option(
+        "--ca-cert",
+        type=click.Path(dir_okay=False),
+        metavar="FILE",
+        help="Trust the CA certificate(s) in FILE (PEM) for the registry's TLS, instead of the "
+        "system's CAs (e.g. a self-signed registry).",
+    )(fn)
+
+
+def verbose_option(fn: F) -> F:
+    return click.option(
+        "-v",
+        "--verbose",
+        is_flag=True,
+        help="Show each request on stderr: method, URL, status, time (secrets redacted).",
+    )(fn)
+
+
+class _EchoHandler(logging.Handler):
+    """Log records as lines on stderr (looked up per record, so CliRunner's capture works)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            click.echo(f"reclaim: {self.format(record)}", err=True)
+        except Exception:
+            self.handleError(record)
+
+
+def configure_logging(verbose: bool) -> None:
+    """The library logs; the CLI decides: with -v its INFO records (requests, retries) go to
+    stderr."""
+    logger = logging.getLogger("analyzer")
+    for handler in [h for h in logger.handlers if isinstance(h, _EchoHandler)]:
+        logger.removeHandler(handler)
+    if verbose:
+        logger.addHandler(_EchoHandler())
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def tls_verify(url: str | None, ca_cert: str | None, insecure: bool) -> bool | str:
+    """requests' `verify` for --ca-cert/--insecure; --insecure is warned about, loudly."""
+    from analyzer.sources.oci import tls_verify as verify_for
+
+    verify = verify_for(ca_cert, insecure)
+    if insecure:
+        import warnings
+
+        from urllib3.exceptions import InsecureRequestWarning
+
+        # Said once, here, instead of urllib3's warning on every connection.
+        warnings.simplefilter("ignore", InsecureRequestWarning)
+        click.echo(
+            f"reclaim: WARNING: --insecure: the TLS certificate of {url or 'the registry'} is NOT "
+            "verified; anyone on the network path can impersonate the registry and read the "
+            "credentials sent to it",
+            err=True,
+        )
+    return verify
+
+
 api_url_option = click.option(
     "--api-url",
     envvar="DIGITALOCEAN_API_URL",
@@ -118,8 +241,21 @@ api_url_option = click.option(
     help="DigitalOcean API base URL (env DIGITALOCEAN_API_URL; default the public API).",
 )
 
+force_option = click.option(
+    "--force",
+    is_flag=True,
+    help="Replace the -o file if it exists (without it an existing file is refused). It "
+    "forces nothing else.",
+)
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+def exit_codes_help() -> str:
+    """The exit-code table of `reclaim --help`, made from errors.EXIT_CODES."""
+    rows = [f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES.items()]
+    return "\b\nExit codes:\n" + "\n".join(rows)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=exit_codes_help())
 @click.version_option(__version__, prog_name="reclaim")
 def main() -> None:
     """Predict what a container registry's garbage collection will delete, before it runs.
@@ -148,6 +284,7 @@ def main() -> None:
 @click.option(
     "-o", "--output", required=True, type=click.Path(), help="Snapshot directory to write."
 )
+@click.option("--force", is_flag=True, help="Replace an existing snapshot at -o.")
 @registry_login_options
 @click.option(
     "--workers",
@@ -164,12 +301,15 @@ def main() -> None:
     "token from DIGITALOCEAN_TOKEN or DIGITALOCEAN_ACCESS_TOKEN).",
 )
 @api_url_option
+@tls_options
+@verbose_option
 @fail_cleanly
 def scan(
     url: str | None,
     storage: str | None,
     repos: tuple[str, ...],
     output: str,
+    force: bool,
     username: str | None,
     password_stdin: bool,
     docker_config: str | None,
@@ -177,6 +317,9 @@ def scan(
     timeout: float,
     digitalocean: str | None = None,
     api_url: str | None = None,
+    ca_cert: str | None = None,
+    insecure: bool = False,
+    verbose: bool = False,
 ) -> None:
     """Read a registry into an inventory snapshot.
 
@@ -188,9 +331,20 @@ def scan(
 
     With --digitalocean REGISTRY the DigitalOcean API's digests listing is read instead: every
     manifest, untagged ones too, with its blobs and sizes, plus the registry's storage usage.
+
+    Through the API, requests that are safe to repeat are retried (429 after its Retry-After,
+    5xx, resets, timeouts, cut bodies) within 3 x --timeout each, and a 404 on something just
+    listed is read again before it is believed; what still cannot be read is a recorded skip,
+    and predictions then claim no blob. An interrupted API scan keeps what it read in
+    OUTPUT.scan-journal.jsonl: the same command again resumes from it.
+
+    The snapshot is written whole or not at all (a killed scan leaves nothing that reads as a
+    snapshot); an existing snapshot at -o is replaced only with --force.
     """
+    configure_logging(verbose)
+    check_target(output, force)  # before the scan, not after it
     if digitalocean:
-        _scan_digitalocean(digitalocean, api_url, url, storage, repos, output, timeout)
+        _scan_digitalocean(digitalocean, api_url, url, storage, repos, output, timeout, force)
         return
     progress = ClickProgress()
     try:
@@ -201,29 +355,86 @@ def scan(
         else:
             if not url:
                 raise UsageError("give a registry URL, or --storage DIR")
-            from analyzer.sources.oci import scan_oci
-
-            creds = registry_credentials(username, password_stdin)
-            inv = scan_oci(
+            inv = _scan_api(
                 url,
-                repo_globs=list(repos),
-                credentials=creds,
-                docker_config=docker_config,
-                workers=workers,
-                timeout=timeout,
-                progress=progress,
+                repos,
+                output,
+                registry_credentials(username, password_stdin),
+                docker_config,
+                workers,
+                timeout,
+                tls_verify(url, ca_cert, insecure),
+                progress,
             )
     finally:
         progress.close()
-    path = write_snapshot(inv, output)
+    path = write_snapshot(inv, output, replace=force)
+    if not storage:
+        from analyzer.sources.oci import journal_path
+
+        journal_path(output).unlink(missing_ok=True)
+    click.echo(f"wrote {path}: {_scan_summary(inv)}", err=True)
+
+
+def _scan_api(
+    url: str,
+    repos: tuple[str, ...],
+    output: str,
+    creds: Any,
+    docker_config: str | None,
+    workers: int,
+    timeout: float,
+    verify: bool | str,
+    progress: ClickProgress,
+) -> Any:
+    """`scan URL`: the OCI API walk, journalled beside OUTPUT; on a failure, says how to resume."""
+    from analyzer.sources.oci import journal_path, journalled_repositories, scan_oci
+
+    journal = journal_path(output)
+    try:
+        return scan_oci(
+            url,
+            repo_globs=list(repos),
+            credentials=creds,
+            docker_config=docker_config,
+            workers=workers,
+            timeout=timeout,
+            progress=progress,
+            verify=verify,
+            journal=journal,
+        )
+    except (ReclaimError, KeyboardInterrupt):
+        progress.close()
+        kept = journalled_repositories(journal)
+        if kept:
+            click.echo(
+                f"reclaim: {kept} repositories read so far are kept in {journal}: run the same "
+                "command again to resume",
+                err=True,
+            )
+        raise
+
+
+def _scan_summary(inv: Any) -> str:
     h = inv.header
-    click.echo(
-        f"wrote {path}: {len(inv.repositories)} repositories, {len(inv.manifests)} manifests, "
+    x = h.extra
+    text = (
+        f"{len(inv.repositories)} repositories, {len(inv.manifests)} manifests, "
         f"{len(inv.tags)} tags, {len(inv.blobs)} blobs"
         f"{'' if h.complete else ' (incomplete: predictions cover what it sees and say what they leave out)'}"
-        + (f"; {len(inv.skips)} skipped (see skips table)" if len(inv.skips) else ""),
-        err=True,
     )
+    if len(inv.skips):
+        text += f"; {len(inv.skips)} skipped (see skips table)"
+    if len(inv.unread):
+        text += (
+            f", {len(inv.unread)} of them unread: no blob will be claimed reclaimable "
+            "(re-run the scan)"
+        )
+    if x.get("retries") or x.get("rereads"):
+        text += f"; {x.get('retries', 0)} requests retried, {x.get('rereads', 0)} read again"
+    if x.get("resumed_repositories"):
+        text += f"; resumed: {x['resumed_repositories']} repositories were read by an earlier run"
+    return text
 
 
 @main.command()
@@ -302,6 +513,7 @@ def analyze(
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False), help="Also write the plan JSON to this file."
 )
+@force_option
 @fail_cleanly
 def plan_cmd(
     snapshot: str,
@@ -312,6 +524,7 @@ def plan_cmd(
     fmt: str,
     output: str | None,
     gc_type: str | None = None,
+    force: bool = False,
 ) -> None:
     """What-if: delete these manifests, then run ENGINE's GC: what goes, what it frees.
 
@@ -322,6 +535,7 @@ def plan_cmd(
     With several --policy files the plans are compared side by side. Nothing is deleted: a plan
     is data (the `apply` step is separate).
     """
+    _check_output(output, force)
     if policies:
         if deletions:
             raise UsageError("give --delete or --policy, not both")
@@ -330,22 +544,39 @@ def plan_cmd(
                 "--gc-type is not supported with --policy yet; model the run with "
                 "--engine digitalocean [--delete-untagged]"
             )
-        _plan_policies(snapshot, policies, engine, delete_untagged, fmt, output)
+        _plan_policies(snapshot, policies, engine, delete_untagged, fmt, output, force)
         return
     from analyzer.attribution import attribute
     from analyzer.plan import plan_deletions
+    from analyzer.plan_file import seal_plan
     from analyzer.report.text import render_plan, render_plan_markdown
 
     if not deletions:
         raise UsageError("name manifests to delete (--delete REF) or give a policy (--policy FILE)")
-    inv = read_snapshot(snapshot)
-    if engine == DO_ENGINE or gc_type:
-        plan: Any = _plan_digitalocean(inv, list(deletions), engine, gc_type, delete_untagged)
-    else:
-        plan = plan_deletions(inv, list(deletions), engine, delete_untagged)
-    doc = {**plan.to_dict(), "attribution": attribute(inv, plan).to_dict()}
+    progress = ClickProgress()
+    try:
+        inv = _step(progress, "snapshot", read_snapshot, snapshot)
+        if engine == DO_ENGINE or gc_type:
+            plan: Any = _step(
+                progress,
+                "plan",
+                _plan_digitalocean,
+                inv,
+                list(deletions),
+                engine,
+                gc_type,
+                delete_untagged,
+            )
+        else:
+            plan = _step(
+                progress, "plan", plan_deletions, inv, list(deletions), engine, delete_untagged
+            )
+        attribution = _step(progress, "attribution", attribute, inv, plan)
+    finally:
+        progress.close()
+    doc = seal_plan({**plan.to_dict(), "attribution": attribution.to_dict()}, inv)
     if output:
-        _write_json(output, doc)
+        _write_json(output, doc, force)
     if fmt == "json":
         click.echo(json.dumps(doc, indent=2))
     elif fmt == "markdown":
@@ -361,18 +592,25 @@ def _plan_policies(
     delete_untagged: bool,
     fmt: str,
     output: str | None,
+    force: bool,
 ) -> None:
     """`plan --policy`: one policy gives a plan; several give a comparison of plans."""
+    from analyzer.plan_file import seal_plan
     from analyzer.policy import load_policy
     from analyzer.policy_plan import compare_policies
     from analyzer.report import policy as render
 
     loaded = [load_policy(p) for p in policies]  # every file checked before the snapshot is read
-    result = compare_policies(read_snapshot(snapshot), list(loaded), engine, delete_untagged)
+    progress = ClickProgress()
+    try:
+        inv = _step(progress, "snapshot", read_snapshot, snapshot)
+        result = compare_policies(inv, list(loaded), engine, delete_untagged, progress=progress)
+    finally:
+        progress.close()
     single = len(result.plans) == 1
-    doc = result.plans[0].to_dict() if single else result.to_dict()
+    doc = seal_plan(result.plans[0].to_dict(), inv) if single else result.to_dict()
     if output:
-        _write_json(output, doc)
+        _write_json(output, doc, force)
     if fmt == "json":
         click.echo(json.dumps(doc, indent=2))
     elif fmt == "markdown":
@@ -392,6 +630,7 @@ def _apply_writer(
     password_stdin: bool,
     docker_config: str | None,
     timeout: float,
+    verify: bool | str = True,
 ) -> Any:
     """The registry writer for `apply`: the OCI API, or DigitalOcean's; refuses a plan made
     for another registry."""
@@ -407,7 +646,8 @@ def _apply_writer(
     from analyzer.sources.oci import RegistryAPI
 
     url = target_registry(plan, registry_url)
-    return RegistryAPI(url, registry_credentials(username, password_stdin), docker_config, timeout)
+    creds = registry_credentials(username, password_stdin)
+    return RegistryAPI(url, creds, docker_config, timeout, verify=verify)
 
 
 @main.command("apply")
@@ -433,9 +673,16 @@ def _apply_writer(
     type=click.Path(dir_okay=False),
     help="Journal of the run (default: PLAN.journal.jsonl); re-run to finish an interrupted apply.",
 )
+@click.option(
+    "--snapshot",
+    type=click.Path(file_okay=False),
+    help="The snapshot the plan was made from (default: the path the plan records).",
+)
 @registry_login_options
 @timeout_option
 @format_option("table", "json")
+@tls_options
+@verbose_option
 @fail_cleanly
 def apply_cmd(
     plan_file: str,
@@ -444,30 +691,59 @@ def apply_cmd(
     api_url: str | None,
     yes: bool,
     journal: str | None,
+    snapshot: str | None,
     username: str | None,
     password_stdin: bool,
     docker_config: str | None,
     timeout: float,
     fmt: str,
+    ca_cert: str | None = None,
+    insecure: bool = False,
+    verbose: bool = False,
 ) -> None:
     """Delete, through the registry API, exactly the manifests PLAN names.
 
-    Referrers go first, then indexes, then images. Right before each deletion the manifest is
-    re-checked: if a planned tag moved, or a tag the plan did not know points to it now, it is
-    skipped and reported. Every step goes to a journal; running the same command again finishes
-    an interrupted apply without deleting anything extra. Run `reclaim gc` afterwards to free
-    the bytes.
-    """
-    from analyzer.apply import apply_plan, read_plan
+    PLAN must be as `reclaim plan -o` wrote it: it is signed with the identity of its snapshot,
+    and refused when edited, when it names a repository or digest outside the registry's
+    grammar, or a manifest its snapshot (read back and checked) did not have.
 
+    Referrers go first, then indexes, then images. Right before each deletion the registry is
+    asked again: the repository's tags, the indexes that list the manifest (those reachable
+    from tags; every manifest through DigitalOcean), its referrers (where the registry lists
+    them). A tag, index or referrer the plan did not know, or a planned tag that moved, means
+    the step is skipped and reported. Every step goes to a journal with what was checked;
+    deleted steps are settled, skipped and failed ones stay pending: running the same command
+    again re-checks and retries exactly those.
+
+    \b
+    Exit status with --yes: 0 when every planned manifest is deleted (or was already gone);
+    8 when some steps are still pending (skipped or failed: see the journal, re-run later);
+    other codes are errors (2: the plan or its snapshot refused; 3: credentials refused).
+    Run `reclaim gc` afterwards to free the bytes.
+    """
+    from analyzer.apply import EXIT_INCOMPLETE, apply_plan, plan_snapshot, read_plan
+
+    configure_logging(verbose)
     plan = read_plan(plan_file)
+    verify = tls_verify(registry_url or plan.get("registry"), ca_cert, insecure)
+    inv = plan_snapshot(plan, snapshot)
     writer = _apply_writer(
-        plan, registry_url, do_registry, api_url, username, password_stdin, docker_config, timeout
+        plan,
+        registry_url,
+        do_registry,
+        api_url,
+        username,
+        password_stdin,
+        docker_config,
+        timeout,
+        verify,
     )
     journal_path = Path(journal or f"{plan_file}.journal.jsonl")
     progress = ClickProgress()
     try:
-        result = apply_plan(plan, writer, confirmed=yes, journal=journal_path, progress=progress)
+        result = apply_plan(
+            plan, writer, snapshot=inv, confirmed=yes, journal=journal_path, progress=progress
+        )
     finally:
         progress.close()
         writer.close()
@@ -478,10 +754,16 @@ def apply_cmd(
             why = f"  ({step['reason']})" if step["reason"] else ""
             click.echo(f"{step['status']:<13} {step['repository']}@{step['digest']}{why}")
         d = result.to_dict()
+        if not yes:
+            tail = " — nothing deleted: add --yes to delete"
+        else:
+            tail = f"; {d['pending']} pending: re-run to retry them" if d["pending"] else ""
         click.echo(
             f"deleted {d['deleted']}, already gone {d['already_gone']}, "
-            f"skipped {d['skipped']}" + ("" if yes else " — nothing deleted: add --yes to delete")
+            f"skipped {d['skipped']}, failed {d['failed']}{tail}"
         )
+    if yes and not result.complete:
+        sys.exit(EXIT_INCOMPLETE)
 
 
 @main.command("generate")
@@ -505,6 +787,13 @@ def apply_cmd(
     "registry that docker-registry garbage-collect can run on.",
 )
 @click.option("-o", "--output", type=click.Path(), help="Snapshot directory to write.")
+@click.option("--force", is_flag=True, help="Replace an existing snapshot at -o.")
+@click.option(
+    "--as-of",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="The registry as it stood on this day (UTC): manifests pushed by then, tags as they "
+    "were. One seed, several days: a series of snapshots for `reclaim forecast`.",
+)
 @click.option(
     "--storage",
     type=click.Path(file_okay=False),
@@ -519,7 +808,9 @@ def generate_cmd(
     manifests_per_repo: int,
     real_content: bool,
     output: str | None,
+    force: bool,
     storage: str | None,
+    as_of: datetime | None = None,
 ) -> None:
     """Generate a realistic synthetic registry, deterministically from --seed.
 
@@ -533,12 +824,16 @@ def generate_cmd(
 
     if not output and not storage:
         raise UsageError("give -o SNAPSHOT, --storage DIR, or both")
+    if output:
+        check_target(output, force)
     reg = generate_registry(seed, repositories, manifests_per_repo, real_content=real_content)
+    if as_of is not None:
+        reg = reg.as_of(as_of.replace(tzinfo=UTC))
     if storage:
         write_storage_tree(reg, Path(storage))
     if output:
         inv = reg.to_inventory()
-        write_snapshot(inv, output)
+        write_snapshot(inv, output, replace=force)
     click.echo(
         f"generated seed {seed}: {len(reg.repositories)} repositories, "
         f"{reg.manifest_count} manifests, {len(reg.blobs)} blobs"
@@ -565,13 +860,28 @@ def _history_dir(history_dir: str | None) -> str:
     return history_dir or str(default_history_dir())
 
 
-def _write_json(path: str, data: dict[str, Any]) -> None:
+def _write_json(
+    path: str, data: dict[str, Any], force: bool, recorded_in: Path | None = None
+) -> None:
+    """Write an output atomically; refuse to replace one without --force. When the data is
+    also in the history (`recorded_in`), a failure says where it can still be found."""
+    from analyzer.errors import OutputError
+    from analyzer.output import write_json
+
     try:
-        with open(path, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-    except OSError as e:
-        raise UsageError(f"{path}: cannot write ({e.strerror})") from e
+        write_json(path, data, force)
+    except OutputError as e:
+        if recorded_in is None:
+            raise
+        raise type(e)(f"{e}; the outcome is recorded in the history ({recorded_in})") from e
+
+
+def _check_output(path: str | None, force: bool) -> None:
+    """Refuse an -o that exists (without --force) before any work is done."""
+    from analyzer.output import check_output
+
+    if path:
+        check_output(path, force)
 
 
 @main.command("gc")
@@ -587,8 +897,8 @@ def _write_json(path: str, data: dict[str, Any]) -> None:
     "config",
     required=False,
     type=click.Path(dir_okay=False),
-    help="The registry's config file (garbage-collect reads it; so does reclaim). Required "
-    "with the distribution engine.",
+    help="The registry's config file (garbage-collect reads it; so does reclaim, to measure "
+    "freed bytes from its filesystem or s3 storage). Required with the distribution engine.",
 )
 @click.option("--delete-untagged", is_flag=True, help="Delete untagged manifests too (-m).")
 @click.option("--dry-run", is_flag=True, help="Only list what the collection would delete.")
@@ -632,6 +942,25 @@ def _write_json(path: str, data: dict[str, Any]) -> None:
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False), help="Also write the outcome JSON here."
 )
+@force_option
+@click.option(
+    "--accept-hazard",
+    "accept_hazards",
+    multiple=True,
+    type=click.Choice(GC_BREAKING_HAZARDS),
+    metavar="TYPE",
+    help="Run even though the prediction has this hazard (repeatable; one of "
+    f"{', '.join(GC_BREAKING_HAZARDS)}). Without it such a real run is refused.",
+)
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(dir_okay=False),
+    metavar="PLAN",
+    help="The plan (`reclaim plan -o`, or `analyze --format json`) this run carries out: "
+    "refused when the store no longer matches what it says the run deletes.",
+)
+@verbose_option
 @fail_cleanly
 def gc_cmd(
     engine: str,
@@ -649,21 +978,45 @@ def gc_cmd(
     attach: str | None = None,
     api_url: str | None = None,
     poll_interval: float = 5.0,
+    force: bool = False,
+    accept_hazards: tuple[str, ...] = (),
+    plan_file: str | None = None,
+    verbose: bool = False,
 ) -> None:
     """Run the registry's real garbage collection and record what it did.
 
     With --dry-run the engine only lists what it would delete (safe while the registry runs).
-    A real run needs --yes, and is refused while the registry answers on its configured
-    address without storage.maintenance.readonly: stop it (or make it read-only) first.
+    A real run needs --yes, and is refused (exit 7) unless reclaim is sure nothing serves the
+    storage root read-write: the config's address must refuse connections (or the config
+    enables storage.maintenance.readonly), and no registry process of this machine may use the
+    same root (by its config and environment, not its address) unless read-only. Stop the
+    registry (or make it read-only and restart it) first.
     The outcome (blobs deleted, bytes freed measured from the storage tree) is kept in the
     history; compare it with a prediction using `reclaim compare`.
+
+    Before a real run the store is scanned and the run predicted under the model of the binary
+    that runs (2.x: distribution-2.8, 3.x: distribution-3). It is refused when the prediction
+    breaks images (broken-index, referrer-deleted, manifest-loses-blobs, dangling-revision,
+    gc-aborts) unless each is accepted by name, and with --plan when the store no longer
+    matches the plan. Afterwards it says what to do next (restart the registry: its blob
+    descriptor cache still answers for deleted blobs).
+
+    \b
+    Example:
+      reclaim gc --config /etc/docker/registry/config.yml --delete-untagged --dry-run
+      reclaim gc --config /etc/docker/registry/config.yml --delete-untagged --yes \\
+          --plan plan.json --accept-hazard broken-index -o outcome.json
 
     With --engine digitalocean: POST the collection of --type on --registry NAME (the registry is
     read-only until it ends: pushes fail; needs --yes), then with --wait follow its status to the
     end (Ctrl-C asks whether to cancel it on the server) and record DigitalOcean's blobs_deleted
     and freed_bytes.
     """
+    _check_output(output, force)
+    configure_logging(verbose)
     if engine == DO_ENGINE:
+        if accept_hazards or plan_file:
+            raise UsageError("--accept-hazard and --plan check a distribution collection")
         _gc_digitalocean(
             _DOGCArgs(
                 do_registry,
@@ -680,6 +1033,7 @@ def gc_cmd(
                 history_dir,
                 fmt,
                 output,
+                force,
             )
         )
         return
@@ -695,10 +1049,16 @@ def gc_cmd(
     from analyzer.report.reconcile import render_outcome
 
     history = Path(_history_dir(history_dir))
-    gc_engine = DistributionEngine(
-        config, delete_untagged=delete_untagged, dry_run=dry_run, confirmed=yes, binary=binary
-    )
     progress = ClickProgress()
+    check = _GCCheckStep(delete_untagged, accept_hazards, plan_file, progress)
+    gc_engine = DistributionEngine(
+        config,
+        delete_untagged=delete_untagged,
+        dry_run=dry_run,
+        confirmed=yes,
+        binary=binary,
+        precheck=check,
+    )
     try:
         outcome = run_engine(
             gc_engine,
@@ -708,16 +1068,63 @@ def gc_cmd(
         )
     except EngineError as e:  # ConfirmationRequired too: its message names what would run
         if output and isinstance(e.outcome, Outcome):
-            _write_json(output, e.outcome.to_dict())
+            _write_json(output, e.outcome.to_dict(), force, history)
         raise
     finally:
         progress.close()
     if output:
-        _write_json(output, outcome.to_dict())
+        _write_json(output, outcome.to_dict(), force, history)
     if fmt == "json":
         click.echo(json.dumps(outcome.to_dict(), indent=2))
     else:
         click.echo(render_outcome(outcome))
+    check.advise(outcome)
+
+
+class _GCCheckStep:
+    """`gc`'s check before a real distribution run (`gc_check.check_before_collect`), as the
+    engine's precheck hook; shows what it checked, and after the run what to do next."""
+
+    def __init__(
+        self,
+        delete_untagged: bool,
+        accepted: tuple[str, ...],
+        plan_file: str | None,
+        progress: ClickProgress,
+    ) -> None:
+        from analyzer.engines.gc_check import read_plan_expectation
+
+        self.delete_untagged = delete_untagged
+        self.accepted = accepted
+        self.plan = read_plan_expectation(plan_file) if plan_file else None  # before any run
+        self.progress = progress
+        self.config: Any = None
+
+    def __call__(self, config: Any, binary: str) -> None:
+        from analyzer.engines.distribution import binary_version
+        from analyzer.engines.gc_check import check_before_collect
+
+        self.config = config
+        try:
+            result = check_before_collect(
+                config.root,
+                binary_version(binary),
+                self.delete_untagged,
+                self.accepted,
+                self.plan,
+                self.progress,
+            )
+        finally:
+            self.progress.close()
+        click.echo(result.summary(), err=True)
+
+    def advise(self, outcome: Any) -> None:
+        from analyzer.engines.gc_check import next_steps
+
+        if self.config is None or outcome.dry_run:
+            return
+        for step in next_steps(self.config.path, outcome.blobs_deleted, self.config.read_only):
+            click.echo(f"next: {step}", err=True)
 
 
 def _current_inventory(registry: str | None) -> Any:
@@ -767,7 +1174,7 @@ def compare_cmd(
     kept in the history, next to the run it reconciles.
     """
     from analyzer.compare import compare, read_prediction
-    from analyzer.history import KIND_COMPARISON, write_record
+    from analyzer.history import KIND_COMPARISON, content_key, write_record
     from analyzer.outcome import read_outcome
     from analyzer.report.reconcile import render_comparison, render_comparison_markdown
 
@@ -780,9 +1187,12 @@ def compare_cmd(
         result = compare(pred, outcome, inv, current)
     except ReclaimError as e:
         failed = {"status": "failed", "error": str(e), "prediction": prediction}
-        write_record(history, KIND_COMPARISON, {**failed, "outcome_file": outcome_file})
+        failed["outcome_file"] = outcome_file
+        write_record(history, KIND_COMPARISON, failed, key=content_key(failed))
         raise
-    write_record(history, KIND_COMPARISON, result.to_dict())
+    # Once per comparison, not per look: the key is what was compared and what came out.
+    doc = result.to_dict()
+    write_record(history, KIND_COMPARISON, doc, key=content_key(doc, pred))
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(), indent=2))
     elif fmt == "markdown":
@@ -810,6 +1220,7 @@ def _scan_digitalocean(
     repos: tuple[str, ...],
     output: str,
     timeout: float,
+    force: bool = False,
 ) -> None:
     """`scan --digitalocean REGISTRY`: the digests listing into a complete snapshot."""
     from analyzer.sources.digitalocean import scan_digitalocean
@@ -823,7 +1234,7 @@ def _scan_digitalocean(
     finally:
         progress.close()
         client.close()
-    path = write_snapshot(inv, output)
+    path = write_snapshot(inv, output, replace=force)
     x = inv.header.extra
     click.echo(
         f"wrote {path}: {len(inv.repositories)} repositories, {len(inv.manifests)} manifests, "
@@ -915,6 +1326,7 @@ class _DOGCArgs:
     history_dir: str | None
     fmt: str
     output: str | None
+    force: bool = False
 
 
 def _do_engine(a: _DOGCArgs) -> Any:
@@ -980,16 +1392,132 @@ def _gc_digitalocean(a: _DOGCArgs) -> None:
         sys.exit(130)
     except EngineError as e:
         if a.output and isinstance(e.outcome, Outcome):
-            _write_json(a.output, e.outcome.to_dict())
+            _write_json(a.output, e.outcome.to_dict(), a.force, history)
         raise
     finally:
         engine.client.close()
     if a.output:
-        _write_json(a.output, outcome.to_dict())
+        _write_json(a.output, outcome.to_dict(), a.force, history)
     if a.fmt == "json":
         click.echo(json.dumps(outcome.to_dict(), indent=2))
     else:
         click.echo(render_outcome(outcome))
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+@main.command("report")
+@click.argument("input_path", metavar="INPUT", type=click.Path())
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    help="Snapshot: the garbage collector that will run (required for a snapshot).",
+)
+@click.option(
+    "--delete-untagged",
+    is_flag=True,
+    help="Snapshot: model `garbage-collect --delete-untagged` (-m).",
+)
+@click.option(
+    "--policy",
+    "policies",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Snapshot: price a retention policy, with its bytes-freed-vs-tags-kept curve "
+    "(repeatable).",
+)
+@click.option(
+    "--history",
+    "history_dir",
+    type=click.Path(),
+    metavar="DIR",
+    help="A history directory (what gc and compare record): predicted vs actual over runs.",
+)
+@format_option("html", "markdown", "json")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Write the report to FILE (atomically) instead of stdout.",
+)
+@force_option
+@fail_cleanly
+def report_cmd(
+    input_path: str,
+    engine: str | None,
+    delete_untagged: bool,
+    policies: tuple[str, ...],
+    history_dir: str | None,
+    fmt: str,
+    output: str | None,
+    force: bool,
+) -> None:
+    """Report on INPUT as one HTML file (charts inline, opens offline), Markdown or JSON.
+
+    INPUT is a snapshot directory (give --engine; optionally --delete-untagged, --policy FILE,
+    --history DIR), a plan (`reclaim plan ... -o plan.json`) or a comparison (`reclaim compare
+    ... --format json`); its kind is detected. First, in plain words: what the run frees, how
+    far to trust the figure (its bound) and what it breaks (hazards). Then bytes by repository
+    (held alone or shared), the age of what goes, each policy's bytes freed against tags kept,
+    predicted vs actual over past runs, and the command, snapshot time and tool version that
+    made the report. Markdown fits a pull-request comment (long tables end in an "and N more"
+    row); JSON holds the same content as data.
+
+    \b
+    Example:
+      reclaim report snap --engine distribution-2.8 --delete-untagged \\
+          --policy examples/policies/ci-cleanup.yaml -o report.html
+      reclaim report plan.json --format markdown > comment.md
+    """
+    from analyzer.report.document import build_report, report_command
+
+    _check_output(output, force)  # before the work
+    command = report_command(
+        input_path,
+        engine,
+        delete_untagged,
+        policies,
+        history_dir,
+        None if fmt == "html" else fmt,
+        output,
+    )
+    doc = build_report(input_path, engine, delete_untagged, policies, history_dir, command)
+    if fmt == "json":
+        text = json.dumps(doc.to_dict(), indent=2) + "\n"
+    elif fmt == "markdown":
+        from analyzer.report.markdown import render_markdown
+
+        text = render_markdown(doc)
+    else:
+        from analyzer.report.html import render_html
+
+        text = render_html(doc)
+    if output:
+        from analyzer.output import write_text
+
+        write_text(output, text, force)
+        click.echo(f"wrote {output} ({fmt}, {len(text.encode()):,} bytes)", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+def _add_insight_commands() -> None:
+    """Commands defined in analyzer.cli_insight (they use the helpers above)."""
+    from analyzer import cli_insight
+
+    for command in (
+        cli_insight.why_cmd,
+        cli_insight.diff_cmd,
+        cli_insight.metrics_cmd,
+        cli_insight.forecast_cmd,
+    ):
+        main.add_command(command)
+
+
+_add_insight_commands()
 
 
 if __name__ == "__main__":

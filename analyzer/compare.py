@@ -24,6 +24,8 @@ KIND_PREDICTED_NOT_DELETED = "predicted-not-deleted"
 KIND_DELETED_NOT_PREDICTED = "deleted-not-predicted"
 KIND_BYTES_DIFFER = "bytes-differ"
 KIND_COUNT_DIFFERS = "count-differs"
+KIND_LINK_NOT_REMOVED = "link-predicted-not-removed"
+KIND_LINK_NOT_PREDICTED = "link-removed-not-predicted"
 
 CAUSE_AFTER_SNAPSHOT = "pushed or deleted after the snapshot"
 CAUSE_API_INVISIBLE = "invisible to an API-only scan"
@@ -88,6 +90,8 @@ class PredictionSummary:
     # Stronger bounds for a run that completes (a run that may fail frees nothing):
     # {bound, covers_bound, run_bounds}; compare only ever sees runs that succeeded.
     if_completed: dict[str, Any] | None = None
+    # (repository, digest) `_layers` links the run removes (distribution 3); None: not known
+    layer_links: frozenset[tuple[str, str]] | None = None
 
 
 def _digests(value: Any) -> frozenset[str] | None:
@@ -96,6 +100,18 @@ def _digests(value: Any) -> frozenset[str] | None:
         if all(isinstance(d, str) for d in out):
             return frozenset(d for d in out if isinstance(d, str))
     return None
+
+
+def _links(value: Any) -> frozenset[tuple[str, str]] | None:
+    if not isinstance(value, list):
+        return None
+    pairs = [
+        (v.get("repository"), v.get("digest")) if isinstance(v, dict) else (None, None)
+        for v in value
+    ]
+    if not all(isinstance(r, str) and isinstance(d, str) for r, d in pairs):
+        raise CompareError("not a prediction: layer_links_removed is malformed")
+    return frozenset((str(r), str(d)) for r, d in pairs)
 
 
 def prediction_from_dict(doc: dict[str, Any]) -> PredictionSummary:
@@ -132,6 +148,7 @@ def prediction_from_dict(doc: dict[str, Any]) -> PredictionSummary:
         covers=_covered_part(doc.get("covers")),
         run_bounds=_run_bounds(doc.get("run_bounds")),
         if_completed=_if_completed(doc.get("if_completed")),
+        layer_links=_links(doc.get("layer_links_removed")),
     )
 
 
@@ -165,10 +182,12 @@ class Discrepancy:
     predicted_size: int | None = None
     actual_size: int | None = None
     detail: str = ""
+    repository: str | None = None  # a `_layers` link's repository (link kinds only)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "digest": self.digest,
+            "repository": self.repository,
             "kind": self.kind,
             "cause": self.cause,
             "predicted_size": self.predicted_size,
@@ -190,6 +209,8 @@ class Comparison:
     prediction_source: str
     notes: tuple[str, ...] = field(default_factory=tuple)
     checked: tuple[str, ...] = field(default_factory=tuple)  # the bounds `match` rests on
+    predicted_layer_links: int | None = None  # None: one side does not know its links
+    actual_layer_links: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract of `reclaim compare --format json` and of history records."""
@@ -200,6 +221,8 @@ class Comparison:
             "actual_bytes": self.actual_bytes,
             "predicted_blobs": self.predicted_blobs,
             "actual_blobs": self.actual_blobs,
+            "predicted_layer_links": self.predicted_layer_links,
+            "actual_layer_links": self.actual_layer_links,
             "bound": self.bound,
             "match": self.match,
             "discrepancies": [d.to_dict() for d in self.discrepancies],
@@ -218,6 +241,11 @@ class Comparison:
             },
             "notes": list(self.notes),
         }
+
+    def __repr__(self) -> str:
+        from analyzer.report.summary import comparison_line
+
+        return comparison_line(self)
 
 
 def check_comparable(
@@ -264,7 +292,12 @@ def _registries(
     if snapshot is not None:
         urls += [snapshot.header.registry] if snapshot.header.registry else []
         roots += [snapshot.header.storage_root] if snapshot.header.storage_root else []
-    return urls if outcome_registry and "://" in outcome_registry else roots
+    return urls if outcome_registry and _is_api_url(outcome_registry) else roots
+
+
+def _is_api_url(registry: str) -> bool:
+    """A registry's HTTP address; s3://BUCKET/ROOT names a storage root, like a directory."""
+    return "://" in registry and not registry.startswith("s3://")
 
 
 def _same_registry(a: str, b: str) -> bool:
@@ -432,6 +465,39 @@ def _totals(
     return out
 
 
+def _link_discrepancies(
+    predicted: frozenset[tuple[str, str]], actual: set[tuple[str, str]], ev: _Evidence
+) -> list[Discrepancy]:
+    """`_layers` links predicted but kept, or removed but not predicted."""
+    snap = ev.snapshot
+    linked_then = (
+        None
+        if snap is None
+        else set(snap.layer_links[["repository", "digest"]].itertuples(index=False, name=None))
+    )
+    out: list[Discrepancy] = []
+    for repo, digest in sorted(predicted - actual):
+        out.append(_link(KIND_LINK_NOT_REMOVED, repo, digest, ev, linked_then))
+    for repo, digest in sorted(actual - predicted):
+        out.append(_link(KIND_LINK_NOT_PREDICTED, repo, digest, ev, linked_then))
+    return out
+
+
+def _link(
+    kind: str, repo: str, digest: str, ev: _Evidence, linked_then: set[tuple[str, str]] | None
+) -> Discrepancy:
+    detail = f"the _layers link in {repo}"
+    if linked_then is not None and (repo, digest) not in linked_then:
+        cause, why = CAUSE_AFTER_SNAPSHOT, "linked after the snapshot"
+    elif kind == KIND_LINK_NOT_REMOVED:
+        cause, why = ev.not_deleted(digest)
+    else:
+        cause, why = ev.not_predicted(digest)
+    return Discrepancy(
+        kind, cause, digest, detail=f"{detail}; {why}" if why else detail, repository=repo
+    )
+
+
 def within_bound(bound: str, predicted: int, actual: int | None) -> bool:
     """Does `actual` keep the promise `bound` makes about `predicted`? A `none` bound makes no
     promise about the whole run: callers check its covered part instead (`covered_check`)."""
@@ -539,7 +605,13 @@ def compare(
     else:
         found = _totals(prediction, outcome, actual_bytes)
         same_set = True
+    links_actual = outcome.layer_links_removed
     checks = _checks(prediction, outcome, same_set)
+    if prediction.layer_links is not None and links_actual is not None:
+        actual_links = {(m["repository"], m["digest"]) for m in links_actual}
+        found += _link_discrepancies(prediction.layer_links, actual_links, ev)
+        if prediction.bound == BOUND_EXACT:  # an exact prediction names the links too
+            checks.append(("layer links exact", prediction.layer_links == actual_links))
     match = bool(checks) and all(ok for _, ok in checks)
     notes = list(outcome.notes)
     if not checks:
@@ -568,6 +640,14 @@ def compare(
         prediction_source=prediction.source,
         notes=tuple(notes),
         checked=tuple(f"{name}: {'holds' if ok else 'FAILS'}" for name, ok in checks),
+        predicted_layer_links=(
+            None
+            if prediction.layer_links is None or links_actual is None
+            else len(prediction.layer_links)
+        ),
+        actual_layer_links=(
+            None if prediction.layer_links is None or links_actual is None else len(links_actual)
+        ),
     )
 
 

@@ -140,10 +140,57 @@ class GeneratedRegistry:
     real_content: bool
     blobs: dict[str, BlobSpec] = field(default_factory=dict)
     repositories: dict[str, RepositoryState] = field(default_factory=dict)
+    clock: datetime = NOW  # the snapshot's created_at: the generator's fixed clock, or as_of's
 
     @property
     def manifest_count(self) -> int:
         return sum(len(r.revisions) for r in self.repositories.values())
+
+    def as_of(self, when: datetime) -> GeneratedRegistry:
+        """The registry as it stood at `when`, for a series of snapshots over time: revisions
+        pushed by then, each tag on the newest of its manifests that existed, and the blobs those
+        manifests reach. Leftovers with no time of their own (blobs of aborted pushes and of
+        manifests deleted through the API) appear only once the clock reaches NOW."""
+        past = GeneratedRegistry(self.seed, {**self.params, "as_of": _iso(when)}, self.real_content)
+        past.clock = when
+        for name, repo in self.repositories.items():
+            revisions = {d: t for d, t in repo.revisions.items() if t <= when}
+            if not revisions:
+                continue
+            tags = {}
+            for tag, history in repo.tags.items():
+                existed = [d for d in history if d in revisions]
+                if existed:
+                    tags[tag] = existed
+            state = RepositoryState(name, revisions, tags)
+            state.uploads = [u for u in repo.uploads if u.started_at <= when]
+            past.repositories[name] = state
+        reached = past._reached(self.blobs)
+        leftovers = when >= NOW
+        past.blobs = {d: b for d, b in self.blobs.items() if d in reached or leftovers}
+        for name, state in past.repositories.items():
+            links = self.repositories[name].layer_links
+            state.layer_links = {d for d in links if d in past.blobs}
+        return past
+
+    def _reached(self, blobs: dict[str, BlobSpec]) -> set[str]:
+        """Digests the revisions reach in `blobs`: themselves, configs, layers, children."""
+        seen: set[str] = set()
+        todo = [d for repo in self.repositories.values() for d in repo.revisions]
+        while todo:
+            digest = todo.pop()
+            if digest in seen or digest not in blobs:
+                continue
+            seen.add(digest)
+            content = blobs[digest].content
+            if content is None or not content.startswith(b"{"):
+                continue
+            doc = json.loads(content)
+            if not isinstance(doc, dict) or "schemaVersion" not in doc:
+                continue  # a config or a JSON layer, not a manifest
+            refs = [doc.get("config") or {}, *doc.get("layers", []), *doc.get("manifests", [])]
+            todo.extend(r["digest"] for r in refs if isinstance(r, dict) and "digest" in r)
+        return seen
 
     def to_inventory(self) -> Inventory:
         """The inventory a storage scan of `write_storage_tree`'s tree reads, built in memory.
@@ -205,7 +252,7 @@ class GeneratedRegistry:
         return SnapshotHeader(
             source=SOURCE_GENERATED,
             registry=None,
-            created_at=NOW.isoformat(timespec="seconds"),
+            created_at=self.clock.isoformat(timespec="seconds"),
             tool_version=__version__,
             complete=True,
             notes=[

@@ -2,7 +2,8 @@
 
 A record file is `{"format": "reclaim-history", "version": 1, "kind": "outcome"|"comparison",
 "id", "recorded_at", "data": {...}}` where `data` is `Outcome.to_dict()` or
-`Comparison.to_dict()`. Files are written atomically and never rewritten.
+`Comparison.to_dict()`. Files are written atomically and never rewritten. A comparison also
+has a `key` (a hash of its content): the same comparison viewed again is not recorded again.
 
 Default directory: $RECLAIM_HISTORY, else $XDG_DATA_HOME/reclaim/history, else
 ~/.local/share/reclaim/history.
@@ -10,6 +11,8 @@ Default directory: $RECLAIM_HISTORY, else $XDG_DATA_HOME/reclaim/history, else
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import uuid
@@ -27,6 +30,7 @@ RECORD_FORMAT = "reclaim-history"
 RECORD_VERSION = 1
 KIND_OUTCOME = "outcome"
 KIND_COMPARISON = "comparison"
+KEY_IN_NAME = 16
 
 # Columns of `read_history`, in order. Fields that do not apply to a row's kind are NA.
 COLUMNS: dict[str, str] = {
@@ -71,11 +75,36 @@ def default_history_dir() -> Path:
     return Path(base) / "reclaim" / "history"
 
 
-def write_record(directory: str | os.PathLike[str], kind: str, data: dict[str, Any]) -> Path:
-    """Keep one record; returns its file."""
+def content_key(*parts: Any) -> str:
+    """A key for records that are the same when their content is (sets sorted, keys sorted)."""
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=_plain)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    raise TypeError(f"{type(value).__name__} has no content key")
+
+
+def write_record(
+    directory: str | os.PathLike[str], kind: str, data: dict[str, Any], key: str | None = None
+) -> Path:
+    """Keep one record; returns its file.
+
+    With `key` (see `content_key`) the record is kept once: when a record of this kind with
+    this key is there already, nothing is written and its file is returned. Looking at the
+    same comparison four times is one comparison, not four.
+    """
     target = Path(directory)
+    if key is not None:
+        existing = _keyed_record(target, kind, key)
+        if existing is not None:
+            return existing
     now = datetime.now(UTC)
-    record_id = uuid.uuid4().hex
+    record_id = key[:32] if key else uuid.uuid4().hex
     record = {
         "format": RECORD_FORMAT,
         "version": RECORD_VERSION,
@@ -84,7 +113,9 @@ def write_record(directory: str | os.PathLike[str], kind: str, data: dict[str, A
         "recorded_at": now.isoformat(timespec="milliseconds"),
         "data": data,
     }
-    name = f"{now.strftime('%Y%m%dT%H%M%S%fZ')}-{kind}-{record_id[:8]}.json"
+    if key is not None:
+        record["key"] = key
+    name = f"{now.strftime('%Y%m%dT%H%M%S%fZ')}-{kind}-{_name_part(record_id, key)}.json"
     try:
         target.mkdir(parents=True, exist_ok=True)
         tmp = target / f".{name}.tmp"
@@ -93,6 +124,23 @@ def write_record(directory: str | os.PathLike[str], kind: str, data: dict[str, A
     except OSError as e:
         raise HistoryError(f"{target}: cannot write history record ({e.strerror})") from e
     return target / name
+
+
+def _name_part(record_id: str, key: str | None) -> str:
+    # Keyed records carry enough of their key in the name to be found without reading all.
+    return key[:KEY_IN_NAME] if key else record_id[:8]
+
+
+def _keyed_record(target: Path, kind: str, key: str) -> Path | None:
+    if not target.is_dir():
+        return None
+    for path in sorted(target.glob(f"*-{kind}-{key[:KEY_IN_NAME]}.json")):
+        try:
+            if json.loads(path.read_text()).get("key") == key:
+                return path
+        except (OSError, ValueError, AttributeError):
+            continue  # unreadable: load_records warns about it; it keys nothing
+    return None
 
 
 def load_records(directory: str | os.PathLike[str]) -> list[tuple[Path, dict[str, Any]]]:

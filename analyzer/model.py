@@ -39,25 +39,30 @@ GC_REFERENCE_KINDS = (REF_CONFIG, REF_LAYER, REF_MANIFEST)
 KIND_IMAGE = "image"
 KIND_INDEX = "index"
 
-_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
+# The only digest algorithm the registry stores (its canonical one), lower-case hex.
+DIGEST_PATTERN = r"sha256:[a-f0-9]{64}"
+_DIGEST_RE = re.compile(rf"^{DIGEST_PATTERN}$")
 _TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
 # distribution's reference grammar for a repository path (lower-case components joined by '/').
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REPOSITORY_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+REPOSITORY_PATTERN = rf"{_COMPONENT}(?:/{_COMPONENT})*"
+_REPOSITORY_RE = re.compile(rf"^{REPOSITORY_PATTERN}$")
+# distribution's NameTotalLengthMax.
+MAX_REPOSITORY_LENGTH = 255
 
 
 def is_digest(value: str) -> bool:
     """True for a canonical sha256 digest (the only algorithm the registry stores)."""
-    return bool(_DIGEST_RE.match(value))
+    return bool(_DIGEST_RE.fullmatch(value))  # fullmatch: `$` would let a newline through
 
 
 def is_tag(value: str) -> bool:
-    return bool(_TAG_RE.match(value))
+    return bool(_TAG_RE.fullmatch(value))
 
 
 def is_repository_name(value: str) -> bool:
     """True for a name distribution accepts; rejects '..', upper case, empty parts, and so on."""
-    return len(value) <= 255 and bool(_REPOSITORY_RE.match(value))
+    return len(value) <= MAX_REPOSITORY_LENGTH and bool(_REPOSITORY_RE.fullmatch(value))
 
 
 def sha256_digest(body: bytes) -> str:

@@ -123,6 +123,17 @@ class Plan:
             **self.extra,
         }
 
+    def safety_frame(self) -> pd.DataFrame:
+        """The safety report as a DataFrame (type, repository, digest, detail, then the rest)."""
+        from analyzer.report.summary import frame_of
+
+        return frame_of(self.safety, ("type", "repository", "digest", "detail"))
+
+    def __repr__(self) -> str:
+        from analyzer.report.summary import plan_line
+
+        return plan_line(self)
+
 
 def _entries(deletions: pd.DataFrame) -> list[dict[str, Any]]:
     """`manifests_to_delete` rows: kind and subject let `apply` order deletions safely."""

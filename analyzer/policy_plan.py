@@ -27,6 +27,7 @@ from analyzer.attribution import Attribution, attribute
 from analyzer.inventory import Inventory
 from analyzer.plan import Plan, plan_manifests
 from analyzer.policy import Policy, load_policy
+from analyzer.progress import NullProgress, Progress
 from analyzer.retention import Evaluation, evaluate_policy
 from analyzer.semantics import check_engine
 
@@ -138,12 +139,19 @@ def compare_policies(
     engine: str,
     delete_untagged: bool = False,
     now: datetime | pd.Timestamp | None = None,
+    progress: Progress | None = None,
 ) -> PolicyComparison:
     """Plan each policy against the same snapshot, engine and mode.
 
     Every file is read and checked before anything is evaluated, so a bad file fails fast.
+    `progress` hears one stage, "policies", advanced as each policy is planned.
     """
     check_engine(engine)
+    progress = progress or NullProgress()
     loaded = [p if isinstance(p, Policy) else load_policy(p) for p in policies]
-    plans = [plan_policy(inv, p, engine, delete_untagged, now) for p in loaded]
+    progress.stage("policies", len(loaded))
+    plans = []
+    for p in loaded:
+        plans.append(plan_policy(inv, p, engine, delete_untagged, now))
+        progress.advance()
     return PolicyComparison(engine, delete_untagged, plans)

@@ -49,7 +49,16 @@ import pandas as pd
 
 from analyzer.inventory import Inventory
 from analyzer.model import KIND_INDEX, REF_MANIFEST
-from analyzer.policy import DELETE, KEEP, NEWEST_BY_CREATED, TAGGED, UNTAGGED, Policy, Rule
+from analyzer.policy import (
+    DELETE,
+    KEEP,
+    NEWEST_BY_CREATED,
+    TAGGED,
+    UNTAGGED,
+    Policy,
+    Rule,
+    TagPattern,
+)
 
 # The referrers tag schema (OCI distribution 1.1) and cosign's legacy tags: sha256-<hex>[.sig]
 REFERRER_TAG = re.compile(r"^sha256-([0-9a-f]{64})(?:\.[A-Za-z0-9_-]+)?$")
@@ -165,7 +174,9 @@ def _times(inv: Inventory) -> pd.DataFrame:
         .max()
     )
     # One unit and zone for both columns, whatever the source wrote, so they compare and fill.
-    created = _utc(m["created"]).fillna(_utc(m["digest"].map(child_created)))
+    created = _utc(m["created"])
+    if len(child_created):  # mapping through an empty datetime Series fails in pandas
+        created = created.fillna(_utc(m["digest"].map(child_created)))
     return pd.DataFrame(
         {
             "repository": m["repository"].astype(object),
@@ -233,12 +244,14 @@ def _repo_mask(repos: pd.Series, globs: tuple[str, ...]) -> pd.Series:
     return repos.map(hit).astype(bool)
 
 
-def _tag_mask(tags: pd.Series, patterns: tuple[re.Pattern[str], ...]) -> pd.Series:
-    """Tags any pattern matches as a whole (Python `re`: the engine that checked the pattern)."""
-    values = tags.astype(object)
+def _tag_mask(tags: pd.Series, patterns: tuple[TagPattern, ...]) -> pd.Series:
+    """Tags any pattern matches as a whole (RE2, the engine that checked the pattern: linear
+    time). Each distinct tag is matched once per pattern."""
     out = pd.Series(False, index=tags.index)
+    names = [t for t in pd.unique(tags) if isinstance(t, str)]
     for p in patterns:
-        out |= values.str.fullmatch(p).fillna(False).astype(bool)
+        hit = {t: p.fullmatch(t) for t in names}
+        out |= tags.map(hit).fillna(False).astype(bool)
     return out
 
 

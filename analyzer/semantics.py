@@ -13,9 +13,17 @@ distribution 3.x (same file at v3.1.1):
     same repository has its own references marked, and so on; an already-marked digest is not
     visited again (so the result can depend on walk order, modelled exactly below);
   * with -m, an untagged revision whose digest got marked anywhere is kept (unmarkReferencedManifest);
-    a repository without a tags directory: its untagged revisions are neither marked nor listed;
+    a repository without a tags directory: its untagged revisions are neither marked nor listed,
+    so their links stay while their blobs may be swept (`dangling_revisions`: those whose
+    blobs are really swept; a copy tagged in another repository keeps them all);
   * `_layers` links of blobs not marked by the end of their repository's walk are removed
     (a later repository may still mark the blob); links to blobs gone from the store are not seen.
+
+A storage scan also records where the real collector stops on the tree (`header.extra
+["gc_faults"]`: a link that is not a digest, a repository name it cannot parse, a FIFO it blocks
+on...) and which repositories an engine's catalog never reaches (`header.extra["gc_unseen"]`:
+2.8 names a directory holding `_layers` a repository, 3.x one holding `_manifests`); `simulate`
+predicts those aborts, and models each engine on the repositories it sees.
 
 Everything here works on DataFrames of an `Inventory`; nothing touches a registry.
 """
@@ -23,6 +31,7 @@ Everything here works on DataFrames of an `Inventory`; nothing touches a registr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -48,7 +57,10 @@ class GCResult:
     blobs_eligible: pd.DataFrame  # digest, size
     manifests_eligible: pd.DataFrame  # repository, digest
     layer_links_eligible: pd.DataFrame  # repository, digest (distribution 3 only)
-    dangling_revisions: pd.DataFrame  # repository, digest: blobs swept, revision link kept
+    # repository, digest: revisions whose blobs are swept while their revision link is kept
+    # (distribution 3 -m, untagged in a repository without a tags directory; any revision of a
+    # repository the engine's catalog walk never reaches).
+    dangling_revisions: pd.DataFrame
     aborts: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -244,10 +256,29 @@ def layer_links_3(inv: Inventory, first: pd.DataFrame) -> pd.DataFrame:
     return ll.loc[listed].sort_values(["repository", "digest"]).reset_index(drop=True)
 
 
+def blobs_swept_dangling(inv: Inventory, skipped: pd.DataFrame, swept: pd.Series) -> pd.DataFrame:
+    """repository, digest: the `skipped` revisions (neither marked nor listed by the run, so
+    their revision link stays) whose blobs the sweep really removes: their manifest blob or a
+    blob it references.
+
+    Skipped: distribution 3 -m, untagged in a repository without a tags directory; any revision
+    of a repository the engine's catalog never walks. Whether such a revision loses anything
+    depends on the rest of the registry: a copy tagged in another repository marks the same
+    digests, and then the run keeps every blob of it.
+    """
+    refs = gc_references(inv)
+    losing = refs.loc[isin(refs["child"], swept), "parent"]
+    hit = isin(skipped["digest"], swept) | isin(skipped["digest"], losing)
+    return skipped.loc[hit, ["repository", "digest"]].sort_values(["repository", "digest"])
+
+
 def sweep_candidates(inv: Inventory) -> pd.DataFrame:
     """Blobs the sweep walks: the whole blob store when the inventory is complete; otherwise only
-    blobs some scanned manifest references, since an unscanned one may reference the rest."""
+    blobs some scanned manifest references, since an unscanned one may reference the rest. None
+    when the scan left something unread (`Inventory.unread`): it may reference any blob."""
     blobs = inv.blobs[["digest", "size", "present"]]
+    if len(inv.unread):
+        return blobs.iloc[0:0][["digest", "size"]]
     # A storage scan reads the whole blob store: a digest known only from a descriptor
     # (present NA) is not stored, and the engines' sweep (a blob store walk) never lists it.
     stored = blobs["present"].fillna(inv.header.source != SOURCE_STORAGE).astype(bool)
@@ -261,6 +292,121 @@ def sweep_candidates(inv: Inventory) -> pd.DataFrame:
     return known[["digest", "size"]]
 
 
+EXTRA_FAULTS = "gc_faults"  # the keys analyzer.sources.storage writes
+EXTRA_UNSEEN = "gc_unseen"
+
+
+def engine_view(inv: Inventory, engine: str) -> Inventory:
+    """`inv` as `engine`'s catalog walk sees it: repositories it never reaches hold no roots
+    (their manifests are not marked, and their blobs are swept like any other)."""
+    unseen = inv.header.extra.get(EXTRA_UNSEEN, {}).get(engine, [])
+    if not unseen:
+        return inv
+    tables = dict(inv.tables)
+    for name in ("repositories", "manifests", "tags", "layer_links"):
+        table = tables[name]
+        tables[name] = table.loc[~isin(table["repository"], unseen)].reset_index(drop=True)
+    return Inventory(inv.header, tables)
+
+
+def _unseen_note(inv: Inventory, engine: str) -> list[str]:
+    unseen = inv.header.extra.get(EXTRA_UNSEEN, {}).get(engine, [])
+    held = sorted(set(unseen) & set(inv.manifests["repository"]))
+    if not held:
+        return []
+    return [
+        f"{engine}'s garbage-collect never sees repositories {', '.join(held[:5])}"
+        + (f" and {len(held) - 5} more" if len(held) > 5 else "")
+        + " (its catalog walk does not reach them as repositories): their manifests are not "
+        "marked, and their blobs are swept"
+    ]
+
+
+def _faults(inv: Inventory, engine: str, delete_untagged: bool, phase: str) -> list[dict[str, Any]]:
+    return [
+        f
+        for f in inv.header.extra.get(EXTRA_FAULTS, [])
+        if engine in f["engines"]
+        and f["phase"] == phase
+        and (f["delete_untagged"] is None or f["delete_untagged"] == delete_untagged)
+    ]
+
+
+def _fault_text(f: dict[str, Any]) -> str:
+    where = f"docker/registry/v2/{f['path']}" if f["path"] else "the storage tree"
+    return f"{where}: {f['detail']}"
+
+
+def _aborted(engine: str, delete_untagged: bool, message: str, manifests: pd.DataFrame) -> GCResult:
+    empty = pd.DataFrame(
+        {"repository": pd.Series(dtype="string"), "digest": pd.Series(dtype="string")}
+    )
+    return GCResult(
+        engine,
+        delete_untagged,
+        pd.Index([]),
+        pd.DataFrame({"digest": pd.Series(dtype="string"), "size": pd.Series(dtype="Int64")}),
+        manifests,
+        empty,
+        empty,
+        aborts=message,
+    )
+
+
+def _storage_abort(
+    inv: Inventory, engine: str, delete_untagged: bool, result: GCResult | None
+) -> GCResult | None:
+    """The run as it really ends when the collector stops on something in the tree: before the
+    result (`result` None: the mark phase), or after it computed `result`."""
+    if result is None:
+        found = _faults(inv, engine, delete_untagged, "mark")
+        if not found:
+            return None
+        f = found[0]
+        verb = "never finishes, blocked at" if f["hang"] else "fails before deleting anything at"
+        more = f"; {len(found) - 1} more such places" if len(found) > 1 else ""
+        return _aborted(
+            engine,
+            delete_untagged,
+            f"garbage-collect {verb} {_fault_text(f)}{more}",
+            result_empty(),
+        )
+    eligible = result.manifests_eligible
+    for f in _faults(inv, engine, delete_untagged, "manifests"):
+        hit = eligible.loc[
+            (eligible["repository"] == f["repository"]) & (eligible["digest"] == f["digest"])
+        ]
+        if len(hit):
+            return _aborted(
+                engine,
+                delete_untagged,
+                "garbage-collect --delete-untagged fails while removing manifests, before "
+                f"deleting any blob (a dry run does not show it): {_fault_text(f)}",
+                result_empty(),
+            )
+    found = _faults(inv, engine, delete_untagged, "sweep")
+    if not found:
+        return None
+    removed = (
+        f" (the {len(eligible)} untagged manifests it lists are removed first)"
+        if delete_untagged and len(eligible)
+        else ""
+    )
+    verb = "never finishes, blocked at" if found[0]["hang"] else "fails before deleting any blob at"
+    return _aborted(
+        engine,
+        delete_untagged,
+        f"garbage-collect {verb} {_fault_text(found[0])}{removed}",
+        eligible if delete_untagged else result_empty(),
+    )
+
+
+def result_empty() -> pd.DataFrame:
+    return pd.DataFrame(
+        {"repository": pd.Series(dtype="string"), "digest": pd.Series(dtype="string")}
+    )
+
+
 def simulate(inv: Inventory, engine: str, delete_untagged: bool) -> GCResult:
     """Mark and sweep `inv` as `engine` would, and return what it deletes."""
     check_engine(engine)
@@ -268,6 +414,32 @@ def simulate(inv: Inventory, engine: str, delete_untagged: bool) -> GCResult:
         from analyzer.do.semantics import simulate_digitalocean
 
         return simulate_digitalocean(inv, delete_untagged)
+    stopped = _storage_abort(inv, engine, delete_untagged, None)
+    if stopped is not None:
+        return stopped
+    result = _simulate_distribution(engine_view(inv, engine), engine, delete_untagged)
+    if result.aborts:
+        return result
+    stopped = _storage_abort(inv, engine, delete_untagged, result)
+    if stopped is not None:
+        return stopped
+    result.notes.extend(_unseen_note(inv, engine))
+    unseen = inv.header.extra.get(EXTRA_UNSEEN, {}).get(engine, [])
+    if unseen:  # revisions the walk never reaches keep their links; some lose their blobs
+        rev = revisions(inv)
+        lost = blobs_swept_dangling(
+            inv, rev.loc[isin(rev["repository"], unseen)], result.blobs_eligible["digest"]
+        )
+        result.dangling_revisions = (
+            pd.concat([result.dangling_revisions, lost])
+            .drop_duplicates()
+            .sort_values(["repository", "digest"])
+            .reset_index(drop=True)
+        )
+    return result
+
+
+def _simulate_distribution(inv: Inventory, engine: str, delete_untagged: bool) -> GCResult:
     roots, untagged = _roots(inv, delete_untagged)
     empty = pd.DataFrame(
         {"repository": pd.Series(dtype="string"), "digest": pd.Series(dtype="string")}
@@ -288,7 +460,8 @@ def simulate(inv: Inventory, engine: str, delete_untagged: bool) -> GCResult:
                 empty,
                 empty,
                 aborts=(
-                    f"garbage-collect --delete-untagged fails before deleting anything: "
+                    "garbage-collect --delete-untagged fails before deleting anything at "
+                    f"docker/registry/v2/repositories/{stuck[0]}/_manifests/tags: "
                     f"repository {stuck[0]!r} has untagged manifests but no tags directory "
                     f'("failed to retrieve tags unknown repository")'
                     + (f"; {len(stuck) - 1} more such repositories" if len(stuck) > 1 else "")
@@ -301,13 +474,13 @@ def simulate(inv: Inventory, engine: str, delete_untagged: bool) -> GCResult:
         first = mark_3_first(inv, roots)
         marked = pd.Index(first["digest"])
         in_no_tags = isin(untagged["repository"], no_tags)
-        dangling = untagged.loc[in_no_tags].reset_index(drop=True)
         eligible = untagged.loc[~in_no_tags & ~isin(untagged["digest"], marked)]
     candidates = sweep_candidates(inv)
     blobs = candidates.loc[~isin(candidates["digest"], marked)].sort_values("digest")
     links = empty
     if engine == DISTRIBUTION_3:
         links = layer_links_3(inv, first)
+        dangling = blobs_swept_dangling(inv, untagged.loc[in_no_tags], blobs["digest"])
     return GCResult(
         engine,
         delete_untagged,
@@ -315,5 +488,41 @@ def simulate(inv: Inventory, engine: str, delete_untagged: bool) -> GCResult:
         blobs.reset_index(drop=True),
         eligible.sort_values(["repository", "digest"]).reset_index(drop=True),
         links.reset_index(drop=True),
-        dangling,
+        dangling.reset_index(drop=True),
     )
+
+
+@dataclass
+class Marking:
+    """What an engine's marking reaches from its roots, per repository, and the edges it follows.
+
+    `pairs`: repository, digest (the repository is the root's: marking never leaves it);
+    `edges`: repository, parent, child, one row per reference the engine follows.
+    """
+
+    pairs: pd.DataFrame
+    edges: pd.DataFrame
+
+
+def roots_for(inv: Inventory, engine: str, delete_untagged: bool) -> pd.DataFrame:
+    """repository, digest: the revisions `engine` marks from (every revision, or only tagged
+    ones with --delete-untagged / a DigitalOcean type that deletes untagged manifests)."""
+    check_engine(engine)
+    return _roots(inv, delete_untagged)[0]
+
+
+def marking_closure(inv: Inventory, roots: pd.DataFrame, engine: str) -> Marking:
+    """The marking rule of `engine` as reachability: distribution 2.8 (and DigitalOcean, modelled
+    on it) follows one level from each root; distribution 3 recurses into references that are
+    revisions of the root's repository. Walk-order quirks of distribution 3 are not modelled
+    here (see `mark_3_first`): this is what each root reaches, not what the walk marks first."""
+    refs = gc_references(inv)[["parent", "child"]]
+    keys = ["repository", "digest"]
+    # 2.8 expands nothing beyond the roots themselves; 3 expands revisions of the same repository
+    expand = revisions(inv) if engine == DISTRIBUTION_3 else roots.iloc[0:0][keys]
+    pairs = closure(roots, refs, expand_only=expand)
+    expanded = pd.concat([roots[keys], pairs.merge(expand, on=keys)]).drop_duplicates()
+    edges = expanded.merge(refs, left_on="digest", right_on="parent")[
+        ["repository", "parent", "child"]
+    ].drop_duplicates()
+    return Marking(pairs, edges.reset_index(drop=True))

@@ -11,7 +11,9 @@ Behaviour on a hostile or flaky API:
     `ratelimit-remaining: 0` makes the next request wait for the reset (when that is short);
   * 5xx, timeouts, refused connections: idempotent requests (GET, PUT, DELETE) are retried
     with a bounded backoff; a POST is never retried (it may have started a collection);
-  * every request has a timeout; every error is one line, typed, and never holds the token.
+  * every request has a timeout; every error is one line, typed, and never holds the token;
+  * every request is logged (`sources.http.log_request`: method, URL, status, time; shown by
+    the CLI's -v) without headers, so the token never reaches the log.
 The token is read from the environment by `from_env` and lives only in the session's
 Authorization header; `repr()` of the client does not show it, and messages are scrubbed.
 """
@@ -38,6 +40,7 @@ from analyzer.errors import (
     DigitalOceanServerError,
 )
 from analyzer.model import redact_url
+from analyzer.sources.http import log_request
 
 log = logging.getLogger(__name__)
 
@@ -339,7 +342,6 @@ class DigitalOceanClient:
             if r is None:
                 continue  # a retryable transport failure; already waited
             self._note_limits(r)
-            log.debug("%s -> %s", what, r.status_code)
             if r.status_code < 400:
                 return r
             if not self._retry(r, what, endpoint.method, attempt):
@@ -355,21 +357,26 @@ class DigitalOceanClient:
         what: str,
         attempt: int,
     ) -> requests.Response | None:
+        url = self.api_url + path
+        started = time.monotonic()
         try:
-            return self.session.request(
+            r = self.session.request(
                 method,
-                self.api_url + path,
+                url,
                 params=dict(query) if query else None,
                 json=body,
                 timeout=self.timeout,
                 allow_redirects=False,
             )
+            log_request(method, r.url, r.status_code, time.monotonic() - started)
+            return r
         except requests.Timeout:
             problem = f"no answer within {self.timeout:g} s"
         except requests.ConnectionError:
             problem = f"cannot connect to {self.shown_url}"
         except requests.RequestException as e:
             raise DigitalOceanError(f"{what}: {self.scrub(e.__class__.__name__)}") from None
+        log_request(method, url, problem, time.monotonic() - started)
         if method not in IDEMPOTENT:
             raise DigitalOceanServerError(
                 f"{what}: {problem}; not retried (it may or may not have taken effect: check "
@@ -390,7 +397,7 @@ class DigitalOceanClient:
                 wait = min(self.backoff * 2**attempt, self.max_wait)
             if wait > self.max_wait:
                 return False
-            log.debug("%s: rate limited, waiting %.1f s", what, wait)
+            log.info("%s: rate limited, waiting %.1f s", what, wait)
             self.sleep(wait)
             return True
         if r.status_code >= 500 and method in IDEMPOTENT:

@@ -1,7 +1,9 @@
 """`analyzer.apply.RegistryWriter` on the DigitalOcean API: apply a plan through DigitalOcean.
 
 Re-checks read the live listings (tags, digests) right before each deletion, as `apply`
-requires; deleting is `DELETE .../repositories/{repo}/digests/{digest}`.
+requires: the digests listing shows every manifest, untagged ones too, so every index of the
+repository that lists a manifest is seen. Deleting is
+`DELETE .../repositories/{repo}/digests/{digest}`.
 """
 
 from __future__ import annotations
@@ -43,6 +45,33 @@ class DigitalOceanWriter:
             )
         except DigitalOceanNotFound:
             return False
+
+    def manifests(self, repo: str) -> dict[str, list[str]] | None:
+        """Every manifest of `repo` (the digests listing shows untagged ones too) with the
+        digests its listing entry names."""
+        out: dict[str, list[str]] = {}
+        try:
+            for m in self.client.iter_manifests(self.registry, repo):
+                digest = str_field(m, "digest")
+                blobs = m.get("blobs")
+                blobs = blobs if isinstance(blobs, list) else []
+                if digest:
+                    out[digest] = [
+                        d for b in blobs if isinstance(b, dict) and (d := str_field(b, "digest"))
+                    ]
+        except DigitalOceanNotFound:
+            return {}
+        return out
+
+    def children(self, repo: str, digest: str) -> list[str] | None:
+        listing = self.manifests(repo) or {}
+        if digest not in listing:
+            return None
+        return [d for d in listing[digest] if d in listing]
+
+    def referrers(self, repo: str, digest: str) -> list[str] | None:
+        """None: DigitalOcean's listing does not show subjects."""
+        return None
 
     def delete_manifest(self, repo: str, digest: str) -> bool:
         """True when deleted now; False when it was already gone (404)."""

@@ -2,30 +2,48 @@
 
 Debian names the binary `docker-registry` (2.8); upstream images name it `registry` (2.8 or
 3.x). The output of both is parsed (see `OutputParser`); the engine prints no byte counts, so
-the bytes freed are measured from the storage tree: blob `data` files summed before and after.
+the bytes freed are measured from the storage: blob `data` files summed before and after, on
+the filesystem or, for an s3-backed registry, from the bucket's listing (`storage_driver`).
 
 A real collection under live writes can delete a blob a push is just linking, so a real run is
-refused while the registry answers on its configured address, unless the config puts storage
-in read-only maintenance mode.
+refused unless reclaim is sure nothing serves the storage root read-write: no registry process
+of this machine uses the same root (read from /proc, by the root, not the address), and nothing
+listens on the configured address unless the config puts storage in read-only maintenance mode
+(`analyzer.engines.serving`; unsure means refuse).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+import urllib.parse
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import requests
 import yaml
 
 from analyzer.engines.base import Engine, Identity, Run, utc_now
-from analyzer.errors import ConfirmationRequired, EngineError, GCRefusedError, SourceError
+from analyzer.engines.serving import (
+    Probe,
+    apply_env,
+    probe_address,
+    probe_unix,
+    serving_blockers,
+)
+from analyzer.errors import (
+    ConfirmationRequired,
+    EngineError,
+    GCRefusedError,
+    SourceError,
+    StorageConfigError,
+)
 from analyzer.outcome import (
     FREED_LISTED,
     FREED_MEASURED,
@@ -35,6 +53,14 @@ from analyzer.outcome import (
 )
 from analyzer.progress import Progress
 from analyzer.sources.storage import iter_blobs, resolve_root
+from analyzer.storage_driver import (
+    FilesystemLocation,
+    S3Location,
+    StorageLocation,
+    list_blob_store,
+    location_from_config,
+    open_driver,
+)
 
 ENGINE = "distribution"
 DEFAULT_BINARIES = ("docker-registry", "registry")
@@ -42,9 +68,6 @@ MODE_UNTAGGED = "delete-untagged"
 MODE_UNREFERENCED = "unreferenced-blobs"
 PROBE_TIMEOUT = 1.0
 EXCERPT_LINES = 20
-# Environment overrides the registry itself honours for these settings (the GC inherits them).
-ENV_ROOT = "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY"
-ENV_ADDR = "REGISTRY_HTTP_ADDR"
 
 _DIGEST = r"sha256:[a-f0-9]{64}"
 _MARK_MANIFEST = re.compile(rf"^(?P<repo>\S+): marking manifest (?P<digest>{_DIGEST})\s*$")
@@ -155,14 +178,27 @@ def parse_output(text: str) -> GCOutput:
 
 @dataclass(frozen=True)
 class RegistryConfig:
-    """What reclaim needs from a distribution config file. Never holds the file's secrets."""
+    """What reclaim needs from a distribution config file. Its storage's keys (s3 `accesskey`,
+    `secretkey`) are held hidden from repr, only to read the bucket as the registry does.
+
+    `root` is the filesystem driver's root directory, None for an s3-backed registry."""
 
     path: Path
-    root: Path
+    root: Path | None
     addr: str | None
     net: str
     tls: bool
     read_only: bool
+    storage: StorageLocation
+
+    @property
+    def registry(self) -> str:
+        """The storage's identity in outcomes: an absolute directory, or s3://BUCKET/ROOT."""
+        return self.storage.url
+
+    def secrets(self) -> tuple[str, ...]:
+        creds = getattr(self.storage, "credentials", None)
+        return creds.secrets() if creds is not None else ()
 
 
 def _section(doc: dict[str, Any], *keys: str) -> dict[str, Any]:
@@ -196,25 +232,24 @@ def load_config(path: str | os.PathLike[str]) -> RegistryConfig:
 
 
 def _config_from(target: Path, doc: dict[str, Any]) -> RegistryConfig:
-    storage = doc["storage"]
-    drivers = [k for k in storage if k not in ("delete", "maintenance", "cache", "redirect", "tag")]
-    root = os.environ.get(ENV_ROOT) or _section(storage, "filesystem").get("rootdirectory")
-    if not root:
-        if drivers and "filesystem" not in drivers:
-            raise EngineError(
-                f"{target}: storage driver {drivers[0]!r} is not supported; reclaim measures freed "
-                "bytes from a filesystem storage tree"
-            )
-        root = "/var/lib/registry"  # distribution's default rootdirectory
+    # The collector runs with this environment: its REGISTRY_* overrides apply to it too.
+    doc = apply_env(doc, os.environ)
+    storage = doc["storage"] if isinstance(doc.get("storage"), dict) else {}
+    try:
+        location = location_from_config(doc)
+    except StorageConfigError as e:
+        raise EngineError(f"{target}: {e}") from e
     http = _section(doc, "http")
-    addr = os.environ.get(ENV_ADDR) or http.get("addr")
+    addr = http.get("addr")
     readonly = _section(storage, "maintenance", "readonly").get("enabled")
+    tls = _section(http, "tls")
     return RegistryConfig(
         path=target,
-        root=Path(str(root)),
+        root=location.root if isinstance(location, FilesystemLocation) else None,
+        storage=location,
         addr=str(addr) if addr else None,
         net=str(http.get("net") or "tcp"),
-        tls=bool(_section(http, "tls").get("certificate")),
+        tls=bool(tls.get("certificate") or tls.get("letsencrypt")),
         read_only=readonly is True or str(readonly).lower() == "true",
     )
 
@@ -254,26 +289,107 @@ def probe_url(addr: str, tls: bool) -> str:
     return f"{'https' if tls else 'http'}://{host}:{port}/v2/"
 
 
-def registry_answers(cfg: RegistryConfig, timeout: float = PROBE_TIMEOUT) -> bool:
-    """True when something answers like a registry on the configured address."""
+def probe(cfg: RegistryConfig, timeout: float = PROBE_TIMEOUT) -> Probe:
+    """Whether anything listens on the configured address (unsure counts as listening)."""
     if not cfg.addr:
-        return False
+        return Probe(listening=False)  # nothing to probe; the process check still applies
     if cfg.net == "unix":
-        return Path(cfg.addr).exists()
+        return probe_unix(cfg.addr, timeout)
+    url = probe_url(cfg.addr, cfg.tls)
+    parts = urllib.parse.urlsplit(url)
     try:
-        r = requests.get(probe_url(cfg.addr, cfg.tls), timeout=timeout, verify=False)
-    except requests.RequestException:
-        return False
-    return r.status_code in (200, 401) or "Docker-Distribution-Api-Version" in r.headers
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or not port:
+        return Probe(True, detail="is not an address reclaim can probe")
+    return probe_address(url, parts.hostname, port, timeout)
 
 
-def measure_blobs(root: Path) -> dict[str, int]:
-    """digest -> size of every blob data file in the storage tree, read now."""
+def serving_refusal(cfg: RegistryConfig, timeout: float = PROBE_TIMEOUT) -> str | None:
+    """Why a real collection must not run now (one line with the way out), or None."""
+    if not cfg.read_only:
+        refusal = _address_refusal(cfg, probe(cfg, timeout))
+        if refusal:
+            return refusal
+    store = cfg.storage if isinstance(cfg.storage, S3Location) else cfg.root
+    assert store is not None  # a filesystem location always has its root
+    blockers = serving_blockers(store)
+    if blockers:
+        more = f" (and {len(blockers) - 1} more such processes)" if len(blockers) > 1 else ""
+        return f"refusing a real collection: {blockers[0].reason}{more}"
+    return None
+
+
+def _address_refusal(cfg: RegistryConfig, seen: Probe) -> str | None:
+    if not seen.listening:
+        return None
+    where = f"{cfg.addr} and storage.maintenance.readonly is not enabled in {cfg.path}"
+    if seen.registry:
+        return (
+            f"refusing a real collection: the registry answers on {where}; a collection under "
+            "live writes can delete blobs a push is linking. Stop the registry, or enable "
+            "storage.maintenance.readonly and restart it, then retry"
+        )
+    return (
+        f"refusing a real collection: something listens on {where}, and it {seen.detail}: "
+        "reclaim cannot tell that no registry serves there. Stop the registry (a stopped "
+        "registry refuses connections), or enable storage.maintenance.readonly and restart "
+        "it, then retry"
+    )
+
+
+def measure_blobs(storage: StorageLocation | Path) -> dict[str, int]:
+    """digest -> size of every blob data file in the storage, read now. On S3 from the
+    listing of the 256 blob prefixes; a prefix that cannot be listed fails the measurement
+    (a blob there would otherwise count as deleted)."""
+    if isinstance(storage, Path):
+        storage = FilesystemLocation(storage)
+    try:
+        if isinstance(storage, FilesystemLocation):
+            return dict(iter_blobs(resolve_root(storage.root)))
+        with open_driver(storage) as driver:
+            store = list_blob_store(driver)
+    except (SourceError, StorageConfigError) as e:
+        raise EngineError(str(e)) from e
+    if not store.complete:
+        raise EngineError(
+            f"{storage.url}: {len(store.skips)} blob prefixes could not be listed "
+            f"({store.skips[0].path}: {store.skips[0].reason}); freed bytes cannot be measured"
+        )
+    return store.sizes()
+
+
+def redact(text: str, secrets: tuple[str, ...]) -> str:
+    """The text with every secret replaced: the engine's output is kept and shown."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return text
+
+
+def measure_layer_links(root: Path) -> set[tuple[str, str]]:
+    """(repository, digest) of every `_layers` link file in the storage tree, read now (the
+    links distribution 3 removes; 2.8 never does). A measurement of the tree, not a model of
+    any catalog walk: every `_layers/sha256/<hex>/link` under `repositories/` counts."""
     try:
         v2 = resolve_root(root)
     except SourceError as e:
         raise EngineError(str(e)) from e
-    return dict(iter_blobs(v2))
+    base = v2 / "repositories"
+    found: set[tuple[str, str]] = set()
+    for directory, subdirs, _ in os.walk(base):
+        if "_layers" in subdirs:
+            repo = os.path.relpath(directory, base)
+            links = Path(directory) / "_layers" / "sha256"
+            with contextlib.suppress(OSError):
+                found.update(
+                    (repo, f"sha256:{h}")
+                    for h in os.listdir(links)
+                    if (links / h / "link").is_file()
+                )
+        subdirs[:] = [d for d in subdirs if not d.startswith("_")]  # no repository below those
+    return found
 
 
 class DistributionEngine(Engine):
@@ -289,13 +405,17 @@ class DistributionEngine(Engine):
         confirmed: bool = False,
         binary: str | None = None,
         probe_timeout: float = PROBE_TIMEOUT,
+        precheck: Callable[[RegistryConfig, str], object] | None = None,
     ) -> None:
+        """`precheck(config, binary)` runs last in the preflight of a real run: it raises
+        GCRefusedError to refuse it (e.g. `gc_check.check_before_collect`)."""
         self.config_path = Path(config)
         self.delete_untagged = delete_untagged
         self.dry_run = dry_run
         self.confirmed = confirmed
         self.binary = binary
         self.probe_timeout = probe_timeout
+        self.precheck = precheck
         self._config: RegistryConfig | None = None
         self._binary_path: str | None = None
 
@@ -304,7 +424,7 @@ class DistributionEngine(Engine):
         return MODE_UNTAGGED if self.delete_untagged else MODE_UNREFERENCED
 
     def identity(self) -> Identity:
-        registry = str(self._config.root.resolve()) if self._config else None
+        registry = self._config.registry if self._config else None
         return Identity(ENGINE, self.mode, self.delete_untagged, self.dry_run, registry)
 
     def command(self) -> list[str]:
@@ -320,7 +440,7 @@ class DistributionEngine(Engine):
 
     def preflight(self) -> None:
         self._config = load_config(self.config_path)
-        measure_blobs(self._config.root)  # the storage tree must be there and readable
+        measure_blobs(self._config.storage)  # the storage must be there and readable
         self._binary_path = find_binary(self.binary)
         if self.dry_run:
             return
@@ -329,21 +449,21 @@ class DistributionEngine(Engine):
                 f"a real collection deletes blobs; would run: {self.describe()}; "
                 "pass --yes to run it, or --dry-run to list what it would delete"
             )
-        if not self._config.read_only and registry_answers(self._config, self.probe_timeout):
-            raise GCRefusedError(
-                f"refusing a real collection: the registry answers on {self._config.addr} and "
-                "storage.maintenance.readonly is not enabled in "
-                f"{self.config_path}; a collection under live writes can delete blobs a push "
-                "is linking. Stop the registry, or enable storage.maintenance.readonly and "
-                "restart it, then retry"
-            )
+        refusal = serving_refusal(self._config, self.probe_timeout)
+        if refusal:
+            raise GCRefusedError(refusal)
+        if self.precheck is not None:
+            self.precheck(self._config, self._binary_path)
 
     def start(self, run_id: str, log_dir: Path | None) -> Run:
         if self._config is None or self._binary_path is None:
             self.preflight()
         assert self._config is not None
-        before = measure_blobs(self._config.root)
-        return DistributionRun(self, self._config, before, run_id, log_dir)
+        before = measure_blobs(self._config.storage)
+        # Links are measured on a filesystem tree (2.8 never removes one; s3: not measured).
+        root = self._config.root
+        links = None if self.dry_run or root is None else measure_layer_links(root)
+        return DistributionRun(self, self._config, before, run_id, log_dir, links)
 
 
 class DistributionRun(Run):
@@ -356,10 +476,12 @@ class DistributionRun(Run):
         before: dict[str, int],
         run_id: str,
         log_dir: Path | None,
+        links_before: set[tuple[str, str]] | None = None,
     ) -> None:
         self.engine = engine
         self.cfg = cfg
         self.before = before
+        self.links_before = links_before
         self.run_id = run_id
         self.started_at = utc_now()
         self.log_path = log_dir / f"{run_id}.log" if log_dir else None
@@ -388,10 +510,14 @@ class DistributionRun(Run):
         assert self.proc.stdout is not None
         try:
             for line in self.proc.stdout:
+                line = redact(line, self.cfg.secrets())
                 tail.append(line.rstrip("\n"))
                 if log:
                     log.write(line)
+                had_summary = parser.out.summary is not None
                 now = parser.feed(line)
+                # The summary line opens the sweep and gives its total; it is no blob itself.
+                is_summary = not had_summary and parser.out.summary is not None
                 if now and now != phase:
                     phase = now
                     total = (
@@ -400,11 +526,11 @@ class DistributionRun(Run):
                         else None
                     )
                     progress.stage(now, total)
-                if now:
+                if now and not is_summary:
                     progress.advance()
             code = self.proc.wait()
             self._stderr.seek(0)
-            err = self._stderr.read()
+            err = redact(self._stderr.read(), self.cfg.secrets())
             if log:
                 log.write(err)
         finally:
@@ -429,7 +555,7 @@ class DistributionRun(Run):
             mode=engine.mode,
             delete_untagged=engine.delete_untagged,
             dry_run=engine.dry_run,
-            registry=str(self.cfg.root.resolve()),
+            registry=self.cfg.registry,
             started_at=self.started_at,
             ended_at=utc_now(),
             status=STATUS_SUCCEEDED if code == 0 else STATUS_FAILED,
@@ -441,6 +567,7 @@ class DistributionRun(Run):
                 {"repository": m["repository"] or "", "digest": m["digest"]}
                 for m in out.manifests_eligible
             ),
+            layer_links_removed=self._links_removed(out),
             freed_bytes=freed,
             freed_bytes_source=source,
             engine_version=binary_version(engine.command()[0]),
@@ -461,7 +588,12 @@ class DistributionRun(Run):
             sizes = {d: self.before[d] for d in listed if d in self.before}
             notes = [] if len(sizes) == len(listed) else ["some listed blobs have no data file"]
             return listed, sizes, sum(sizes.values()), FREED_LISTED, notes
-        after = measure_blobs(self.cfg.root)
+        try:
+            after = measure_blobs(self.cfg.storage)
+        except EngineError as e:
+            # Not measured: what the engine listed, at its size before the run, and why.
+            sizes = {d: self.before[d] for d in listed if d in self.before}
+            return listed, sizes, sum(sizes.values()), FREED_LISTED, [f"not measured: {e}"]
         gone = sorted(d for d in self.before if d not in after)
         sizes = {d: self.before[d] for d in gone}
         notes = []
@@ -471,6 +603,17 @@ class DistributionRun(Run):
                 "(the measured figures are recorded)"
             )
         return gone, sizes, sum(sizes.values()), FREED_MEASURED, notes
+
+    def _links_removed(self, out: GCOutput) -> tuple[dict[str, str], ...] | None:
+        """Dry run: the links the engine lists. Real run: the link files really gone."""
+        if self.links_before is None:
+            if not out.layer_links_eligible and out.summary is None:
+                return None  # quiet output, or the run stopped before listing: unknown
+            links = {(x["repository"], x["digest"]) for x in out.layer_links_eligible}
+        else:
+            assert self.cfg.root is not None  # links_before is only measured on a filesystem
+            links = self.links_before - measure_layer_links(self.cfg.root)
+        return tuple({"repository": r, "digest": d} for r, d in sorted(links))
 
 
 def _error_line(err: str, code: int) -> str:

@@ -1,0 +1,73 @@
+"""The library as a notebook meets it: short reprs, findings as DataFrames, manifests with tags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import analyzer
+from analyzer.generate import generate_registry
+
+SAMPLE = Path(__file__).parent.parent / "sample_data" / "snapshot"
+
+
+def test_reprs_are_one_line_and_say_what_matters() -> None:
+    inv = analyzer.read_snapshot(SAMPLE)
+    p = analyzer.analyze(inv, "distribution-2.8", delete_untagged=True)
+    text = repr(p)
+    assert "\n" not in text and len(text) < 300
+    assert f"{len(p.blobs_eligible)} blobs" in text and "exactly" in text
+    assert "broken-index" in text
+    assert "\n" not in repr(inv) and f"{len(inv.manifests)} manifests" in repr(inv)
+    plan = analyzer.plan_policy(inv, "examples/policies/ci-cleanup.yaml", "distribution-2.8")
+    assert "\n" not in repr(plan.plan) and f"delete {len(plan.plan.deletions)}" in repr(plan.plan)
+
+
+def test_small_registry_prediction_repr_stays_small() -> None:
+    """The issue: a Prediction of ten manifests printed 4,400 characters."""
+    inv = generate_registry(5, 1, 10).to_inventory()
+    p = analyzer.analyze(inv, "distribution-3")
+    assert len(repr(p)) < 300
+    assert len(p._repr_html_()) < 5000 and "<table>" in p._repr_html_()
+
+
+def test_hazards_and_safety_as_frames() -> None:
+    inv = analyzer.read_snapshot(SAMPLE)
+    p = analyzer.analyze(inv, "distribution-2.8", delete_untagged=True)
+    frame = p.hazards_frame()
+    assert len(frame) == len(p.hazards)
+    assert list(frame.columns[:4]) == ["type", "repository", "digest", "detail"]
+    assert set(frame["type"]) == {h["type"] for h in p.hazards}
+    empty = analyzer.analyze(inv, "distribution-3").hazards_frame()
+    assert "type" in empty.columns
+    plan = analyzer.plan_deletions(
+        inv, [f"{inv.tags.repository[0]}:{inv.tags.tag[0]}"], "distribution-2.8"
+    )
+    assert len(plan.safety_frame()) == len(plan.safety)
+
+
+def test_html_escapes_repository_names() -> None:
+    inv = generate_registry(5, 2, 6).to_inventory()
+    for table in ("repositories", "manifests", "tags", "layer_links"):
+        df = inv.tables[table]
+        df["repository"] = (
+            df["repository"].astype(object).map(lambda _: "<img src=x onerror=alert(1)>")
+        )
+    p = analyzer.analyze(inv, "distribution-2.8", delete_untagged=True)
+    assert (p.by_repository["reclaimable_bytes"] > 0).sum() > 1  # the hostile row is shown
+    page = p._repr_html_()
+    assert "<img" not in page and "&lt;img" in page
+
+
+def test_manifests_with_tags() -> None:
+    inv = analyzer.read_snapshot(SAMPLE)
+    view = inv.manifests_with_tags()
+    assert len(view) == len(inv.manifests)
+    assert view["tag_count"].sum() == len(inv.tags)
+    row = view.loc[view["tag_count"] > 1].iloc[0]
+    expected = sorted(
+        inv.tags.loc[
+            (inv.tags["repository"] == row["repository"]) & (inv.tags["digest"] == row["digest"]),
+            "tag",
+        ]
+    )
+    assert row["tags"] == expected
