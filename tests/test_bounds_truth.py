@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from messy import MessyRegistry, add_never_tagged, build_messy
-from registry import OCI_INDEX, Pusher, RegistryServer, blob_bytes, sha256
+from registry import OCI_INDEX, Pusher, RegistryServer, blob_bytes, registry_v3_binary, sha256
 
 from analyzer.cli import main
 from analyzer.compare import compare, prediction_from_dict
@@ -272,23 +272,6 @@ def test_never_tagged_repository_makes_delete_untagged_unbounded(
     assert_declared_bounds_hold(doc, gone, completed=False)
     # Had it completed, it would have freed at least the figure: that promise is kept apart.
     assert doc["if_completed"]["bound"] == "lower" and doc["reclaimable_bytes"] > 0
-
-
-V3_BINARY_ENV = "RECLAIM_REGISTRY_V3_BINARY"
-V3_BUILT = Path("/root/.cache/reclaim-build/out/registry-v3")
-
-
-def registry_v3_binary() -> str:
-    """The distribution v3.1.1 binary; a missing one fails the test (never a skip)."""
-    import os
-
-    path = Path(os.environ.get(V3_BINARY_ENV) or V3_BUILT)
-    if not os.access(path, os.X_OK):
-        raise RuntimeError(
-            f"distribution v3 binary not found at {path}: build it from ../shared/distribution "
-            f"(v3.1.1) or set {V3_BINARY_ENV}"
-        )
-    return str(path)
 
 
 def test_distribution_3_walk_order_bounds_a_partial_view(tmp_path: Path) -> None:
