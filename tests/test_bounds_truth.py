@@ -254,6 +254,7 @@ def test_api_only_plain_gc_declares_no_bound_where_it_sees_nothing(messy) -> Non
     assert "covers:" in text and "not covered:" in text and "cannot list" in text
 
 
+@pytest.mark.engines("2.8")  # 3.x skips a never-tagged repository instead of failing
 def test_never_tagged_repository_makes_delete_untagged_unbounded(
     registry: RegistryServer, tmp_path: Path
 ) -> None:
