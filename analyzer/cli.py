@@ -1517,8 +1517,11 @@ def _add_insight_commands() -> None:
         main.add_command(command)
 
 
-_add_insight_commands()
-
-
 if __name__ == "__main__":
-    main()
+    # `python -m analyzer.cli` runs this file as __main__; the commands in cli_insight import
+    # `analyzer.cli`, so hand over to that one module rather than building a second CLI here.
+    from analyzer.cli import main as _main
+
+    _main()
+else:
+    _add_insight_commands()
