@@ -38,6 +38,7 @@ COLUMNS: dict[str, str] = {
     "kind": "string",  # "outcome" | "comparison"
     "recorded_at": "datetime64[ns, UTC]",
     "engine": "string",  # "distribution", ... (comparison: the outcome's engine)
+    "engine_version": "string",  # as the binary reports it, e.g. "2.8.2+ds1", "v3.1.1"
     "mode": "string",  # engine mode, e.g. "delete-untagged"
     "delete_untagged": "boolean",
     "dry_run": "boolean",
@@ -175,8 +176,9 @@ def _row(path: Path, record: dict[str, Any]) -> dict[str, Any]:
         status=data.get("status"),
         error=data.get("error"),
     )
-    for key in ("engine", "mode", "delete_untagged", "dry_run", "registry", "run_id"):
+    for key in ("engine", "engine_version", "mode", "delete_untagged", "dry_run", "registry"):
         row[key] = outcome.get(key)
+    row["run_id"] = outcome.get("run_id")
     if kind == KIND_OUTCOME:
         for key in ("started_at", "ended_at", "blobs_deleted", "freed_bytes", "freed_bytes_source"):
             row[key] = data.get(key)

@@ -51,6 +51,9 @@ def test_runs_and_comparisons_chart_as_one_frame(
     assert comparisons["engine"].tolist() == ["distribution", "distribution"]
     # each comparison points at the run it reconciles
     assert comparisons["run_id"].tolist() == outcomes["run_id"].tolist()
+    # and says which binary ran it (2.8 and 3 collect differently)
+    assert outcomes["engine_version"].notna().all()
+    assert comparisons["engine_version"].tolist() == outcomes["engine_version"].tolist()
     # what a notebook does with it
     err = comparisons.set_index("recorded_at")["bytes_error"].astype("float")
     assert err.sum() == 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import analyzer
 from analyzer.generate import generate_registry
 
@@ -71,3 +73,30 @@ def test_manifests_with_tags() -> None:
         ]
     )
     assert row["tags"] == expected
+
+
+def test_sample_data_found_from_any_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert analyzer.sample_data("snapshot") == SAMPLE.resolve()
+    assert analyzer.read_snapshot(analyzer.sample_data("series/2026-11-01")).header.created_at
+    assert analyzer.example_policy("ci-cleanup").name == "ci-cleanup.yaml"
+    assert analyzer.example_policy("mirrors.yaml").is_file()
+    with pytest.raises(analyzer.SampleDataError, match=r"there: .*snapshot"):
+        analyzer.sample_data("snapshots")
+    with pytest.raises(analyzer.SampleDataError, match="not a name inside"):
+        analyzer.sample_data("../pyproject.toml")
+    with pytest.raises(analyzer.SampleDataError, match="keep-releases"):
+        analyzer.example_policy("nope")
+
+
+def test_forecast_repr_is_one_line_in_readable_units() -> None:
+    series = analyzer.sample_data("series")
+    snapshots = [analyzer.read_snapshot(p) for p in sorted(series.iterdir())[:4]]
+    fc = analyzer.forecast(snapshots, quota_bytes=2**40, freed=[0] * 4, policy="none")
+    text = repr(fc)
+    assert "\n" not in text and len(text) < 200
+    assert "MiB/day" in text  # a registry growing megabytes a day is not "+0.01 GiB/day"
+    assert f"quota date {fc.to_dict()['quota_date']}" in text and "with none" in text
+    assert "quota" not in repr(analyzer.forecast(snapshots))

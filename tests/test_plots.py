@@ -72,3 +72,64 @@ def test_every_helper_draws_even_when_empty() -> None:
     ]
     for fig in figures:
         assert isinstance(fig, Figure) and "<svg" in _svg(fig)
+
+
+def test_notebook_charts_draw_what_the_library_computed() -> None:
+    inv = analyzer.read_snapshot(SAMPLE)
+    by_repo = analyzer.analyze(inv, "distribution-2.8").by_repository
+    fig = plots.stored_by_repository(by_repo, top=4)
+    ax = fig.axes[0]
+    real = by_repo.loc[~by_repo["repository"].isin(plots.PSEUDO_ROWS)]
+    total = real["exclusive_bytes"] + real["shared_bytes"]
+    top = real.assign(total=total).sort_values("total", ascending=False).head(4)
+    assert [t.get_text() for t in ax.get_yticklabels()] == top["repository"].tolist()
+    alone = [p.get_width() for p in ax.patches[:4]]
+    assert alone == top["exclusive_bytes"].astype(float).tolist()
+    assert f"{int((total > 0).sum()) - 4} more" in ax.get_title(loc="left")
+
+    blobs = pd.DataFrame({"repositories": [1, 1, 2, 4, 12], "size": [10, 5, 7, 100, 3]})
+    bars = plots.layer_sharing(blobs).axes[0].patches
+    assert [b.get_height() for b in bars] == [15.0, 7.0, 100.0, 0.0, 3.0]
+
+    found = pd.DataFrame({"cause": ["pushed after", "invisible", "invisible", "invisible"]})
+    ax = plots.discrepancies_by_cause(found).axes[0]
+    widths = {
+        t.get_text(): p.get_width() for t, p in zip(ax.get_yticklabels(), ax.patches, strict=True)
+    }
+    assert widths == {"invisible": 3, "pushed after": 1}
+
+
+def test_growth_chart_shows_the_snapshots_the_fit_and_the_quota() -> None:
+    series = analyzer.sample_data("series")
+    snapshots = [analyzer.read_snapshot(p) for p in sorted(series.iterdir())[:6]]
+    fc = analyzer.forecast(snapshots, quota_bytes=8 * 2**30, horizon_days=365)
+    ax = plots.growth_forecast(fc).axes[0]
+    points = [line for line in ax.get_lines() if line.get_marker() == "o"]
+    assert len(points) == 1
+    assert list(points[0].get_ydata()) == fc.points["stored_bytes"].tolist()
+    quota = [line for line in ax.get_lines() if line.get_label() == "quota"]
+    assert list(quota[0].get_ydata()) == [8 * 2**30] * 2
+    reached = fc.to_dict()["quota_date"]
+    assert reached is not None
+    assert any(line.get_label() == f"quota reached {reached}" for line in ax.get_lines())
+
+
+def test_figures_show_themselves_in_jupyter_as_png() -> None:
+    """The helpers never touch pyplot, so Jupyter's inline backend does not know their figures:
+    the figure itself must render (else a notebook shows `<Figure size ...>`)."""
+    fig = plots.layer_sharing(pd.DataFrame({"repositories": [1, 2], "size": [1, 2]}))
+    png = fig._repr_png_()  # type: ignore[attr-defined]
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    width = int.from_bytes(png[16:20], "big")
+    assert width == int(plots.WIDTH_INCHES * plots.PNG_DPI)
+
+
+def test_notebook_helpers_draw_even_when_empty() -> None:
+    for fig in (
+        plots.stored_by_repository(
+            pd.DataFrame({"repository": [], "exclusive_bytes": [], "shared_bytes": []})
+        ),
+        plots.layer_sharing(pd.DataFrame({"repositories": [], "size": []})),
+        plots.discrepancies_by_cause(pd.DataFrame({"cause": []})),
+    ):
+        assert isinstance(fig, Figure) and "<svg" in _svg(fig)
