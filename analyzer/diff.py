@@ -56,11 +56,14 @@ class SnapshotDiff:
         }
 
     def __repr__(self) -> str:
+        from analyzer.report.text import human_bytes
+
+        sign = "-" if self.delta_bytes < 0 else "+"
         return (
             f"<SnapshotDiff {self.old_created_at} -> {self.new_created_at}: "
             f"+{len(self.manifests_added)}/-{len(self.manifests_removed)} manifests, "
             f"+{len(self.tags_added)}/-{len(self.tags_removed)}/~{len(self.tags_moved)} tags, "
-            f"{self.delta_bytes:+d} bytes>"
+            f"{sign}{human_bytes(abs(self.delta_bytes))} stored>"
         )
 
 

@@ -246,7 +246,9 @@ def predicted_vs_actual(history: pd.DataFrame, labels: str | None = None) -> Fig
         ax.plot(x, predicted, marker="o", color=PREDICTED, label="predicted")
         actual = floats(runs["actual_bytes"])
         ax.plot(x, actual, marker="s", linestyle="--", color=ACTUAL, label="actual")
-        missed = [(i, a) for i, a, m in zip(x, actual, runs["match"], strict=True) if m is False]
+        # `match` from read_history is a nullable boolean: numpy bools or NA, never `False` itself.
+        matches = runs["match"].tolist()
+        missed = [(i, a) for i, a, m in zip(x, actual, matches, strict=True) if _false(m)]
         if missed:
             mx, my = zip(*missed, strict=True)
             ax.scatter(mx, my, s=120, facecolors="none", edgecolors="black", label="mismatch")
@@ -261,6 +263,11 @@ def predicted_vs_actual(history: pd.DataFrame, labels: str | None = None) -> Fig
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
         return fig
+
+
+def _false(value: Any) -> bool:
+    """A "no" in a nullable column: NA (not compared) is not a no."""
+    return value is not None and value is not pd.NA and not bool(value)
 
 
 def prediction_vs_outcome(predicted_bytes: int, actual_bytes: int | None, bound: str) -> Figure:

@@ -100,3 +100,13 @@ def test_forecast_repr_is_one_line_in_readable_units() -> None:
     assert "MiB/day" in text  # a registry growing megabytes a day is not "+0.01 GiB/day"
     assert f"quota date {fc.to_dict()['quota_date']}" in text and "with none" in text
     assert "quota" not in repr(analyzer.forecast(snapshots))
+
+
+def test_diff_repr_is_one_line_in_readable_units() -> None:
+    series = analyzer.sample_data("series")
+    old, new = (analyzer.read_snapshot(series / day) for day in ("2026-10-01", "2026-11-01"))
+    d = analyzer.diff(old, new)
+    text = repr(d)
+    assert "\n" not in text and len(text) < 200
+    assert f"+{len(d.manifests_added)}/-{len(d.manifests_removed)} manifests" in text
+    assert d.delta_bytes > 0 and text.endswith("MiB stored>")

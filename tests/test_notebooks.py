@@ -127,7 +127,9 @@ def check_history(seen: Any) -> None:
 def check_capacity(seen: Any) -> None:
     series = analyzer.sample_data("series")
     snapshots = [analyzer.read_snapshot(p) for p in sorted(series.iterdir()) if p.is_dir()]
-    fc = analyzer.forecast(snapshots, quota_bytes=seen["quota_bytes"], horizon_days=180)
+    fc = analyzer.forecast(
+        snapshots, quota_bytes=seen["quota_bytes"], horizon_days=seen["horizon_days"]
+    )
     expected = fc.to_dict()
     for key in ("stored_bytes", "growth_bytes_per_day", "growth_low", "growth_high", "quota_date"):
         assert seen[key] == expected[key], key

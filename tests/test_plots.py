@@ -133,3 +133,15 @@ def test_notebook_helpers_draw_even_when_empty() -> None:
         plots.discrepancies_by_cause(pd.DataFrame({"cause": []})),
     ):
         assert isinstance(fig, Figure) and "<svg" in _svg(fig)
+
+
+def test_history_chart_circles_the_runs_that_broke_their_bound() -> None:
+    """Read from a history, `match` is a nullable boolean column: its "no" must still show."""
+    history = analyzer.read_history(analyzer.sample_data("history"))
+    comparisons = history.loc[history["kind"] == "comparison"].reset_index(drop=True)
+    ax = plots.predicted_vs_actual(comparisons).axes[0]
+    circles = [c for c in ax.collections if c.get_label() == "mismatch"]
+    assert len(circles) == 1
+    circled = sorted(int(x) for x, _ in circles[0].get_offsets())
+    broke = comparisons.index[comparisons["match"] == False]  # noqa: E712
+    assert circled == [i + 1 for i in broke] and len(broke) > 0
