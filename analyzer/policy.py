@@ -227,6 +227,10 @@ class Policy:
     protect: Protection
     rules: tuple[Rule, ...]
 
+    def __repr__(self) -> str:
+        # The compiled patterns and nested rules print kilobytes; `describe()` has them all.
+        return f"<Policy {self.name}: {len(self.rules)} rules, from {self.source}>"
+
     def describe(self) -> dict[str, Any]:
         return {
             "file": self.source,

@@ -58,6 +58,17 @@ class PolicyPlan:
     def to_dict(self) -> dict[str, Any]:
         return self.plan.to_dict()
 
+    def __repr__(self) -> str:
+        # One line in a notebook; the policy, decisions and attribution are a field away.
+        from analyzer.report.text import human_bytes
+
+        s = self.summary()
+        return (
+            f"<PolicyPlan {s['policy']}: delete {s['manifests_deleted']} manifests "
+            f"({s['tags_deleted']} tags), frees {human_bytes(s['bytes_freed'])} ({s['bound']}), "
+            f"{s['safety']} safety notes>"
+        )
+
     def summary(self) -> dict[str, Any]:
         doc = self.plan.to_dict()
         return {
@@ -122,6 +133,21 @@ class PolicyComparison:
     @property
     def by_repository(self) -> pd.DataFrame:
         return self._stacked([p.attribution.by_repository for p in self.plans])
+
+    def __repr__(self) -> str:
+        from analyzer.report.text import human_bytes
+
+        shown = 4
+        freed = [f"{p.policy.name} {human_bytes(p.plan.bytes_freed)}" for p in self.plans]
+        more = f", {len(freed) - shown} more" if len(freed) > shown else ""
+        mode = " --delete-untagged" if self.delete_untagged else ""
+        return (
+            f"<PolicyComparison {len(self.plans)} policies on {self.engine}{mode}: frees "
+            f"{', '.join(freed[:shown])}{more}>"
+        )
+
+    def _repr_html_(self) -> str:
+        return str(self.table._repr_html_())  # the comparison table, as the CLI shows it
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON of several policies: the comparison, and each plan keyed by its file."""

@@ -88,6 +88,13 @@ class Evaluation:
     decisions: pd.DataFrame
     notes: list[str] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        deleted = int((self.decisions["verdict"] == VERDICT_DELETE).sum())
+        return (
+            f"<Evaluation {self.policy.name} at {self.now:%Y-%m-%d %H:%M}: delete {deleted} of "
+            f"{len(self.decisions)} manifests, {len(self.notes)} notes>"
+        )
+
     @property
     def deletions(self) -> pd.DataFrame:
         """repository, digest, tags, rule, reason, named_as: what the policy deletes."""

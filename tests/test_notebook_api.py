@@ -110,3 +110,24 @@ def test_diff_repr_is_one_line_in_readable_units() -> None:
     assert "\n" not in text and len(text) < 200
     assert f"+{len(d.manifests_added)}/-{len(d.manifests_removed)} manifests" in text
     assert d.delta_bytes > 0 and text.endswith("MiB stored>")
+
+
+def test_policy_objects_print_one_line() -> None:
+    """A policy comparison printed 6,500 characters (every compiled pattern, nested)."""
+    inv = analyzer.read_snapshot(SAMPLE)
+    names = ("ci-cleanup", "keep-releases", "mirrors")
+    comparison = analyzer.compare_policies(
+        inv, [analyzer.example_policy(n) for n in names], "distribution-2.8"
+    )
+    plan = comparison.plans[0]
+    for obj in (comparison, plan, plan.evaluation, plan.policy):
+        text = repr(obj)
+        assert "\n" not in text and len(text) < 300, text
+    summary = plan.summary()
+    assert f"delete {summary['manifests_deleted']} manifests" in repr(plan)
+    assert f"({summary['tags_deleted']} tags)" in repr(plan)
+    deleted = len(plan.evaluation.deletions)
+    assert f"delete {deleted} of {len(inv.manifests)} manifests" in repr(plan.evaluation)
+    assert all(n in repr(comparison) for n in names)
+    assert f"{len(plan.policy.rules)} rules" in repr(plan.policy)
+    assert "<table" in comparison._repr_html_() and "keep-releases" in comparison._repr_html_()
