@@ -147,7 +147,7 @@ class PolicyComparison:
         )
 
     def _repr_html_(self) -> str:
-        return str(self.table._repr_html_())  # the comparison table, as the CLI shows it
+        return self.table.to_html(index=False)  # the comparison table, as the CLI shows it
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON of several policies: the comparison, and each plan keyed by its file."""
