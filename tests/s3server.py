@@ -37,6 +37,7 @@ REGION = "us-east-1"
 PARTIAL_ROOT = "partial"
 DENIED_BLOB_PREFIX = "00"
 START_TIMEOUT = 90.0
+EMPTY_FOLDER_DELAY = "1s"
 
 
 def weed_binary() -> str:
@@ -224,6 +225,17 @@ class SeaweedS3:
             ]
         }
         (self.workdir / "s3.json").write_text(json.dumps(doc))
+        # The filer's own config, read from the working directory: its store (as by default),
+        # and the delay before an emptied "directory" stops being listed (default 2 minutes).
+        # SeaweedFS keeps listing a prefix whose last object was deleted as a common prefix
+        # until its empty-folder cleanup runs; on AWS S3 it vanishes at once. A short delay
+        # lets tests wait (on the state, see `wait_settled`) for what AWS shows at once.
+        (self.workdir / "filer.toml").write_text(
+            "[filer.options]\n"
+            f's3.empty_folder_cleanup_delay = "{EMPTY_FOLDER_DELAY}"\n'
+            "[leveldb2]\nenabled = true\n"
+            f'dir = "{self.workdir / "data" / "filerldb2"}"\n'
+        )
         self._make_certificate()
         log = open(self.log, "ab")  # noqa: SIM115 - lives with the process
         self.proc = subprocess.Popen(
