@@ -10,8 +10,15 @@ from typing import Any
 
 import pandas as pd
 
+# The bound names live in analyzer.coverage; re-exported here where callers have found them.
+from analyzer.coverage import BOUND_EXACT as BOUND_EXACT
+from analyzer.coverage import BOUND_LOWER as BOUND_LOWER
+from analyzer.coverage import BOUND_NONE as BOUND_NONE
+from analyzer.coverage import BOUND_UPPER as BOUND_UPPER
+from analyzer.coverage import BOUNDS as BOUNDS
+from analyzer.coverage import Coverage, assess
 from analyzer.frames import isin
-from analyzer.inventory import SOURCE_STORAGE, Inventory
+from analyzer.inventory import SOURCE_GENERATED, SOURCE_STORAGE, Inventory
 from analyzer.model import KIND_INDEX, REF_MANIFEST
 from analyzer.semantics import (
     DISTRIBUTION_3,
@@ -24,9 +31,6 @@ from analyzer.semantics import (
     simulate,
 )
 
-BOUND_EXACT = "exact"
-BOUND_UPPER = "upper"
-BOUND_LOWER = "lower"
 SHARED_ROW = "(shared)"
 UNREFERENCED_ROW = "(unreferenced)"
 
@@ -47,6 +51,10 @@ class Prediction:
     notes: list[str] = field(default_factory=list)
     registry: str | None = None
     storage_root: str | None = None
+    coverage: Coverage | None = None  # the part of the registry `bound` speaks for
+    # False when the scan does not see the whole blob store and every manifest: then blobs no
+    # scanned manifest references are not known to be orphans (`orphaned_now` is left empty).
+    orphans_known: bool = True
     # True when the inventory shows every `_layers` link the run would remove (a complete
     # storage scan), or the engine removes none (2.8); else `layer_links_removed` is unknown.
     layer_links_known: bool = False
@@ -82,8 +90,10 @@ class Prediction:
             "by_repository": by_repo.to_dict(orient="records"),
             "hazards": self.hazards,
             "orphaned_now": {
-                "blobs": len(self.orphaned_now),
-                "bytes": int(self.orphaned_now["size"].fillna(0).sum()),
+                "blobs": len(self.orphaned_now) if self.orphans_known else None,
+                "bytes": int(self.orphaned_now["size"].fillna(0).sum())
+                if self.orphans_known
+                else None,
             },
             "uploads_in_progress": {
                 "count": len(self.uploads),
@@ -96,6 +106,7 @@ class Prediction:
                 for r, d in self.gc.dangling_revisions.itertuples(index=False)
             ],
             "notes": self.notes,
+            **(self.coverage.to_dict() if self.coverage else {}),
         }
 
     def hazards_frame(self) -> pd.DataFrame:
@@ -130,44 +141,6 @@ def layer_links_known(inv: Inventory, gc: GCResult) -> bool:
         return True
     complete_storage = inv.header.source == SOURCE_STORAGE and inv.header.complete
     return gc.engine == DISTRIBUTION_3 and complete_storage
-
-
-def bound_for(inv: Inventory, delete_untagged: bool) -> str:
-    """How far to trust a prediction from this inventory (see docs: what the API can see)."""
-    if inv.header.complete and inv.header.source == SOURCE_STORAGE:
-        return BOUND_EXACT
-    if inv.header.complete:
-        # A complete listing from another source (DigitalOcean's digests) sees every manifest.
-        return BOUND_EXACT
-    if inv.header.source == SOURCE_STORAGE:
-        return BOUND_UPPER  # unscanned repositories can only keep more alive
-    return BOUND_LOWER if delete_untagged else BOUND_UPPER
-
-
-def _bound_note(bound: str, inv: Inventory) -> str | None:
-    storage = inv.header.source == SOURCE_STORAGE
-    if bound == BOUND_UPPER and storage and not inv.header.repository_filter:
-        return (
-            "not exact: the scan did not read everything the garbage collector reads "
-            "(see the skips table); only blobs the scanned manifests reference are counted"
-        )
-    if bound == BOUND_UPPER and inv.header.source == SOURCE_STORAGE:
-        return (
-            "upper bound: only the repositories matching the --repo filter were read; others "
-            "may keep some of these blobs alive, and their own garbage is not counted"
-        )
-    if bound == BOUND_UPPER:
-        return (
-            "upper bound: the registry API cannot list untagged manifests that nothing visible "
-            "points to; as GC roots they can only keep more blobs alive. Blobs no visible "
-            "manifest references are invisible too and are not counted"
-        )
-    if bound == BOUND_LOWER:
-        return (
-            "lower bound: untagged manifests the registry API cannot list are deleted too, and "
-            "blobs no visible manifest references are swept as well; both add to this figure"
-        )
-    return None
 
 
 def reachable(inv: Inventory) -> pd.DataFrame:
@@ -374,8 +347,16 @@ def hazards(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:
     return out
 
 
+def orphans_known(inv: Inventory) -> bool:
+    """Only a complete scan of the storage tree lists every blob and every manifest."""
+    return inv.header.complete and inv.header.source in (SOURCE_STORAGE, SOURCE_GENERATED)
+
+
 def orphaned_now(inv: Inventory) -> pd.DataFrame:
-    """Blobs in the store that no revision references at all (garbage even for a plain GC)."""
+    """Blobs in the store that no revision references at all (garbage even for a plain GC);
+    empty when that cannot be known (`orphans_known`)."""
+    if not orphans_known(inv):
+        return inv.blobs.iloc[0:0][["digest", "size"]].reset_index(drop=True)
     refs = gc_references(inv)
     referenced = pd.concat([inv.manifests["digest"], refs["child"]]).unique()
     blobs = inv.blobs
@@ -388,9 +369,9 @@ def orphaned_now(inv: Inventory) -> pd.DataFrame:
 def analyze(inv: Inventory, engine: str, delete_untagged: bool = False) -> Prediction:
     """Predict what `engine` garbage collection deletes from the registry `inv` describes."""
     gc = simulate(inv, engine, delete_untagged)
-    bound = bound_for(inv, delete_untagged)
+    coverage = assess(inv, gc)
     sizes = gc.blobs_eligible["size"]
-    notes = [n for n in [_bound_note(bound, inv)] if n]
+    notes = list(coverage.notes)
     notes.extend(gc.notes)  # an engine model's own notes (DigitalOcean's assumptions)
     unknown = int(sizes.isna().sum())
     if unknown:
@@ -411,8 +392,9 @@ def analyze(inv: Inventory, engine: str, delete_untagged: bool = False) -> Predi
     return Prediction(
         engine=engine,
         delete_untagged=delete_untagged,
-        bound=bound,
+        bound=coverage.bound,
         notes=notes,
+        coverage=coverage,
         **prediction_parts(inv, gc),
     )
 
@@ -428,6 +410,7 @@ def prediction_parts(inv: Inventory, gc: GCResult) -> dict[str, Any]:
         "by_repository": by_repository(inv, gc),
         "hazards": hazards(inv, gc),
         "orphaned_now": orphaned_now(inv),
+        "orphans_known": orphans_known(inv),
         "uploads": inv.uploads,
         "registry": inv.header.registry,
         "storage_root": inv.header.storage_root,

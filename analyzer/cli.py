@@ -325,8 +325,9 @@ def scan(
 
     With --storage the registry's own storage tree is read (read-only): the inventory is complete
     and predictions from it are exact. Without it, URL is walked through the OCI distribution API
-    (catalog, tags, manifests, referrers): untagged manifests that nothing points to are invisible
-    there, so predictions are bounds.
+    (catalog, tags, manifests, referrers): untagged manifests that nothing points to, and blobs
+    no visible manifest references, are invisible there, so predictions say which part of the
+    registry they cover, and bound only what they can.
 
     With --digitalocean REGISTRY the DigitalOcean API's digests listing is read instead: every
     manifest, untagged ones too, with its blobs and sizes, plus the registry's storage usage.
@@ -420,7 +421,7 @@ def _scan_summary(inv: Any) -> str:
     text = (
         f"{len(inv.repositories)} repositories, {len(inv.manifests)} manifests, "
         f"{len(inv.tags)} tags, {len(inv.blobs)} blobs"
-        f"{'' if h.complete else ' (incomplete: predictions will be bounds)'}"
+        f"{'' if h.complete else ' (incomplete: predictions cover what it sees and say what they leave out)'}"
     )
     if len(inv.skips):
         text += f"; {len(inv.skips)} skipped (see skips table)"
@@ -462,10 +463,11 @@ def analyze(
 ) -> None:
     """Predict, offline, what ENGINE's garbage collection deletes from SNAPSHOT.
 
-    Prints the blobs and manifests the run deletes, reclaimable bytes (exact, or an upper or
-    lower bound when the snapshot cannot see everything), bytes per repository, blobs already
-    orphaned, and hazards such as the tagged multi-arch indexes that distribution 2.8 breaks
-    with --delete-untagged.
+    Prints the blobs and manifests the run deletes, reclaimable bytes with their bound (exact,
+    at most, at least, or no bound on the whole run when the snapshot cannot see everything:
+    then what the figure covers, with its own bound, and what it leaves out), bytes per
+    repository, blobs already orphaned, and hazards such as the tagged multi-arch indexes that
+    distribution 2.8 breaks with --delete-untagged.
     """
     inv = read_snapshot(snapshot)
     if engine == DO_ENGINE or gc_type:
@@ -1166,8 +1168,9 @@ def compare_cmd(
 ) -> None:
     """Reconcile PREDICTION (`reclaim analyze --format json`, or a plan) with OUTCOME (`gc -o`).
 
-    Prints predicted vs actual bytes and blobs, whether they match (exactly, or within the
-    prediction's declared bound), and each discrepancy with its likely cause. The comparison is
+    Prints predicted vs actual bytes and blobs, whether they match (every bound the prediction
+    declares holds: on the whole run, on the part it covers, and the at-least / at-most
+    figures), and each discrepancy with its likely cause. The comparison is
     kept in the history, next to the run it reconciles.
     """
     from analyzer.compare import compare, read_prediction

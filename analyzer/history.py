@@ -56,7 +56,7 @@ COLUMNS: dict[str, str] = {
     "bytes_error": "Int64",  # comparison: actual_bytes - predicted_bytes
     "predicted_blobs": "Int64",  # comparison
     "actual_blobs": "Int64",  # comparison
-    "bound": "string",  # comparison: exact | upper | lower
+    "bound": "string",  # comparison: exact | upper | lower | none
     "match": "boolean",  # comparison
     "discrepancies": "Int64",  # comparison: how many
     "path": "string",  # the record file

@@ -118,6 +118,8 @@ class Plan:
             "by_repository": self.after.to_dict()["by_repository"],
             "safety": self.safety,
             "notes": self.after.notes,
+            # The part of the registry `bound` speaks for (the GC after the deletions).
+            **(self.after.coverage.to_dict() if self.after.coverage else {}),
             **self.extra,
         }
 

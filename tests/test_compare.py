@@ -4,6 +4,7 @@ on each real engine (2.8.2 and v3.1.1), predicted with reclaim's model of that e
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -249,3 +250,57 @@ def test_plan_shape_and_bounds() -> None:
     exact = prediction_from_dict({"blobs_freed": 2, "bytes_freed": 10, "bound": "exact"})
     assert compare(exact, _outcome(2, 10)).match is True
     assert compare(exact, _outcome(2, 11)).match is False
+
+
+def _digest(c: str) -> str:
+    return "sha256:" + c * 64
+
+
+def _with_sizes(blobs: dict[str, int]) -> Outcome:
+    out = _outcome(len(blobs), sum(blobs.values()), tuple(sorted(blobs)))
+    return replace(out, blob_sizes=dict(blobs))
+
+
+def test_a_none_bound_is_checked_on_its_covered_part() -> None:
+    """No promise on the whole run; "at most 1 blob, 10 bytes" among the covered blobs a, b."""
+    a, b, c = _digest("a"), _digest("b"), _digest("c")
+    doc = {
+        "blobs_eligible": [a],
+        "reclaimable_bytes": 10,
+        "bound": "none",
+        "covers": {"bound": "upper", "blobs": 1, "bytes": 10, "digests": [a, b]},
+        "run_bounds": {"at_most_bytes": None},
+    }
+    pred = prediction_from_dict(doc)
+    kept = compare(pred, _with_sizes({a: 10, c: 500}))  # c is outside: anything goes there
+    assert kept.match is True and kept.checked == ("covered part upper: holds",)
+    assert next(d for d in kept.discrepancies if d.digest == c).cause == (
+        "outside the part the prediction covers"
+    )
+    broken = compare(pred, _with_sizes({a: 10, b: 7}))  # b was covered and predicted to stay
+    assert broken.match is False and broken.checked == ("covered part upper: FAILS",)
+    unnamed = compare(pred, _outcome(1, 10))  # the run names no digests: nothing to check
+    assert unnamed.match is False and unnamed.checked == ()
+    assert any("nothing could be checked" in n for n in unnamed.notes)
+
+
+def test_run_bounds_and_the_bounds_of_a_completed_run() -> None:
+    a = _digest("a")
+    doc = {
+        "blobs_freed": [a],
+        "bytes_freed": 10,
+        "bound": "none",
+        "covers": {"bound": "upper", "blobs": 1, "bytes": 10, "digests": None},
+        "run_bounds": {"at_most_bytes": 100, "at_most_blobs": 3},
+        "if_completed": {
+            "bound": "lower",
+            "covers_bound": "exact",
+            "run_bounds": {"at_least_bytes": 10, "at_least_blobs": 1},
+        },
+    }
+    pred = prediction_from_dict(doc)
+    assert compare(pred, _outcome(1, 10)).match is True
+    # A completed run keeps the stronger promise too: at least 10 bytes, exactly 10 covered.
+    short = compare(pred, _outcome(0, 0))
+    assert short.match is False and any("FAILS" in c and "completed" in c for c in short.checked)
+    assert compare(pred, _outcome(4, 90)).match is False  # beyond at_most_blobs

@@ -30,12 +30,8 @@ from typing import Any
 
 import pandas as pd
 
-from analyzer.analysis import (
-    BOUND_EXACT,
-    BOUND_LOWER,
-    Prediction,
-    prediction_parts,
-)
+from analyzer.analysis import Prediction, prediction_parts
+from analyzer.coverage import Coverage, assess
 from analyzer.do import ENGINE, GC_UNTAGGED_AND_BLOBS, GCType, gc_type
 from analyzer.inventory import Inventory
 from analyzer.plan import Plan, plan_deletions
@@ -301,24 +297,15 @@ class DigitalOceanPrediction(Prediction):
         return doc
 
 
-def _bound(inv: Inventory, t: GCType, unlisted: dict[str, Any], unknown: int) -> str:
-    """Exact when nothing can add to the figure; else lower: unlisted garbage (or blobs of
-    unknown size) is swept too and only adds to it."""
-    if not t.sweep:
-        return BOUND_EXACT
-    if (
-        unlisted["estimate_bytes"] == 0
-        and not unknown
-        and not unlisted["listed_unknown_size_blobs"]
-    ):
-        return BOUND_EXACT
-    return BOUND_LOWER
-
-
 def _notes(
-    inv: Inventory, t: GCType, gc: GCResult, items: list[dict[str, Any]], unlisted: dict[str, Any]
+    inv: Inventory,
+    t: GCType,
+    gc: GCResult,
+    items: list[dict[str, Any]],
+    unlisted: dict[str, Any],
+    coverage: Coverage,
 ) -> list[str]:
-    notes = [f'DigitalOcean garbage collection type "{t.name}"']
+    notes = [f'DigitalOcean garbage collection type "{t.name}"', *coverage.notes]
     unknown = int(gc.blobs_eligible["size"].isna().sum())
     if unknown:
         notes.append(
@@ -327,8 +314,8 @@ def _notes(
         )
     if t.sweep:
         notes.append(
-            "lower bound: blobs no listed manifest references are swept too and add to this "
-            "figure; " + _unlisted_note(unlisted)
+            "blobs no listed manifest references are swept too and add to this figure; "
+            + _unlisted_note(unlisted)
         )
     if len(inv.skips):
         notes.append(f"{len(inv.skips)} listing entries were skipped (see the skips table)")
@@ -341,20 +328,16 @@ def predict(inv: Inventory, type_name: str) -> DigitalOceanPrediction:
     gc = simulate_digitalocean(inv, t.delete_untagged, sweep=t.sweep)
     unlisted = unlisted_garbage(inv)
     items = assumptions(inv, t, gc)
-    sizes = gc.blobs_eligible["size"]
-    unknown = int(sizes.isna().sum())
-    bound = _bound(inv, t, unlisted, unknown)
-    notes = _notes(inv, t, gc, items, unlisted)
-    if bound == BOUND_EXACT and t.sweep:
-        notes = [n for n in notes if not n.startswith("lower bound")]
-        notes.append("exact: the usage figure shows no garbage beyond the listing")
+    coverage = assess(inv, gc, sweep=t.sweep, estimate=unlisted["estimate_bytes"])
+    notes = _notes(inv, t, gc, items, unlisted, coverage)
     parts = prediction_parts(inv, gc)
     parts["hazards"] = parts["hazards"] + _extra_hazards(inv, t)
     return DigitalOceanPrediction(
         engine=ENGINE,
         delete_untagged=t.delete_untagged,
-        bound=bound,
+        bound=coverage.bound,
         notes=notes,
+        coverage=coverage,
         **parts,
         gc_type=t.name,
         sweep=t.sweep,

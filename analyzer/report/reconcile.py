@@ -39,9 +39,13 @@ def render_outcome(o: Outcome) -> str:
 
 
 def _verdict(c: Comparison) -> str:
+    if c.match and c.bound == "none":
+        return f"MATCH (no bound on the whole run; {', '.join(c.checked)})"
     if c.match:
         return "MATCH" if c.bound == "exact" else f"MATCH (within the {c.bound} bound)"
-    return "MISMATCH"
+    if not c.checked:
+        return "NOT CHECKED (no bound the outcome can test)"
+    return f"MISMATCH ({', '.join(c.checked)})"
 
 
 def _short(d: Discrepancy) -> str:

@@ -94,7 +94,6 @@ def _session(do: DOEnv) -> None:
     for gc_type in (GC_BLOBS_ONLY, GC_UNTAGGED_ONLY):
         gc = client.start_gc(REGISTRY, gc_type)
         _follow(do, gc["uuid"])
-    do.server.step_seconds = 0.2
     gc = client.start_gc(REGISTRY, GC_UNTAGGED_AND_BLOBS)
     client.cancel_gc(REGISTRY, gc["uuid"])
     _follow(do, gc["uuid"])
