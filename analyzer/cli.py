@@ -271,8 +271,24 @@ def main() -> None:
 @click.argument("url", required=False)
 @click.option(
     "--storage",
-    type=click.Path(file_okay=False),
-    help="The registry's storage rootdirectory: read it directly (complete, exact).",
+    metavar="DIR|s3://BUCKET/PREFIX",
+    help="The registry's storage: its filesystem rootdirectory, or the bucket and rootdirectory "
+    "of its s3 driver (credentials from the AWS chain: AWS_* variables, shared config and "
+    "credentials files, AWS_PROFILE). Read directly: complete, exact.",
+)
+@click.option(
+    "--s3-endpoint",
+    metavar="URL",
+    help="With --storage s3://...: an S3-compatible server (the driver's regionendpoint); "
+    "default AWS. TLS is verified (AWS_CA_BUNDLE names a CA bundle).",
+)
+@click.option("--s3-region", metavar="REGION", help="With --storage s3://...: the bucket's region.")
+@click.option(
+    "--registry-config",
+    type=click.Path(dir_okay=False),
+    metavar="CONFIG",
+    help="Read the storage the registry's own config.yml names (filesystem or s3: bucket, "
+    "rootdirectory, regionendpoint, region, keys), instead of --storage.",
 )
 @click.option(
     "--repo",
@@ -307,6 +323,9 @@ def main() -> None:
 def scan(
     url: str | None,
     storage: str | None,
+    s3_endpoint: str | None,
+    s3_region: str | None,
+    registry_config: str | None,
     repos: tuple[str, ...],
     output: str,
     force: bool,
@@ -329,6 +348,21 @@ def scan(
     no visible manifest references, are invisible there, so predictions say which part of the
     registry they cover, and bound only what they can.
 
+    A registry on S3 is read from its bucket: --storage s3://BUCKET/ROOTDIRECTORY (with
+    --s3-endpoint for an S3-compatible server), or --registry-config naming the registry's own
+    config. The bucket is listed in parallel (the 256 blob prefixes and the repositories), sizes
+    come from the listing, and only the link files and manifests the collector reads are read;
+    the summary says how many requests that took. Throttling is retried with backoff; what
+    still cannot be read is a recorded skip, and predictions then claim no blob.
+
+    \b
+    Examples:
+      reclaim scan --storage /var/lib/registry -o snap
+      reclaim scan --storage s3://my-bucket/registry --s3-region eu-west-1 -o snap
+      reclaim scan --storage s3://registry/ --s3-endpoint https://minio.internal:9000 -o snap
+      reclaim scan https://registry.example --registry-config /etc/docker/registry/config.yml \\
+          -o snap
+
     With --digitalocean REGISTRY the DigitalOcean API's digests listing is read instead: every
     manifest, untagged ones too, with its blobs and sizes, plus the registry's storage usage.
 
@@ -344,17 +378,20 @@ def scan(
     configure_logging(verbose)
     check_target(output, force)  # before the scan, not after it
     if digitalocean:
-        _scan_digitalocean(digitalocean, api_url, url, storage, repos, output, timeout, force)
+        store = storage or registry_config
+        _scan_digitalocean(digitalocean, api_url, url, store, repos, output, timeout, force)
         return
     progress = ClickProgress()
     try:
-        if storage:
+        if storage or registry_config or s3_endpoint or s3_region:
             from analyzer.sources.storage import scan_storage
+            from analyzer.storage_driver import storage_location
 
-            inv = scan_storage(storage, url, list(repos), progress=progress)
+            where = storage_location(storage, registry_config, s3_endpoint, s3_region)
+            inv = scan_storage(where, url, list(repos), progress=progress)
         else:
             if not url:
-                raise UsageError("give a registry URL, or --storage DIR")
+                raise UsageError("give a registry URL, --storage or --registry-config")
             inv = _scan_api(
                 url,
                 repos,
@@ -369,7 +406,7 @@ def scan(
     finally:
         progress.close()
     path = write_snapshot(inv, output, replace=force)
-    if not storage:
+    if not storage and not registry_config:
         from analyzer.sources.oci import journal_path
 
         journal_path(output).unlink(missing_ok=True)
@@ -429,6 +466,12 @@ def _scan_summary(inv: Any) -> str:
         text += (
             f", {len(inv.unread)} of them unread: no blob will be claimed reclaimable "
             "(re-run the scan)"
+        )
+    if x.get("storage_requests"):  # an S3 scan: what listing and reading the bucket took
+        r = x["storage_requests"]
+        text += (
+            f"; {r.get('requests', 0)} S3 requests ({r.get('list_requests', 0)} listings, "
+            f"{r.get('read_requests', 0)} reads, {r.get('retries', 0)} retried)"
         )
     if x.get("retries") or x.get("rereads"):
         text += f"; {x.get('retries', 0)} requests retried, {x.get('rereads', 0)} read again"
@@ -1107,7 +1150,7 @@ class _GCCheckStep:
         self.config = config
         try:
             result = check_before_collect(
-                config.root,
+                config.root if config.root is not None else config.storage,
                 binary_version(binary),
                 self.delete_untagged,
                 self.accepted,
