@@ -1170,16 +1170,18 @@ class _GCCheckStep:
             click.echo(f"next: {step}", err=True)
 
 
-def _current_inventory(registry: str | None) -> Any:
-    """The storage tree named by a distribution outcome, scanned now; None when not readable."""
-    from analyzer.errors import SourceError
-    from analyzer.sources.storage import scan_storage
+def _current_inventory(registry: str | None, inv: Any, registry_config: str | None) -> Any:
+    """The store named by a distribution outcome (a directory, or an S3 bucket reached as the
+    snapshot reached it), scanned now; None when not readable."""
+    from analyzer.errors import SourceError, StorageConfigError
+    from analyzer.sources.storage import current_location, scan_storage
 
-    if not registry or "://" in registry or not os.path.isdir(registry):
-        return None
     try:
-        return scan_storage(registry)
-    except SourceError:
+        location = current_location(registry, inv.header, registry_config)
+        return None if location is None else scan_storage(location)
+    except (SourceError, StorageConfigError):
+        if registry_config:
+            raise  # asked for: say why it cannot be read
         return None
 
 
@@ -1196,6 +1198,12 @@ def _current_inventory(registry: str | None) -> Any:
     is_flag=True,
     help="Do not read the outcome's storage tree as it is now (distribution outcomes).",
 )
+@click.option(
+    "--registry-config",
+    type=click.Path(dir_okay=False),
+    metavar="CONFIG",
+    help="Read the outcome's store through the registry's config (its s3 keys), not the AWS chain.",
+)
 @click.option("--check", is_flag=True, help="Exit 1 when the comparison does not match.")
 @history_option
 @format_option("table", "json", "markdown")
@@ -1205,6 +1213,7 @@ def compare_cmd(
     outcome_file: str,
     snapshot: str | None,
     no_storage: bool,
+    registry_config: str | None,
     check: bool,
     history_dir: str | None,
     fmt: str,
@@ -1226,7 +1235,11 @@ def compare_cmd(
         pred = read_prediction(prediction)
         outcome = read_outcome(outcome_file)
         inv = read_snapshot(snapshot) if snapshot else None
-        current = None if no_storage or inv is None else _current_inventory(outcome.registry)
+        current = (
+            None
+            if no_storage or inv is None
+            else _current_inventory(outcome.registry, inv, registry_config)
+        )
         result = compare(pred, outcome, inv, current)
     except ReclaimError as e:
         failed = {"status": "failed", "error": str(e), "prediction": prediction}

@@ -429,8 +429,8 @@ class _Scan:
             return
         for upload_id in sorted(names):
             udir = f"{rel}/{upload_id}"
-            if not self.tree.inside(udir):
-                continue
+            if not self.tree.inside(udir) or isinstance(self.tree.stat(udir), Failure):
+                continue  # outside, or (S3) a prefix the server still lists with no key under it
             data = self.tree.stat(f"{udir}/data") if self.tree.inside(f"{udir}/data") else None
             size = data.st_size if isinstance(data, os.stat_result) else None
             self.b.add_upload(repo, upload_id, size, self.started_at(f"{udir}/startedat"))
@@ -616,3 +616,34 @@ def _store_extra(
     if isinstance(storage, S3Location):
         out[EXTRA_S3] = {"endpoint": storage.endpoint, "region": storage.region}
     return out
+
+
+def current_location(
+    registry: str | None,
+    header: SnapshotHeader | None = None,
+    registry_config: str | os.PathLike[str] | None = None,
+) -> StorageLocation | None:
+    """Where to read, as it is now, the store an outcome names (`Outcome.registry`: a directory
+    or s3://BUCKET/ROOT), for `compare`. An S3 store is reached as the snapshot `header` read it
+    (its endpoint and region; never a credential: those come from the AWS chain), or through
+    the registry config, when given (its keys too). None when there is nothing to read."""
+    from analyzer.storage_driver import parse_s3_url, read_registry_config
+
+    if not registry:
+        return None
+    if registry_config is not None:
+        location = read_registry_config(registry_config)
+        return location if location.url == registry.rstrip("/") else None
+    if registry.startswith("s3://"):
+        served = header.extra.get(EXTRA_S3) if header is not None else None
+        same = header is not None and header.storage_root == registry
+        where = served if same and isinstance(served, dict) else {}
+        endpoint, region = where.get("endpoint"), where.get("region")
+        return parse_s3_url(
+            registry,
+            endpoint=str(endpoint) if endpoint else None,
+            region=str(region) if region else None,
+        )
+    if "://" in registry or not os.path.isdir(registry):
+        return None
+    return FilesystemLocation(Path(registry))
