@@ -17,6 +17,7 @@ S3 error bodies echo the access key id and the string to sign.
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -46,6 +47,8 @@ from analyzer.storage_driver.credentials import (
     resolve_region,
 )
 from analyzer.storage_driver.location import S3Location
+
+log = logging.getLogger(__name__)
 
 MAX_PAGE = 1000  # ListObjectsV2's own maximum
 MAX_LISTING_BYTES = 32 << 20  # a 1,000-key page is well under 1 MiB
@@ -227,6 +230,8 @@ class S3Driver(StorageDriver):
                     continue
                 self.stats.add(failed=1)
                 raise StorageError(f"{what}: {problem}", key or "") from e
+            # -v: what was asked and answered; never a header (the signature, the key id).
+            log.info("s3 %s: %s", what, r.status_code)
             if r.status_code < 300 or r.status_code in (403, 404, 416):
                 return r
             code = _error_code(r) if r.status_code >= 400 else None
@@ -256,7 +261,9 @@ class S3Driver(StorageDriver):
 
     def _backoff(self, attempt: int) -> None:
         self.stats.add(retries=1)
-        self.retry.sleep(self.retry.delay(attempt, self._rng))
+        delay = self.retry.delay(attempt, self._rng)
+        log.info("s3 retry %d in %.2f s", attempt, delay)
+        self.retry.sleep(delay)
 
     def _refused(self, what: str, r: requests.Response, path: str) -> StorageError:
         code = _error_code(r)
