@@ -111,6 +111,27 @@ def test_throttling_is_retried_and_the_scan_stays_exact(
         predicted = _predict(snap, delete_untagged)
         assert predicted["bound"] == "exact", mode
         assert set(predicted["blobs_eligible"]) == _truth(s3_registry, delete_untagged), mode
+    _read_only_what_the_collector_reads(s3_registry, proxy, snap)
+
+
+def _read_only_what_the_collector_reads(
+    server: S3RegistryServer, proxy: FaultProxy, snap: Path
+) -> None:
+    """Every blob prefix listed; sizes from the listing; the objects read are link files,
+    upload start times and manifest bodies only (never a layer or a config), each once."""
+    inv = read_snapshot(snap)
+    v2 = f"/{BUCKET}/{server.root}/docker/registry/v2/"
+    blobs = f"prefix={server.root}%2Fdocker%2Fregistry%2Fv2%2Fblobs%2Fsha256%2F"
+    listed = {t.split(blobs, 1)[1][:2] for _, t, _ in proxy.seen if blobs in t}
+    assert listed - {""} == {f"{i:02x}" for i in range(256)}  # "": blobs/sha256/ itself
+    sizes = dict(zip(inv.blobs["digest"], inv.blobs["size"], strict=True))
+    assert sizes == server.blob_bytes()
+    reads = [t.removeprefix(v2) for _, t, s in proxy.seen if s != 503 and "list-type" not in t]
+    assert len(reads) == len(set(reads))
+    manifests = {f"blobs/sha256/{d[7:9]}/{d[7:]}/data" for d in inv.manifests["digest"]}
+    blob_reads = {r for r in reads if r.startswith("blobs/")}
+    assert blob_reads == manifests
+    assert all(r.endswith(("/link", "/startedat")) for r in set(reads) - blob_reads)
 
 
 def test_throttling_past_the_retries_is_a_skip_never_a_claim(
