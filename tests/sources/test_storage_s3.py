@@ -134,24 +134,32 @@ def _read_only_what_the_collector_reads(
     assert all(r.endswith(("/link", "/startedat")) for r in set(reads) - blob_reads)
 
 
+@pytest.mark.parametrize("where", ["blob prefix listing", "tag link read"])
 def test_throttling_past_the_retries_is_a_skip_never_a_claim(
-    s3_registry: S3RegistryServer, proxy: FaultProxy, tmp_path: Path
+    s3_registry: S3RegistryServer, proxy: FaultProxy, tmp_path: Path, where: str
 ) -> None:
-    """A blob prefix that keeps answering SlowDown: its blobs are unknown (the orphan is
-    there), recorded as an unread skip; nothing is claimed."""
+    """A blob prefix (holding the orphan) or a tag link that keeps answering SlowDown: what it
+    holds is unknown, recorded as an unread skip; nothing is claimed."""
     pushed = _fill(s3_registry.url)
     xx = pushed["orphan"].split(":")[1][:2]
-    proxy.rules.append(slow_down(10_000, f"blobs%2Fsha256%2F{xx}%2F"))
+    match, part = {
+        "blob prefix listing": (f"blobs%2Fsha256%2F{xx}%2F", f"blobs/sha256/{xx}/"),
+        "tag link read": (
+            f"/{s3_registry.root}/docker/registry/v2/repositories/app/_manifests/tags/v1/",
+            "repositories/app/_manifests/tags/v1/current/link",
+        ),
+    }[where]
+    proxy.rules.append(slow_down(10_000, match))
     snap = tmp_path / "snap"
     code, err = _scan(s3_registry, proxy.endpoint, snap)
     assert code == 0, err
     assert "unread: no blob will be claimed" in err
     unread = _unread(snap)
-    # the prefix itself, and whatever the collector stats in it (the orphan's layer link)
-    assert unread[0].startswith(f"blobs/sha256/{xx}: unread: listing"), unread
-    assert all(f"blobs/sha256/{xx}/: 503 SlowDown after 8 attempts" in u for u in unread)
+    # the part itself, and whatever the collector reads in it (the orphan's layer link stats
+    # its blob there)
+    assert unread and all(f"{part}: 503 SlowDown after 8 attempts" in u for u in unread), unread
     requests = read_snapshot(snap).header.extra["storage_requests"]
-    assert requests["throttled"] >= 2 and requests["failed"] >= 1
+    assert requests["throttled"] >= 8 and requests["failed"] >= 1
     proxy.rules.clear()
     _claims_nothing_it_cannot_know(snap, s3_registry)
 
@@ -221,3 +229,20 @@ def test_a_part_that_cannot_be_read_is_a_skip(
     assert unread and all("access denied (AccessDenied)" in u for u in unread), unread
     proxy.rules.clear()
     _claims_nothing_it_cannot_know(snap, s3_registry)
+
+
+def test_tls_is_verified(s3_registry: S3RegistryServer, seaweed: SeaweedS3, tmp_path: Path) -> None:
+    """Over https the server's certificate is checked: refused (one line) without its CA,
+    scanned with AWS_CA_BUNDLE naming it."""
+    _fill(s3_registry.url)
+    code, err = _scan(s3_registry, seaweed.https_endpoint, tmp_path / "unverified")
+    assert code != 0 and "TLS verification of 127.0.0.1" in err, err
+    assert len(err.strip().splitlines()) == 1
+    store = ["--storage", f"s3://{BUCKET}/{s3_registry.root}", "--s3-endpoint"]
+    result = CliRunner().invoke(
+        main,
+        ["scan", *store, seaweed.https_endpoint, "-o", str(tmp_path / "verified")],
+        env={"AWS_CA_BUNDLE": str(seaweed.ca_file)},
+    )
+    assert result.exit_code == 0, result.output
+    assert read_snapshot(tmp_path / "verified").header.complete
