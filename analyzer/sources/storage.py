@@ -493,7 +493,9 @@ def _walk_order(name: str) -> list[bytes]:
     return [os.fsencode(part) for part in name.split("/")]
 
 
-def open_tree(storage: str | os.PathLike[str] | StorageLocation) -> StorageTree:
+def open_tree(
+    storage: str | os.PathLike[str] | StorageLocation, progress: Progress | None = None
+) -> StorageTree:
     """The storage to scan: a directory (the registry's rootdirectory, or its v2 directory), an
     `s3://BUCKET/PREFIX` string (endpoint and region from the AWS chain), or a location from
     `analyzer.storage_driver` (`parse_storage`, `read_registry_config`). An S3 store is listed
@@ -503,18 +505,18 @@ def open_tree(storage: str | os.PathLike[str] | StorageLocation) -> StorageTree:
 
         storage = parse_storage(storage)
     if isinstance(storage, S3Location):
-        return _open_s3(storage)
+        return _open_s3(storage, progress)
     root = storage.root if isinstance(storage, FilesystemLocation) else storage
     return Tree(str(resolve_root(root)))
 
 
-def _open_s3(location: S3Location) -> StorageTree:
+def _open_s3(location: S3Location, progress: Progress | None) -> StorageTree:
     from analyzer.sources.s3tree import S3Tree
     from analyzer.storage_driver import open_driver
 
     driver = open_driver(location)
     try:
-        tree = S3Tree(driver)
+        tree = S3Tree(driver, progress=progress)
     except BaseException:
         driver.close()
         raise
@@ -547,7 +549,7 @@ def scan_storage(
     `header.extra["gc_faults"]` says so, and the engine models predict the abort.
     """
     progress = progress or NullProgress()
-    tree = open_tree(storage)
+    tree = open_tree(storage, progress)
     try:
         return _scan(tree, storage, registry_url, repo_globs, progress)
     finally:
