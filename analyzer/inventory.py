@@ -46,9 +46,9 @@ from analyzer.model import (
     GC_REFERENCE_KINDS,
     KIND_IMAGE,
     KIND_INDEX,
-    MAX_REPOSITORY_LENGTH,
+    MAX_STORED_NAME_LENGTH,
     REF_SUBJECT,
-    REPOSITORY_PATTERN,
+    STORED_NAME_PATTERN,
     ParsedManifest,
 )
 
@@ -152,7 +152,7 @@ SIZE_COLUMNS: dict[str, str] = {
     "blobs": "size",
     "uploads": "size",
 }
-# Repository names that plan and apply act on follow distribution's reference grammar.
+# Repository names in these tables follow the grammar the collector parses them with.
 NAMED_REPOSITORY_TABLES = ("tags", "manifests")
 
 
@@ -163,9 +163,11 @@ def check_tables(tables: dict[str, pd.DataFrame]) -> None:
         for col, nullable in columns:
             _check_pattern(tables[table], table, col, DIGEST_PATTERN, nullable, "digest")
     for table in NAMED_REPOSITORY_TABLES:
-        _check_pattern(tables[table], table, "repository", REPOSITORY_PATTERN, False, "name")
-        if (tables[table]["repository"].str.len() > MAX_REPOSITORY_LENGTH).any():
-            raise ValueError(f"table {table}: a repository name exceeds {MAX_REPOSITORY_LENGTH}")
+        _check_pattern(tables[table], table, "repository", STORED_NAME_PATTERN, False, "name")
+        # Not MAX_REPOSITORY_LENGTH: a longer name in a storage tree is what makes the collector
+        # abort, and the snapshot must carry it for the model to say so. Plans refuse it.
+        if (tables[table]["repository"].str.len() > MAX_STORED_NAME_LENGTH).any():
+            raise ValueError(f"table {table}: a repository name exceeds {MAX_STORED_NAME_LENGTH}")
     for table, required in REQUIRED_COLUMNS.items():
         for name in required:
             if tables[table][name].isna().any():

@@ -89,7 +89,7 @@ def test_diff_markdown_shows_names_literally(tmp_path: Path) -> None:
                     "mediaType": "application/vnd.oci.image.manifest.v1+json",
                     "config": {
                         "mediaType": "application/vnd.oci.image.config.v1+json",
-                        "digest": "sha256:" + f"{i + 10:x}" * 32,
+                        "digest": "sha256:" + f"{i + 16:02x}" * 32,
                         "size": 10,
                     },
                     "layers": [],

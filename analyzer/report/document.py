@@ -312,6 +312,9 @@ def report_command(
 def _bytes_phrase(n: int | None, bound: str | None = None) -> str:
     if n is None:
         return "an unknown number of bytes"
+    if bound == "none":
+        # "about" would read as an estimate of the whole run; the figure bounds only a part.
+        return f"{human_bytes(n)} ({n:,} bytes, no bound on the whole run)"
     word = f"{BOUND_WORDS.get(bound, 'about')} " if bound else ""
     return f"{word}{human_bytes(n)} ({n:,} bytes)"
 
@@ -340,7 +343,10 @@ def hazard_sentences(hazards: list[dict[str, Any]]) -> list[str]:
 def _bound_sentence(bound: str, notes: Sequence[str]) -> str:
     """The prediction's own note on its bound when it has one (it says what is missing)."""
     for note in notes:
-        if note.startswith(f"{bound} bound:") or note.startswith(f"{bound}:"):
+        # analyzer.coverage writes "upper bound; the figure covers ..." ("no bound on the whole
+        # run; ..." for none); older predictions "upper bound: ...".
+        lead = "no bound" if bound == "none" else f"{bound} bound"
+        if note.startswith((lead, f"{bound}:")):
             return note[0].upper() + note[1:].rstrip(".") + "."
     return BOUND_EXPLAINED.get(bound, f"Bound: {bound}.")
 
