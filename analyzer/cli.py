@@ -19,7 +19,7 @@ import click
 from analyzer.analysis import analyze as analyze_inventory
 from analyzer.do import GC_TYPES as DO_GC_TYPES
 from analyzer.engines.gc_check import BREAKING_HAZARDS as GC_BREAKING_HAZARDS
-from analyzer.errors import EXIT_CODES, GCRefusedError, ReclaimError, UsageError
+from analyzer.errors import EXIT_CODES, ReclaimError, UsageError
 from analyzer.report.text import render_prediction
 from analyzer.semantics import DIGITALOCEAN as DO_ENGINE
 from analyzer.semantics import ENGINES
@@ -1148,14 +1148,6 @@ class _GCCheckStep:
         from analyzer.engines.gc_check import check_before_collect
 
         self.config = config
-        if config.root is None:
-            # The check reads the store; reclaim cannot read an s3 bucket's registry tree yet,
-            # and a real run it cannot predict is a run it does not start.
-            raise GCRefusedError(
-                f"refusing a real collection on {config.registry}: the check before it reads "
-                "the store, and reclaim cannot read s3 storage yet; `reclaim gc --dry-run` "
-                "shows what the collector would delete"
-            )
         try:
             result = check_before_collect(
                 config.root if config.root is not None else config.storage,

@@ -60,7 +60,7 @@ def test_config_names_the_bucket(s3_registry: S3RegistryServer) -> None:
 def test_gc_dry_run_and_real_run_measured_from_the_bucket(
     s3_reg: tuple[S3RegistryServer, str], tmp_path: Path
 ) -> None:
-    server, _engine = s3_reg
+    server, engine = s3_reg
     pushed = _fill(server.url)
     own = server.garbage_collect(dry_run=True, delete_untagged=True)
     assert own.returncode == 0, own.stderr
@@ -79,15 +79,33 @@ def test_gc_dry_run_and_real_run_measured_from_the_bucket(
     assert dry["registry"] == f"s3://{BUCKET}/{server.root}"
     assert server.blob_bytes() == before  # a dry run deletes nothing
 
-    # A real run is checked against a prediction made on the store first; reclaim cannot read
-    # an s3 bucket's tree yet, so it refuses rather than run unchecked, and deletes nothing.
+    # an API-only prediction for `compare` (lower bound: it cannot see untagged revisions)
+    snap = tmp_path / "snap"
+    code, _, err = _run(["scan", server.url, "-o", str(snap)])
+    assert code == 0, err
+    code, prediction, err = _run(
+        ["analyze", str(snap), "--engine", engine, "--delete-untagged", "--format", "json"]
+    )
+    assert code == 0, err
+    (tmp_path / "pred.json").write_text(prediction)
+
     server.stop()
     code, _, err = _run(["gc", *common, "--yes", "-o", str(tmp_path / "real.json")])
-    assert code == 7, err
-    assert "cannot read s3 storage yet" in err and err.count("\n") == 1
-    assert server.blob_bytes() == before
-    refused = json.loads((tmp_path / "real.json").read_text())  # the refusal, on record
-    assert refused["status"] == "refused" and refused["blobs_deleted"] == 0
+    assert code == 0, err
+    real = json.loads((tmp_path / "real.json").read_text())
+    after = server.blob_bytes()
+    gone = set(before) - set(after)
+    assert gone == truth  # the engine's own dry run named exactly what the real run deleted
+    assert real["freed_bytes_source"] == "measured"
+    assert set(real["blob_digests"]) == gone
+    assert real["freed_bytes"] == sum(before.values()) - sum(after.values())
+
+    code, out, err = _run(
+        ["compare", str(tmp_path / "pred.json"), str(tmp_path / "real.json"), "--format", "json"]
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["actual_bytes"] == real["freed_bytes"] and result["match"] is True
 
 
 def test_preflight_fails_closed_when_the_bucket_cannot_be_fully_listed(
