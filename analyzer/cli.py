@@ -19,7 +19,7 @@ import click
 from analyzer.analysis import analyze as analyze_inventory
 from analyzer.do import GC_TYPES as DO_GC_TYPES
 from analyzer.engines.gc_check import BREAKING_HAZARDS as GC_BREAKING_HAZARDS
-from analyzer.errors import EXIT_CODES, GCRefusedError, ReclaimError, UsageError
+from analyzer.errors import EXIT_CODES, ReclaimError, UsageError
 from analyzer.report.text import render_prediction
 from analyzer.semantics import DIGITALOCEAN as DO_ENGINE
 from analyzer.semantics import ENGINES
@@ -271,8 +271,24 @@ def main() -> None:
 @click.argument("url", required=False)
 @click.option(
     "--storage",
-    type=click.Path(file_okay=False),
-    help="The registry's storage rootdirectory: read it directly (complete, exact).",
+    metavar="DIR|s3://BUCKET/PREFIX",
+    help="The registry's storage: its filesystem rootdirectory, or the bucket and rootdirectory "
+    "of its s3 driver (credentials from the AWS chain: AWS_* variables, shared config and "
+    "credentials files, AWS_PROFILE). Read directly: complete, exact.",
+)
+@click.option(
+    "--s3-endpoint",
+    metavar="URL",
+    help="With --storage s3://...: an S3-compatible server (the driver's regionendpoint); "
+    "default AWS. TLS is verified (AWS_CA_BUNDLE names a CA bundle).",
+)
+@click.option("--s3-region", metavar="REGION", help="With --storage s3://...: the bucket's region.")
+@click.option(
+    "--registry-config",
+    type=click.Path(dir_okay=False),
+    metavar="CONFIG",
+    help="Read the storage the registry's own config.yml names (filesystem or s3: bucket, "
+    "rootdirectory, regionendpoint, region, keys), instead of --storage.",
 )
 @click.option(
     "--repo",
@@ -307,6 +323,9 @@ def main() -> None:
 def scan(
     url: str | None,
     storage: str | None,
+    s3_endpoint: str | None,
+    s3_region: str | None,
+    registry_config: str | None,
     repos: tuple[str, ...],
     output: str,
     force: bool,
@@ -329,6 +348,21 @@ def scan(
     no visible manifest references, are invisible there, so predictions say which part of the
     registry they cover, and bound only what they can.
 
+    A registry on S3 is read from its bucket: --storage s3://BUCKET/ROOTDIRECTORY (with
+    --s3-endpoint for an S3-compatible server), or --registry-config naming the registry's own
+    config. The bucket is listed in parallel (the 256 blob prefixes and the repositories), sizes
+    come from the listing, and only the link files and manifests the collector reads are read;
+    the summary says how many requests that took. Throttling is retried with backoff; what
+    still cannot be read is a recorded skip, and predictions then claim no blob.
+
+    \b
+    Examples:
+      reclaim scan --storage /var/lib/registry -o snap
+      reclaim scan --storage s3://my-bucket/registry --s3-region eu-west-1 -o snap
+      reclaim scan --storage s3://registry/ --s3-endpoint https://minio.internal:9000 -o snap
+      reclaim scan https://registry.example --registry-config /etc/docker/registry/config.yml \\
+          -o snap
+
     With --digitalocean REGISTRY the DigitalOcean API's digests listing is read instead: every
     manifest, untagged ones too, with its blobs and sizes, plus the registry's storage usage.
 
@@ -344,17 +378,20 @@ def scan(
     configure_logging(verbose)
     check_target(output, force)  # before the scan, not after it
     if digitalocean:
-        _scan_digitalocean(digitalocean, api_url, url, storage, repos, output, timeout, force)
+        store = storage or registry_config
+        _scan_digitalocean(digitalocean, api_url, url, store, repos, output, timeout, force)
         return
     progress = ClickProgress()
     try:
-        if storage:
+        if storage or registry_config or s3_endpoint or s3_region:
             from analyzer.sources.storage import scan_storage
+            from analyzer.storage_driver import storage_location
 
-            inv = scan_storage(storage, url, list(repos), progress=progress)
+            where = storage_location(storage, registry_config, s3_endpoint, s3_region)
+            inv = scan_storage(where, url, list(repos), progress=progress)
         else:
             if not url:
-                raise UsageError("give a registry URL, or --storage DIR")
+                raise UsageError("give a registry URL, --storage or --registry-config")
             inv = _scan_api(
                 url,
                 repos,
@@ -369,7 +406,7 @@ def scan(
     finally:
         progress.close()
     path = write_snapshot(inv, output, replace=force)
-    if not storage:
+    if not storage and not registry_config:
         from analyzer.sources.oci import journal_path
 
         journal_path(output).unlink(missing_ok=True)
@@ -429,6 +466,12 @@ def _scan_summary(inv: Any) -> str:
         text += (
             f", {len(inv.unread)} of them unread: no blob will be claimed reclaimable "
             "(re-run the scan)"
+        )
+    if x.get("storage_requests"):  # an S3 scan: what listing and reading the bucket took
+        r = x["storage_requests"]
+        text += (
+            f"; {r.get('requests', 0)} S3 requests ({r.get('list_requests', 0)} listings, "
+            f"{r.get('read_requests', 0)} reads, {r.get('retries', 0)} retried)"
         )
     if x.get("retries") or x.get("rereads"):
         text += f"; {x.get('retries', 0)} requests retried, {x.get('rereads', 0)} read again"
@@ -1105,17 +1148,9 @@ class _GCCheckStep:
         from analyzer.engines.gc_check import check_before_collect
 
         self.config = config
-        if config.root is None:
-            # The check reads the store; reclaim cannot read an s3 bucket's registry tree yet,
-            # and a real run it cannot predict is a run it does not start.
-            raise GCRefusedError(
-                f"refusing a real collection on {config.registry}: the check before it reads "
-                "the store, and reclaim cannot read s3 storage yet; `reclaim gc --dry-run` "
-                "shows what the collector would delete"
-            )
         try:
             result = check_before_collect(
-                config.root,
+                config.root if config.root is not None else config.storage,
                 binary_version(binary),
                 self.delete_untagged,
                 self.accepted,
@@ -1135,16 +1170,18 @@ class _GCCheckStep:
             click.echo(f"next: {step}", err=True)
 
 
-def _current_inventory(registry: str | None) -> Any:
-    """The storage tree named by a distribution outcome, scanned now; None when not readable."""
-    from analyzer.errors import SourceError
-    from analyzer.sources.storage import scan_storage
+def _current_inventory(registry: str | None, inv: Any, registry_config: str | None) -> Any:
+    """The store named by a distribution outcome (a directory, or an S3 bucket reached as the
+    snapshot reached it), scanned now; None when not readable."""
+    from analyzer.errors import SourceError, StorageConfigError
+    from analyzer.sources.storage import current_location, scan_storage
 
-    if not registry or "://" in registry or not os.path.isdir(registry):
-        return None
     try:
-        return scan_storage(registry)
-    except SourceError:
+        location = current_location(registry, inv.header, registry_config)
+        return None if location is None else scan_storage(location)
+    except (SourceError, StorageConfigError):
+        if registry_config:
+            raise  # asked for: say why it cannot be read
         return None
 
 
@@ -1161,6 +1198,12 @@ def _current_inventory(registry: str | None) -> Any:
     is_flag=True,
     help="Do not read the outcome's storage tree as it is now (distribution outcomes).",
 )
+@click.option(
+    "--registry-config",
+    type=click.Path(dir_okay=False),
+    metavar="CONFIG",
+    help="Read the outcome's store through the registry's config (its s3 keys), not the AWS chain.",
+)
 @click.option("--check", is_flag=True, help="Exit 1 when the comparison does not match.")
 @history_option
 @format_option("table", "json", "markdown")
@@ -1170,6 +1213,7 @@ def compare_cmd(
     outcome_file: str,
     snapshot: str | None,
     no_storage: bool,
+    registry_config: str | None,
     check: bool,
     history_dir: str | None,
     fmt: str,
@@ -1191,7 +1235,11 @@ def compare_cmd(
         pred = read_prediction(prediction)
         outcome = read_outcome(outcome_file)
         inv = read_snapshot(snapshot) if snapshot else None
-        current = None if no_storage or inv is None else _current_inventory(outcome.registry)
+        current = (
+            None
+            if no_storage or inv is None
+            else _current_inventory(outcome.registry, inv, registry_config)
+        )
         result = compare(pred, outcome, inv, current)
     except ReclaimError as e:
         failed = {"status": "failed", "error": str(e), "prediction": prediction}

@@ -236,6 +236,26 @@ class RegistryServer:
         args.append(str(config or self.config))
         return subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
 
+    # The same questions of any backend (S3RegistryServer answers them from its bucket), so the
+    # fidelity tests run unchanged on each.
+    def storage_args(self) -> list[str]:
+        """How `reclaim scan` is told where this registry's storage is."""
+        return ["--storage", str(self.storage)]
+
+    def blob_bytes(self) -> dict[str, int]:
+        return blob_bytes(self.storage)
+
+    def layer_links(self) -> set[tuple[str, str]]:
+        """(repository, digest) of every `_layers` link file in the storage, read now."""
+        from analyzer.engines.distribution import measure_layer_links
+
+        return measure_layer_links(self.storage)
+
+    def upload_ids(self, repo: str) -> list[str]:
+        """The uploads in progress stored for `repo`."""
+        uploads = self.storage / "docker/registry/v2/repositories" / repo / "_uploads"
+        return sorted(p.name for p in uploads.iterdir()) if uploads.is_dir() else []
+
     def copy_to(self, workdir: Path) -> RegistryServer:
         """A stopped copy of this registry's storage and config, for destructive runs."""
         shutil.copytree(self.storage, workdir / "storage", symlinks=True)

@@ -9,6 +9,7 @@ predicted with reclaim's model of that engine; the oracle is the engine's own
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -21,20 +22,40 @@ from registry import (
     parse_dry_run,
     sha256,
 )
+from s3server import S3RegistryServer
 from scenario import fill
 
 from analyzer.cli import main
-from analyzer.engines.distribution import measure_layer_links
+
+# The storage backends the fidelity tests run on: the filesystem driver, and the s3 driver
+# writing to a real S3 server (SeaweedFS, tests/s3server.py), scanned from the bucket.
+BACKENDS = ["filesystem", "s3"]
 
 
 @pytest.fixture(scope="module")
-def filled(tmp_path_factory: pytest.TempPathFactory, registry_engine: RegistryEngine):  # type: ignore[no-untyped-def]
+def backend(request: pytest.FixtureRequest) -> str:
+    """The storage driver of the registry `filled` fills (filesystem unless parametrized)."""
+    return str(getattr(request, "param", "filesystem"))
+
+
+@pytest.fixture(scope="module")
+def filled(  # type: ignore[no-untyped-def]
+    tmp_path_factory: pytest.TempPathFactory,
+    registry_engine: RegistryEngine,
+    backend: str,
+    request: pytest.FixtureRequest,
+):
     workdir = tmp_path_factory.mktemp("gc-truth")
-    server = RegistryServer(workdir, binary=registry_engine.binary).start()
+    if backend == "s3":
+        s3 = request.getfixturevalue("seaweed")
+        root = f"gc-truth-{uuid.uuid4().hex[:12]}"
+        server = S3RegistryServer(workdir, s3, root, registry_engine.binary).start()
+    else:
+        server = RegistryServer(workdir, binary=registry_engine.binary).start()
     scenario = fill(Pusher(server.url))
     snapshot = workdir / "snapshot"
     result = CliRunner().invoke(
-        main, ["scan", server.url, "--storage", str(server.storage), "-o", str(snapshot)]
+        main, ["scan", server.url, *server.storage_args(), "-o", str(snapshot)]
     )
     assert result.exit_code == 0, result.output
     yield server, scenario, snapshot
@@ -51,6 +72,7 @@ def links_of(predicted: dict) -> set[tuple[str, str]]:  # type: ignore[type-arg]
     return {(x["repository"], x["digest"]) for x in predicted["layer_links_removed"]}
 
 
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True, scope="module")
 @pytest.mark.parametrize("delete_untagged", [False, True], ids=["plain", "delete-untagged"])
 def test_prediction_equals_real_dry_run(filled, delete_untagged: bool) -> None:  # type: ignore[no-untyped-def]
     server, scenario, snapshot = filled
@@ -66,7 +88,7 @@ def test_prediction_equals_real_dry_run(filled, delete_untagged: bool) -> None: 
         truth.manifests
     )
     assert links_of(predicted) == truth.layer_links
-    on_disk = blob_bytes(server.storage)
+    on_disk = server.blob_bytes()
     assert predicted["reclaimable_bytes"] == sum(on_disk[d] for d in truth.blobs_eligible)
     # The scenario's cases land where each engine puts them.
     d = scenario.digests
@@ -117,24 +139,24 @@ def test_prediction_equals_real_dry_run(filled, delete_untagged: bool) -> None: 
     assert predicted["uploads_in_progress"]["count"] == 1
 
 
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True, scope="module")
 @pytest.mark.parametrize("delete_untagged", [False, True], ids=["plain", "delete-untagged"])
 def test_real_gc_frees_predicted_bytes(filled, tmp_path: Path, delete_untagged: bool) -> None:  # type: ignore[no-untyped-def]
     server, _scenario, snapshot = filled
     flags = ["--delete-untagged"] if delete_untagged else []
     predicted = analyze_json(snapshot, "--engine", server.model, *flags)
     copy = server.copy_to(tmp_path)
-    before = blob_bytes(copy.storage)
-    links_before = measure_layer_links(copy.storage)
+    before = copy.blob_bytes()
+    links_before = copy.layer_links()
     run = copy.garbage_collect(dry_run=False, delete_untagged=delete_untagged)
     assert run.returncode == 0, run.stdout + run.stderr
-    after = blob_bytes(copy.storage)
+    after = copy.blob_bytes()
     gone = set(before) - set(after)
     assert gone == set(predicted["blobs_eligible"])
     assert sum(before.values()) - sum(after.values()) == predicted["reclaimable_bytes"]
-    assert links_before - measure_layer_links(copy.storage) == links_of(predicted)
+    assert links_before - copy.layer_links() == links_of(predicted)
     # Uploads in progress are never touched.
-    uploads = list((copy.storage / "docker/registry/v2/repositories/web/_uploads").iterdir())
-    assert len(uploads) == 1
+    assert len(copy.upload_ids("web")) == 1
 
 
 @pytest.mark.engines("3.1")

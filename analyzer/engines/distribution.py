@@ -60,6 +60,8 @@ from analyzer.storage_driver import (
     list_blob_store,
     location_from_config,
     open_driver,
+    split_repository_path,
+    walk_repositories,
 )
 
 ENGINE = "distribution"
@@ -368,10 +370,15 @@ def redact(text: str, secrets: tuple[str, ...]) -> str:
     return text
 
 
-def measure_layer_links(root: Path) -> set[tuple[str, str]]:
+def measure_layer_links(root: Path | StorageLocation) -> set[tuple[str, str]]:
     """(repository, digest) of every `_layers` link file in the storage tree, read now (the
     links distribution 3 removes; 2.8 never does). A measurement of the tree, not a model of
-    any catalog walk: every `_layers/sha256/<hex>/link` under `repositories/` counts."""
+    any catalog walk: every `_layers/sha256/<hex>/link` under `repositories/` counts. On S3,
+    from one listing of repositories/ (a part that cannot be listed fails the measurement)."""
+    if isinstance(root, FilesystemLocation):
+        root = root.root
+    if isinstance(root, S3Location):
+        return _s3_layer_links(root)
     try:
         v2 = resolve_root(root)
     except SourceError as e:
@@ -389,6 +396,28 @@ def measure_layer_links(root: Path) -> set[tuple[str, str]]:
                     if (links / h / "link").is_file()
                 )
         subdirs[:] = [d for d in subdirs if not d.startswith("_")]  # no repository below those
+    return found
+
+
+def _s3_layer_links(location: S3Location) -> set[tuple[str, str]]:
+    try:
+        with open_driver(location) as driver:
+            files = walk_repositories(driver)
+    except (SourceError, StorageConfigError) as e:
+        raise EngineError(str(e)) from e
+    if not files.complete:
+        skip = files.skips[0]
+        raise EngineError(
+            f"{location.url}: {skip.path} could not be listed ({skip.reason}); "
+            "layer links cannot be measured"
+        )
+    found: set[tuple[str, str]] = set()
+    for repo, repo_files in files.by_repository().items():
+        for f in repo_files:
+            rest = split_repository_path(f.path)
+            parts = rest[1].split("/") if rest is not None else []
+            if len(parts) == 4 and parts[:2] == ["_layers", "sha256"] and parts[3] == "link":
+                found.add((repo, f"sha256:{parts[2]}"))
     return found
 
 
@@ -460,9 +489,8 @@ class DistributionEngine(Engine):
             self.preflight()
         assert self._config is not None
         before = measure_blobs(self._config.storage)
-        # Links are measured on a filesystem tree (2.8 never removes one; s3: not measured).
-        root = self._config.root
-        links = None if self.dry_run or root is None else measure_layer_links(root)
+        # The links a real run removes are measured (2.8 never removes one), on disk or S3.
+        links = None if self.dry_run else measure_layer_links(self._config.storage)
         return DistributionRun(self, self._config, before, run_id, log_dir, links)
 
 
@@ -611,8 +639,7 @@ class DistributionRun(Run):
                 return None  # quiet output, or the run stopped before listing: unknown
             links = {(x["repository"], x["digest"]) for x in out.layer_links_eligible}
         else:
-            assert self.cfg.root is not None  # links_before is only measured on a filesystem
-            links = self.links_before - measure_layer_links(self.cfg.root)
+            links = self.links_before - measure_layer_links(self.cfg.storage)
         return tuple({"repository": r, "digest": d} for r, d in sorted(links))
 
 

@@ -35,6 +35,7 @@ from analyzer.outcome import read_json_document
 from analyzer.progress import Progress
 from analyzer.semantics import DISTRIBUTION_3, DISTRIBUTION_28
 from analyzer.sources.storage import scan_storage
+from analyzer.storage_driver import FilesystemLocation, S3Location, StorageLocation
 
 # Hazard types (analysis.hazards) whose images, signatures or whole run do not survive the
 # collection. `possible-abort` is absent: a storage scan knows, and says `gc-aborts` instead.
@@ -120,14 +121,16 @@ class GCCheck:
 
 
 def check_before_collect(
-    root: str | os.PathLike[str],
+    root: str | os.PathLike[str] | StorageLocation,
     version: str | None,
     delete_untagged: bool,
     accepted: Iterable[str] = (),
     plan: PlanExpectation | None = None,
     progress: Progress | None = None,
 ) -> GCCheck:
-    """Scan `root` now, predict the run, and raise GCRefusedError when it must not run."""
+    """Scan `root` now, predict the run, and raise GCRefusedError when it must not run.
+    `root`: the filesystem driver's root directory, or the config's storage location (an
+    s3-backed registry's bucket is scanned as `reclaim scan --registry-config` scans it)."""
     model = engine_model(version)
     models = (model,) if model else (DISTRIBUTION_28, DISTRIBUTION_3)
     try:
@@ -144,7 +147,7 @@ def check_before_collect(
     if refused:
         raise GCRefusedError(_hazard_refusal(refused, models, delete_untagged, version))
     return GCCheck(
-        root=str(Path(root)),
+        root=root.url if isinstance(root, S3Location | FilesystemLocation) else str(Path(root)),
         version=version,
         models=models,
         delete_untagged=delete_untagged,
@@ -247,6 +250,8 @@ def _check_blobs(refuse: str, s: PredictionSummary, fresh: Prediction) -> None:
 def _same_path(a: str, b: str | None) -> bool:
     if b is None:
         return False
+    if "://" in a or "://" in b:  # s3://BUCKET/ROOT: an identity, not a path
+        return a.rstrip("/") == b.rstrip("/")
     try:
         return Path(a).resolve() == Path(b).resolve()
     except OSError:

@@ -20,10 +20,12 @@ for the collector, a device is not opened, and file contents are read up to a ca
 
 from __future__ import annotations
 
+import builtins
 import errno
 import os
 import re
 import stat
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -38,6 +40,10 @@ _LOWER_HEX = re.compile(r"[a-f0-9]+")
 # The longest content that can parse as a digest ("sha512:" + 128 hex): a link longer than this
 # fails in the collector too, whatever it holds, so nothing past it needs reading.
 MAX_LINK_BYTES = 7 + 128
+# distribution refuses to accept a manifest larger than this; a bigger one in the tree did not
+# come through the API, and is not read (a skip).
+MAX_MANIFEST_BYTES = 4 << 20
+MAX_STARTEDAT_BYTES = 256
 # storagedriver.PathRegexp: every path the driver is handed through its base wrapper.
 _DRIVER_PATH = re.compile(r"(/[A-Za-z0-9._-]+)+")
 
@@ -136,7 +142,9 @@ def canonical_blob_path(digest: str) -> str:
 class Failure:
     """A driver call that fails. `kind`: "missing" (PathNotFoundError: the collector tolerates it
     where it says so), "error" (any other error: the collector stops), "hang" (the collector
-    blocks forever), "outside" (a path reclaim will not follow out of the storage root)."""
+    blocks forever), "outside" (a path reclaim will not follow out of the storage root),
+    "unread" (reclaim could not read it: denied, throttled, gone since it was listed; what the
+    collector meets there is unknown, so nothing may be concluded from it)."""
 
     kind: str
     detail: str
@@ -146,6 +154,7 @@ MISSING = "missing"
 ERROR = "error"
 HANG = "hang"
 OUTSIDE = "outside"
+UNREAD = "unread"
 
 
 def _os_failure(e: OSError) -> Failure:
@@ -164,11 +173,98 @@ class Entry:
     st: os.stat_result
 
 
-class Tree:
+SKIP = "skip"  # the visitor's ErrSkipDir
+Visitor = Callable[[Entry], "str | Failure | None"]
+
+
+class StorageTree(ABC):
+    """The `docker/registry/v2` part of a registry's storage, read the way its garbage
+    collector reads it through the driver the registry uses: a directory tree (`Tree`) or an
+    S3 bucket (`analyzer.sources.s3tree.S3Tree`). Paths are relative to v2
+    ("repositories/team/app/_layers"); `driver(rel)` is the path the driver sees.
+
+    What the storage scan needs, and nothing more: list a directory, stat a path, read a file
+    with a cap, read a link, walk from a path as the engine's driver walks, and whether a path
+    stays inside the storage root.
+    """
+
+    # Whether the scan may read blobs for its own information (image creation times): where
+    # every read is a request (S3), only what the collector reads is read.
+    extra_reads = True
+
+    @property
+    @abstractmethod
+    def url(self) -> str:
+        """The storage root's identity for the snapshot: a directory, or s3://BUCKET/PREFIX."""
+
+    @staticmethod
+    def driver(rel: str) -> str:
+        return "/docker/registry/v2" + (f"/{rel}" if rel else "")
+
+    @abstractmethod
+    def inside(self, rel: str) -> bool:
+        """True when `rel`, symlinks resolved, stays under the storage root."""
+
+    @abstractmethod
+    def stat(self, rel: str) -> os.stat_result | Failure:
+        """driver.Stat: what is at `rel` (size, mode, modification time), or why not."""
+
+    @abstractmethod
+    def list(self, rel: str) -> list[str] | Failure:
+        """driver.List: the names in a directory (unsorted)."""
+
+    @abstractmethod
+    def read(self, rel: str, cap: int) -> bytes | Failure:
+        """driver.GetContent, bounded: at most `cap` + 1 bytes, enough for the caller to know
+        the content is longer than `cap`."""
+
+    @abstractmethod
+    def walk(self, start: str, visit: Visitor, engine: str) -> Failure | None:
+        """`engine`'s driver walk from `start` (see `walk` for the filesystem's); returns the
+        failure that ends it, or None."""
+
+    def missing_fails(self, engine: str) -> bool:
+        """Whether `engine`'s walk of a path that does not exist fails (PathNotFoundError)."""
+        return True
+
+    def prepare(self, repositories: builtins.list[str]) -> None:  # noqa: B027 - optional: read-ahead
+        """Read ahead what the scan of these repositories will read (a no-op on a disk)."""
+
+    def unread_parts(self) -> builtins.list[tuple[str, str]]:
+        """(part, why) for each part of the store that could not be listed at all."""
+        return []
+
+    def requests(self) -> dict[str, int] | None:
+        """Requests made to the store, by kind; None where reads are not requests (a disk)."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 - optional: only network stores hold connections
+        """Release connections."""
+
+    def size_text(self, rel: str) -> str:
+        """The size of the file at `rel` for a message, with thousands separators."""
+        st = self.stat(rel)
+        return f"{st.st_size:,}" if isinstance(st, os.stat_result) else "more than 135"
+
+    def read_link(self, rel: str) -> str | Failure:
+        """blobStore.readlink: the digest a link file holds, or why the collector fails on it."""
+        if not driver_path_ok(self.driver(rel)):
+            return Failure(ERROR, "invalid path (the storage driver refuses it)")
+        content = self.read(rel, MAX_LINK_BYTES)
+        if isinstance(content, Failure):
+            return content
+        if len(content) > MAX_LINK_BYTES:
+            return Failure(ERROR, f"link is {self.size_text(rel)} bytes, not a digest")
+        digest, error = parse_digest(content.decode("latin-1"))
+        if digest is None:
+            return Failure(ERROR, f"{error} (link holds {content[:80]!r})")
+        return digest
+
+
+class Tree(StorageTree):
     """The `docker/registry/v2` directory, read as the filesystem driver reads it.
 
-    Paths are relative to v2 ("repositories/team/app/_layers"); `driver(rel)` is the path the
-    driver sees. Symlinks are followed, as the driver's `os.Stat`/`os.Open` follow them.
+    Symlinks are followed, as the driver's `os.Stat`/`os.Open` follow them.
     """
 
     def __init__(self, v2: str) -> None:
@@ -176,12 +272,15 @@ class Tree:
         self.real_v2 = os.path.realpath(v2)
         self._real: dict[str, str] = {"": self.real_v2}
 
+    @property
+    def url(self) -> str:
+        return self.real_v2
+
     def abs(self, rel: str) -> str:
         return os.path.join(self.v2, rel) if rel else self.v2
 
-    @staticmethod
-    def driver(rel: str) -> str:
-        return "/docker/registry/v2" + (f"/{rel}" if rel else "")
+    def walk(self, start: str, visit: Visitor, engine: str) -> Failure | None:
+        return walk(self, start, visit, engine)
 
     def inside(self, rel: str) -> bool:
         """True when `rel`, symlinks resolved, stays under the storage root."""
@@ -205,7 +304,7 @@ class Tree:
         except OSError as e:
             return _os_failure(e)
 
-    def list(self, rel: str) -> list[str] | Failure:
+    def list(self, rel: str) -> builtins.list[str] | Failure:
         """driver.List: the names in a directory (unsorted, as Readdirnames gives them)."""
         st = self.stat(rel)
         if isinstance(st, Failure):
@@ -252,19 +351,8 @@ class Tree:
         finally:
             os.close(fd)
 
-    def read_link(self, rel: str) -> str | Failure:
-        """blobStore.readlink: the digest a link file holds, or why the collector fails on it."""
-        if not driver_path_ok(self.driver(rel)):
-            return Failure(ERROR, "invalid path (the storage driver refuses it)")
-        content = self.read(rel, MAX_LINK_BYTES)
-        if isinstance(content, Failure):
-            return content
-        if len(content) > MAX_LINK_BYTES:
-            return Failure(ERROR, f"link is {_size(self.abs(rel))} bytes, not a digest")
-        digest, error = parse_digest(content.decode("latin-1"))
-        if digest is None:
-            return Failure(ERROR, f"{error} (link holds {content[:80]!r})")
-        return digest
+    def size_text(self, rel: str) -> str:
+        return _size(self.abs(rel))
 
 
 def _size(path: str) -> str:
@@ -290,9 +378,6 @@ def _content_failure(mode: int) -> Failure | None:
 
 
 # -- the walk -------------------------------------------------------------------------------
-
-SKIP = "skip"  # the visitor's ErrSkipDir
-Visitor = Callable[[Entry], "str | Failure | None"]
 
 
 def walk(tree: Tree, start: str, visit: Visitor, engine: str) -> Failure | None:

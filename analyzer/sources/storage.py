@@ -1,6 +1,6 @@
-"""Read the registry's own storage tree (filesystem driver layout), strictly read-only.
+"""Read the registry's own storage (a directory tree or an S3 bucket), strictly read-only.
 
-Layout (distribution 2.x and 3.x alike), under the configured `rootdirectory`:
+Layout (distribution 2.x and 3.x alike, whichever driver), under the configured `rootdirectory`:
 
     docker/registry/v2/blobs/sha256/<xx>/<hex>/data                  every blob, manifests too
     docker/registry/v2/repositories/<name...>/_manifests/revisions/sha256/<hex>/link
@@ -17,6 +17,12 @@ a digest algorithm other than sha256, a link naming another digest), the item is
 the inventory is incomplete: no figure from it is exact. Reads are bounded; symlinks are
 followed where the collector follows them, and the scan's own extra reads (upload times, image
 creation times) never leave the storage root.
+
+An S3 bucket (`s3tree.py`) is read through the same code, as distribution's s3 driver walks it
+(its directories, walk orders and PathNotFound rules differ from the filesystem's): listed once
+up front, with only the links and manifests the collector reads read, in parallel. What cannot
+be read there (denied, throttled, gone since it was listed) is an unread skip: no prediction
+from the snapshot then claims a blob. The request counts go into `header.extra`.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from pathlib import Path
 
 from analyzer.errors import SourceError
 from analyzer.inventory import SOURCE_STORAGE, Inventory, InventoryBuilder, SnapshotHeader
+from analyzer.inventory import UNREAD as UNREAD_SKIP
 from analyzer.model import (
     KIND_IMAGE,
     ParsedManifest,
@@ -46,31 +53,35 @@ from analyzer.sources.layout import (
     DISTRIBUTION_28,
     ENGINES,
     HANG,
+    MAX_MANIFEST_BYTES,
+    MAX_STARTEDAT_BYTES,
     MISSING,
     SKIP,
+    UNREAD,
     Entry,
     Failure,
+    StorageTree,
     Tree,
     canonical_blob_path,
     digest_from_path,
     name_error,
-    walk,
 )
+from analyzer.storage_driver import FilesystemLocation, S3Location, StorageLocation
 from analyzer.version import __version__
 
 V2 = Path("docker", "registry", "v2")
 # An image config larger than this is not read for its `created` time (it would be a layer-sized
 # artifact config, not an image config).
 MAX_CONFIG_BYTES = 4 << 20
-# distribution refuses to accept a manifest larger than this; a bigger one in the tree did not
-# come through the API, and is not read (a skip).
-MAX_MANIFEST_BYTES = 4 << 20
-MAX_STARTEDAT_BYTES = 256
 # What makes a directory a repository for each engine's catalog walk.
 REPOSITORY_MARKER = {DISTRIBUTION_28: "_layers", DISTRIBUTION_3: "_manifests"}
 # header.extra keys: where the real collector stops, and the repositories an engine never sees.
 EXTRA_FAULTS = "gc_faults"
 EXTRA_UNSEEN = "gc_unseen"
+# header.extra keys of an S3 scan: the requests it made, and where the bucket is served (no
+# credentials), so that the store can be read again (compare reads it as it is now).
+EXTRA_REQUESTS = "storage_requests"
+EXTRA_S3 = "s3"
 
 
 def resolve_root(path: str | os.PathLike[str]) -> Path:
@@ -136,7 +147,7 @@ def iter_blobs(v2: Path) -> Iterator[tuple[str, int]]:
             yield f"sha256:{hex_part}", size
 
 
-def _config_created(tree: Tree, digest: str) -> datetime | None:
+def _config_created(tree: StorageTree, digest: str) -> datetime | None:
     rel = _blob_rel(digest)
     if not tree.inside(rel):
         return None
@@ -164,7 +175,7 @@ class _Repository:
 
 
 class _Scan:
-    def __init__(self, tree: Tree, builder: InventoryBuilder, progress: Progress) -> None:
+    def __init__(self, tree: StorageTree, builder: InventoryBuilder, progress: Progress) -> None:
         self.tree = tree
         self.b = builder
         self.progress = progress
@@ -175,19 +186,33 @@ class _Scan:
         self.seen: dict[str, list[str]] = {}  # engine -> repositories its catalog walk reaches
         self.seen_sets: dict[str, set[str]] = {}
         self.sizes: dict[str, int] = {}
+        self._skipped: set[tuple[str | None, str | None, str]] = set()
 
     # -- what the scan cannot claim, and where the collector stops -----------------------------
 
     def skip(self, repo: str | None, reference: str | None, reason: str) -> None:
         """Something the collector reads and reclaim does not: the inventory is incomplete."""
+        if (repo, reference, reason) in self._skipped:
+            return
+        self._skipped.add((repo, reference, reason))
         self.b.add_skip(repo, reference, reason)
         self.incomplete.append(f"{reference or repo}: {reason}")
+
+    def unread(self, repo: str | None, reference: str | None, detail: str) -> None:
+        """Something reclaim could not read at all (an S3 prefix or object: denied, throttled,
+        gone since it was listed): it may keep any blob alive, so nothing is claimed."""
+        self.skip(repo, reference, UNREAD_SKIP + detail)
 
     def fault(self, failure: Failure, engines: list[str], **how: object) -> None:
         path, _, detail = failure.detail.partition(": ")
         if not detail:
             path, detail = str(how.pop("path", "")), failure.detail
         how.pop("path", None)
+        if failure.kind == UNREAD:
+            # Not the collector stopping: reclaim not knowing what it meets there.
+            repo = how.get("repository")
+            self.unread(repo if isinstance(repo, str) else None, path or None, detail)
+            return
         self.faults.append(
             Fault(
                 path=path,
@@ -221,7 +246,7 @@ class _Scan:
                 return SKIP
             return SKIP if base.startswith("_") else None
 
-        failure = walk(self.tree, "repositories", visit, engine)
+        failure = self.tree.walk("repositories", visit, engine)
         if failure is not None:
             self.fault(failure, [engine])
 
@@ -286,7 +311,7 @@ class _Scan:
                     found.pushed[digest] = datetime.fromtimestamp(entry.st.st_mtime, tz=UTC)
             return None
 
-        failure = walk(self.tree, rev_dir, visit, DISTRIBUTION_3)
+        failure = self.tree.walk(rev_dir, visit, DISTRIBUTION_3)
         if failure is not None and failure.kind != MISSING:
             self.fault(failure, engines, repository=repo)
         return found
@@ -300,6 +325,9 @@ class _Scan:
         if isinstance(names, Failure):
             if names.kind == MISSING:
                 return False
+            if names.kind == UNREAD:  # the tags decide what -m keeps: unknown, keep all
+                self.unread(repo, tags_rel, names.detail)
+                return True
             if read_by_gc:
                 self.fault(Failure(names.kind, f"{tags_rel}: {names.detail}"), engines, **when)
             return True
@@ -308,6 +336,9 @@ class _Scan:
             rel = f"{tags_rel}/{tag}/current/link"
             digest = self.tree.read_link(rel)
             if isinstance(digest, Failure):
+                if digest.kind == UNREAD:
+                    self.unread(repo, rel, digest.detail)
+                    continue
                 if digest.kind != MISSING and read_by_gc and not failed:
                     self.fault(Failure(digest.kind, f"{rel}: {digest.detail}"), engines, **when)
                     failed = True
@@ -326,7 +357,10 @@ class _Scan:
         if digest not in self.parsed:
             body = self.tree.read(rel, MAX_MANIFEST_BYTES)
             if isinstance(body, Failure):
-                self.skip(repo, digest, f"manifest blob not read: {body.detail}")
+                if body.kind == UNREAD:
+                    self.unread(repo, digest, f"manifest blob not read: {body.detail}")
+                else:
+                    self.skip(repo, digest, f"manifest blob not read: {body.detail}")
                 return
             if len(body) > MAX_MANIFEST_BYTES:
                 self.skip(repo, digest, "manifest blob larger than 4 MiB, not read")
@@ -334,7 +368,7 @@ class _Scan:
             verify_digest(body, digest, where)
             parsed = parse_manifest(body, where)
             self.parsed[digest] = parsed
-            if parsed.kind == KIND_IMAGE and parsed.config is not None:
+            if parsed.kind == KIND_IMAGE and parsed.config is not None and self.tree.extra_reads:
                 self.created[digest] = _config_created(self.tree, parsed.config.digest)
             self.sizes[digest] = len(body)
         self.b.add_manifest(
@@ -382,7 +416,7 @@ class _Scan:
                 self.b.add_layer_link(repo, digest)
             return None
 
-        failure = walk(self.tree, layer_dir, visit, DISTRIBUTION_3)
+        failure = self.tree.walk(layer_dir, visit, DISTRIBUTION_3)
         if failure is not None:
             self.fault(failure, [DISTRIBUTION_3], repository=repo)
 
@@ -395,8 +429,8 @@ class _Scan:
             return
         for upload_id in sorted(names):
             udir = f"{rel}/{upload_id}"
-            if not self.tree.inside(udir):
-                continue
+            if not self.tree.inside(udir) or isinstance(self.tree.stat(udir), Failure):
+                continue  # outside, or (S3) a prefix the server still lists with no key under it
             data = self.tree.stat(f"{udir}/data") if self.tree.inside(f"{udir}/data") else None
             size = data.st_size if isinstance(data, os.stat_result) else None
             self.b.add_upload(repo, upload_id, size, self.started_at(f"{udir}/startedat"))
@@ -432,9 +466,16 @@ class _Scan:
                 self.progress.advance()
             return None
 
-        failure = walk(self.tree, "blobs", visit, DISTRIBUTION_3)
+        failure = self.tree.walk("blobs", visit, DISTRIBUTION_3)
         if failure is not None:
             self.fault(failure, list(ENGINES), phase="sweep")
+            return
+        unread = any(part.startswith("blobs") for part, _ in self.tree.unread_parts())
+        if not unread and isinstance(self.tree.stat("blobs"), Failure):
+            # No blob at all, and 3.x's S3 walk took that for no error: 2.8's walk still fails.
+            failing = [e for e in ENGINES if self.tree.missing_fails(e)]
+            if failing:
+                self.fault(Failure(MISSING, "blobs: Path not found"), failing, phase="sweep")
 
     def extra(self) -> dict[str, object]:
         out: dict[str, object] = {}
@@ -452,28 +493,86 @@ def _walk_order(name: str) -> list[bytes]:
     return [os.fsencode(part) for part in name.split("/")]
 
 
+def open_tree(
+    storage: str | os.PathLike[str] | StorageLocation, progress: Progress | None = None
+) -> StorageTree:
+    """The storage to scan: a directory (the registry's rootdirectory, or its v2 directory), an
+    `s3://BUCKET/PREFIX` string (endpoint and region from the AWS chain), or a location from
+    `analyzer.storage_driver` (`parse_storage`, `read_registry_config`). An S3 store is listed
+    here, once (see `s3tree`)."""
+    if isinstance(storage, str) and storage.startswith("s3://"):
+        from analyzer.storage_driver import parse_storage
+
+        storage = parse_storage(storage)
+    if isinstance(storage, S3Location):
+        return _open_s3(storage, progress)
+    root = storage.root if isinstance(storage, FilesystemLocation) else storage
+    return Tree(str(resolve_root(root)))
+
+
+def _open_s3(location: S3Location, progress: Progress | None) -> StorageTree:
+    from analyzer.sources.s3tree import S3Tree
+    from analyzer.storage_driver import open_driver
+
+    driver = open_driver(location)
+    try:
+        tree = S3Tree(driver, progress=progress)
+    except BaseException:
+        driver.close()
+        raise
+    if not tree.files:
+        tree.close()
+        if tree.unread:
+            _, why = tree.unread_parts()[0]
+            raise SourceError(f"{location.url}: nothing could be listed ({why})")
+        raise SourceError(
+            f"{location.url}: not a registry storage root (no key under docker/registry/v2/; "
+            "give the bucket and the driver's rootdirectory: s3://BUCKET/ROOTDIRECTORY)"
+        )
+    return tree
+
+
 def scan_storage(
-    storage: str | os.PathLike[str],
+    storage: str | os.PathLike[str] | StorageLocation,
     registry_url: str | None = None,
     repo_globs: list[str] | None = None,
     progress: Progress | None = None,
 ) -> Inventory:
-    """Read a registry's storage tree into a complete inventory.
+    """Read a registry's storage into a complete inventory.
 
+    `storage` is where the registry keeps it: a directory, `s3://BUCKET/PREFIX`, or a
+    `StorageLocation` (`analyzer.storage_driver.parse_storage(..., endpoint=, region=)` or
+    `read_registry_config("config.yml")`: the storage the registry's own config names).
     `repo_globs` limits which repositories are read; the snapshot is then marked incomplete,
     because blobs other repositories keep alive are not known. So is a tree holding anything
     the collector reads and reclaim does not (see the skips table); where the collector stops,
     `header.extra["gc_faults"]` says so, and the engine models predict the abort.
     """
     progress = progress or NullProgress()
-    v2 = resolve_root(storage)
+    tree = open_tree(storage, progress)
+    try:
+        return _scan(tree, storage, registry_url, repo_globs, progress)
+    finally:
+        tree.close()
+
+
+def _scan(
+    tree: StorageTree,
+    storage: str | os.PathLike[str] | StorageLocation,
+    registry_url: str | None,
+    repo_globs: list[str] | None,
+    progress: Progress,
+) -> Inventory:
     builder = InventoryBuilder()
-    scan = _Scan(Tree(str(v2)), builder, progress)
+    scan = _Scan(tree, builder, progress)
+    for part, why in tree.unread_parts():
+        scan.unread(None, part, why)
     for engine in ENGINES:
         scan.catalog(engine)
     scan.seen_sets = {e: set(names) for e, names in scan.seen.items()}
     union = sorted(set().union(*scan.seen_sets.values()), key=_walk_order)
     repos = [r for r in union if not repo_globs or any(fnmatchcase(r, g) for g in repo_globs)]
+    tree.prepare(repos)
     progress.stage("repositories", len(repos))
     for repo in repos:
         scan.repository(repo)
@@ -494,8 +593,59 @@ def scan_storage(
         tool_version=__version__,
         complete=complete,
         repository_filter=list(repo_globs or []),
-        storage_root=str(Path(storage).resolve()),
+        storage_root=_storage_root(tree, storage),
         notes=notes,
-        extra=scan.extra(),
+        extra={**scan.extra(), **_store_extra(tree, storage)},
     )
     return builder.build(header)
+
+
+def _storage_root(tree: StorageTree, storage: str | os.PathLike[str] | StorageLocation) -> str:
+    if isinstance(tree, Tree):
+        root = storage.root if isinstance(storage, FilesystemLocation) else storage
+        return str(Path(root).resolve())  # type: ignore[arg-type]
+    return tree.url
+
+
+def _store_extra(
+    tree: StorageTree, storage: str | os.PathLike[str] | StorageLocation
+) -> dict[str, object]:
+    """An S3 scan's request counts, and where the bucket is served (never a credential)."""
+    requests = tree.requests()
+    if requests is None:
+        return {}
+    out: dict[str, object] = {EXTRA_REQUESTS: requests}
+    if isinstance(storage, S3Location):
+        out[EXTRA_S3] = {"endpoint": storage.endpoint, "region": storage.region}
+    return out
+
+
+def current_location(
+    registry: str | None,
+    header: SnapshotHeader | None = None,
+    registry_config: str | os.PathLike[str] | None = None,
+) -> StorageLocation | None:
+    """Where to read, as it is now, the store an outcome names (`Outcome.registry`: a directory
+    or s3://BUCKET/ROOT), for `compare`. An S3 store is reached as the snapshot `header` read it
+    (its endpoint and region; never a credential: those come from the AWS chain), or through
+    the registry config, when given (its keys too). None when there is nothing to read."""
+    from analyzer.storage_driver import parse_s3_url, read_registry_config
+
+    if not registry:
+        return None
+    if registry_config is not None:
+        location = read_registry_config(registry_config)
+        return location if location.url == registry.rstrip("/") else None
+    if registry.startswith("s3://"):
+        served = header.extra.get(EXTRA_S3) if header is not None else None
+        same = header is not None and header.storage_root == registry
+        where = served if same and isinstance(served, dict) else {}
+        endpoint, region = where.get("endpoint"), where.get("region")
+        return parse_s3_url(
+            registry,
+            endpoint=str(endpoint) if endpoint else None,
+            region=str(region) if region else None,
+        )
+    if "://" in registry or not os.path.isdir(registry):
+        return None
+    return FilesystemLocation(Path(registry))
