@@ -14,8 +14,9 @@ Notebook entry points:
     analyzer.forecast([inv1, inv2, inv3], quota_bytes=500 * 2**30)   # growth and quota date
 """
 
-from analyzer.analysis import Prediction, analyze
+from analyzer.analysis import Prediction
 from analyzer.diff import SnapshotDiff, diff
+from analyzer.engines.registry import analyze
 from analyzer.forecast import Forecast, forecast
 from analyzer.history import read_history
 from analyzer.inventory import Inventory, SnapshotHeader

@@ -16,13 +16,10 @@ from typing import Any, TypeVar
 
 import click
 
-from analyzer.analysis import analyze as analyze_inventory
-from analyzer.do import GC_TYPES as DO_GC_TYPES
-from analyzer.engines.gc_check import BREAKING_HAZARDS as GC_BREAKING_HAZARDS
+from analyzer.engines import registry
+from analyzer.engines.distribution.gc_check import BREAKING_HAZARDS as GC_BREAKING_HAZARDS
 from analyzer.errors import EXIT_CODES, ReclaimError, UsageError
 from analyzer.report.text import render_prediction
-from analyzer.semantics import DIGITALOCEAN as DO_ENGINE
-from analyzer.semantics import ENGINES
 from analyzer.snapshot import check_target, read_snapshot, write_snapshot
 from analyzer.version import __version__
 
@@ -114,6 +111,29 @@ def fail_cleanly(fn: F) -> F:
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__
     return wrapper  # type: ignore[return-value]
+
+
+class EngineChoice(click.ParamType):
+    """--engine: one of the registered engines, checked when the command line is parsed (an
+    engine registered after import, a test's own, is accepted too)."""
+
+    name = "engine"
+
+    def __init__(self, names: Callable[[], tuple[str, ...]] = registry.names) -> None:
+        self.names = names
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return f"[{'|'.join(self.names())}]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        if value in self.names():
+            return str(value)
+        self.fail(f"{value!r} is not one of {', '.join(map(repr, self.names()))}.", param, ctx)
+
+
+def gc_type_choice() -> click.Choice:
+    """--gc-type: every collection type an engine takes (DigitalOcean's three)."""
+    return click.Choice([t for spec in registry.specs() for t in spec.gc_types])
 
 
 def format_option(*choices: str) -> Callable[[F], F]:
@@ -441,7 +461,7 @@ def _scan_summary(inv: Any) -> str:
 @click.argument("snapshot", type=click.Path(exists=True, file_okay=False))
 @click.option(
     "--engine",
-    type=click.Choice(ENGINES),
+    type=EngineChoice(),
     required=True,
     help="The garbage collector that will run.",
 )
@@ -452,7 +472,7 @@ def _scan_summary(inv: Any) -> str:
 )
 @click.option(
     "--gc-type",
-    type=click.Choice(list(DO_GC_TYPES)),
+    type=gc_type_choice(),
     help="DigitalOcean's garbage-collection type (--engine digitalocean; default from "
     "--delete-untagged).",
 )
@@ -470,14 +490,15 @@ def analyze(
     distribution 2.8 breaks with --delete-untagged.
     """
     inv = read_snapshot(snapshot)
-    if engine == DO_ENGINE or gc_type:
-        _analyze_digitalocean(inv, engine, gc_type, delete_untagged, fmt)
-        return
-    prediction = analyze_inventory(inv, engine, delete_untagged)
+    prediction = registry.analyze(inv, engine, delete_untagged, gc_type)
     if fmt == "json":
         click.echo(json.dumps(prediction.to_dict(), indent=2))
-    else:
-        click.echo(render_prediction(prediction))
+        return
+    for line in prediction.headline():
+        click.echo(line)
+    click.echo(render_prediction(prediction))
+    for line in prediction.footer():
+        click.echo(line)
 
 
 @main.command("plan")
@@ -499,14 +520,14 @@ def analyze(
 )
 @click.option(
     "--engine",
-    type=click.Choice(ENGINES),
+    type=EngineChoice(),
     required=True,
     help="The garbage collector that runs after the deletions.",
 )
 @click.option("--delete-untagged", is_flag=True, help="That GC runs with --delete-untagged (-m).")
 @click.option(
     "--gc-type",
-    type=click.Choice(list(DO_GC_TYPES)),
+    type=gc_type_choice(),
     help="DigitalOcean's garbage-collection type (--engine digitalocean).",
 )
 @format_option("table", "json", "markdown")
@@ -539,12 +560,7 @@ def plan_cmd(
     if policies:
         if deletions:
             raise UsageError("give --delete or --policy, not both")
-        if gc_type:
-            raise UsageError(
-                "--gc-type is not supported with --policy yet; model the run with "
-                "--engine digitalocean [--delete-untagged]"
-            )
-        _plan_policies(snapshot, policies, engine, delete_untagged, fmt, output, force)
+        _plan_policies(snapshot, policies, engine, delete_untagged, fmt, output, force, gc_type)
         return
     from analyzer.attribution import attribute
     from analyzer.plan import plan_deletions
@@ -556,21 +572,17 @@ def plan_cmd(
     progress = ClickProgress()
     try:
         inv = _step(progress, "snapshot", read_snapshot, snapshot)
-        if engine == DO_ENGINE or gc_type:
-            plan: Any = _step(
-                progress,
-                "plan",
-                _plan_digitalocean,
-                inv,
-                list(deletions),
-                engine,
-                gc_type,
-                delete_untagged,
-            )
-        else:
-            plan = _step(
-                progress, "plan", plan_deletions, inv, list(deletions), engine, delete_untagged
-            )
+        plan = _step(
+            progress,
+            "plan",
+            plan_deletions,
+            inv,
+            list(deletions),
+            engine,
+            delete_untagged,
+            None,
+            gc_type,
+        )
         attribution = _step(progress, "attribution", attribute, inv, plan)
     finally:
         progress.close()
@@ -593,6 +605,7 @@ def _plan_policies(
     fmt: str,
     output: str | None,
     force: bool,
+    gc_type: str | None = None,
 ) -> None:
     """`plan --policy`: one policy gives a plan; several give a comparison of plans."""
     from analyzer.plan_file import seal_plan
@@ -604,7 +617,9 @@ def _plan_policies(
     progress = ClickProgress()
     try:
         inv = _step(progress, "snapshot", read_snapshot, snapshot)
-        result = compare_policies(inv, list(loaded), engine, delete_untagged, progress=progress)
+        result = compare_policies(
+            inv, list(loaded), engine, delete_untagged, progress=progress, gc_type=gc_type
+        )
     finally:
         progress.close()
     single = len(result.plans) == 1
@@ -637,8 +652,8 @@ def _apply_writer(
     from analyzer.apply import target_registry
 
     if do_registry:
-        from analyzer.do.client import DigitalOceanClient
-        from analyzer.do.writer import DigitalOceanWriter
+        from analyzer.engines.digitalocean.client import DigitalOceanClient
+        from analyzer.engines.digitalocean.writer import DigitalOceanWriter
 
         writer = DigitalOceanWriter(DigitalOceanClient.from_env(api_url), do_registry)
         target_registry(plan, writer.shown)
@@ -887,7 +902,7 @@ def _check_output(path: str | None, force: bool) -> None:
 @main.command("gc")
 @click.option(
     "--engine",
-    type=click.Choice(["distribution", "digitalocean"]),
+    type=EngineChoice(lambda: tuple(f for f in registry.runner_families() if f in _GC_COMMANDS)),
     default="distribution",
     show_default=True,
     help="The garbage collector to run.",
@@ -917,7 +932,7 @@ def _check_output(path: str | None, force: bool) -> None:
 @click.option(
     "--type",
     "do_type",
-    type=click.Choice(list(DO_GC_TYPES)),
+    type=gc_type_choice(),
     help="DigitalOcean's garbage-collection type (default: unreferenced blobs only, or with "
     "--delete-untagged: untagged manifests and unreferenced blobs).",
 )
@@ -1014,35 +1029,40 @@ def gc_cmd(
     """
     _check_output(output, force)
     configure_logging(verbose)
-    if engine == DO_ENGINE:
-        if accept_hazards or plan_file:
-            raise UsageError("--accept-hazard and --plan check a distribution collection")
-        _gc_digitalocean(
-            _DOGCArgs(
-                do_registry,
-                do_type,
-                delete_untagged,
-                dry_run,
-                config,
-                binary,
-                yes,
-                wait,
-                attach,
-                api_url,
-                poll_interval,
-                history_dir,
-                fmt,
-                output,
-                force,
-            )
-        )
-        return
+    args = _GCArgs(
+        do_registry,
+        do_type,
+        delete_untagged,
+        dry_run,
+        config,
+        binary,
+        yes,
+        wait,
+        attach,
+        api_url,
+        poll_interval,
+        history_dir,
+        fmt,
+        output,
+        force,
+        accept_hazards,
+        plan_file,
+    )
+    # Each family's collector takes its own options (a config and a binary; a registry name
+    # and a type): one handler per family, the runner itself from the engine registry.
+    _GC_COMMANDS[engine](args)
+
+
+def _gc_distribution(a: _GCArgs) -> None:
+    """`gc --engine distribution`: check, run and record `registry garbage-collect`."""
+    config, delete_untagged, dry_run, yes = a.config, a.delete_untagged, a.dry_run, a.yes
+    binary, history_dir, output, force, fmt = a.binary, a.history_dir, a.output, a.force, a.fmt
+    accept_hazards, plan_file = a.accept_hazards, a.plan_file
     if not config:
         raise UsageError("--config is required with the distribution engine")
     from pathlib import Path
 
     from analyzer.engines.base import run_engine
-    from analyzer.engines.distribution import DistributionEngine
     from analyzer.errors import EngineError
     from analyzer.history import KIND_OUTCOME, write_record
     from analyzer.outcome import Outcome
@@ -1051,8 +1071,8 @@ def gc_cmd(
     history = Path(_history_dir(history_dir))
     progress = ClickProgress()
     check = _GCCheckStep(delete_untagged, accept_hazards, plan_file, progress)
-    gc_engine = DistributionEngine(
-        config,
+    gc_engine = registry.family("distribution").runner(
+        config=config,
         delete_untagged=delete_untagged,
         dry_run=dry_run,
         confirmed=yes,
@@ -1092,7 +1112,7 @@ class _GCCheckStep:
         plan_file: str | None,
         progress: ClickProgress,
     ) -> None:
-        from analyzer.engines.gc_check import read_plan_expectation
+        from analyzer.engines.distribution.gc_check import read_plan_expectation
 
         self.delete_untagged = delete_untagged
         self.accepted = accepted
@@ -1101,8 +1121,8 @@ class _GCCheckStep:
         self.config: Any = None
 
     def __call__(self, config: Any, binary: str) -> None:
-        from analyzer.engines.distribution import binary_version
-        from analyzer.engines.gc_check import check_before_collect
+        from analyzer.engines.distribution.gc_check import check_before_collect
+        from analyzer.engines.distribution.runner import binary_version
 
         self.config = config
         try:
@@ -1119,7 +1139,7 @@ class _GCCheckStep:
         click.echo(result.summary(), err=True)
 
     def advise(self, outcome: Any) -> None:
-        from analyzer.engines.gc_check import next_steps
+        from analyzer.engines.distribution.gc_check import next_steps
 
         if self.config is None or outcome.dry_run:
             return
@@ -1207,7 +1227,7 @@ def compare_cmd(
 
 
 def _do_client(api_url: str | None, timeout: float = 30.0) -> Any:
-    from analyzer.do.client import DigitalOceanClient
+    from analyzer.engines.digitalocean.client import DigitalOceanClient
 
     return DigitalOceanClient.from_env(api_url, timeout=timeout)
 
@@ -1248,41 +1268,6 @@ def _scan_digitalocean(
         click.echo(f"note: {note}", err=True)
 
 
-def _do_type(engine: str, gc_type: str | None, delete_untagged: bool) -> str:
-    from analyzer.do import gc_type_for
-
-    if engine != DO_ENGINE:
-        raise UsageError("--gc-type is for --engine digitalocean")
-    return gc_type_for(gc_type, delete_untagged).name
-
-
-def _analyze_digitalocean(
-    inv: Any, engine: str, gc_type: str | None, delete_untagged: bool, fmt: str
-) -> None:
-    from analyzer.do.semantics import predict
-
-    prediction = predict(inv, _do_type(engine, gc_type, delete_untagged))
-    doc = prediction.to_dict()
-    if fmt == "json":
-        click.echo(json.dumps(doc, indent=2))
-        return
-    click.echo(f'DigitalOcean garbage collection "{prediction.gc_type}"')
-    click.echo(render_prediction(prediction))
-    if prediction.sweep and doc["unlisted_garbage_estimate_bytes"] is not None:
-        click.echo(
-            f"with the unlisted garbage (an estimate): about "
-            f"{doc['reclaimable_bytes_with_estimate']} bytes"
-        )
-
-
-def _plan_digitalocean(
-    inv: Any, deletions: list[str], engine: str, gc_type: str | None, delete_untagged: bool
-) -> Any:
-    from analyzer.do.semantics import plan
-
-    return plan(inv, deletions, _do_type(engine, gc_type, delete_untagged))
-
-
 class _StatusLines(ClickProgress):
     """Progress for a remote collection: every status change is a line on stderr."""
 
@@ -1311,7 +1296,7 @@ def _ask_cancel(gc: dict[str, Any]) -> bool:
 
 
 @dataclass
-class _DOGCArgs:
+class _GCArgs:
     registry: str | None
     gc_type: str | None
     delete_untagged: bool
@@ -1327,11 +1312,12 @@ class _DOGCArgs:
     fmt: str
     output: str | None
     force: bool = False
+    accept_hazards: tuple[str, ...] = ()
+    plan_file: str | None = None
 
 
-def _do_engine(a: _DOGCArgs) -> Any:
-    from analyzer.do import gc_type_for
-    from analyzer.engines.digitalocean import DigitalOceanEngine
+def _do_engine(a: _GCArgs) -> Any:
+    from analyzer.engines.digitalocean.names import gc_type_for
 
     if a.dry_run:
         raise UsageError(
@@ -1342,10 +1328,10 @@ def _do_engine(a: _DOGCArgs) -> Any:
         raise UsageError("--config and --binary are for the distribution engine")
     if not a.registry:
         raise UsageError("--registry NAME is required with --engine digitalocean")
-    return DigitalOceanEngine(
-        _do_client(a.api_url),
-        a.registry,
-        gc_type_for(a.gc_type, a.delete_untagged).name,
+    return registry.family("digitalocean").runner(
+        client=_do_client(a.api_url),
+        registry=a.registry,
+        type_name=gc_type_for(a.gc_type, a.delete_untagged).name,
         confirmed=a.yes,
         poll_interval=a.poll_interval,
         on_interrupt=_ask_cancel,
@@ -1353,8 +1339,10 @@ def _do_engine(a: _DOGCArgs) -> Any:
     )
 
 
-def _gc_digitalocean(a: _DOGCArgs) -> None:
+def _gc_digitalocean(a: _GCArgs) -> None:
     """`gc --engine digitalocean`: start (and with --wait or --attach, follow and record)."""
+    if a.accept_hazards or a.plan_file:
+        raise UsageError("--accept-hazard and --plan check a distribution collection")
     from analyzer.engines.base import new_run_id, run_engine
     from analyzer.errors import EngineError
     from analyzer.history import KIND_OUTCOME, write_record
@@ -1404,6 +1392,12 @@ def _gc_digitalocean(a: _DOGCArgs) -> None:
         click.echo(render_outcome(outcome))
 
 
+_GC_COMMANDS: dict[str, Callable[[_GCArgs], None]] = {
+    "distribution": _gc_distribution,
+    "digitalocean": _gc_digitalocean,
+}
+
+
 # -- report ------------------------------------------------------------------------------------
 
 
@@ -1411,7 +1405,7 @@ def _gc_digitalocean(a: _DOGCArgs) -> None:
 @click.argument("input_path", metavar="INPUT", type=click.Path())
 @click.option(
     "--engine",
-    type=click.Choice(ENGINES),
+    type=EngineChoice(),
     help="Snapshot: the garbage collector that will run (required for a snapshot).",
 )
 @click.option(

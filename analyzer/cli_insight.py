@@ -10,13 +10,12 @@ import json
 
 import click
 
-from analyzer.cli import fail_cleanly, format_option
-from analyzer.semantics import ENGINES
+from analyzer.cli import EngineChoice, fail_cleanly, format_option
 from analyzer.snapshot import read_snapshot
 
 engine_option = click.option(
     "--engine",
-    type=click.Choice(ENGINES),
+    type=EngineChoice(),
     required=True,
     help="The garbage collector that will run.",
 )
@@ -101,7 +100,7 @@ def metrics_cmd(snapshot: str, engine: str, delete_untagged: bool) -> None:
       reclaim metrics snap --engine distribution-2.8 > /var/lib/node_exporter/reclaim.prom.$$ \\
         && mv /var/lib/node_exporter/reclaim.prom.$$ /var/lib/node_exporter/reclaim.prom
     """
-    from analyzer.analysis import analyze
+    from analyzer.engines.registry import analyze
     from analyzer.metrics import openmetrics
 
     inv = read_snapshot(snapshot)
@@ -126,7 +125,7 @@ def metrics_cmd(snapshot: str, engine: str, delete_untagged: bool) -> None:
 )
 @click.option(
     "--engine",
-    type=click.Choice(ENGINES),
+    type=EngineChoice(),
     help="The garbage collector that runs after the policy (with --policy).",
 )
 @delete_untagged_option
@@ -188,7 +187,7 @@ def forecast_cmd(
     invs = [read_snapshot(s) for s in snapshots]
     pricing = None
     if do_registry:
-        from analyzer.do.client import DigitalOceanClient
+        from analyzer.engines.digitalocean.client import DigitalOceanClient
 
         client = DigitalOceanClient.from_env(api_url)
         try:

@@ -24,7 +24,7 @@ from registry import (
 from scenario import fill
 
 from analyzer.cli import main
-from analyzer.engines.distribution import measure_layer_links
+from analyzer.engines.distribution.runner import measure_layer_links
 
 
 @pytest.fixture(scope="module")
