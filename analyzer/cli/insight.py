@@ -10,7 +10,7 @@ import json
 
 import click
 
-from analyzer.cli import EngineChoice, fail_cleanly, format_option
+from analyzer.cli.options import EngineChoice, fail_cleanly, format_option
 from analyzer.snapshot import read_snapshot
 
 engine_option = click.option(
