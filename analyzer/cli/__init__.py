@@ -23,6 +23,7 @@ from analyzer.cli.options import (  # noqa: F401 - the commands' shared helpers
     _step,
     api_url_option,
     configure_logging,
+    emit,
     exit_codes_help,
     fail_cleanly,
     force_option,
@@ -259,14 +260,13 @@ def analyze(
     """
     inv = read_snapshot(snapshot)
     prediction = registry.analyze(inv, engine, delete_untagged, gc_type)
-    if fmt == "json":
-        click.echo(json.dumps(prediction.to_dict(), indent=2))
-        return
-    for line in prediction.headline():
-        click.echo(line)
-    click.echo(render_prediction(prediction))
-    for line in prediction.footer():
-        click.echo(line)
+    emit(
+        prediction.to_dict(),
+        fmt,
+        table=lambda: "\n".join(
+            [*prediction.headline(), render_prediction(prediction), *prediction.footer()]
+        ),
+    )
 
 
 @main.command("plan")
@@ -357,12 +357,7 @@ def plan_cmd(
     doc = seal_plan({**plan.to_dict(), "attribution": attribution.to_dict()}, inv)
     if output:
         _write_json(output, doc, force)
-    if fmt == "json":
-        click.echo(json.dumps(doc, indent=2))
-    elif fmt == "markdown":
-        click.echo(render_plan_markdown(doc))
-    else:
-        click.echo(render_plan(doc))
+    emit(doc, fmt, table=lambda: render_plan(doc), markdown=lambda: render_plan_markdown(doc))
 
 
 def _plan_policies(
@@ -394,14 +389,9 @@ def _plan_policies(
     doc = seal_plan(result.plans[0].to_dict(), inv) if single else result.to_dict()
     if output:
         _write_json(output, doc, force)
-    if fmt == "json":
-        click.echo(json.dumps(doc, indent=2))
-    elif fmt == "markdown":
-        md = render.render_policy_plan_markdown if single else render.render_comparison_markdown
-        click.echo(md(doc))
-    else:
-        text = render.render_policy_plan if single else render.render_comparison
-        click.echo(text(doc))
+    md = render.render_policy_plan_markdown if single else render.render_comparison_markdown
+    text = render.render_policy_plan if single else render.render_comparison
+    emit(doc, fmt, table=lambda: text(doc), markdown=lambda: md(doc))
 
 
 def _apply_writer(
@@ -862,10 +852,7 @@ def _gc_distribution(a: _GCArgs) -> None:
         progress.close()
     if output:
         _write_json(output, outcome.to_dict(), force, history)
-    if fmt == "json":
-        click.echo(json.dumps(outcome.to_dict(), indent=2))
-    else:
-        click.echo(render_outcome(outcome))
+    emit(outcome.to_dict(), fmt, table=lambda: render_outcome(outcome))
     check.advise(outcome)
 
 
@@ -981,12 +968,12 @@ def compare_cmd(
     # Once per comparison, not per look: the key is what was compared and what came out.
     doc = result.to_dict()
     write_record(history, KIND_COMPARISON, doc, key=content_key(doc, pred))
-    if fmt == "json":
-        click.echo(json.dumps(result.to_dict(), indent=2))
-    elif fmt == "markdown":
-        click.echo(render_comparison_markdown(result))
-    else:
-        click.echo(render_comparison(result))
+    emit(
+        result.to_dict(),
+        fmt,
+        table=lambda: render_comparison(result),
+        markdown=lambda: render_comparison_markdown(result),
+    )
     if check and not result.match:
         sys.exit(1)
 
@@ -1153,10 +1140,7 @@ def _gc_digitalocean(a: _GCArgs) -> None:
         engine.client.close()
     if a.output:
         _write_json(a.output, outcome.to_dict(), a.force, history)
-    if a.fmt == "json":
-        click.echo(json.dumps(outcome.to_dict(), indent=2))
-    else:
-        click.echo(render_outcome(outcome))
+    emit(outcome.to_dict(), a.fmt, table=lambda: render_outcome(outcome))
 
 
 _GC_COMMANDS: dict[str, Callable[[_GCArgs], None]] = {

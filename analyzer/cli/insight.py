@@ -6,11 +6,9 @@ in `analyzer.why`, `analyzer.diff`, `analyzer.forecast` and `analyzer.metrics`.
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from analyzer.cli.options import EngineChoice, fail_cleanly, format_option
+from analyzer.cli.options import EngineChoice, emit, fail_cleanly, format_option
 from analyzer.snapshot import read_snapshot
 
 engine_option = click.option(
@@ -49,10 +47,7 @@ def why_cmd(snapshot: str, target: str, engine: str, delete_untagged: bool, fmt:
     from analyzer.why import explain
 
     result = explain(read_snapshot(snapshot), target, engine, delete_untagged)
-    if fmt == "json":
-        click.echo(json.dumps(result.to_dict(), indent=2))
-    else:
-        click.echo(render_explanation(result))
+    emit(result.to_dict(), fmt, table=lambda: render_explanation(result))
 
 
 @click.command("diff")
@@ -75,12 +70,12 @@ def diff_cmd(old: str, new: str, fmt: str) -> None:
     from analyzer.report.insight import render_diff, render_diff_markdown
 
     result = diff(read_snapshot(old), read_snapshot(new))
-    if fmt == "json":
-        click.echo(json.dumps(result.to_dict(), indent=2))
-    elif fmt == "markdown":
-        click.echo(render_diff_markdown(result))
-    else:
-        click.echo(render_diff(result))
+    emit(
+        result.to_dict(),
+        fmt,
+        table=lambda: render_diff(result),
+        markdown=lambda: render_diff_markdown(result),
+    )
 
 
 @click.command("metrics")
@@ -203,7 +198,4 @@ def forecast_cmd(
         policy=policy,
         pricing=pricing,
     )
-    if fmt == "json":
-        click.echo(json.dumps(result.to_dict(), indent=2))
-    else:
-        click.echo(render_forecast(result))
+    emit(result.to_dict(), fmt, table=lambda: render_forecast(result))

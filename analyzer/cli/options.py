@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 import sys
@@ -127,6 +128,15 @@ class EngineChoice(click.ParamType):
 def gc_type_choice() -> click.Choice:
     """--gc-type: every collection type an engine takes (DigitalOcean's three)."""
     return click.Choice([t for spec in registry.specs() for t in spec.gc_types])
+
+
+def emit(doc: Any, fmt: str, **renderers: Callable[[], str]) -> None:
+    """Print a result in the format asked for: `doc` (a JSON document) as JSON, otherwise the
+    renderer named by the format (table=..., markdown=...), called only when chosen."""
+    if fmt == "json":
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        click.echo(renderers[fmt]())
 
 
 def format_option(*choices: str) -> Callable[[F], F]:
