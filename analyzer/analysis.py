@@ -21,7 +21,7 @@ from analyzer.frames import isin
 from analyzer.inventory import SOURCE_GENERATED, SOURCE_STORAGE, Inventory
 from analyzer.marking import GCResult
 from analyzer.model import KIND_INDEX, REF_MANIFEST
-from analyzer.tables import anti_join, closure, gc_references, revisions
+from analyzer.tables import anti_join, closure, gc_references, manifest_edges, revisions
 
 SHARED_ROW = "(shared)"
 UNREFERENCED_ROW = "(unreferenced)"
@@ -207,7 +207,7 @@ def _broken_indexes(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:
     """Tagged indexes whose children the run deletes or sweeps (distribution issue #3178)."""
     indexes = inv.manifests.loc[inv.manifests["kind"] == KIND_INDEX, ["repository", "digest"]]
     tagged = indexes.merge(_tag_lists(inv), on=["repository", "digest"])
-    mrefs = inv.references.loc[inv.references["kind"] == REF_MANIFEST, ["parent", "child"]]
+    mrefs = manifest_edges(inv)
     edges = tagged.merge(mrefs, left_on="digest", right_on="parent")
     if edges.empty:
         return []

@@ -18,9 +18,9 @@ from analyzer.engines.registry import EngineRef, resolve
 from analyzer.errors import UsageError
 from analyzer.frames import isin
 from analyzer.inventory import Inventory
-from analyzer.model import REF_MANIFEST, is_digest, is_repository_name, is_tag
+from analyzer.model import is_digest, is_repository_name, is_tag
 from analyzer.retention import REFERRER_TAG
-from analyzer.tables import anti_join
+from analyzer.tables import anti_join, manifest_edges
 
 
 @dataclass(frozen=True)
@@ -222,7 +222,7 @@ def _safety(
 def _children_left(inv: Inventory, deletions: pd.DataFrame) -> pd.DataFrame:
     """repository, child: untagged children of deleted indexes that the plan leaves behind."""
     keys = ["repository", "digest"]
-    refs = inv.references.loc[inv.references["kind"] == REF_MANIFEST, ["parent", "child"]]
+    refs = manifest_edges(inv)
     children = deletions[keys].merge(refs, left_on="digest", right_on="parent")
     children = children[["repository", "child"]].rename(columns={"child": "digest"})
     children = children.merge(inv.manifests[keys], on=keys)  # revisions of that repository
@@ -284,7 +284,7 @@ def structure_safety(inv: Inventory, deletions: pd.DataFrame) -> list[dict[str, 
 
 def _index_child_deleted(inv: Inventory, gone: pd.DataFrame) -> list[dict[str, Any]]:
     keys = ["repository", "digest"]
-    refs = inv.references.loc[inv.references["kind"] == REF_MANIFEST, ["parent", "child"]]
+    refs = manifest_edges(inv)
     kept = anti_join(inv.manifests[keys], gone, keys)
     edges = kept.merge(refs, left_on="digest", right_on="parent")
     edges = edges.merge(gone.rename(columns={"digest": "child"}), on=["repository", "child"])
@@ -310,7 +310,7 @@ def _index_child_deleted(inv: Inventory, gone: pd.DataFrame) -> list[dict[str, A
 
 def _kept_elsewhere(inv: Inventory, gone: pd.DataFrame) -> list[dict[str, Any]]:
     keys = ["repository", "digest"]
-    refs = inv.references.loc[inv.references["kind"] == REF_MANIFEST, ["parent", "child"]]
+    refs = manifest_edges(inv)
     children = gone.merge(refs, left_on="digest", right_on="parent")[["repository", "child"]]
     children = children.rename(columns={"child": "digest"}).merge(inv.manifests[keys], on=keys)
     children = anti_join(children, inv.tags[keys], keys)

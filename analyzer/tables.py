@@ -10,7 +10,7 @@ import pandas as pd
 
 from analyzer.frames import isin
 from analyzer.inventory import Inventory
-from analyzer.model import GC_REFERENCE_KINDS
+from analyzer.model import GC_REFERENCE_KINDS, REF_MANIFEST
 
 KEYS = ["repository", "digest"]
 
@@ -22,6 +22,7 @@ __all__ = [
     "empty_pairs",
     "gc_references",
     "isin",
+    "manifest_edges",
     "revisions",
     "tagged_revisions",
 ]
@@ -31,6 +32,12 @@ def gc_references(inv: Inventory) -> pd.DataFrame:
     """parent -> child edges the engines follow (config, layers, index children; not subject)."""
     refs = inv.references
     return refs.loc[isin(refs["kind"], GC_REFERENCE_KINDS), ["parent", "child", "kind"]]
+
+
+def manifest_edges(inv: Inventory) -> pd.DataFrame:
+    """parent -> child edges from an index to its child manifests."""
+    refs = inv.references
+    return refs.loc[refs["kind"] == REF_MANIFEST, ["parent", "child"]]
 
 
 def revisions(inv: Inventory) -> pd.DataFrame:
