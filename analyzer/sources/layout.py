@@ -27,9 +27,7 @@ import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-DISTRIBUTION_28 = (
-    "distribution-2.8"  # same names as analyzer.engines.distribution.model (no import: no cycle)
-)
+DISTRIBUTION_28 = "distribution-2.8"  # same names as analyzer.semantics (no import: no cycle)
 DISTRIBUTION_3 = "distribution-3"
 ENGINES = (DISTRIBUTION_28, DISTRIBUTION_3)
 
