@@ -18,8 +18,9 @@ Notebook entry points (the notebooks/ tell one story each with them):
     from analyzer import plots                # the charts, as matplotlib figures
 """
 
-from analyzer.analysis import Prediction, analyze
+from analyzer.analysis import Prediction
 from analyzer.diff import SnapshotDiff, diff
+from analyzer.engines.registry import analyze
 from analyzer.forecast import Forecast, forecast, policy_freed
 from analyzer.history import read_discrepancies, read_history
 from analyzer.inventory import Inventory, SnapshotHeader

@@ -19,17 +19,9 @@ from analyzer.coverage import BOUNDS as BOUNDS
 from analyzer.coverage import Coverage, assess
 from analyzer.frames import isin
 from analyzer.inventory import SOURCE_GENERATED, SOURCE_STORAGE, Inventory
+from analyzer.marking import GCResult
 from analyzer.model import KIND_INDEX, REF_MANIFEST
-from analyzer.semantics import (
-    DISTRIBUTION_3,
-    DISTRIBUTION_28,
-    GCResult,
-    anti_join,
-    closure,
-    gc_references,
-    revisions,
-    simulate,
-)
+from analyzer.tables import anti_join, closure, gc_references, manifest_edges, revisions
 
 SHARED_ROW = "(shared)"
 UNREFERENCED_ROW = "(unreferenced)"
@@ -125,22 +117,24 @@ class Prediction:
 
         return prediction_html(self)
 
+    def headline(self) -> list[str]:
+        """Lines a terminal shows before the prediction (an engine's own: its GC type)."""
+        return []
+
+    def footer(self) -> list[str]:
+        """Lines a terminal shows after the prediction (an engine's own figures)."""
+        return []
+
+    def plan_keys(self, bytes_freed: int) -> dict[str, Any]:
+        """Keys a plan whose run this is adds to its JSON (an engine's own; none here)."""
+        return {}
+
     def layer_links_removed(self) -> list[dict[str, str]] | None:
         """The `_layers` links the run removes, {repository, digest}; None when unknown."""
         if not self.layer_links_known:
             return None
         links = self.gc.layer_links_eligible[["repository", "digest"]]
         return [{"repository": r, "digest": d} for r, d in links.itertuples(index=False)]
-
-
-def layer_links_known(inv: Inventory, gc: GCResult) -> bool:
-    """distribution 2.8 never removes a link; distribution 3's are known from a complete
-    storage scan (only the storage tree shows links, and whether a link is removed depends
-    on what every repository walked before it marked)."""
-    if gc.engine == DISTRIBUTION_28:
-        return True
-    complete_storage = inv.header.source == SOURCE_STORAGE and inv.header.complete
-    return gc.engine == DISTRIBUTION_3 and complete_storage
 
 
 def reachable(inv: Inventory) -> pd.DataFrame:
@@ -213,7 +207,7 @@ def _broken_indexes(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:
     """Tagged indexes whose children the run deletes or sweeps (distribution issue #3178)."""
     indexes = inv.manifests.loc[inv.manifests["kind"] == KIND_INDEX, ["repository", "digest"]]
     tagged = indexes.merge(_tag_lists(inv), on=["repository", "digest"])
-    mrefs = inv.references.loc[inv.references["kind"] == REF_MANIFEST, ["parent", "child"]]
+    mrefs = manifest_edges(inv)
     edges = tagged.merge(mrefs, left_on="digest", right_on="parent")
     if edges.empty:
         return []
@@ -300,38 +294,13 @@ def _kept_but_gutted(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:
     ]
 
 
-def _possible_aborts(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:
-    """distribution 2.8 -m fails on a repository with revisions but no tags directory. A storage
-    scan knows (the run is then predicted to abort); an API scan only sees a catalogued
-    repository whose tags list answers "unknown": it very likely holds untagged revisions."""
-    if not (gc.engine == DISTRIBUTION_28 and gc.delete_untagged) or inv.header.complete:
-        return []
-    repos = inv.repositories
-    suspects = repos.loc[repos["has_tags_dir"].eq(False).fillna(False), "repository"]
-    return [
-        {
-            "type": "possible-abort",
-            "repository": repo,
-            "detail": (
-                f"{repo} is in the catalog but has no tags: if it holds manifests (pushed by "
-                "digest), garbage-collect --delete-untagged fails there and deletes nothing"
-            ),
-        }
-        for repo in suspects
-    ]
-
-
 def hazards(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:
     """What the run breaks that the operator probably wants kept. One entry per finding."""
     if gc.aborts:
         return [{"type": "gc-aborts", "detail": gc.aborts}]
     out = _broken_indexes(inv, gc) + _deleted_referrers(inv, gc) + _kept_but_gutted(inv, gc)
-    out.extend(_possible_aborts(inv, gc))
-    why = (
-        "in a repository without a _layers directory, which 2.8's catalog never walks"
-        if gc.engine == DISTRIBUTION_28
-        else "untagged in a repository without a tags directory"
-    )
+    out.extend(gc.hazards)  # the engine's own (a possible abort)
+    why = gc.dangling_why
     out.extend(
         {
             "type": "dangling-revision",
@@ -366,9 +335,10 @@ def orphaned_now(inv: Inventory) -> pd.DataFrame:
     )
 
 
-def analyze(inv: Inventory, engine: str, delete_untagged: bool = False) -> Prediction:
-    """Predict what `engine` garbage collection deletes from the registry `inv` describes."""
-    gc = simulate(inv, engine, delete_untagged)
+def predict(inv: Inventory, gc: GCResult) -> Prediction:
+    """The prediction of an engine model's mark & sweep `gc` on the registry `inv` describes:
+    its bound, figures, notes and hazards. (`analyzer.analyze` resolves the engine, runs its
+    model and calls its `predict`, which for most engines is this.)"""
     coverage = assess(inv, gc)
     sizes = gc.blobs_eligible["size"]
     notes = list(coverage.notes)
@@ -390,8 +360,8 @@ def analyze(inv: Inventory, engine: str, delete_untagged: bool = False) -> Predi
             "is counted as reclaimable (re-run the scan)"
         )
     return Prediction(
-        engine=engine,
-        delete_untagged=delete_untagged,
+        engine=gc.engine,
+        delete_untagged=gc.delete_untagged,
         bound=coverage.bound,
         notes=notes,
         coverage=coverage,
@@ -414,5 +384,5 @@ def prediction_parts(inv: Inventory, gc: GCResult) -> dict[str, Any]:
         "uploads": inv.uploads,
         "registry": inv.header.registry,
         "storage_root": inv.header.storage_root,
-        "layer_links_known": layer_links_known(inv, gc),
+        "layer_links_known": gc.layer_links_known,
     }

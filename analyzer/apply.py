@@ -57,7 +57,7 @@ EXIT_INCOMPLETE = 8  # errors.EXIT_CODES documents it
 
 class RegistryWriter(Protocol):
     """What apply needs from a registry (analyzer.sources.oci.RegistryAPI and
-    analyzer.do.writer.DigitalOceanWriter provide it)."""
+    analyzer.engines.digitalocean.writer.DigitalOceanWriter provide it)."""
 
     shown: str
 

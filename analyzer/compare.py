@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from analyzer.coverage import BOUND_EXACT, BOUND_LOWER, BOUND_NONE, BOUND_UPPER, BOUNDS
+from analyzer.engines.registry import find
 from analyzer.errors import CompareError
 from analyzer.inventory import SOURCE_STORAGE, Inventory
 from analyzer.model import GC_REFERENCE_KINDS
@@ -248,6 +249,16 @@ class Comparison:
         return comparison_line(self)
 
 
+def _engine_matches(engine: str, outcome: Outcome) -> bool:
+    """Does a prediction for `engine` describe a run `outcome` records? The engine says (a
+    model name such as distribution-3 against its runner's family); a name no engine has
+    matches only an outcome of the same name."""
+    spec = find(engine)
+    if spec is None:
+        return engine == outcome.engine
+    return spec.matches_outcome(outcome.engine, outcome.engine_version)
+
+
 def check_comparable(
     prediction: PredictionSummary, outcome: Outcome, snapshot: Inventory | None
 ) -> None:
@@ -257,7 +268,7 @@ def check_comparable(
             f"the outcome is of a run that did not succeed ({outcome.status}: {outcome.error}); "
             "nothing to compare"
         )
-    if prediction.engine and prediction.engine.split("-")[0] != outcome.engine:
+    if prediction.engine and not _engine_matches(prediction.engine, outcome):
         raise CompareError(
             f"the prediction is for engine {prediction.engine}, the outcome is from {outcome.engine}"
         )

@@ -41,15 +41,8 @@ from analyzer.inventory import (
     SOURCE_STORAGE,
     Inventory,
 )
-from analyzer.semantics import (
-    DIGITALOCEAN,
-    DISTRIBUTION_3,
-    DISTRIBUTION_28,
-    GCResult,
-    mark_28,
-    sweep_candidates,
-    tagged_revisions,
-)
+from analyzer.marking import GCResult, mark_one_level, sweep_candidates
+from analyzer.tables import tagged_revisions
 
 BOUND_EXACT = "exact"
 BOUND_UPPER = "upper"
@@ -116,21 +109,17 @@ def _marks_every_root(inv: Inventory, delete_untagged: bool) -> bool:
 
 def abort_risk(inv: Inventory, gc: GCResult) -> list[str]:
     """Repositories on which a delete-untagged run may fail before deleting anything, when the
-    inventory cannot tell for sure (a storage scan predicts the abort itself)."""
+    inventory cannot tell for sure (a storage scan predicts the abort itself). The engine's
+    model knows its own rule and puts the answer on its result."""
     if not gc.delete_untagged or inv.header.source in (SOURCE_STORAGE, SOURCE_GENERATED):
         return []
-    if gc.engine == DISTRIBUTION_28:
-        repos = inv.repositories
-        return sorted(repos.loc[repos["has_tags_dir"].eq(False).fillna(False), "repository"])
-    if gc.engine == DIGITALOCEAN:
-        return sorted(set(inv.manifests["repository"]) - set(inv.tags["repository"]))
-    return []
+    return list(gc.abort_risk)
 
 
 def _one_level(inv: Inventory, candidates: pd.DataFrame) -> pd.DataFrame:
     """Covered blobs not marked by every possible distribution 3 walk: each tagged manifest is
     visited whatever the order, and marks what it references directly."""
-    marked = mark_28(inv, tagged_revisions(inv))
+    marked = mark_one_level(inv, tagged_revisions(inv))
     return candidates.loc[~isin(candidates["digest"], marked)]
 
 
@@ -223,7 +212,7 @@ def _covered(inv: Inventory, gc: GCResult, candidates: pd.DataFrame, sweep: bool
         return _Covered(BOUND_EXACT, predicted, why)
     if _marks_every_root(inv, gc.delete_untagged):
         covered = _Covered(BOUND_EXACT, predicted, "the inventory sees every manifest that marks")
-    elif gc.engine == DISTRIBUTION_3 and gc.delete_untagged:
+    elif gc.partial_view_marks_more:
         covered = _Covered(
             BOUND_UPPER,
             _one_level(inv, candidates),

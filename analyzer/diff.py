@@ -15,6 +15,7 @@ import pandas as pd
 
 from analyzer.analysis import reachable
 from analyzer.inventory import SOURCE_STORAGE, Inventory
+from analyzer.tables import anti_join
 
 KEYS = ["repository", "digest"]
 
@@ -87,11 +88,6 @@ def repository_bytes(inv: Inventory) -> pd.Series:
     return sums.reindex(repos.union(sums.index), fill_value=0)
 
 
-def _anti(left: pd.DataFrame, right: pd.DataFrame, on: list[str]) -> pd.DataFrame:
-    merged = left.merge(right[on].drop_duplicates(), on=on, how="left", indicator=True)
-    return merged.loc[merged["_merge"] == "left_only", list(left.columns)].reset_index(drop=True)
-
-
 def diff(old: Inventory, new: Inventory) -> SnapshotDiff:
     """What NEW has that OLD had not, and the reverse; tags that moved; bytes per repository."""
     old_repos = set(old.repositories["repository"])
@@ -120,10 +116,10 @@ def diff(old: Inventory, new: Inventory) -> SnapshotDiff:
         new_created_at=new.header.created_at,
         repositories_added=sorted(new_repos - old_repos),
         repositories_removed=sorted(old_repos - new_repos),
-        manifests_added=_anti(new_m, old_m, KEYS),
-        manifests_removed=_anti(old_m, new_m, KEYS),
-        tags_added=_anti(new_t, old_t, ["repository", "tag"]),
-        tags_removed=_anti(old_t, new_t, ["repository", "tag"]),
+        manifests_added=anti_join(new_m, old_m, KEYS),
+        manifests_removed=anti_join(old_m, new_m, KEYS),
+        tags_added=anti_join(new_t, old_t, ["repository", "tag"]),
+        tags_removed=anti_join(old_t, new_t, ["repository", "tag"]),
         tags_moved=moved[["repository", "tag", "old_digest", "new_digest"]].reset_index(drop=True),
         by_repository=per_repo.reset_index(drop=True),
         old_stored_bytes=stored_bytes(old),

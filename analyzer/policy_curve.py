@@ -24,11 +24,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from analyzer.engines.registry import EngineRef, resolve
 from analyzer.inventory import Inventory
 from analyzer.plan import without
 from analyzer.policy import KEEP, TAGGED, Policy, Rule, load_policy
 from analyzer.retention import evaluate_policy
-from analyzer.semantics import check_engine, simulate
 
 CURVE_COLUMNS = [
     "policy",
@@ -80,13 +80,14 @@ def useful_counts(inv: Inventory, counts: Sequence[int] = DEFAULT_COUNTS) -> lis
 def curve_point(
     inv: Inventory,
     policy: Policy,
-    engine: str,
+    engine: EngineRef,
     delete_untagged: bool,
     now: datetime | pd.Timestamp | None = None,
 ) -> dict[str, object]:
     """One row of the curve: evaluate `policy`, delete, simulate the collection."""
+    spec = resolve(engine)
     deletions = evaluate_policy(inv, policy, now).deletions
-    gc = simulate(without(inv, deletions), engine, delete_untagged)
+    gc = spec.simulate(without(inv, deletions), spec.options(delete_untagged))
     tags_deleted = int(deletions["tags"].map(len).sum()) if len(deletions) else 0
     freed = 0 if gc.aborts else int(gc.blobs_eligible["size"].fillna(0).sum())
     return {
@@ -101,7 +102,7 @@ def curve_point(
 def keep_newest_curve(
     inv: Inventory,
     policy: Policy | str | Path,
-    engine: str,
+    engine: EngineRef,
     delete_untagged: bool = False,
     counts: Sequence[int] | None = None,
     now: datetime | pd.Timestamp | None = None,
@@ -110,7 +111,7 @@ def keep_newest_curve(
     """The curve of `policy` (a Policy or a YAML file) on `inv`: one row per N, and (unless
     `as_written` is False) the policy as written (columns in the module docstring). `counts`
     default: `useful_counts(inv)`."""
-    check_engine(engine)
+    engine = resolve(engine)  # once, not per point
     if not isinstance(policy, Policy):
         policy = load_policy(policy)
     counted: list[int | None] = list(useful_counts(inv) if counts is None else counts)

@@ -24,12 +24,12 @@ from typing import Any
 import pandas as pd
 
 from analyzer.attribution import Attribution, attribute
+from analyzer.engines.registry import EngineRef, resolve
 from analyzer.inventory import Inventory
 from analyzer.plan import Plan, plan_manifests
 from analyzer.policy import Policy, load_policy
 from analyzer.progress import NullProgress, Progress
 from analyzer.retention import Evaluation, evaluate_policy
-from analyzer.semantics import check_engine
 
 COMPARISON_COLUMNS = [
     "policy",
@@ -86,17 +86,20 @@ class PolicyPlan:
 def plan_policy(
     inv: Inventory,
     policy: Policy | str | Path,
-    engine: str,
+    engine: EngineRef,
     delete_untagged: bool = False,
     now: datetime | pd.Timestamp | None = None,
+    gc_type: str | None = None,
 ) -> PolicyPlan:
-    """Evaluate `policy` (a Policy or a YAML file) on `inv` and price it under `engine`."""
-    check_engine(engine)
+    """Evaluate `policy` (a Policy or a YAML file) on `inv` and price it under `engine`
+    (`gc_type`: DigitalOcean's collection type)."""
+    spec = resolve(engine)
+    spec.options(delete_untagged, gc_type)  # refuse bad options before any evaluation
     if not isinstance(policy, Policy):
         policy = load_policy(policy)
     evaluation = evaluate_policy(inv, policy, now)
     deletions = evaluation.deletions[["repository", "digest", "named_as", "rule", "reason"]]
-    plan = plan_manifests(inv, deletions, engine, delete_untagged)
+    plan = plan_manifests(inv, deletions, spec, delete_untagged, gc_type=gc_type)
     attribution = attribute(inv, plan)
     plan.extra = {"policy": evaluation.summary(), "attribution": attribution.to_dict()}
     return PolicyPlan(policy, evaluation, plan, attribution)
@@ -162,22 +165,24 @@ class PolicyComparison:
 def compare_policies(
     inv: Inventory,
     policies: list[Policy | str | Path],
-    engine: str,
+    engine: EngineRef,
     delete_untagged: bool = False,
     now: datetime | pd.Timestamp | None = None,
     progress: Progress | None = None,
+    gc_type: str | None = None,
 ) -> PolicyComparison:
     """Plan each policy against the same snapshot, engine and mode.
 
     Every file is read and checked before anything is evaluated, so a bad file fails fast.
     `progress` hears one stage, "policies", advanced as each policy is planned.
     """
-    check_engine(engine)
+    spec = resolve(engine)  # once, not per policy
+    options = spec.options(delete_untagged, gc_type)
     progress = progress or NullProgress()
     loaded = [p if isinstance(p, Policy) else load_policy(p) for p in policies]
     progress.stage("policies", len(loaded))
     plans = []
     for p in loaded:
-        plans.append(plan_policy(inv, p, engine, delete_untagged, now))
+        plans.append(plan_policy(inv, p, spec, delete_untagged, now, gc_type))
         progress.advance()
-    return PolicyComparison(engine, delete_untagged, plans)
+    return PolicyComparison(spec.name, options.delete_untagged, plans)

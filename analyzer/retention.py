@@ -48,7 +48,7 @@ from typing import Any
 import pandas as pd
 
 from analyzer.inventory import Inventory
-from analyzer.model import KIND_INDEX, REF_MANIFEST
+from analyzer.model import KIND_INDEX
 from analyzer.policy import (
     DELETE,
     KEEP,
@@ -59,6 +59,7 @@ from analyzer.policy import (
     Rule,
     TagPattern,
 )
+from analyzer.tables import manifest_edges
 
 # The referrers tag schema (OCI distribution 1.1) and cosign's legacy tags: sha256-<hex>[.sig]
 REFERRER_TAG = re.compile(r"^sha256-([0-9a-f]{64})(?:\.[A-Za-z0-9_-]+)?$")
@@ -138,7 +139,7 @@ def holder_edges(inv: Inventory) -> pd.DataFrame:
     """
     revs = inv.manifests[[*KEY, "kind", "subject"]].astype(object)
     present = revs[KEY]
-    mrefs = inv.references.loc[inv.references["kind"] == REF_MANIFEST, ["parent", "child"]]
+    mrefs = manifest_edges(inv)
     indexes = revs.loc[revs["kind"] == KIND_INDEX, KEY].rename(columns={"digest": "holder"})
     children = indexes.merge(mrefs.astype(object), left_on="holder", right_on="parent")
     children = children.rename(columns={"child": "digest"})[["repository", "digest", "holder"]]
@@ -172,7 +173,7 @@ def _own_tags(inv: Inventory) -> pd.DataFrame:
 def _times(inv: Inventory) -> pd.DataFrame:
     """repository, digest, pushed, created: an index's created is its newest child's."""
     m = inv.manifests[[*KEY, "created", "pushed_at"]]
-    mrefs = inv.references.loc[inv.references["kind"] == REF_MANIFEST, ["parent", "child"]]
+    mrefs = manifest_edges(inv)
     child_created = (
         mrefs.merge(
             m[["digest", "created"]].drop_duplicates("digest"), left_on="child", right_on="digest"

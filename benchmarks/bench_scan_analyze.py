@@ -32,10 +32,10 @@ from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analyzer.analysis import analyze
+from analyzer.engines.registry import analyze
+from analyzer.engines.registry import names as engine_names
 from analyzer.generate import generate_registry, write_storage_tree
 from analyzer.inventory import Inventory
-from analyzer.semantics import ENGINES
 from analyzer.sources.storage import scan_storage
 
 T = TypeVar("T")
@@ -103,8 +103,8 @@ def main() -> int:
         print(f"{'step':<46} {'time':>11} {'vs walk':>10} {'per manifest':>16}")
         print(row("reference: os.walk of the tree", walk_s, walk_s, manifests))
         print(row("scan_storage", scan_s, walk_s, manifests))
-        slowest = (0.0, ENGINES[0], False)
-        for engine in ENGINES:
+        slowest = (0.0, engine_names()[0], False)
+        for engine in engine_names():
             for delete_untagged in (False, True):
                 _, s = timed(functools.partial(analyze, inv, engine, delete_untagged))
                 flag = " --delete-untagged" if delete_untagged else ""

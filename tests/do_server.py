@@ -1,7 +1,7 @@
 """A DigitalOcean-compatible Container Registry API, backed by a real distribution registry.
 
 Serves the registry endpoints of DigitalOcean's API spec (the paths of
-`analyzer.do.client.ENDPOINTS`; the deprecated `/v2/registry/...` prefix works too) on a free
+`analyzer.engines.digitalocean.client.ENDPOINTS`; the deprecated `/v2/registry/...` prefix works too) on a free
 127.0.0.1 port, from a thread:
   * listings are read from the registry's real storage tree (`analyzer.sources.storage`):
     every manifest, untagged ones too, with its tags and its blobs (config, layers or child
@@ -61,7 +61,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analyzer.do import (
+from analyzer.engines.digitalocean.client import ENDPOINTS
+from analyzer.engines.digitalocean.names import (
     GC_DEFAULT,
     GC_TYPES,
     STATUS_CANCELLED,
@@ -74,8 +75,7 @@ from analyzer.do import (
     STATUS_WAITING,
     TERMINAL_STATUSES,
 )
-from analyzer.do.client import ENDPOINTS
-from analyzer.engines.distribution import parse_output
+from analyzer.engines.distribution.runner import parse_output
 from analyzer.inventory import Inventory
 from analyzer.model import GC_REFERENCE_KINDS
 from analyzer.sources.storage import iter_blobs, resolve_root, scan_storage
@@ -891,7 +891,7 @@ class ManagedRegistry:
     """A registry this script runs itself from CONFIG, so that a GC can make it read-only."""
 
     def __init__(self, config: Path, binary: str, manage: bool = True) -> None:
-        from analyzer.engines.distribution import load_config, probe_url
+        from analyzer.engines.distribution.runner import load_config, probe_url
 
         cfg = load_config(config)
         if not cfg.addr:

@@ -247,7 +247,7 @@ class RegistryServer:
 
     def layer_links(self) -> set[tuple[str, str]]:
         """(repository, digest) of every `_layers` link file in the storage, read now."""
-        from analyzer.engines.distribution import measure_layer_links
+        from analyzer.engines.distribution.runner import measure_layer_links
 
         return measure_layer_links(self.storage)
 

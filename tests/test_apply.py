@@ -15,7 +15,7 @@ from scenario import fill
 
 from analyzer.apply import EXIT_INCOMPLETE, apply_plan, plan_snapshot, read_plan
 from analyzer.cli import main
-from analyzer.engines.gc_check import BREAKING_HAZARDS
+from analyzer.engines.distribution.gc_check import BREAKING_HAZARDS
 from analyzer.sources.oci import RegistryAPI
 
 

@@ -20,10 +20,10 @@ from ptyrun import assert_bar, assert_finished, reclaim_in_pty
 from registry import OCI_INDEX, OCI_MANIFEST, Pusher, RegistryEngine, RegistryServer, blob_bytes
 
 from analyzer.cli import main
-from analyzer.engines.distribution import binary_version
-from analyzer.engines.gc_check import engine_model
+from analyzer.engines.distribution.gc_check import engine_model
+from analyzer.engines.distribution.model import DISTRIBUTION_3, DISTRIBUTION_28
+from analyzer.engines.distribution.runner import binary_version
 from analyzer.history import read_history
-from analyzer.semantics import DISTRIBUTION_3, DISTRIBUTION_28
 
 
 class CachedRegistry(RegistryServer):

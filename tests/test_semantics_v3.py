@@ -35,22 +35,22 @@ from registry import DryRun, parse_dry_run
 from storagetree import StorageTree
 
 import analyzer
-from analyzer.inventory import SOURCE_STORAGE, Inventory, InventoryBuilder, SnapshotHeader
-from analyzer.model import KIND_IMAGE, KIND_INDEX, OCI_INDEX, OCI_MANIFEST, Descriptor
-from analyzer.model import ParsedManifest as PM
-from analyzer.semantics import (
+from analyzer.engines.distribution.model import (
     DISTRIBUTION_3,
     DISTRIBUTION_28,
-    GCResult,
-    _roots,
     _v3_order_sensitive,
-    gc_references,
     mark_3,
     mark_3_bfs,
     mark_3_sequential,
     repository_order,
     simulate,
 )
+from analyzer.inventory import SOURCE_STORAGE, Inventory, InventoryBuilder, SnapshotHeader
+from analyzer.marking import GCResult
+from analyzer.marking import roots as _roots
+from analyzer.model import KIND_IMAGE, KIND_INDEX, OCI_INDEX, OCI_MANIFEST, Descriptor
+from analyzer.model import ParsedManifest as PM
+from analyzer.tables import gc_references
 
 V3 = DISTRIBUTION_3
 V28 = DISTRIBUTION_28

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analyzer.analysis import SHARED_ROW, UNREFERENCED_ROW, Prediction, analyze, reachable
+from analyzer.analysis import SHARED_ROW, UNREFERENCED_ROW, Prediction, reachable
+from analyzer.engines.registry import analyze
 from analyzer.errors import ReportError, UsageError
 from analyzer.frames import isin
 from analyzer.inventory import Inventory
@@ -401,11 +402,6 @@ def _utc(value: Any) -> pd.Timestamp | None:
 
 def predict_snapshot(inv: Inventory, engine: str, delete_untagged: bool) -> Prediction:
     """The prediction `reclaim analyze` makes for this engine and mode."""
-    if engine == "digitalocean":
-        from analyzer.do import gc_type_for
-        from analyzer.do.semantics import predict
-
-        return predict(inv, gc_type_for(None, delete_untagged).name)
     return analyze(inv, engine, delete_untagged)
 
 
@@ -619,7 +615,7 @@ def snapshot_report(
     inv = read_snapshot(src.path)
     p = predict_snapshot(inv, engine, delete_untagged)
     at = _utc(inv.header.created_at) or pd.Timestamp(generated_at)
-    gc_type = getattr(p, "gc_type", None) if engine == "digitalocean" else None
+    gc_type = getattr(p, "gc_type", None)  # an engine's own collection type (DigitalOcean)
     summary = _snapshot_summary(p, gc_type)
     ages = deletion_ages(inv, p.manifests_eligible, at)
     notes = list(p.notes)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from analyzer.analysis import Prediction
+if TYPE_CHECKING:  # a type only: the repr of a Prediction calls back into this module
+    from analyzer.analysis import Prediction
 
 
 def human_bytes(n: float) -> str:

@@ -14,7 +14,7 @@ from do_server import ADVANCE_OBSERVED, DOServer, HarnessBackend
 from registry import RegistryServer
 
 from analyzer.cli import main
-from analyzer.do.client import DigitalOceanClient
+from analyzer.engines.digitalocean.client import DigitalOceanClient
 
 # A token shaped like DigitalOcean's; the leak test greps every output and file for it.
 TOKEN = "dop_v1_" + secrets.token_hex(32)

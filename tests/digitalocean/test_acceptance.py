@@ -16,7 +16,13 @@ from registry import Pusher, blob_bytes
 from scenario import fill
 
 from analyzer.cli import main
-from analyzer.do import GC_BLOBS_ONLY, GC_TYPES, RUN_ORDER, STATUS_SUCCEEDED, STATUS_WAITING
+from analyzer.engines.digitalocean.names import (
+    GC_BLOBS_ONLY,
+    GC_TYPES,
+    RUN_ORDER,
+    STATUS_SUCCEEDED,
+    STATUS_WAITING,
+)
 from analyzer.snapshot import read_snapshot
 
 from .conftest import REGISTRY, DOEnv

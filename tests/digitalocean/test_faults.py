@@ -20,15 +20,15 @@ from do_server import Fault
 from registry import Pusher, blob_bytes
 from scenario import fill
 
-from analyzer.do import (
+from analyzer.engines.base import run_engine
+from analyzer.engines.digitalocean.names import (
     GC_BLOBS_ONLY,
     GC_UNTAGGED_AND_BLOBS,
     STATUS_CANCELLED,
     STATUS_CANCELLING,
     STATUS_WAITING,
 )
-from analyzer.engines.base import run_engine
-from analyzer.engines.digitalocean import DigitalOceanEngine
+from analyzer.engines.digitalocean.runner import DigitalOceanEngine
 from analyzer.errors import (
     DigitalOceanRateLimited,
     DigitalOceanServerError,

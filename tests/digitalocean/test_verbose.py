@@ -5,7 +5,7 @@ from __future__ import annotations
 from registry import Pusher
 from scenario import fill
 
-from analyzer.do import GC_UNTAGGED_AND_BLOBS
+from analyzer.engines.digitalocean.names import GC_UNTAGGED_AND_BLOBS
 
 from .conftest import REGISTRY, TOKEN, DOEnv
 

@@ -16,7 +16,7 @@ from registry import Pusher, RegistryServer, blob_bytes, parse_dry_run
 
 from analyzer.cli import main
 from analyzer.engines.base import run_engine
-from analyzer.engines.distribution import (
+from analyzer.engines.distribution.runner import (
     DistributionEngine,
     load_config,
     measure_layer_links,

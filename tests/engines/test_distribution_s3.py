@@ -14,7 +14,7 @@ from s3server import BUCKET, FaultProxy, S3RegistryServer, SeaweedS3
 
 from analyzer.cli import main
 from analyzer.compare import CAUSE_AFTER_SNAPSHOT
-from analyzer.engines.distribution import DistributionEngine, load_config
+from analyzer.engines.distribution.runner import DistributionEngine, load_config
 from analyzer.errors import EngineError
 from analyzer.storage_driver import S3Location
 

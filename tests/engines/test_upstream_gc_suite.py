@@ -40,7 +40,7 @@ from registry import (
 
 from analyzer import read_snapshot
 from analyzer.cli import main
-from analyzer.engines.distribution import measure_layer_links
+from analyzer.engines.distribution.runner import measure_layer_links
 
 V2 = Path("docker", "registry", "v2")
 EMPTY_CONFIG = b""  # testutil.MakeSchema2Manifest / MakeOCIManifest: a nil config blob

@@ -23,13 +23,13 @@ from click.testing import CliRunner
 from faultproxy import KINDS, FaultProxy, Rule
 from registry import DOCKER_MANIFEST, Pusher, RegistryServer, sha256
 
-from analyzer.analysis import analyze
 from analyzer.cli import main
+from analyzer.engines.distribution.model import DISTRIBUTION_3, DISTRIBUTION_28, simulate
+from analyzer.engines.registry import analyze
 from analyzer.errors import AuthError, IntegrityError, SourceError
 from analyzer.inventory import Inventory
 from analyzer.model import referrers_tag
 from analyzer.plan import plan_deletions
-from analyzer.semantics import DISTRIBUTION_3, DISTRIBUTION_28, simulate
 from analyzer.snapshot import read_snapshot
 from analyzer.sources.http import RetryPolicy
 from analyzer.sources.oci import journal_path, scan_oci

@@ -18,7 +18,7 @@ from s3fixtures import reader_location
 from s3server import BUCKET, S3RegistryServer, SeaweedS3
 
 from analyzer.cli import main
-from analyzer.engines.distribution import load_config
+from analyzer.engines.distribution.runner import load_config
 from analyzer.errors import StorageDenied
 from analyzer.storage_driver import AwsCredentials, list_blob_store, open_driver
 from analyzer.storage_driver.s3 import S3Driver

@@ -27,13 +27,14 @@ from typing import Any
 
 import yaml
 
-from analyzer.analysis import BOUND_UPPER, Prediction, analyze
+from analyzer.analysis import BOUND_UPPER, Prediction
 from analyzer.compare import PredictionSummary, prediction_from_dict
+from analyzer.engines.distribution.model import DISTRIBUTION_3, DISTRIBUTION_28
+from analyzer.engines.registry import analyze
 from analyzer.errors import CompareError, GCRefusedError, SourceError
 from analyzer.inventory import Inventory
 from analyzer.outcome import read_json_document
 from analyzer.progress import Progress
-from analyzer.semantics import DISTRIBUTION_3, DISTRIBUTION_28
 from analyzer.sources.storage import scan_storage
 from analyzer.storage_driver import FilesystemLocation, S3Location, StorageLocation
 

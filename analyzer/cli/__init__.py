@@ -2,257 +2,45 @@
 
 from __future__ import annotations
 
-import itertools
 import json
-import logging
-import os
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from analyzer.analysis import analyze as analyze_inventory
-from analyzer.do import GC_TYPES as DO_GC_TYPES
-from analyzer.engines.gc_check import BREAKING_HAZARDS as GC_BREAKING_HAZARDS
-from analyzer.errors import EXIT_CODES, ReclaimError, UsageError
+from analyzer.cli.options import (  # noqa: F401 - the commands' shared helpers
+    ClickProgress,
+    EngineChoice,
+    F,
+    T,
+    _EchoHandler,
+    _step,
+    api_url_option,
+    configure_logging,
+    emit,
+    exit_codes_help,
+    fail_cleanly,
+    force_option,
+    format_option,
+    gc_type_choice,
+    registry_credentials,
+    registry_login_options,
+    timeout_option,
+    tls_options,
+    tls_verify,
+    verbose_option,
+)
+from analyzer.engines import registry
+from analyzer.engines.distribution.gc_check import BREAKING_HAZARDS as GC_BREAKING_HAZARDS
+from analyzer.errors import ReclaimError, UsageError
 from analyzer.report.text import render_prediction
-from analyzer.semantics import DIGITALOCEAN as DO_ENGINE
-from analyzer.semantics import ENGINES
 from analyzer.snapshot import check_target, read_snapshot, write_snapshot
 from analyzer.version import __version__
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class ClickProgress:
-    """Draws progress on stderr when it is a terminal; silent otherwise.
-
-    A stage with a known total is a bar with `pos/total`; one without (a listing nobody can
-    count in advance: blobs in a storage tree, repositories of a paged API) is click's
-    length-less bar: a counter with a moving mark. Redraws are batched to at most one every
-    REDRAW_SECONDS, so counting 100,000 blobs does not write 100,000 lines to the terminal;
-    the final count is always drawn.
-    """
-
-    REDRAW_SECONDS = 0.1
-
-    def __init__(self) -> None:
-        self.enabled = sys.stderr.isatty()
-        self._bar: Any = None
-        self._pending = 0
-        self._drawn_at = 0.0
-
-    def stage(self, name: str, total: int | None = None) -> None:
-        self.close()
-        if self.enabled:
-            label = f"{name:<14}"
-            if total is None:
-                # No length: click counts and animates instead of filling a bar.
-                self._bar = click.progressbar(
-                    itertools.count(), label=label, file=sys.stderr, show_pos=True
-                )
-            else:
-                self._bar = click.progressbar(
-                    length=total, label=label, file=sys.stderr, show_pos=True
-                )
-            self._bar.__enter__()
-            self._drawn_at = time.monotonic()
-
-    def advance(self, n: int = 1) -> None:
-        if self._bar is None:
-            return
-        self._pending += n
-        now = time.monotonic()
-        if now - self._drawn_at >= self.REDRAW_SECONDS:
-            self._flush(now)
-
-    def _flush(self, now: float) -> None:
-        if self._pending:
-            self._bar.update(self._pending)
-            self._pending = 0
-        self._drawn_at = now
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._flush(time.monotonic())
-            self._bar.__exit__(None, None, None)
-            self._bar = None
-
-
-T = TypeVar("T")
-
-
-def _step(progress: ClickProgress, name: str, fn: Callable[..., T], *args: Any) -> T:
-    """One unit of work as a one-step stage: on a terminal the user sees which step runs."""
-    progress.stage(name, 1)
-    out = fn(*args)
-    progress.advance()
-    return out
-
-
-def fail_cleanly(fn: F) -> F:
-    """Turn library errors into one line on stderr and their exit code."""
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ReclaimError as e:
-            click.echo(f"reclaim: error: {e}", err=True)
-            sys.exit(e.exit_code)
-        except OSError as e:
-            # Library code turns the I/O failures it expects into typed errors; any other
-            # (a full disk under a log file, a vanished directory) is still one line, no trace.
-            where = f"{e.filename}: " if e.filename else ""
-            click.echo(f"reclaim: error: {where}{e.strerror or e}", err=True)
-            sys.exit(1)
-
-    wrapper.__name__ = fn.__name__
-    wrapper.__doc__ = fn.__doc__
-    return wrapper  # type: ignore[return-value]
-
-
-def format_option(*choices: str) -> Callable[[F], F]:
-    return click.option(
-        "--format",
-        "fmt",
-        type=click.Choice(choices),
-        default=choices[0],
-        show_default=True,
-        help="Output format.",
-    )
-
-
-def registry_login_options(fn: F) -> F:
-    """--username / --password-stdin / --docker-config, shared by every command that logs in."""
-    fn = click.option(
-        "--docker-config",
-        type=click.Path(dir_okay=False),
-        help="A docker config.json for credentials (default: $DOCKER_CONFIG or ~/.docker).",
-    )(fn)
-    fn = click.option(
-        "--password-stdin",
-        is_flag=True,
-        help="Read the password from stdin (else env RECLAIM_PASSWORD, else docker config.json).",
-    )(fn)
-    return click.option(
-        "--username", envvar="RECLAIM_USERNAME", help="Registry user (env RECLAIM_USERNAME)."
-    )(fn)
-
-
-def registry_credentials(username: str | None, password_stdin: bool) -> Any:
-    """Credentials from the login options; the password never comes from the command line."""
-    from analyzer.sources.oci import Credentials
-
-    if not username:
-        return None
-    password = (
-        sys.stdin.readline().rstrip("\n") if password_stdin else os.environ.get("RECLAIM_PASSWORD")
-    )
-    return Credentials(username, password)
-
-
-timeout_option = click.option(
-    "--timeout",
-    type=click.FloatRange(0.1),
-    default=30.0,
-    show_default=True,
-    help="Seconds one request may take (to a registry: connection to last byte, its retries "
-    "within 3 x this; a credential helper as long).",
-)
-
-
-def tls_options(fn: F) -> F:
-    """--ca-cert / --insecure: TLS for registries, verified by default."""
-    fn = click.option(
-        "--insecure",
-        is_flag=True,
-        help="Do not verify the registry's TLS certificate (loudly warned; prefer --ca-cert). "
-        "Plain HTTP is used only for an http:// URL, with or without this.",
-    )(fn)
-    return click.option(
-        "--ca-cert",
-        type=click.Path(dir_okay=False),
-        metavar="FILE",
-        help="Trust the CA certificate(s) in FILE (PEM) for the registry's TLS, instead of the "
-        "system's CAs (e.g. a self-signed registry).",
-    )(fn)
-
-
-def verbose_option(fn: F) -> F:
-    return click.option(
-        "-v",
-        "--verbose",
-        is_flag=True,
-        help="Show each request on stderr: method, URL, status, time (secrets redacted).",
-    )(fn)
-
-
-class _EchoHandler(logging.Handler):
-    """Log records as lines on stderr (looked up per record, so CliRunner's capture works)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            click.echo(f"reclaim: {self.format(record)}", err=True)
-        except Exception:
-            self.handleError(record)
-
-
-def configure_logging(verbose: bool) -> None:
-    """The library logs; the CLI decides: with -v its INFO records (requests, retries) go to
-    stderr."""
-    logger = logging.getLogger("analyzer")
-    for handler in [h for h in logger.handlers if isinstance(h, _EchoHandler)]:
-        logger.removeHandler(handler)
-    if verbose:
-        logger.addHandler(_EchoHandler())
-    logger.setLevel(logging.INFO if verbose else logging.WARNING)
-
-
-def tls_verify(url: str | None, ca_cert: str | None, insecure: bool) -> bool | str:
-    """requests' `verify` for --ca-cert/--insecure; --insecure is warned about, loudly."""
-    from analyzer.sources.oci import tls_verify as verify_for
-
-    verify = verify_for(ca_cert, insecure)
-    if insecure:
-        import warnings
-
-        from urllib3.exceptions import InsecureRequestWarning
-
-        # Said once, here, instead of urllib3's warning on every connection.
-        warnings.simplefilter("ignore", InsecureRequestWarning)
-        click.echo(
-            f"reclaim: WARNING: --insecure: the TLS certificate of {url or 'the registry'} is NOT "
-            "verified; anyone on the network path can impersonate the registry and read the "
-            "credentials sent to it",
-            err=True,
-        )
-    return verify
-
-
-api_url_option = click.option(
-    "--api-url",
-    envvar="DIGITALOCEAN_API_URL",
-    metavar="URL",
-    help="DigitalOcean API base URL (env DIGITALOCEAN_API_URL; default the public API).",
-)
-
-force_option = click.option(
-    "--force",
-    is_flag=True,
-    help="Replace the -o file if it exists (without it an existing file is refused). It "
-    "forces nothing else.",
-)
-
-
-def exit_codes_help() -> str:
-    """The exit-code table of `reclaim --help`, made from errors.EXIT_CODES."""
-    rows = [f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES.items()]
-    return "\b\nExit codes:\n" + "\n".join(rows)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=exit_codes_help())
@@ -484,7 +272,7 @@ def _scan_summary(inv: Any) -> str:
 @click.argument("snapshot", type=click.Path(exists=True, file_okay=False))
 @click.option(
     "--engine",
-    type=click.Choice(ENGINES),
+    type=EngineChoice(),
     required=True,
     help="The garbage collector that will run.",
 )
@@ -495,7 +283,7 @@ def _scan_summary(inv: Any) -> str:
 )
 @click.option(
     "--gc-type",
-    type=click.Choice(list(DO_GC_TYPES)),
+    type=gc_type_choice(),
     help="DigitalOcean's garbage-collection type (--engine digitalocean; default from "
     "--delete-untagged).",
 )
@@ -513,14 +301,14 @@ def analyze(
     distribution 2.8 breaks with --delete-untagged.
     """
     inv = read_snapshot(snapshot)
-    if engine == DO_ENGINE or gc_type:
-        _analyze_digitalocean(inv, engine, gc_type, delete_untagged, fmt)
-        return
-    prediction = analyze_inventory(inv, engine, delete_untagged)
-    if fmt == "json":
-        click.echo(json.dumps(prediction.to_dict(), indent=2))
-    else:
-        click.echo(render_prediction(prediction))
+    prediction = registry.analyze(inv, engine, delete_untagged, gc_type)
+    emit(
+        prediction.to_dict(),
+        fmt,
+        table=lambda: "\n".join(
+            [*prediction.headline(), render_prediction(prediction), *prediction.footer()]
+        ),
+    )
 
 
 @main.command("plan")
@@ -542,14 +330,14 @@ def analyze(
 )
 @click.option(
     "--engine",
-    type=click.Choice(ENGINES),
+    type=EngineChoice(),
     required=True,
     help="The garbage collector that runs after the deletions.",
 )
 @click.option("--delete-untagged", is_flag=True, help="That GC runs with --delete-untagged (-m).")
 @click.option(
     "--gc-type",
-    type=click.Choice(list(DO_GC_TYPES)),
+    type=gc_type_choice(),
     help="DigitalOcean's garbage-collection type (--engine digitalocean).",
 )
 @format_option("table", "json", "markdown")
@@ -582,12 +370,7 @@ def plan_cmd(
     if policies:
         if deletions:
             raise UsageError("give --delete or --policy, not both")
-        if gc_type:
-            raise UsageError(
-                "--gc-type is not supported with --policy yet; model the run with "
-                "--engine digitalocean [--delete-untagged]"
-            )
-        _plan_policies(snapshot, policies, engine, delete_untagged, fmt, output, force)
+        _plan_policies(snapshot, policies, engine, delete_untagged, fmt, output, force, gc_type)
         return
     from analyzer.attribution import attribute
     from analyzer.plan import plan_deletions
@@ -599,33 +382,24 @@ def plan_cmd(
     progress = ClickProgress()
     try:
         inv = _step(progress, "snapshot", read_snapshot, snapshot)
-        if engine == DO_ENGINE or gc_type:
-            plan: Any = _step(
-                progress,
-                "plan",
-                _plan_digitalocean,
-                inv,
-                list(deletions),
-                engine,
-                gc_type,
-                delete_untagged,
-            )
-        else:
-            plan = _step(
-                progress, "plan", plan_deletions, inv, list(deletions), engine, delete_untagged
-            )
+        plan = _step(
+            progress,
+            "plan",
+            plan_deletions,
+            inv,
+            list(deletions),
+            engine,
+            delete_untagged,
+            None,
+            gc_type,
+        )
         attribution = _step(progress, "attribution", attribute, inv, plan)
     finally:
         progress.close()
     doc = seal_plan({**plan.to_dict(), "attribution": attribution.to_dict()}, inv)
     if output:
         _write_json(output, doc, force)
-    if fmt == "json":
-        click.echo(json.dumps(doc, indent=2))
-    elif fmt == "markdown":
-        click.echo(render_plan_markdown(doc))
-    else:
-        click.echo(render_plan(doc))
+    emit(doc, fmt, table=lambda: render_plan(doc), markdown=lambda: render_plan_markdown(doc))
 
 
 def _plan_policies(
@@ -636,6 +410,7 @@ def _plan_policies(
     fmt: str,
     output: str | None,
     force: bool,
+    gc_type: str | None = None,
 ) -> None:
     """`plan --policy`: one policy gives a plan; several give a comparison of plans."""
     from analyzer.plan_file import seal_plan
@@ -647,21 +422,18 @@ def _plan_policies(
     progress = ClickProgress()
     try:
         inv = _step(progress, "snapshot", read_snapshot, snapshot)
-        result = compare_policies(inv, list(loaded), engine, delete_untagged, progress=progress)
+        result = compare_policies(
+            inv, list(loaded), engine, delete_untagged, progress=progress, gc_type=gc_type
+        )
     finally:
         progress.close()
     single = len(result.plans) == 1
     doc = seal_plan(result.plans[0].to_dict(), inv) if single else result.to_dict()
     if output:
         _write_json(output, doc, force)
-    if fmt == "json":
-        click.echo(json.dumps(doc, indent=2))
-    elif fmt == "markdown":
-        md = render.render_policy_plan_markdown if single else render.render_comparison_markdown
-        click.echo(md(doc))
-    else:
-        text = render.render_policy_plan if single else render.render_comparison
-        click.echo(text(doc))
+    md = render.render_policy_plan_markdown if single else render.render_comparison_markdown
+    text = render.render_policy_plan if single else render.render_comparison
+    emit(doc, fmt, table=lambda: text(doc), markdown=lambda: md(doc))
 
 
 def _apply_writer(
@@ -680,8 +452,8 @@ def _apply_writer(
     from analyzer.apply import target_registry
 
     if do_registry:
-        from analyzer.do.client import DigitalOceanClient
-        from analyzer.do.writer import DigitalOceanWriter
+        from analyzer.engines.digitalocean.client import DigitalOceanClient
+        from analyzer.engines.digitalocean.writer import DigitalOceanWriter
 
         writer = DigitalOceanWriter(DigitalOceanClient.from_env(api_url), do_registry)
         target_registry(plan, writer.shown)
@@ -930,7 +702,7 @@ def _check_output(path: str | None, force: bool) -> None:
 @main.command("gc")
 @click.option(
     "--engine",
-    type=click.Choice(["distribution", "digitalocean"]),
+    type=EngineChoice(lambda: tuple(f for f in registry.runner_families() if f in _GC_COMMANDS)),
     default="distribution",
     show_default=True,
     help="The garbage collector to run.",
@@ -960,7 +732,7 @@ def _check_output(path: str | None, force: bool) -> None:
 @click.option(
     "--type",
     "do_type",
-    type=click.Choice(list(DO_GC_TYPES)),
+    type=gc_type_choice(),
     help="DigitalOcean's garbage-collection type (default: unreferenced blobs only, or with "
     "--delete-untagged: untagged manifests and unreferenced blobs).",
 )
@@ -1057,35 +829,40 @@ def gc_cmd(
     """
     _check_output(output, force)
     configure_logging(verbose)
-    if engine == DO_ENGINE:
-        if accept_hazards or plan_file:
-            raise UsageError("--accept-hazard and --plan check a distribution collection")
-        _gc_digitalocean(
-            _DOGCArgs(
-                do_registry,
-                do_type,
-                delete_untagged,
-                dry_run,
-                config,
-                binary,
-                yes,
-                wait,
-                attach,
-                api_url,
-                poll_interval,
-                history_dir,
-                fmt,
-                output,
-                force,
-            )
-        )
-        return
+    args = _GCArgs(
+        do_registry,
+        do_type,
+        delete_untagged,
+        dry_run,
+        config,
+        binary,
+        yes,
+        wait,
+        attach,
+        api_url,
+        poll_interval,
+        history_dir,
+        fmt,
+        output,
+        force,
+        accept_hazards,
+        plan_file,
+    )
+    # Each family's collector takes its own options (a config and a binary; a registry name
+    # and a type): one handler per family, the runner itself from the engine registry.
+    _GC_COMMANDS[engine](args)
+
+
+def _gc_distribution(a: _GCArgs) -> None:
+    """`gc --engine distribution`: check, run and record `registry garbage-collect`."""
+    config, delete_untagged, dry_run, yes = a.config, a.delete_untagged, a.dry_run, a.yes
+    binary, history_dir, output, force, fmt = a.binary, a.history_dir, a.output, a.force, a.fmt
+    accept_hazards, plan_file = a.accept_hazards, a.plan_file
     if not config:
         raise UsageError("--config is required with the distribution engine")
     from pathlib import Path
 
     from analyzer.engines.base import run_engine
-    from analyzer.engines.distribution import DistributionEngine
     from analyzer.errors import EngineError
     from analyzer.history import KIND_OUTCOME, write_record
     from analyzer.outcome import Outcome
@@ -1094,8 +871,8 @@ def gc_cmd(
     history = Path(_history_dir(history_dir))
     progress = ClickProgress()
     check = _GCCheckStep(delete_untagged, accept_hazards, plan_file, progress)
-    gc_engine = DistributionEngine(
-        config,
+    gc_engine = registry.family("distribution").runner(
+        config=config,
         delete_untagged=delete_untagged,
         dry_run=dry_run,
         confirmed=yes,
@@ -1117,10 +894,7 @@ def gc_cmd(
         progress.close()
     if output:
         _write_json(output, outcome.to_dict(), force, history)
-    if fmt == "json":
-        click.echo(json.dumps(outcome.to_dict(), indent=2))
-    else:
-        click.echo(render_outcome(outcome))
+    emit(outcome.to_dict(), fmt, table=lambda: render_outcome(outcome))
     check.advise(outcome)
 
 
@@ -1135,7 +909,7 @@ class _GCCheckStep:
         plan_file: str | None,
         progress: ClickProgress,
     ) -> None:
-        from analyzer.engines.gc_check import read_plan_expectation
+        from analyzer.engines.distribution.gc_check import read_plan_expectation
 
         self.delete_untagged = delete_untagged
         self.accepted = accepted
@@ -1144,8 +918,8 @@ class _GCCheckStep:
         self.config: Any = None
 
     def __call__(self, config: Any, binary: str) -> None:
-        from analyzer.engines.distribution import binary_version
-        from analyzer.engines.gc_check import check_before_collect
+        from analyzer.engines.distribution.gc_check import check_before_collect
+        from analyzer.engines.distribution.runner import binary_version
 
         self.config = config
         try:
@@ -1162,7 +936,7 @@ class _GCCheckStep:
         click.echo(result.summary(), err=True)
 
     def advise(self, outcome: Any) -> None:
-        from analyzer.engines.gc_check import next_steps
+        from analyzer.engines.distribution.gc_check import next_steps
 
         if self.config is None or outcome.dry_run:
             return
@@ -1249,12 +1023,12 @@ def compare_cmd(
     # Once per comparison, not per look: the key is what was compared and what came out.
     doc = result.to_dict()
     write_record(history, KIND_COMPARISON, doc, key=content_key(doc, pred))
-    if fmt == "json":
-        click.echo(json.dumps(result.to_dict(), indent=2))
-    elif fmt == "markdown":
-        click.echo(render_comparison_markdown(result))
-    else:
-        click.echo(render_comparison(result))
+    emit(
+        result.to_dict(),
+        fmt,
+        table=lambda: render_comparison(result),
+        markdown=lambda: render_comparison_markdown(result),
+    )
     if check and not result.match:
         sys.exit(1)
 
@@ -1263,7 +1037,7 @@ def compare_cmd(
 
 
 def _do_client(api_url: str | None, timeout: float = 30.0) -> Any:
-    from analyzer.do.client import DigitalOceanClient
+    from analyzer.engines.digitalocean.client import DigitalOceanClient
 
     return DigitalOceanClient.from_env(api_url, timeout=timeout)
 
@@ -1304,41 +1078,6 @@ def _scan_digitalocean(
         click.echo(f"note: {note}", err=True)
 
 
-def _do_type(engine: str, gc_type: str | None, delete_untagged: bool) -> str:
-    from analyzer.do import gc_type_for
-
-    if engine != DO_ENGINE:
-        raise UsageError("--gc-type is for --engine digitalocean")
-    return gc_type_for(gc_type, delete_untagged).name
-
-
-def _analyze_digitalocean(
-    inv: Any, engine: str, gc_type: str | None, delete_untagged: bool, fmt: str
-) -> None:
-    from analyzer.do.semantics import predict
-
-    prediction = predict(inv, _do_type(engine, gc_type, delete_untagged))
-    doc = prediction.to_dict()
-    if fmt == "json":
-        click.echo(json.dumps(doc, indent=2))
-        return
-    click.echo(f'DigitalOcean garbage collection "{prediction.gc_type}"')
-    click.echo(render_prediction(prediction))
-    if prediction.sweep and doc["unlisted_garbage_estimate_bytes"] is not None:
-        click.echo(
-            f"with the unlisted garbage (an estimate): about "
-            f"{doc['reclaimable_bytes_with_estimate']} bytes"
-        )
-
-
-def _plan_digitalocean(
-    inv: Any, deletions: list[str], engine: str, gc_type: str | None, delete_untagged: bool
-) -> Any:
-    from analyzer.do.semantics import plan
-
-    return plan(inv, deletions, _do_type(engine, gc_type, delete_untagged))
-
-
 class _StatusLines(ClickProgress):
     """Progress for a remote collection: every status change is a line on stderr."""
 
@@ -1348,7 +1087,6 @@ class _StatusLines(ClickProgress):
         self.started = 0.0
 
     def stage(self, name: str, total: int | None = None) -> None:
-        import time
 
         now = time.monotonic()
         self.started = self.started or now
@@ -1367,7 +1105,7 @@ def _ask_cancel(gc: dict[str, Any]) -> bool:
 
 
 @dataclass
-class _DOGCArgs:
+class _GCArgs:
     registry: str | None
     gc_type: str | None
     delete_untagged: bool
@@ -1383,11 +1121,12 @@ class _DOGCArgs:
     fmt: str
     output: str | None
     force: bool = False
+    accept_hazards: tuple[str, ...] = ()
+    plan_file: str | None = None
 
 
-def _do_engine(a: _DOGCArgs) -> Any:
-    from analyzer.do import gc_type_for
-    from analyzer.engines.digitalocean import DigitalOceanEngine
+def _do_engine(a: _GCArgs) -> Any:
+    from analyzer.engines.digitalocean.names import gc_type_for
 
     if a.dry_run:
         raise UsageError(
@@ -1398,10 +1137,10 @@ def _do_engine(a: _DOGCArgs) -> Any:
         raise UsageError("--config and --binary are for the distribution engine")
     if not a.registry:
         raise UsageError("--registry NAME is required with --engine digitalocean")
-    return DigitalOceanEngine(
-        _do_client(a.api_url),
-        a.registry,
-        gc_type_for(a.gc_type, a.delete_untagged).name,
+    return registry.family("digitalocean").runner(
+        client=_do_client(a.api_url),
+        registry=a.registry,
+        type_name=gc_type_for(a.gc_type, a.delete_untagged).name,
         confirmed=a.yes,
         poll_interval=a.poll_interval,
         on_interrupt=_ask_cancel,
@@ -1409,8 +1148,10 @@ def _do_engine(a: _DOGCArgs) -> Any:
     )
 
 
-def _gc_digitalocean(a: _DOGCArgs) -> None:
+def _gc_digitalocean(a: _GCArgs) -> None:
     """`gc --engine digitalocean`: start (and with --wait or --attach, follow and record)."""
+    if a.accept_hazards or a.plan_file:
+        raise UsageError("--accept-hazard and --plan check a distribution collection")
     from analyzer.engines.base import new_run_id, run_engine
     from analyzer.errors import EngineError
     from analyzer.history import KIND_OUTCOME, write_record
@@ -1454,10 +1195,13 @@ def _gc_digitalocean(a: _DOGCArgs) -> None:
         engine.client.close()
     if a.output:
         _write_json(a.output, outcome.to_dict(), a.force, history)
-    if a.fmt == "json":
-        click.echo(json.dumps(outcome.to_dict(), indent=2))
-    else:
-        click.echo(render_outcome(outcome))
+    emit(outcome.to_dict(), a.fmt, table=lambda: render_outcome(outcome))
+
+
+_GC_COMMANDS: dict[str, Callable[[_GCArgs], None]] = {
+    "distribution": _gc_distribution,
+    "digitalocean": _gc_digitalocean,
+}
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -1467,7 +1211,7 @@ def _gc_digitalocean(a: _DOGCArgs) -> None:
 @click.argument("input_path", metavar="INPUT", type=click.Path())
 @click.option(
     "--engine",
-    type=click.Choice(ENGINES),
+    type=EngineChoice(),
     help="Snapshot: the garbage collector that will run (required for a snapshot).",
 )
 @click.option(
@@ -1562,7 +1306,7 @@ def report_cmd(
 
 def _add_insight_commands() -> None:
     """Commands defined in analyzer.cli_insight (they use the helpers above)."""
-    from analyzer import cli_insight
+    from analyzer.cli import insight as cli_insight
 
     for command in (
         cli_insight.why_cmd,

@@ -8,8 +8,8 @@ repository that lists a manifest is seen. Deleting is
 
 from __future__ import annotations
 
-from analyzer.do import registry_identity
-from analyzer.do.client import DigitalOceanClient, str_field
+from analyzer.engines.digitalocean.client import DigitalOceanClient, str_field
+from analyzer.engines.digitalocean.names import registry_identity
 from analyzer.errors import DigitalOceanNotFound
 
 

@@ -19,7 +19,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from analyzer.do import (
+from analyzer.engines.base import Engine, Identity, Run, utc_now
+from analyzer.engines.digitalocean.client import (
+    ENDPOINTS,
+    DigitalOceanClient,
+    expand,
+    int_field,
+    str_field,
+)
+from analyzer.engines.digitalocean.names import (
     ENGINE,
     STATUS_CANCELLED,
     STATUS_FAILED,
@@ -29,8 +37,6 @@ from analyzer.do import (
     gc_type,
     registry_identity,
 )
-from analyzer.do.client import ENDPOINTS, DigitalOceanClient, expand, int_field, str_field
-from analyzer.engines.base import Engine, Identity, Run, utc_now
 from analyzer.errors import (
     ConfirmationRequired,
     DigitalOceanError,

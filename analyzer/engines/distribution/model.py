@@ -30,67 +30,19 @@ Everything here works on DataFrames of an `Inventory`; nothing touches a registr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from analyzer.errors import UsageError
 from analyzer.frames import isin
-from analyzer.inventory import SOURCE_STORAGE, Inventory
-from analyzer.model import GC_REFERENCE_KINDS, REF_MANIFEST
+from analyzer.inventory import SOURCE_GENERATED, SOURCE_STORAGE, Inventory
+from analyzer.marking import GCResult, mark_one_level, roots, sweep
+from analyzer.model import REF_MANIFEST
+from analyzer.tables import closure, empty_blobs, empty_pairs, gc_references, revisions
 
 DISTRIBUTION_28 = "distribution-2.8"
 DISTRIBUTION_3 = "distribution-3"
-# DigitalOcean: modelled, with its stated assumptions, in analyzer/do/semantics.py.
-DIGITALOCEAN = "digitalocean"
-ENGINES = (DISTRIBUTION_28, DISTRIBUTION_3, DIGITALOCEAN)
-
-
-@dataclass
-class GCResult:
-    """The engine's mark & sweep on an inventory, as plain data."""
-
-    engine: str
-    delete_untagged: bool
-    marked: pd.Index
-    blobs_eligible: pd.DataFrame  # digest, size
-    manifests_eligible: pd.DataFrame  # repository, digest
-    layer_links_eligible: pd.DataFrame  # repository, digest (distribution 3 only)
-    # repository, digest: revisions whose blobs are swept while their revision link is kept
-    # (distribution 3 -m, untagged in a repository without a tags directory; any revision of a
-    # repository the engine's catalog walk never reaches).
-    dangling_revisions: pd.DataFrame
-    aborts: str | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-def check_engine(engine: str) -> str:
-    if engine not in ENGINES:
-        raise UsageError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    return engine
-
-
-def gc_references(inv: Inventory) -> pd.DataFrame:
-    """parent -> child edges the engines follow (config, layers, index children; not subject)."""
-    refs = inv.references
-    return refs.loc[isin(refs["kind"], GC_REFERENCE_KINDS), ["parent", "child", "kind"]]
-
-
-def revisions(inv: Inventory) -> pd.DataFrame:
-    return inv.manifests[["repository", "digest"]].drop_duplicates()
-
-
-def tagged_revisions(inv: Inventory) -> pd.DataFrame:
-    """Revisions that some tag's current link points to, in the same repository."""
-    rev = revisions(inv)
-    tagged = inv.tags[["repository", "digest"]].drop_duplicates()
-    return rev.merge(tagged, on=["repository", "digest"], how="inner")
-
-
-def anti_join(left: pd.DataFrame, right: pd.DataFrame, on: list[str]) -> pd.DataFrame:
-    merged = left.merge(right[on].drop_duplicates(), on=on, how="left", indicator=True)
-    return merged.loc[merged["_merge"] == "left_only", left.columns].reset_index(drop=True)
+ENGINES = (DISTRIBUTION_28, DISTRIBUTION_3)
 
 
 def _repos_without_tags_dir(inv: Inventory) -> pd.Index:
@@ -98,19 +50,9 @@ def _repos_without_tags_dir(inv: Inventory) -> pd.Index:
     return pd.Index(repos.loc[repos["has_tags_dir"].eq(False).fillna(False), "repository"])
 
 
-def _roots(inv: Inventory, delete_untagged: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(roots, untagged candidates for deletion) per the -m rule."""
-    rev = revisions(inv)
-    if not delete_untagged:
-        return rev, rev.iloc[0:0]
-    tagged = tagged_revisions(inv)
-    return tagged, anti_join(rev, tagged, ["repository", "digest"])
-
-
-def mark_28(inv: Inventory, roots: pd.DataFrame) -> pd.Index:
-    refs = gc_references(inv)
-    children = refs.loc[isin(refs["parent"], roots["digest"]), "child"]
-    return pd.Index(pd.concat([roots["digest"], children]).unique())
+def mark_28(inv: Inventory, marked_from: pd.DataFrame) -> pd.Index:
+    """distribution 2.8 marks each root and what it references, one level deep."""
+    return mark_one_level(inv, marked_from)
 
 
 def _v3_order_sensitive(inv: Inventory, refs: pd.DataFrame) -> bool:
@@ -141,27 +83,6 @@ def _v3_order_sensitive(inv: Inventory, refs: pd.DataFrame) -> bool:
     if (found["_merge"] == "left_only").any():
         return True
     return bool(isin(mrefs["child"], mrefs["parent"]).any())
-
-
-def closure(
-    start: pd.DataFrame, refs: pd.DataFrame, expand_only: pd.DataFrame | None = None
-) -> pd.DataFrame:
-    """(repository, digest) pairs reached from `start` along parent -> child edges, breadth
-    first and vectorised; a reached pair is followed further only when it is in `expand_only`
-    (every pair when None). The repository of the start pair travels along."""
-    keys = ["repository", "digest"]
-    frontier = start[keys].drop_duplicates()
-    reached = [frontier]
-    visited = frontier
-    while not frontier.empty:
-        edges = frontier.merge(refs, left_on="digest", right_on="parent")
-        nxt = edges[["repository", "child"]].rename(columns={"child": "digest"}).drop_duplicates()
-        reached.append(nxt)
-        if expand_only is not None:
-            nxt = nxt.merge(expand_only, on=keys)
-        frontier = anti_join(nxt, visited, keys)
-        visited = pd.concat([visited, frontier], ignore_index=True)
-    return pd.concat(reached, ignore_index=True).drop_duplicates().reset_index(drop=True)
 
 
 def _bfs_3_pairs(inv: Inventory, roots: pd.DataFrame) -> pd.DataFrame:
@@ -272,26 +193,6 @@ def blobs_swept_dangling(inv: Inventory, skipped: pd.DataFrame, swept: pd.Series
     return skipped.loc[hit, ["repository", "digest"]].sort_values(["repository", "digest"])
 
 
-def sweep_candidates(inv: Inventory) -> pd.DataFrame:
-    """Blobs the sweep walks: the whole blob store when the inventory is complete; otherwise only
-    blobs some scanned manifest references, since an unscanned one may reference the rest. None
-    when the scan left something unread (`Inventory.unread`): it may reference any blob."""
-    blobs = inv.blobs[["digest", "size", "present"]]
-    if len(inv.unread):
-        return blobs.iloc[0:0][["digest", "size"]]
-    # A storage scan reads the whole blob store: a digest known only from a descriptor
-    # (present NA) is not stored, and the engines' sweep (a blob store walk) never lists it.
-    stored = blobs["present"].fillna(inv.header.source != SOURCE_STORAGE).astype(bool)
-    if inv.header.complete:
-        return blobs.loc[stored, ["digest", "size"]]
-    refs = gc_references(inv)
-    # Every manifest the scan read is a parent in `references` (content-addressed), even when a
-    # plan has since taken its revision out of `manifests`: its own blob was seen too.
-    seen = pd.concat([inv.manifests["digest"], inv.references["parent"], refs["child"]]).unique()
-    known = blobs.loc[isin(blobs["digest"], seen) & stored]
-    return known[["digest", "size"]]
-
-
 EXTRA_FAULTS = "gc_faults"  # the keys analyzer.sources.storage writes
 EXTRA_UNSEEN = "gc_unseen"
 
@@ -338,17 +239,14 @@ def _fault_text(f: dict[str, Any]) -> str:
 
 
 def _aborted(engine: str, delete_untagged: bool, message: str, manifests: pd.DataFrame) -> GCResult:
-    empty = pd.DataFrame(
-        {"repository": pd.Series(dtype="string"), "digest": pd.Series(dtype="string")}
-    )
     return GCResult(
         engine,
         delete_untagged,
         pd.Index([]),
-        pd.DataFrame({"digest": pd.Series(dtype="string"), "size": pd.Series(dtype="Int64")}),
+        empty_blobs(),
         manifests,
-        empty,
-        empty,
+        empty_pairs(),
+        empty_pairs(),
         aborts=message,
     )
 
@@ -402,18 +300,51 @@ def _storage_abort(
 
 
 def result_empty() -> pd.DataFrame:
-    return pd.DataFrame(
-        {"repository": pd.Series(dtype="string"), "digest": pd.Series(dtype="string")}
-    )
+    return empty_pairs()
 
 
 def simulate(inv: Inventory, engine: str, delete_untagged: bool) -> GCResult:
-    """Mark and sweep `inv` as `engine` would, and return what it deletes."""
-    check_engine(engine)
-    if engine == DIGITALOCEAN:
-        from analyzer.do.semantics import simulate_digitalocean
+    """Mark and sweep `inv` as distribution `engine` (2.8 or 3) would; what it deletes."""
+    result = _simulate_on_tree(inv, engine, delete_untagged)
+    return _with_traits(inv, result)
 
-        return simulate_digitalocean(inv, delete_untagged)
+
+def _with_traits(inv: Inventory, result: GCResult) -> GCResult:
+    """What the analysis and the bounds need to know of this engine, set on its result."""
+    storage = inv.header.source in (SOURCE_STORAGE, SOURCE_GENERATED)
+    v28 = result.engine == DISTRIBUTION_28
+    # 2.8 never removes a `_layers` link; 3's are known from a complete storage scan only
+    result.layer_links_known = v28 or (inv.header.source == SOURCE_STORAGE and inv.header.complete)
+    result.partial_view_marks_more = not v28 and result.delete_untagged
+    if v28:
+        result.dangling_why = (
+            "in a repository without a _layers directory, which 2.8's catalog never walks"
+        )
+    if v28 and result.delete_untagged and not storage:
+        result.abort_risk = list(_repos_without_tags_dir(inv).sort_values())
+    if v28 and result.delete_untagged and not inv.header.complete:
+        result.hazards = _possible_aborts(inv)
+    return result
+
+
+def _possible_aborts(inv: Inventory) -> list[dict[str, Any]]:
+    """distribution 2.8 -m fails on a repository with revisions but no tags directory. A storage
+    scan knows (the run is then predicted to abort); an API scan only sees a catalogued
+    repository whose tags list answers "unknown": it very likely holds untagged revisions."""
+    return [
+        {
+            "type": "possible-abort",
+            "repository": repo,
+            "detail": (
+                f"{repo} is in the catalog but has no tags: if it holds manifests (pushed by "
+                "digest), garbage-collect --delete-untagged fails there and deletes nothing"
+            ),
+        }
+        for repo in _repos_without_tags_dir(inv)
+    ]
+
+
+def _simulate_on_tree(inv: Inventory, engine: str, delete_untagged: bool) -> GCResult:
     stopped = _storage_abort(inv, engine, delete_untagged, None)
     if stopped is not None:
         return stopped
@@ -440,10 +371,8 @@ def simulate(inv: Inventory, engine: str, delete_untagged: bool) -> GCResult:
 
 
 def _simulate_distribution(inv: Inventory, engine: str, delete_untagged: bool) -> GCResult:
-    roots, untagged = _roots(inv, delete_untagged)
-    empty = pd.DataFrame(
-        {"repository": pd.Series(dtype="string"), "digest": pd.Series(dtype="string")}
-    )
+    marked_from, untagged = roots(inv, delete_untagged)
+    empty = empty_pairs()
     no_tags = _repos_without_tags_dir(inv)
     dangling = empty
     if delete_untagged and engine == DISTRIBUTION_28:
@@ -453,9 +382,7 @@ def _simulate_distribution(inv: Inventory, engine: str, delete_untagged: bool) -
                 engine,
                 delete_untagged,
                 pd.Index([]),
-                pd.DataFrame(
-                    {"digest": pd.Series(dtype="string"), "size": pd.Series(dtype="Int64")}
-                ),
+                empty_blobs(),
                 empty,
                 empty,
                 empty,
@@ -468,15 +395,14 @@ def _simulate_distribution(inv: Inventory, engine: str, delete_untagged: bool) -
                 ),
             )
     if engine == DISTRIBUTION_28:
-        marked = mark_28(inv, roots)
+        marked = mark_28(inv, marked_from)
         eligible = untagged
     else:
-        first = mark_3_first(inv, roots)
+        first = mark_3_first(inv, marked_from)
         marked = pd.Index(first["digest"])
         in_no_tags = isin(untagged["repository"], no_tags)
         eligible = untagged.loc[~in_no_tags & ~isin(untagged["digest"], marked)]
-    candidates = sweep_candidates(inv)
-    blobs = candidates.loc[~isin(candidates["digest"], marked)].sort_values("digest")
+    blobs = sweep(inv, marked)
     links = empty
     if engine == DISTRIBUTION_3:
         links = layer_links_3(inv, first)
@@ -490,39 +416,3 @@ def _simulate_distribution(inv: Inventory, engine: str, delete_untagged: bool) -
         links.reset_index(drop=True),
         dangling.reset_index(drop=True),
     )
-
-
-@dataclass
-class Marking:
-    """What an engine's marking reaches from its roots, per repository, and the edges it follows.
-
-    `pairs`: repository, digest (the repository is the root's: marking never leaves it);
-    `edges`: repository, parent, child, one row per reference the engine follows.
-    """
-
-    pairs: pd.DataFrame
-    edges: pd.DataFrame
-
-
-def roots_for(inv: Inventory, engine: str, delete_untagged: bool) -> pd.DataFrame:
-    """repository, digest: the revisions `engine` marks from (every revision, or only tagged
-    ones with --delete-untagged / a DigitalOcean type that deletes untagged manifests)."""
-    check_engine(engine)
-    return _roots(inv, delete_untagged)[0]
-
-
-def marking_closure(inv: Inventory, roots: pd.DataFrame, engine: str) -> Marking:
-    """The marking rule of `engine` as reachability: distribution 2.8 (and DigitalOcean, modelled
-    on it) follows one level from each root; distribution 3 recurses into references that are
-    revisions of the root's repository. Walk-order quirks of distribution 3 are not modelled
-    here (see `mark_3_first`): this is what each root reaches, not what the walk marks first."""
-    refs = gc_references(inv)[["parent", "child"]]
-    keys = ["repository", "digest"]
-    # 2.8 expands nothing beyond the roots themselves; 3 expands revisions of the same repository
-    expand = revisions(inv) if engine == DISTRIBUTION_3 else roots.iloc[0:0][keys]
-    pairs = closure(roots, refs, expand_only=expand)
-    expanded = pd.concat([roots[keys], pairs.merge(expand, on=keys)]).drop_duplicates()
-    edges = expanded.merge(refs, left_on="digest", right_on="parent")[
-        ["repository", "parent", "child"]
-    ].drop_duplicates()
-    return Marking(pairs, edges.reset_index(drop=True))

@@ -6,17 +6,14 @@ in `analyzer.why`, `analyzer.diff`, `analyzer.forecast` and `analyzer.metrics`.
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from analyzer.cli import fail_cleanly, format_option
-from analyzer.semantics import ENGINES
+from analyzer.cli.options import EngineChoice, emit, fail_cleanly, format_option
 from analyzer.snapshot import read_snapshot
 
 engine_option = click.option(
     "--engine",
-    type=click.Choice(ENGINES),
+    type=EngineChoice(),
     required=True,
     help="The garbage collector that will run.",
 )
@@ -50,10 +47,7 @@ def why_cmd(snapshot: str, target: str, engine: str, delete_untagged: bool, fmt:
     from analyzer.why import explain
 
     result = explain(read_snapshot(snapshot), target, engine, delete_untagged)
-    if fmt == "json":
-        click.echo(json.dumps(result.to_dict(), indent=2))
-    else:
-        click.echo(render_explanation(result))
+    emit(result.to_dict(), fmt, table=lambda: render_explanation(result))
 
 
 @click.command("diff")
@@ -76,12 +70,12 @@ def diff_cmd(old: str, new: str, fmt: str) -> None:
     from analyzer.report.insight import render_diff, render_diff_markdown
 
     result = diff(read_snapshot(old), read_snapshot(new))
-    if fmt == "json":
-        click.echo(json.dumps(result.to_dict(), indent=2))
-    elif fmt == "markdown":
-        click.echo(render_diff_markdown(result))
-    else:
-        click.echo(render_diff(result))
+    emit(
+        result.to_dict(),
+        fmt,
+        table=lambda: render_diff(result),
+        markdown=lambda: render_diff_markdown(result),
+    )
 
 
 @click.command("metrics")
@@ -101,7 +95,7 @@ def metrics_cmd(snapshot: str, engine: str, delete_untagged: bool) -> None:
       reclaim metrics snap --engine distribution-2.8 > /var/lib/node_exporter/reclaim.prom.$$ \\
         && mv /var/lib/node_exporter/reclaim.prom.$$ /var/lib/node_exporter/reclaim.prom
     """
-    from analyzer.analysis import analyze
+    from analyzer.engines.registry import analyze
     from analyzer.metrics import openmetrics
 
     inv = read_snapshot(snapshot)
@@ -126,7 +120,7 @@ def metrics_cmd(snapshot: str, engine: str, delete_untagged: bool) -> None:
 )
 @click.option(
     "--engine",
-    type=click.Choice(ENGINES),
+    type=EngineChoice(),
     help="The garbage collector that runs after the policy (with --policy).",
 )
 @delete_untagged_option
@@ -188,7 +182,7 @@ def forecast_cmd(
     invs = [read_snapshot(s) for s in snapshots]
     pricing = None
     if do_registry:
-        from analyzer.do.client import DigitalOceanClient
+        from analyzer.engines.digitalocean.client import DigitalOceanClient
 
         client = DigitalOceanClient.from_env(api_url)
         try:
@@ -204,7 +198,4 @@ def forecast_cmd(
         policy=policy,
         pricing=pricing,
     )
-    if fmt == "json":
-        click.echo(json.dumps(result.to_dict(), indent=2))
-    else:
-        click.echo(render_forecast(result))
+    emit(result.to_dict(), fmt, table=lambda: render_forecast(result))

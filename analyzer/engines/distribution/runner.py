@@ -9,7 +9,7 @@ A real collection under live writes can delete a blob a push is just linking, so
 refused unless reclaim is sure nothing serves the storage root read-write: no registry process
 of this machine uses the same root (read from /proc, by the root, not the address), and nothing
 listens on the configured address unless the config puts storage in read-only maintenance mode
-(`analyzer.engines.serving`; unsure means refuse).
+(`analyzer.engines.distribution.serving`; unsure means refuse).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import IO, Any
 import yaml
 
 from analyzer.engines.base import Engine, Identity, Run, utc_now
-from analyzer.engines.serving import (
+from analyzer.engines.distribution.serving import (
     Probe,
     apply_env,
     probe_address,

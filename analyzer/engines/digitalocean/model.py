@@ -25,24 +25,19 @@ minus the listed bytes estimates them (`unlisted_garbage`), with the age of that
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from analyzer.analysis import Prediction, prediction_parts
 from analyzer.coverage import Coverage, assess
-from analyzer.do import ENGINE, GC_UNTAGGED_AND_BLOBS, GCType, gc_type
-from analyzer.inventory import Inventory
-from analyzer.plan import Plan, plan_deletions
-from analyzer.semantics import (
-    GCResult,
-    mark_3,
-    mark_28,
-    revisions,
-    sweep_candidates,
-    tagged_revisions,
-)
+from analyzer.engines.digitalocean.names import ENGINE, GC_UNTAGGED_AND_BLOBS, GCType, gc_type
+from analyzer.engines.digitalocean.usage import unlisted_garbage
+from analyzer.engines.distribution.model import mark_3
+from analyzer.inventory import SOURCE_GENERATED, SOURCE_STORAGE, Inventory
+from analyzer.marking import GCResult, mark_one_level, roots, sweep
+from analyzer.tables import empty_blobs, empty_pairs
 
 A_INDEX_CHILDREN = "index-children"
 A_REFERRERS = "referrers"
@@ -83,87 +78,37 @@ _TEXT = {
 }
 
 
-def _empty_pairs() -> pd.DataFrame:
-    return pd.DataFrame(
-        {"repository": pd.Series(dtype="string"), "digest": pd.Series(dtype="string")}
-    )
-
-
-def _empty_blobs() -> pd.DataFrame:
-    return pd.DataFrame({"digest": pd.Series(dtype="string"), "size": pd.Series(dtype="Int64")})
-
-
 def _untagged(inv: Inventory, delete_untagged: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(roots, untagged revisions to delete)."""
-    rev = revisions(inv)
-    if not delete_untagged:
-        return rev, _empty_pairs()
-    roots = tagged_revisions(inv)
-    merged = rev.merge(roots, on=["repository", "digest"], how="left", indicator=True)
-    gone = merged.loc[merged["_merge"] == "left_only", ["repository", "digest"]]
-    return roots, gone.sort_values(["repository", "digest"]).reset_index(drop=True)
+    """(roots, untagged revisions to delete, by repository and digest)."""
+    marked_from, gone = roots(inv, delete_untagged)
+    return marked_from, gone.sort_values(["repository", "digest"]).reset_index(drop=True)
 
 
-def _swept(inv: Inventory, marked: pd.Index, sweep: bool) -> pd.DataFrame:
-    if not sweep:
-        return _empty_blobs()
-    candidates = sweep_candidates(inv)
-    blobs = candidates.loc[~candidates["digest"].isin(marked)].sort_values("digest")
-    return blobs.reset_index(drop=True)
+def _swept(inv: Inventory, marked: pd.Index, sweeps: bool) -> pd.DataFrame:
+    return sweep(inv, marked) if sweeps else empty_blobs()
 
 
 def simulate_digitalocean(inv: Inventory, delete_untagged: bool, sweep: bool = True) -> GCResult:
     """Mark and sweep as modelled for DigitalOcean (see the module doc for the assumptions)."""
-    roots, untagged = _untagged(inv, delete_untagged)
-    marked = mark_28(inv, roots)
+    marked_from, untagged = _untagged(inv, delete_untagged)
+    marked = mark_one_level(inv, marked_from)
     notes = [f"assumption: {_TEXT[a]}" for a in (A_INDEX_CHILDREN, A_REFERRERS)]
     if not sweep:
         notes.append(f"assumption: {_TEXT[A_UNTAGGED_ONLY]}")
-    return GCResult(
+    result = GCResult(
         ENGINE,
         delete_untagged,
         marked,
         _swept(inv, marked, sweep),
         untagged,
-        _empty_pairs(),
-        _empty_pairs(),
+        empty_pairs(),
+        empty_pairs(),
         notes=notes,
     )
-
-
-def _age_seconds(then: Any, now: Any) -> float | None:
-    a = pd.to_datetime(then, utc=True, errors="coerce")
-    b = pd.to_datetime(now, utc=True, errors="coerce")
-    if pd.isna(a) or pd.isna(b):
-        return None
-    return round(float((b - a).total_seconds()), 3)
-
-
-def unlisted_garbage(inv: Inventory) -> dict[str, Any]:
-    """Storage usage minus the unique bytes the listing shows: garbage no listing can name.
-
-    An estimate: the usage figure is computed asynchronously (its age is given), and blobs of
-    unknown size make the listed bytes a lower figure (the estimate then an upper one).
-    """
-    extra = inv.header.extra
-    usage = extra.get("storage_usage_bytes")
-    usage = usage if isinstance(usage, int) and not isinstance(usage, bool) else None
-    sizes = inv.blobs["size"]
-    listed = int(sizes.fillna(0).sum())
-    unknown = int(sizes.isna().sum())
-    updated = extra.get("storage_usage_bytes_updated_at")
-    raw = None if usage is None else usage - listed
-    return {
-        "estimate": True,
-        "estimate_bytes": None if raw is None else max(raw, 0),
-        "storage_usage_bytes": usage,
-        "storage_usage_bytes_updated_at": updated,
-        "usage_age_seconds": _age_seconds(updated, inv.header.created_at),
-        "listed_bytes": listed,
-        "listed_blobs": len(sizes),
-        "listed_unknown_size_blobs": unknown,
-        "difference_bytes": raw,
-    }
+    # a delete-untagged run may fail on a repository that never had a tag (2.8 does)
+    if delete_untagged and inv.header.source not in (SOURCE_STORAGE, SOURCE_GENERATED):
+        result.abort_risk = _never_tagged(inv)
+    return result
 
 
 def _unlisted_note(u: dict[str, Any]) -> str:
@@ -199,8 +144,8 @@ def _never_tagged(inv: Inventory) -> list[str]:
 def _alternative(inv: Inventory, t: GCType, gc: GCResult) -> dict[str, Any]:
     """What hangs on the index-children assumption: the same run with distribution 3's marking
     (children recursed into, an untagged child of a tagged index kept)."""
-    roots, untagged = _untagged(inv, t.delete_untagged)
-    marked = mark_3(inv, roots)
+    marked_from, untagged = _untagged(inv, t.delete_untagged)
+    marked = mark_3(inv, marked_from)
     blobs = _swept(inv, marked, t.sweep)
     kept = untagged.loc[untagged["digest"].isin(marked)]
     ours = int(gc.blobs_eligible["size"].fillna(0).sum())
@@ -296,6 +241,27 @@ class DigitalOceanPrediction(Prediction):
         )
         return doc
 
+    def headline(self) -> list[str]:
+        return [f'DigitalOcean garbage collection "{self.gc_type}"']
+
+    def footer(self) -> list[str]:
+        doc = self.to_dict()
+        if not (self.sweep and doc["unlisted_garbage_estimate_bytes"] is not None):
+            return []
+        return [
+            f"with the unlisted garbage (an estimate): about "
+            f"{doc['reclaimable_bytes_with_estimate']} bytes"
+        ]
+
+    def plan_keys(self, bytes_freed: int) -> dict[str, Any]:
+        """The type, its assumptions and the unlisted garbage, on a plan whose run this is."""
+        after = self.to_dict()
+        keys = ("gc_type", "sweep", "assumptions", "unlisted_garbage_estimate_bytes")
+        doc = {key: after.get(key) for key in (*keys, "unlisted_garbage")}
+        estimate = after.get("unlisted_garbage_estimate_bytes")
+        doc["bytes_freed_with_estimate"] = None if estimate is None else bytes_freed + estimate
+        return doc
+
 
 def _notes(
     inv: Inventory,
@@ -344,35 +310,3 @@ def predict(inv: Inventory, type_name: str) -> DigitalOceanPrediction:
         assumptions=items,
         unlisted=unlisted,
     )
-
-
-@dataclass
-class DigitalOceanPlan(Plan):
-    """A Plan whose collection is a DigitalOcean run of `gc_type`."""
-
-    gc_type: str = GC_UNTAGGED_AND_BLOBS
-
-    def to_dict(self) -> dict[str, Any]:
-        doc = super().to_dict()
-        after = self.after.to_dict()
-        for key in (
-            "gc_type",
-            "sweep",
-            "assumptions",
-            "unlisted_garbage_estimate_bytes",
-            "unlisted_garbage",
-        ):
-            doc[key] = after.get(key)
-        estimate = after.get("unlisted_garbage_estimate_bytes")
-        doc["bytes_freed_with_estimate"] = None if estimate is None else self.bytes_freed + estimate
-        return doc
-
-
-def plan(inv: Inventory, references: list[str], type_name: str) -> DigitalOceanPlan:
-    """Price deleting `references` (REPO:TAG, REPO@DIGEST), then a DigitalOcean run of a type."""
-    t = gc_type(type_name)
-    base = plan_deletions(
-        inv, references, ENGINE, t.delete_untagged, predict=lambda i: predict(i, t.name)
-    )
-    values = {f.name: getattr(base, f.name) for f in fields(base)}
-    return DigitalOceanPlan(**values, gc_type=t.name)

@@ -31,7 +31,7 @@ from typing import Any
 
 import requests
 
-from analyzer.do import API_URL_ENV, DEFAULT_API_URL, TOKEN_ENVS, gc_type
+from analyzer.engines.digitalocean.names import API_URL_ENV, DEFAULT_API_URL, TOKEN_ENVS, gc_type
 from analyzer.errors import (
     DigitalOceanAuthError,
     DigitalOceanError,
