@@ -13,27 +13,31 @@ from typing import Any
 
 import click
 
-from analyzer.cli.options import (  # noqa: F401 - the commands' shared helpers
+from analyzer.cli.options import (
     ClickProgress,
-    EngineChoice,
-    F,
-    T,
-    _EchoHandler,
     _step,
     api_url_option,
+    check_output_file,
     configure_logging,
+    delete_untagged_option,
     emit,
+    engine_option,
     exit_codes_help,
     fail_cleanly,
     force_option,
     format_option,
-    gc_type_choice,
+    gc_type_option,
+    history_directory,
+    history_option,
+    record_outcome,
     registry_credentials,
     registry_login_options,
+    snapshot_output_options,
     timeout_option,
     tls_options,
     tls_verify,
     verbose_option,
+    write_output,
 )
 from analyzer.engines import registry
 from analyzer.engines.distribution.gc_check import BREAKING_HAZARDS as GC_BREAKING_HAZARDS
@@ -85,10 +89,7 @@ def main() -> None:
     metavar="GLOB",
     help="Only repositories matching this glob (repeatable).",
 )
-@click.option(
-    "-o", "--output", required=True, type=click.Path(), help="Snapshot directory to write."
-)
-@click.option("--force", is_flag=True, help="Replace an existing snapshot at -o.")
+@snapshot_output_options(required=True)
 @registry_login_options
 @click.option(
     "--workers",
@@ -270,22 +271,11 @@ def _scan_summary(inv: Any) -> str:
 
 @main.command()
 @click.argument("snapshot", type=click.Path(exists=True, file_okay=False))
-@click.option(
-    "--engine",
-    type=EngineChoice(),
-    required=True,
-    help="The garbage collector that will run.",
-)
-@click.option(
-    "--delete-untagged",
-    is_flag=True,
-    help="Model `garbage-collect --delete-untagged` (-m): untagged manifests go too.",
-)
-@click.option(
-    "--gc-type",
-    type=gc_type_choice(),
-    help="DigitalOcean's garbage-collection type (--engine digitalocean; default from "
-    "--delete-untagged).",
+@engine_option()
+@delete_untagged_option()
+@gc_type_option(
+    "DigitalOcean's garbage-collection type (--engine digitalocean; default from "
+    "--delete-untagged)."
 )
 @format_option("table", "json")
 @fail_cleanly
@@ -328,18 +318,9 @@ def analyze(
     metavar="FILE",
     help="A retention policy (YAML) choosing what to delete; repeat to compare policies.",
 )
-@click.option(
-    "--engine",
-    type=EngineChoice(),
-    required=True,
-    help="The garbage collector that runs after the deletions.",
-)
-@click.option("--delete-untagged", is_flag=True, help="That GC runs with --delete-untagged (-m).")
-@click.option(
-    "--gc-type",
-    type=gc_type_choice(),
-    help="DigitalOcean's garbage-collection type (--engine digitalocean).",
-)
+@engine_option("The garbage collector that runs after the deletions.")
+@delete_untagged_option("That GC runs with --delete-untagged (-m).")
+@gc_type_option("DigitalOcean's garbage-collection type (--engine digitalocean).")
 @format_option("table", "json", "markdown")
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False), help="Also write the plan JSON to this file."
@@ -366,7 +347,7 @@ def plan_cmd(
     With several --policy files the plans are compared side by side. Nothing is deleted: a plan
     is data (the `apply` step is separate).
     """
-    _check_output(output, force)
+    check_output_file(output, force)
     if policies:
         if deletions:
             raise UsageError("give --delete or --policy, not both")
@@ -398,7 +379,7 @@ def plan_cmd(
         progress.close()
     doc = seal_plan({**plan.to_dict(), "attribution": attribution.to_dict()}, inv)
     if output:
-        _write_json(output, doc, force)
+        write_output(output, doc, force)
     emit(doc, fmt, table=lambda: render_plan(doc), markdown=lambda: render_plan_markdown(doc))
 
 
@@ -430,7 +411,7 @@ def _plan_policies(
     single = len(result.plans) == 1
     doc = seal_plan(result.plans[0].to_dict(), inv) if single else result.to_dict()
     if output:
-        _write_json(output, doc, force)
+        write_output(output, doc, force)
     md = render.render_policy_plan_markdown if single else render.render_comparison_markdown
     text = render.render_policy_plan if single else render.render_comparison
     emit(doc, fmt, table=lambda: text(doc), markdown=lambda: md(doc))
@@ -562,23 +543,27 @@ def apply_cmd(
     finally:
         progress.close()
         writer.close()
-    if fmt == "json":
-        click.echo(json.dumps(result.to_dict(), indent=2))
-    else:
-        for step in result.steps:
-            why = f"  ({step['reason']})" if step["reason"] else ""
-            click.echo(f"{step['status']:<13} {step['repository']}@{step['digest']}{why}")
-        d = result.to_dict()
-        if not yes:
-            tail = " — nothing deleted: add --yes to delete"
-        else:
-            tail = f"; {d['pending']} pending: re-run to retry them" if d["pending"] else ""
-        click.echo(
-            f"deleted {d['deleted']}, already gone {d['already_gone']}, "
-            f"skipped {d['skipped']}, failed {d['failed']}{tail}"
-        )
+    emit(result.to_dict(), fmt, table=lambda: _render_apply(result, yes))
     if yes and not result.complete:
         sys.exit(EXIT_INCOMPLETE)
+
+
+def _render_apply(result: Any, yes: bool) -> str:
+    """`apply`'s table: a line per step, then the counts and what to do next."""
+    lines = []
+    for step in result.steps:
+        why = f"  ({step['reason']})" if step["reason"] else ""
+        lines.append(f"{step['status']:<13} {step['repository']}@{step['digest']}{why}")
+    d = result.to_dict()
+    if not yes:
+        tail = " — nothing deleted: add --yes to delete"
+    else:
+        tail = f"; {d['pending']} pending: re-run to retry them" if d["pending"] else ""
+    lines.append(
+        f"deleted {d['deleted']}, already gone {d['already_gone']}, "
+        f"skipped {d['skipped']}, failed {d['failed']}{tail}"
+    )
+    return "\n".join(lines)
 
 
 @main.command("generate")
@@ -601,8 +586,7 @@ def apply_cmd(
     help="Small layers whose bytes hash to their digests: the --storage tree is then a real "
     "registry that docker-registry garbage-collect can run on.",
 )
-@click.option("-o", "--output", type=click.Path(), help="Snapshot directory to write.")
-@click.option("--force", is_flag=True, help="Replace an existing snapshot at -o.")
+@snapshot_output_options(required=False)
 @click.option(
     "--as-of",
     type=click.DateTime(["%Y-%m-%d"]),
@@ -658,54 +642,12 @@ def generate_cmd(
     )
 
 
-def history_option(fn: F) -> F:
-    return click.option(
-        "--history",
-        "history_dir",
-        type=click.Path(file_okay=False),
-        envvar="RECLAIM_HISTORY",
-        help="Directory of run records (env RECLAIM_HISTORY; "
-        "default ~/.local/share/reclaim/history).",
-    )(fn)
-
-
-def _history_dir(history_dir: str | None) -> str:
-    from analyzer.history import default_history_dir
-
-    return history_dir or str(default_history_dir())
-
-
-def _write_json(
-    path: str, data: dict[str, Any], force: bool, recorded_in: Path | None = None
-) -> None:
-    """Write an output atomically; refuse to replace one without --force. When the data is
-    also in the history (`recorded_in`), a failure says where it can still be found."""
-    from analyzer.errors import OutputError
-    from analyzer.output import write_json
-
-    try:
-        write_json(path, data, force)
-    except OutputError as e:
-        if recorded_in is None:
-            raise
-        raise type(e)(f"{e}; the outcome is recorded in the history ({recorded_in})") from e
-
-
-def _check_output(path: str | None, force: bool) -> None:
-    """Refuse an -o that exists (without --force) before any work is done."""
-    from analyzer.output import check_output
-
-    if path:
-        check_output(path, force)
-
-
 @main.command("gc")
-@click.option(
-    "--engine",
-    type=EngineChoice(lambda: tuple(f for f in registry.runner_families() if f in _GC_COMMANDS)),
+@engine_option(
+    "The garbage collector to run.",
+    required=False,
+    names=lambda: tuple(f for f in registry.runner_families() if f in _GC_COMMANDS),
     default="distribution",
-    show_default=True,
-    help="The garbage collector to run.",
 )
 @click.option(
     "--config",
@@ -715,7 +657,7 @@ def _check_output(path: str | None, force: bool) -> None:
     help="The registry's config file (garbage-collect reads it; so does reclaim, to measure "
     "freed bytes from its filesystem or s3 storage). Required with the distribution engine.",
 )
-@click.option("--delete-untagged", is_flag=True, help="Delete untagged manifests too (-m).")
+@delete_untagged_option("Delete untagged manifests too (-m).")
 @click.option("--dry-run", is_flag=True, help="Only list what the collection would delete.")
 @click.option("--yes", is_flag=True, help="Really delete (required without --dry-run).")
 @click.option(
@@ -729,12 +671,11 @@ def _check_output(path: str | None, force: bool) -> None:
     metavar="NAME",
     help="The DigitalOcean registry to collect (--engine digitalocean).",
 )
-@click.option(
+@gc_type_option(
+    "DigitalOcean's garbage-collection type (default: unreferenced blobs only, or with "
+    "--delete-untagged: untagged manifests and unreferenced blobs).",
     "--type",
     "do_type",
-    type=gc_type_choice(),
-    help="DigitalOcean's garbage-collection type (default: unreferenced blobs only, or with "
-    "--delete-untagged: untagged manifests and unreferenced blobs).",
 )
 @click.option(
     "--wait", is_flag=True, help="Follow the DigitalOcean collection to its end and record it."
@@ -827,7 +768,7 @@ def gc_cmd(
     end (Ctrl-C asks whether to cancel it on the server) and record DigitalOcean's blobs_deleted
     and freed_bytes.
     """
-    _check_output(output, force)
+    check_output_file(output, force)
     configure_logging(verbose)
     args = _GCArgs(
         do_registry,
@@ -860,15 +801,8 @@ def _gc_distribution(a: _GCArgs) -> None:
     accept_hazards, plan_file = a.accept_hazards, a.plan_file
     if not config:
         raise UsageError("--config is required with the distribution engine")
-    from pathlib import Path
-
-    from analyzer.engines.base import run_engine
-    from analyzer.errors import EngineError
-    from analyzer.history import KIND_OUTCOME, write_record
-    from analyzer.outcome import Outcome
     from analyzer.report.reconcile import render_outcome
 
-    history = Path(_history_dir(history_dir))
     progress = ClickProgress()
     check = _GCCheckStep(delete_untagged, accept_hazards, plan_file, progress)
     gc_engine = registry.family("distribution").runner(
@@ -880,20 +814,9 @@ def _gc_distribution(a: _GCArgs) -> None:
         precheck=check,
     )
     try:
-        outcome = run_engine(
-            gc_engine,
-            progress=progress,
-            record=lambda o: write_record(history, KIND_OUTCOME, o.to_dict()),
-            log_dir=history / "logs",
-        )
-    except EngineError as e:  # ConfirmationRequired too: its message names what would run
-        if output and isinstance(e.outcome, Outcome):
-            _write_json(output, e.outcome.to_dict(), force, history)
-        raise
+        outcome = record_outcome(gc_engine, progress, history_dir, output, force)
     finally:
         progress.close()
-    if output:
-        _write_json(output, outcome.to_dict(), force, history)
     emit(outcome.to_dict(), fmt, table=lambda: render_outcome(outcome))
     check.advise(outcome)
 
@@ -1004,7 +927,7 @@ def compare_cmd(
     from analyzer.outcome import read_outcome
     from analyzer.report.reconcile import render_comparison, render_comparison_markdown
 
-    history = _history_dir(history_dir)
+    history = history_directory(history_dir)
     try:
         pred = read_prediction(prediction)
         outcome = read_outcome(outcome_file)
@@ -1152,10 +1075,7 @@ def _gc_digitalocean(a: _GCArgs) -> None:
     """`gc --engine digitalocean`: start (and with --wait or --attach, follow and record)."""
     if a.accept_hazards or a.plan_file:
         raise UsageError("--accept-hazard and --plan check a distribution collection")
-    from analyzer.engines.base import new_run_id, run_engine
-    from analyzer.errors import EngineError
-    from analyzer.history import KIND_OUTCOME, write_record
-    from analyzer.outcome import Outcome
+    from analyzer.engines.base import new_run_id
     from analyzer.report.reconcile import render_outcome
 
     engine = _do_engine(a)
@@ -1170,15 +1090,9 @@ def _gc_digitalocean(a: _GCArgs) -> None:
             f"digitalocean --registry {a.registry} --attach {run.uuid}"
         )
         return
-    history = Path(_history_dir(a.history_dir))
     progress = _StatusLines()
     try:
-        outcome = run_engine(
-            engine,
-            progress=progress,
-            record=lambda o: write_record(history, KIND_OUTCOME, o.to_dict()),
-            log_dir=history / "logs",
-        )
+        outcome = record_outcome(engine, progress, a.history_dir, a.output, a.force)
     except KeyboardInterrupt:
         uuid = engine.current.uuid if engine.current else "(not started)"
         click.echo(
@@ -1187,14 +1101,8 @@ def _gc_digitalocean(a: _GCArgs) -> None:
             err=True,
         )
         sys.exit(130)
-    except EngineError as e:
-        if a.output and isinstance(e.outcome, Outcome):
-            _write_json(a.output, e.outcome.to_dict(), a.force, history)
-        raise
     finally:
         engine.client.close()
-    if a.output:
-        _write_json(a.output, outcome.to_dict(), a.force, history)
     emit(outcome.to_dict(), a.fmt, table=lambda: render_outcome(outcome))
 
 
@@ -1209,16 +1117,10 @@ _GC_COMMANDS: dict[str, Callable[[_GCArgs], None]] = {
 
 @main.command("report")
 @click.argument("input_path", metavar="INPUT", type=click.Path())
-@click.option(
-    "--engine",
-    type=EngineChoice(),
-    help="Snapshot: the garbage collector that will run (required for a snapshot).",
+@engine_option(
+    "Snapshot: the garbage collector that will run (required for a snapshot).", required=False
 )
-@click.option(
-    "--delete-untagged",
-    is_flag=True,
-    help="Snapshot: model `garbage-collect --delete-untagged` (-m).",
-)
+@delete_untagged_option("Snapshot: model `garbage-collect --delete-untagged` (-m).")
 @click.option(
     "--policy",
     "policies",
@@ -1274,7 +1176,7 @@ def report_cmd(
     """
     from analyzer.report.document import build_report, report_command
 
-    _check_output(output, force)  # before the work
+    check_output_file(output, force)  # before the work
     command = report_command(
         input_path,
         engine,

@@ -8,27 +8,21 @@ from __future__ import annotations
 
 import click
 
-from analyzer.cli.options import EngineChoice, emit, fail_cleanly, format_option
+from analyzer.cli.options import (
+    delete_untagged_option,
+    emit,
+    engine_option,
+    fail_cleanly,
+    format_option,
+)
 from analyzer.snapshot import read_snapshot
-
-engine_option = click.option(
-    "--engine",
-    type=EngineChoice(),
-    required=True,
-    help="The garbage collector that will run.",
-)
-delete_untagged_option = click.option(
-    "--delete-untagged",
-    is_flag=True,
-    help="Model `garbage-collect --delete-untagged` (-m): untagged manifests go too.",
-)
 
 
 @click.command("why")
 @click.argument("snapshot", type=click.Path(exists=True, file_okay=False))
 @click.argument("target")
-@engine_option
-@delete_untagged_option
+@engine_option()
+@delete_untagged_option()
 @format_option("table", "json")
 @fail_cleanly
 def why_cmd(snapshot: str, target: str, engine: str, delete_untagged: bool, fmt: str) -> None:
@@ -80,8 +74,8 @@ def diff_cmd(old: str, new: str, fmt: str) -> None:
 
 @click.command("metrics")
 @click.argument("snapshot", type=click.Path(exists=True, file_okay=False))
-@engine_option
-@delete_untagged_option
+@engine_option()
+@delete_untagged_option()
 @fail_cleanly
 def metrics_cmd(snapshot: str, engine: str, delete_untagged: bool) -> None:
     """The prediction for SNAPSHOT as OpenMetrics text, for Prometheus.
@@ -118,12 +112,8 @@ def metrics_cmd(snapshot: str, engine: str, delete_untagged: bool) -> None:
     metavar="FILE",
     help="A retention policy: also forecast as if it (and --engine's GC) ran after each snapshot.",
 )
-@click.option(
-    "--engine",
-    type=EngineChoice(),
-    help="The garbage collector that runs after the policy (with --policy).",
-)
-@delete_untagged_option
+@engine_option("The garbage collector that runs after the policy (with --policy).", required=False)
+@delete_untagged_option()
 @click.option(
     "--horizon",
     "horizon_days",

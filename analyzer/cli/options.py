@@ -10,6 +10,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -128,6 +129,33 @@ class EngineChoice(click.ParamType):
 def gc_type_choice() -> click.Choice:
     """--gc-type: every collection type an engine takes (DigitalOcean's three)."""
     return click.Choice([t for spec in registry.specs() for t in spec.gc_types])
+
+
+ENGINE_HELP = "The garbage collector that will run."
+DELETE_UNTAGGED_HELP = "Model `garbage-collect --delete-untagged` (-m): untagged manifests go too."
+
+
+def engine_option(
+    help: str = ENGINE_HELP,
+    *,
+    required: bool = True,
+    names: Callable[[], tuple[str, ...]] = registry.names,
+    default: str | None = None,
+) -> Callable[[F], F]:
+    """--engine: a registered engine (`names` narrows the choice, as `gc` does to those with a
+    runner)."""
+    shown: dict[str, Any] = {} if default is None else {"default": default, "show_default": True}
+    return click.option("--engine", type=EngineChoice(names), required=required, help=help, **shown)
+
+
+def delete_untagged_option(help: str = DELETE_UNTAGGED_HELP) -> Callable[[F], F]:
+    """--delete-untagged: the collector's -m, modelled or run."""
+    return click.option("--delete-untagged", is_flag=True, help=help)
+
+
+def gc_type_option(help: str, *decls: str) -> Callable[[F], F]:
+    """--gc-type (or the `decls` given, `gc --type`): one of DigitalOcean's collection types."""
+    return click.option(*(decls or ("--gc-type",)), type=gc_type_choice(), help=help)
 
 
 def emit(doc: Any, fmt: str, **renderers: Callable[[], str]) -> None:
@@ -270,6 +298,91 @@ force_option = click.option(
     help="Replace the -o file if it exists (without it an existing file is refused). It "
     "forces nothing else.",
 )
+
+
+def snapshot_output_options(required: bool) -> Callable[[F], F]:
+    """-o/--output SNAPSHOT and --force, for the commands that write a snapshot."""
+
+    def decorate(fn: F) -> F:
+        fn = click.option("--force", is_flag=True, help="Replace an existing snapshot at -o.")(fn)
+        return click.option(
+            "-o",
+            "--output",
+            required=required,
+            type=click.Path(),
+            help="Snapshot directory to write.",
+        )(fn)
+
+    return decorate
+
+
+def history_option(fn: F) -> F:
+    return click.option(
+        "--history",
+        "history_dir",
+        type=click.Path(file_okay=False),
+        envvar="RECLAIM_HISTORY",
+        help="Directory of run records (env RECLAIM_HISTORY; "
+        "default ~/.local/share/reclaim/history).",
+    )(fn)
+
+
+def history_directory(history_dir: str | None) -> str:
+    """--history, else the default record directory."""
+    from analyzer.history import default_history_dir
+
+    return history_dir or str(default_history_dir())
+
+
+def check_output_file(path: str | None, force: bool) -> None:
+    """Refuse an -o that exists (without --force) before any work is done."""
+    from analyzer.output import check_output
+
+    if path:
+        check_output(path, force)
+
+
+def write_output(
+    path: str, data: dict[str, Any], force: bool, recorded_in: Path | None = None
+) -> None:
+    """Write an -o JSON file atomically; refuse to replace one without --force. When the data is
+    also in the history (`recorded_in`), a failure says where it can still be found."""
+    from analyzer.errors import OutputError
+    from analyzer.output import write_json
+
+    try:
+        write_json(path, data, force)
+    except OutputError as e:
+        if recorded_in is None:
+            raise
+        raise type(e)(f"{e}; the outcome is recorded in the history ({recorded_in})") from e
+
+
+def record_outcome(
+    engine: Any, progress: Any, history_dir: str | None, output: str | None, force: bool
+) -> Any:
+    """Run a collector to its end with its outcome recorded in the history, and at -o (a failed
+    run's outcome too, when it has one); returns the outcome."""
+    from analyzer.engines.base import run_engine
+    from analyzer.errors import EngineError
+    from analyzer.history import KIND_OUTCOME, write_record
+    from analyzer.outcome import Outcome
+
+    history = Path(history_directory(history_dir))
+    try:
+        outcome = run_engine(
+            engine,
+            progress=progress,
+            record=lambda o: write_record(history, KIND_OUTCOME, o.to_dict()),
+            log_dir=history / "logs",
+        )
+    except EngineError as e:  # ConfirmationRequired too: its message names what would run
+        if output and isinstance(e.outcome, Outcome):
+            write_output(output, e.outcome.to_dict(), force, history)
+        raise
+    if output:
+        write_output(output, outcome.to_dict(), force, history)
+    return outcome
 
 
 def exit_codes_help() -> str:
