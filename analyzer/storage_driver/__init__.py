@@ -33,6 +33,7 @@ from analyzer.storage_driver.location import (
     location_from_config,
     parse_s3_url,
     parse_storage,
+    read_config_document,
     read_registry_config,
     storage_location,
 )
@@ -86,6 +87,7 @@ __all__ = [
     "open_driver",
     "parse_s3_url",
     "parse_storage",
+    "read_config_document",
     "read_many",
     "read_registry_config",
     "resolve_credentials",

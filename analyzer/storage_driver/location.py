@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from analyzer.errors import StorageConfigError
+from analyzer.errors import ReclaimError, StorageConfigError
 from analyzer.storage_driver.credentials import AwsCredentials
 
 DEFAULT_FILESYSTEM_ROOT = "/var/lib/registry"  # distribution's default rootdirectory
@@ -232,20 +232,29 @@ def location_from_config(
     )
 
 
+def read_config_document(
+    path: str | os.PathLike[str], error: type[ReclaimError], not_yaml: str = ""
+) -> Any:
+    """The YAML document of a registry config file. A file that cannot be read, or is not
+    YAML, raises `error` naming the file (and the line; `not_yaml` is added to that message),
+    never quoting it: the parser's message would, and the file holds keys."""
+    target = Path(path)
+    try:
+        return yaml.safe_load(target.read_text())
+    except OSError as e:
+        raise error(f"{target}: cannot read registry config ({e.strerror})") from e
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise error(f"{target}: not valid YAML{where}{not_yaml}") from e
+
+
 def read_registry_config(
     path: str | os.PathLike[str], env: Mapping[str, str] | None = None
 ) -> StorageLocation:
     """The storage of a registry config file (`--registry-config config.yml`)."""
     target = Path(path)
-    try:
-        doc = yaml.safe_load(target.read_text())
-    except OSError as e:
-        raise StorageConfigError(f"{target}: cannot read registry config ({e.strerror})") from e
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        # Our words, not the parser's: its message quotes the file, which holds keys.
-        raise StorageConfigError(f"{target}: not valid YAML{where}") from e
+    doc = read_config_document(target, StorageConfigError)
     if not isinstance(doc, dict):
         raise StorageConfigError(f"{target}: not a registry config")
     try:

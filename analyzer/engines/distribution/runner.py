@@ -27,8 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import yaml
-
 from analyzer.engines.base import Engine, Identity, Run, utc_now
 from analyzer.engines.distribution.serving import (
     Probe,
@@ -60,6 +58,7 @@ from analyzer.storage_driver import (
     list_blob_store,
     location_from_config,
     open_driver,
+    read_config_document,
     split_repository_path,
     walk_repositories,
 )
@@ -213,15 +212,7 @@ def _section(doc: dict[str, Any], *keys: str) -> dict[str, Any]:
 def load_config(path: str | os.PathLike[str]) -> RegistryConfig:
     """Read a distribution config: storage root, http address, read-only maintenance mode."""
     target = Path(path)
-    try:
-        doc = yaml.safe_load(target.read_text())
-    except OSError as e:
-        raise EngineError(f"{target}: cannot read registry config ({e.strerror})") from e
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        # The message is ours: YAML errors quote the file, and the file may hold secrets.
-        raise EngineError(f"{target}: not valid YAML{where}; not a registry config") from e
+    doc = read_config_document(target, EngineError, not_yaml="; not a registry config")
     if (
         not isinstance(doc, dict)
         or "version" not in doc
