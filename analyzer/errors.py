@@ -1,7 +1,8 @@
 """Typed errors. Library code raises these; only the CLI turns them into one line and an exit code.
 
 Every message is one line, names the thing that is wrong (repository, digest, file, line) and never
-contains a secret: credentials are stripped before a URL goes into a message (see `model.redact_url`).
+contains a secret: credentials are stripped before a URL goes into a message (see
+`oci.manifest.redact_url`).
 """
 
 from __future__ import annotations
@@ -38,12 +39,6 @@ class PlanError(ReclaimError):
     the snapshot it was made from."""
 
     exit_code = 2
-
-
-class SemanticsError(ReclaimError):
-    """The engine model cannot give a prediction for this inventory (e.g. the real GC would abort)."""
-
-    exit_code = 5
 
 
 class UsageError(ReclaimError):
@@ -150,7 +145,6 @@ EXIT_CODES: dict[int, str] = {
     2: "usage: options that do not fit, output exists (--force), no --yes",
     3: "the registry refused the credentials, or demanded some",
     4: "integrity: content does not match its digest, or unparsable manifest",
-    5: "the engine model cannot predict this inventory",
     6: "the garbage collector could not run, or its run failed",
     7: "gc refused as unsafe now (registry live, hazard, --plan mismatch)",
     8: "apply --yes: steps still pending (skipped or refused); run it again to retry them",

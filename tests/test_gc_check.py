@@ -21,7 +21,7 @@ from registry import OCI_INDEX, OCI_MANIFEST, Pusher, RegistryEngine, RegistrySe
 
 from analyzer.cli import main
 from analyzer.engines.distribution.gc_check import engine_model
-from analyzer.engines.distribution.model import DISTRIBUTION_3, DISTRIBUTION_28
+from analyzer.engines.distribution.names import DISTRIBUTION_3, DISTRIBUTION_28
 from analyzer.engines.distribution.runner import binary_version
 from analyzer.history import read_history
 

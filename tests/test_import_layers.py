@@ -31,6 +31,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "analyzer.sources.http",
             "analyzer.sources.layout",
             "analyzer.engines.digitalocean.names",
+            "analyzer.engines.distribution.names",
             "analyzer.report.escape",
             "analyzer.plots",
             "analyzer.samples",

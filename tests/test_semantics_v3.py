@@ -36,8 +36,6 @@ from storagetree import StorageTree
 
 import analyzer
 from analyzer.engines.distribution.model import (
-    DISTRIBUTION_3,
-    DISTRIBUTION_28,
     _v3_order_sensitive,
     mark_3,
     mark_3_bfs,
@@ -45,6 +43,7 @@ from analyzer.engines.distribution.model import (
     repository_order,
     simulate,
 )
+from analyzer.engines.distribution.names import DISTRIBUTION_3, DISTRIBUTION_28
 from analyzer.inventory import SOURCE_STORAGE, Inventory, InventoryBuilder, SnapshotHeader
 from analyzer.marking import GCResult
 from analyzer.marking import roots as _roots

@@ -29,9 +29,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-DISTRIBUTION_28 = "distribution-2.8"  # same names as analyzer.semantics (no import: no cycle)
-DISTRIBUTION_3 = "distribution-3"
-ENGINES = (DISTRIBUTION_28, DISTRIBUTION_3)
+from analyzer.engines.distribution.names import DISTRIBUTION_28
 
 # go-digest: the algorithms the registry binaries link in, and their hex lengths.
 ALGORITHMS = {"sha256": 64, "sha384": 96, "sha512": 128}

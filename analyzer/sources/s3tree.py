@@ -40,10 +40,10 @@ import stat
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
+from analyzer.engines.distribution.names import DISTRIBUTION_28
 from analyzer.errors import StorageError, StorageNotFound, StorageTooLarge
 from analyzer.progress import NullProgress, Progress
 from analyzer.sources.layout import (
-    DISTRIBUTION_28,
     ERROR,
     MAX_LINK_BYTES,
     MAX_MANIFEST_BYTES,

@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
 
+from analyzer.engines.distribution.names import DISTRIBUTION_3, DISTRIBUTION_28, ENGINES
 from analyzer.errors import SourceError
 from analyzer.inventory import SOURCE_STORAGE, Inventory, InventoryBuilder, SnapshotHeader
 from analyzer.inventory import UNREAD as UNREAD_SKIP
@@ -49,9 +50,6 @@ from analyzer.oci.manifest import (
 )
 from analyzer.progress import NullProgress, Progress
 from analyzer.sources.layout import (
-    DISTRIBUTION_3,
-    DISTRIBUTION_28,
-    ENGINES,
     HANG,
     MAX_MANIFEST_BYTES,
     MAX_STARTEDAT_BYTES,

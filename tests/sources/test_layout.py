@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from analyzer.engines.distribution.names import DISTRIBUTION_3, DISTRIBUTION_28
 from analyzer.sources.layout import (
-    DISTRIBUTION_3,
-    DISTRIBUTION_28,
     HANG,
     MISSING,
     Failure,

@@ -24,7 +24,8 @@ from faultproxy import KINDS, FaultProxy, Rule
 from registry import DOCKER_MANIFEST, Pusher, RegistryServer, sha256
 
 from analyzer.cli import main
-from analyzer.engines.distribution.model import DISTRIBUTION_3, DISTRIBUTION_28, simulate
+from analyzer.engines.distribution.model import simulate
+from analyzer.engines.distribution.names import DISTRIBUTION_3, DISTRIBUTION_28
 from analyzer.engines.registry import analyze
 from analyzer.errors import AuthError, IntegrityError, SourceError
 from analyzer.inventory import Inventory

@@ -29,7 +29,7 @@ import yaml
 
 from analyzer.analysis import BOUND_UPPER, Prediction
 from analyzer.compare import PredictionSummary, prediction_from_dict
-from analyzer.engines.distribution.model import DISTRIBUTION_3, DISTRIBUTION_28
+from analyzer.engines.distribution.names import DISTRIBUTION_3, DISTRIBUTION_28
 from analyzer.engines.registry import analyze
 from analyzer.errors import CompareError, GCRefusedError, SourceError
 from analyzer.inventory import Inventory

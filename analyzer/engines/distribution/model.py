@@ -34,15 +34,12 @@ from typing import Any
 
 import pandas as pd
 
+from analyzer.engines.distribution.names import DISTRIBUTION_3, DISTRIBUTION_28
 from analyzer.frames import isin
 from analyzer.inventory import SOURCE_GENERATED, SOURCE_STORAGE, Inventory
 from analyzer.marking import GCResult, mark_one_level, roots, sweep
 from analyzer.oci.manifest import REF_MANIFEST
 from analyzer.tables import closure, empty_blobs, empty_pairs, gc_references, revisions
-
-DISTRIBUTION_28 = "distribution-2.8"
-DISTRIBUTION_3 = "distribution-3"
-ENGINES = (DISTRIBUTION_28, DISTRIBUTION_3)
 
 
 def _repos_without_tags_dir(inv: Inventory) -> pd.Index:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from analyzer.engines.distribution import model
+from analyzer.engines.distribution.names import DISTRIBUTION_3 as V3
+from analyzer.engines.distribution.names import DISTRIBUTION_28 as V28
 from analyzer.engines.spec import EngineOptions, EngineSpec
 from analyzer.inventory import Inventory
 from analyzer.marking import GCResult
@@ -32,13 +34,13 @@ class DistributionSpec(EngineSpec):
 
 
 DISTRIBUTION_28 = DistributionSpec(
-    model.DISTRIBUTION_28,
+    V28,
     "CNCF distribution 2.8 `registry garbage-collect`: marks each root and what it references "
     "one level deep",
     recursive_marking=False,
 )
 DISTRIBUTION_3 = DistributionSpec(
-    model.DISTRIBUTION_3,
+    V3,
     "CNCF distribution 3.x `registry garbage-collect`: marking recurses into an index's "
     "children in the same repository (walk order included)",
     recursive_marking=True,
