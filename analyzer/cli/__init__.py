@@ -412,8 +412,8 @@ def _plan_policies(
     doc = seal_plan(result.plans[0].to_dict(), inv) if single else result.to_dict()
     if output:
         write_output(output, doc, force)
-    md = render.render_policy_plan_markdown if single else render.render_comparison_markdown
-    text = render.render_policy_plan if single else render.render_comparison
+    md = render.render_policy_plan_markdown if single else render.render_policy_comparison_markdown
+    text = render.render_policy_plan if single else render.render_policy_comparison
     emit(doc, fmt, table=lambda: text(doc), markdown=lambda: md(doc))
 
 

@@ -58,7 +58,7 @@ def _comparison_frame(doc: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(doc["comparison"])
 
 
-def render_comparison(doc: dict[str, Any]) -> str:
+def render_policy_comparison(doc: dict[str, Any]) -> str:
     mode = " --delete-untagged" if doc["delete_untagged"] else ""
     lines = [
         f"{len(doc['plans'])} policies, each followed by {doc['engine']}{mode}",
@@ -75,7 +75,7 @@ def render_comparison(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def render_comparison_markdown(doc: dict[str, Any]) -> str:
+def render_policy_comparison_markdown(doc: dict[str, Any]) -> str:
     mode = " --delete-untagged" if doc["delete_untagged"] else ""
     lines = [
         "# Retention policies compared",
