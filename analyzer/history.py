@@ -201,14 +201,25 @@ def read_history(directory: str | os.PathLike[str] | None = None) -> pd.DataFram
     charts prediction error over runs.
     """
     rows = [_row(p, r) for p, r in load_records(directory or default_history_dir())]
-    df = pd.DataFrame(rows, columns=list(COLUMNS))
-    for col, dtype in COLUMNS.items():
+    df = _typed_frame(rows, COLUMNS)
+    df["duration_s"] = (df["ended_at"] - df["started_at"]).dt.total_seconds().astype("Float64")
+    return _oldest_first(df)
+
+
+def _typed_frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> pd.DataFrame:
+    """`rows` as a frame with exactly `columns`, each of its declared dtype: timestamps parsed
+    as UTC (an unparseable one is NaT, not an error: records are written by older versions too)."""
+    df = pd.DataFrame(rows, columns=list(columns))
+    for col, dtype in columns.items():
         if dtype.startswith("datetime"):
             parsed = pd.to_datetime(df[col], utc=True, errors="coerce", format="ISO8601")
             df[col] = parsed.astype("datetime64[ns, UTC]")
         else:
             df[col] = df[col].astype(dtype)  # type: ignore[call-overload]
-    df["duration_s"] = (df["ended_at"] - df["started_at"]).dt.total_seconds().astype("Float64")
+    return df
+
+
+def _oldest_first(df: pd.DataFrame) -> pd.DataFrame:
     return df.sort_values("recorded_at", kind="stable").reset_index(drop=True)
 
 
@@ -253,11 +264,4 @@ def read_discrepancies(directory: str | os.PathLike[str] | None = None) -> pd.Da
         for found in data.get("discrepancies") or []:
             if isinstance(found, dict):
                 rows.append({**run, **{k: found.get(k) for k in DISCREPANCY_COLUMNS if k in found}})
-    df = pd.DataFrame(rows, columns=list(DISCREPANCY_COLUMNS))
-    for col, dtype in DISCREPANCY_COLUMNS.items():
-        if dtype.startswith("datetime"):
-            parsed = pd.to_datetime(df[col], utc=True, errors="coerce", format="ISO8601")
-            df[col] = parsed.astype("datetime64[ns, UTC]")
-        else:
-            df[col] = df[col].astype(dtype)  # type: ignore[call-overload]
-    return df.sort_values("recorded_at", kind="stable").reset_index(drop=True)
+    return _oldest_first(_typed_frame(rows, DISCREPANCY_COLUMNS))

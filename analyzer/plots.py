@@ -119,6 +119,17 @@ def _empty(fig: Figure, message: str) -> Figure:
     return fig
 
 
+def _largest(df: pd.DataFrame, top: int) -> tuple[pd.DataFrame, int]:
+    """The `top` repositories with the largest `total` above zero (ties by name, so charts are
+    stable), and how many more there are: a chart names what it leaves out."""
+    ranked = df.loc[df["total"] > 0].sort_values(["total", "repository"], ascending=[False, True])
+    return ranked.head(top), max(0, len(ranked) - top)
+
+
+def _top_title(title: str, top: int, hidden: int, where: str) -> str:
+    return f"{title} (top {top}; {hidden} more{where})" if hidden else title
+
+
 def reclaimable_by_repository(
     repositories: pd.DataFrame,
     top: int = 15,
@@ -142,11 +153,7 @@ def reclaimable_by_repository(
         real = df.loc[~pseudo].assign(
             total=df["reclaimable_bytes"] + df["shared_reclaimable_bytes"]
         )
-        real = real.loc[real["total"] > 0].sort_values(
-            ["total", "repository"], ascending=[False, True]
-        )
-        hidden = max(0, len(real) - top)
-        real = real.head(top)
+        real, hidden = _largest(real, top)
         extra = df.loc[pseudo & (df["reclaimable_bytes"] > 0)]
         rows = len(real) + len(extra)
         fig = _figure(1.4 + 0.28 * max(rows, 1))
@@ -172,9 +179,7 @@ def reclaimable_by_repository(
         largest = pd.concat([real["total"], extra["reclaimable_bytes"]]).max()
         _bytes_axis(ax.xaxis, float(largest))
         ax.set_xlabel("bytes the run frees")
-        title = "Reclaimable bytes by repository"
-        if hidden:
-            title += f" (top {top}; {hidden} more in the table)"
+        title = _top_title("Reclaimable bytes by repository", top, hidden, " in the table")
         ax.set_title(title, loc="left")
         fig.legend(loc="outside lower center", ncols=3, fontsize=8, frameon=False)
         ax.grid(axis="x", alpha=0.3)
@@ -330,9 +335,7 @@ def stored_by_repository(repositories: pd.DataFrame, top: int = 15) -> Figure:
             df[col] = floats(df[col]) if col in df else 0.0
         df = df.fillna({"exclusive_bytes": 0.0, "shared_bytes": 0.0})
         df["total"] = df["exclusive_bytes"] + df["shared_bytes"]
-        df = df.loc[df["total"] > 0].sort_values(["total", "repository"], ascending=[False, True])
-        hidden = max(0, len(df) - top)
-        df = df.head(top)
+        df, hidden = _largest(df, top)
         fig = _figure(1.4 + 0.28 * max(len(df), 1))
         if df.empty:
             return _empty(fig, "no repository stores anything")
@@ -344,10 +347,7 @@ def stored_by_repository(repositories: pd.DataFrame, top: int = 15) -> Figure:
         ax.set_yticks(y, [label(r) for r in df["repository"]])
         _bytes_axis(ax.xaxis, float(df["total"].max()))
         ax.set_xlabel("bytes the repository's manifests reference")
-        title = "Largest repositories"
-        if hidden:
-            title += f" (top {top}; {hidden} more)"
-        ax.set_title(title, loc="left")
+        ax.set_title(_top_title("Largest repositories", top, hidden, ""), loc="left")
         fig.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
         ax.grid(axis="x", alpha=0.3)
         return fig

@@ -21,7 +21,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from s3fill import put_all  # noqa: E402
 from s3server import BUCKET, REGION, SeaweedS3  # noqa: E402
 
 from analyzer.storage_driver import AwsCredentials, S3Location, list_blob_store  # noqa: E402
@@ -38,26 +38,11 @@ PREFIX = "bench"
 
 
 def fill(server: SeaweedS3, objects: int) -> None:
-    import botocore.session
-    from botocore.config import Config
-
-    admin = server.identities["admin"]
-    client = botocore.session.get_session().create_client(
-        "s3",
-        endpoint_url=server.endpoint,
-        aws_access_key_id=admin.access_key,
-        aws_secret_access_key=admin.secret_key,
-        region_name=REGION,
-        config=Config(s3={"addressing_style": "path"}, max_pool_connections=16),
-    )
-
-    def put(i: int) -> None:
+    def blob(i: int) -> tuple[str, bytes]:
         h = hashlib.sha256(str(i).encode()).hexdigest()
-        key = f"{PREFIX}/docker/registry/v2/blobs/sha256/{h[:2]}/{h}/data"
-        client.put_object(Bucket=BUCKET, Key=key, Body=b"x" * (i % 97))
+        return f"{PREFIX}/docker/registry/v2/blobs/sha256/{h[:2]}/{h}/data", b"x" * (i % 97)
 
-    with ThreadPoolExecutor(16) as pool:
-        list(pool.map(put, range(objects)))
+    put_all(server, range(objects), blob)
 
 
 def measure(fn: Callable[[], int]) -> tuple[int, float, float]:

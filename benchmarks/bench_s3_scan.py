@@ -29,15 +29,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from registry import engine_of, parse_dry_run, registry_binary  # noqa: E402
+from s3fill import put_all  # noqa: E402
 from s3server import BUCKET, REGION, S3RegistryServer, SeaweedS3, registry_env  # noqa: E402
 
 from analyzer import analyze, scan_storage  # noqa: E402
@@ -58,29 +58,14 @@ def timed(fn: Callable[[], T]) -> tuple[T, float]:
 
 def upload(server: SeaweedS3, tree: Path, workers: int) -> int:
     """Every file of the tree as an object under PREFIX/; returns the object count."""
-    import botocore.session
-    from botocore.config import Config
 
-    admin = server.identities["admin"]
-    client: Any = botocore.session.get_session().create_client(
-        "s3",
-        endpoint_url=server.endpoint,
-        aws_access_key_id=admin.access_key,
-        aws_secret_access_key=admin.secret_key,
-        region_name=REGION,
-        config=Config(s3={"addressing_style": "path"}, max_pool_connections=workers),
-    )
-    files = [Path(d) / f for d, _, names in os.walk(tree) for f in names]
-
-    def put(path: Path) -> None:
+    def tree_object(path: Path) -> tuple[str, bytes]:
         size = path.stat().st_size
         body = path.read_bytes() if size <= MAX_REAL_BODY else b"\0"
-        key = f"{PREFIX}/{path.relative_to(tree).as_posix()}"
-        client.put_object(Bucket=BUCKET, Key=key, Body=body)
+        return f"{PREFIX}/{path.relative_to(tree).as_posix()}", body
 
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(put, files))
-    return len(files)
+    files = [Path(d) / f for d, _, names in os.walk(tree) for f in names]
+    return put_all(server, files, tree_object, workers)
 
 
 def dry_run(binary: str, config: Path, delete_untagged: bool) -> set[str]:
