@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from clirun import run_cli
 from registry import Pusher, RegistryServer
 
 from analyzer.cli import main
@@ -14,8 +15,7 @@ from analyzer.history import COLUMNS, HISTORY_ENV, default_history_dir, read_his
 
 
 def _run(*args: str) -> None:
-    r = CliRunner().invoke(main, list(args))
-    assert r.exit_code == 0, r.stderr
+    run_cli(*args)
 
 
 def test_runs_and_comparisons_chart_as_one_frame(
