@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 from registry import Pusher, RegistryServer
 
+from analyzer import storage_paths as paths
 from analyzer.cli import main
 
 
@@ -75,12 +76,11 @@ def _plant_revision(
 ) -> str:
     """Write a manifest blob and a revision link straight into the storage tree."""
     digest = digest or "sha256:" + hashlib.sha256(body).hexdigest()
-    hex_part = digest.split(":")[1]
-    v2 = server.storage / "docker/registry/v2"
-    blob = v2 / "blobs/sha256" / hex_part[:2] / hex_part / "data"
+    v2 = server.storage / paths.V2
+    blob = v2 / paths.blob_data(digest)
     blob.parent.mkdir(parents=True, exist_ok=True)
     blob.write_bytes(body)
-    link = v2 / "repositories" / repo / "_manifests/revisions/sha256" / hex_part / "link"
+    link = v2 / paths.revision_link(repo, digest)
     link.parent.mkdir(parents=True, exist_ok=True)
     link.write_text(digest)
     return digest
@@ -106,8 +106,7 @@ def test_manifest_whose_body_does_not_match_its_digest(
     registry: RegistryServer, tmp_path: Path
 ) -> None:
     digest, _ = Pusher(registry.url).image("app", "v1", [b"layer " * 50])
-    hex_part = digest.split(":")[1]
-    data = registry.storage / "docker/registry/v2/blobs/sha256" / hex_part[:2] / hex_part / "data"
+    data = registry.storage / paths.V2 / paths.blob_data(digest)
     data.write_bytes(data.read_bytes().replace(b'"schemaVersion":2', b'"schemaVersion":2 '))
     result = CliRunner().invoke(
         main, ["scan", "--storage", str(registry.storage), "-o", str(tmp_path / "snap")]
@@ -121,10 +120,7 @@ def test_revision_whose_blob_is_gone_is_a_recorded_skip(
 ) -> None:
     """distribution's enumerator skips such a revision; so do we, and we say so."""
     digest, _ = Pusher(registry.url).image("app", "v1", [b"layer " * 50])
-    hex_part = digest.split(":")[1]
-    (
-        registry.storage / "docker/registry/v2/blobs/sha256" / hex_part[:2] / hex_part / "data"
-    ).unlink()
+    (registry.storage / paths.V2 / paths.blob_data(digest)).unlink()
     runner = CliRunner()
     result = runner.invoke(
         main, ["scan", "--storage", str(registry.storage), "-o", str(tmp_path / "s")]

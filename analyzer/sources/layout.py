@@ -29,6 +29,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from analyzer.storage_paths import blob_data
+
 DISTRIBUTION_28 = "distribution-2.8"  # same names as analyzer.semantics (no import: no cycle)
 DISTRIBUTION_3 = "distribution-3"
 ENGINES = (DISTRIBUTION_28, DISTRIBUTION_3)
@@ -131,8 +133,7 @@ def digest_from_path(driver_path: str) -> tuple[str | None, str | None]:
 
 def canonical_blob_path(digest: str) -> str:
     """blobDataPathSpec relative to the v2 directory, for a valid digest."""
-    algorithm, _, hex_part = digest.partition(":")
-    return f"blobs/{algorithm}/{hex_part[:2]}/{hex_part}/data"
+    return blob_data(digest)
 
 
 # -- reading the tree, the driver's way, bounded --------------------------------------------
