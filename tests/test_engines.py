@@ -2,7 +2,7 @@
 
 * For every registered engine, mode and DigitalOcean GC type, `analyzer.analyze` and
   `reclaim analyze --format json` (and `plan`) return the same prediction on the same snapshot:
-  a generated one, and a real DigitalOcean scan (tests/do_server.py in front of distribution).
+  a generated one, and a real DigitalOcean scan (tests/do_fake/ in front of distribution).
 * A toy engine defined only here plugs in with one `register` call and runs through analyze,
   plan, policies, why and compare, in the library and the CLI; compare holds its prediction
   against a real `garbage-collect` run.

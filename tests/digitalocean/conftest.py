@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from clirun import CliResult, run_cli
-from do_server import ADVANCE_OBSERVED, DOServer, HarnessBackend
+from do_fake import ADVANCE_OBSERVED, DOServer, HarnessBackend
 from registry import RegistryServer
 
 from analyzer.engines.digitalocean.client import DigitalOceanClient

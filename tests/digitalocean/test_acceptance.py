@@ -1,6 +1,6 @@
 """End to end on DigitalOcean's API: scan -> plan -> apply -> GC of each type -> compare.
 
-The API is tests/do_server.py in front of Debian's real docker-registry 2.8; its GC runs the
+The API is tests/do_fake/ in front of Debian's real docker-registry 2.8; its GC runs the
 real `garbage-collect`. The bytes freed are measured on the storage tree by the test itself.
 """
 
