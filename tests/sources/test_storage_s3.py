@@ -13,12 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from clirun import run_cli
 from registry import Pusher, parse_dry_run
 from s3server import BUCKET, REGION, FaultProxy, S3RegistryServer, SeaweedS3, slow_down
 
 from analyzer import read_snapshot
-from analyzer.cli import main
 
 MODES = {"plain": False, "delete-untagged": True}
 
@@ -38,14 +37,14 @@ def _fill(url: str) -> dict[str, str]:
 
 def _scan(server: S3RegistryServer, endpoint: str, out: Path) -> tuple[int, str]:
     store = ["--storage", f"s3://{BUCKET}/{server.root}", "--s3-endpoint", endpoint]
-    result = CliRunner().invoke(main, ["scan", *store, "--s3-region", REGION, "-o", str(out)])
+    result = run_cli("scan", *store, "--s3-region", REGION, "-o", str(out), expect_exit=None)
     return result.exit_code, result.stderr
 
 
 def _predict(snapshot: Path, delete_untagged: bool) -> dict:  # type: ignore[type-arg]
     flags = ["--delete-untagged"] if delete_untagged else []
     args = ["analyze", str(snapshot), "--engine", "distribution-2.8", "--format", "json", *flags]
-    result = CliRunner().invoke(main, args)
+    result = run_cli(*args, expect_exit=None)
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)  # type: ignore[no-any-return]
 
@@ -226,10 +225,14 @@ def test_tls_is_verified(s3_registry: S3RegistryServer, seaweed: SeaweedS3, tmp_
     assert code != 0 and "TLS verification of 127.0.0.1" in err, err
     assert len(err.strip().splitlines()) == 1
     store = ["--storage", f"s3://{BUCKET}/{s3_registry.root}", "--s3-endpoint"]
-    result = CliRunner().invoke(
-        main,
-        ["scan", *store, seaweed.https_endpoint, "-o", str(tmp_path / "verified")],
+    result = run_cli(
+        "scan",
+        *store,
+        seaweed.https_endpoint,
+        "-o",
+        str(tmp_path / "verified"),
         env={"AWS_CA_BUNDLE": str(seaweed.ca_file)},
+        expect_exit=None,
     )
     assert result.exit_code == 0, result.output
     assert read_snapshot(tmp_path / "verified").header.complete
