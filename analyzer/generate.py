@@ -42,6 +42,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from analyzer import storage_paths as paths
 from analyzer.inventory import SOURCE_GENERATED, Inventory, InventoryBuilder, SnapshotHeader
 from analyzer.oci.manifest import (
     DOCKER_MANIFEST,
@@ -787,11 +788,9 @@ def write_storage_tree(reg: GeneratedRegistry, root: Path, sparse: bool = True) 
     with `real_content=True`, whose tree is a real registry (garbage-collect runs on it).
     Returns the v2 directory.
     """
-    v2 = Path(root) / "docker" / "registry" / "v2"
-    blobs = str(v2 / "blobs" / "sha256")
+    v2 = Path(root) / paths.V2
     for digest, spec in reg.blobs.items():
-        hex_part = digest[7:]
-        path = os.path.join(blobs, hex_part[:2], hex_part, "data")
+        path = os.path.join(v2, paths.blob_data(digest))
         if spec.content is not None:
             _write(path, spec.content)
         elif sparse:
@@ -801,24 +800,23 @@ def write_storage_tree(reg: GeneratedRegistry, root: Path, sparse: bool = True) 
                 f"blob {digest} has no content; generate with real_content=True for a real tree"
             )
     for state in reg.repositories.values():
-        _write_repository(str(v2 / "repositories" / state.name), state, sparse)
-    os.makedirs(v2 / "repositories", exist_ok=True)
+        _write_repository(str(v2), state, sparse)
+    os.makedirs(v2 / paths.REPOSITORIES, exist_ok=True)
     return v2
 
 
-def _write_repository(base: str, state: RepositoryState, sparse: bool) -> None:
-    manifests = os.path.join(base, "_manifests")
+def _write_repository(v2: str, state: RepositoryState, sparse: bool) -> None:
+    name = state.name
     for digest, when in state.revisions.items():
-        _link(os.path.join(manifests, "revisions", "sha256", digest[7:], "link"), digest, when)
+        _link(os.path.join(v2, paths.revision_link(name, digest)), digest, when)
     for tag, history in state.tags.items():
-        tag_dir = os.path.join(manifests, "tags", tag)
         for digest in history:
-            _link(os.path.join(tag_dir, "index", "sha256", digest[7:], "link"), digest)
-        _link(os.path.join(tag_dir, "current", "link"), history[-1])
+            _link(os.path.join(v2, paths.tag_index_link(name, tag, digest)), digest)
+        _link(os.path.join(v2, paths.tag_current_link(name, tag)), history[-1])
     for digest in state.layer_links:
-        _link(os.path.join(base, "_layers", "sha256", digest[7:], "link"), digest)
+        _link(os.path.join(v2, paths.layer_link(name, digest)), digest)
     for upload in state.uploads:
-        udir = os.path.join(base, "_uploads", upload.upload_id)
+        udir = os.path.join(v2, paths.upload_dir(name, upload.upload_id))
         if upload.content is not None:
             _write(os.path.join(udir, "data"), upload.content)
         elif sparse:

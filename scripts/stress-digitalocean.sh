@@ -6,7 +6,7 @@
 #   RUNS=5 HOGS=4 ./scripts/stress-digitalocean.sh tests/digitalocean
 #
 # The test server's collection only leaves a status once a client has been answered with it
-# (tests/do_server.py, advance="observed"), so load may slow the tests but never fail them.
+# (tests/do_fake/, advance="observed"), so load may slow the tests but never fail them.
 # Stops at the first failing run; prints one line per run and a summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -213,7 +213,7 @@ def template_regex(template: str) -> re.Pattern[str]:
 
 
 def check_request(spec: Spec, endpoint_name: str | None, ex: Any) -> list[str]:
-    """How the recorded request `ex` (tests/do_server.Exchange) departs from the spec."""
+    """How the recorded request `ex` (tests/do_fake/wire.py, Exchange) departs from the spec."""
     if endpoint_name is None:
         return [f"{ex.method} {ex.path}: matches no operation of the spec"]
     endpoint = ENDPOINTS[endpoint_name]

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from s3server import BUCKET, REGION, S3RegistryServer, SeaweedS3, registry_v3_path
+from s3server import BUCKET, REGION, FaultProxy, S3RegistryServer, SeaweedS3, registry_v3_path
 
 from analyzer.storage_driver import AwsCredentials, S3Location
 
@@ -23,6 +23,30 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def s3_proxy(seaweed: SeaweedS3) -> Iterator[FaultProxy]:
+    """A fault proxy in front of SeaweedFS: forwards everything until a test adds rules."""
+    fault = FaultProxy(seaweed.endpoint).start()
+    try:
+        yield fault
+    finally:
+        fault.stop()
+
+
+@pytest.fixture
+def reader_env(seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch) -> SeaweedS3:
+    """The read-only identity's keys in the AWS chain (environment variables), and nothing
+    else of the chain that could answer instead (no profile, no credentials file, no CA
+    bundle the registry's s3 driver could not load)."""
+    reader = seaweed.identities["reader"]
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", reader.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", reader.secret_key)
+    return seaweed
 
 
 @pytest.fixture

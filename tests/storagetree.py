@@ -29,6 +29,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from analyzer import storage_paths as paths
+
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -51,20 +53,20 @@ class StorageTree:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.v2 = root / "docker" / "registry" / "v2"
-        (self.v2 / "blobs").mkdir(parents=True, exist_ok=True)
-        (self.v2 / "repositories").mkdir(parents=True, exist_ok=True)
+        self.v2 = root / paths.V2
+        (self.v2 / paths.BLOBS).mkdir(parents=True, exist_ok=True)
+        (self.v2 / paths.REPOSITORIES).mkdir(parents=True, exist_ok=True)
         # digest -> (media type, body size) of every manifest written, for descriptors.
         self._manifests: dict[str, tuple[str, int]] = {}
 
     # -- raw layout -------------------------------------------------------------------------
 
     def repo_dir(self, repo: str) -> Path:
-        return self.v2 / "repositories" / repo
+        return self.v2 / paths.repository(repo)
 
     def blob_path(self, digest: str) -> Path:
-        hex_part = _hex(digest)
-        return self.v2 / "blobs" / "sha256" / hex_part[:2] / hex_part / "data"
+        _hex(digest)  # sha256 only, 64 hex
+        return self.v2 / paths.blob_data(digest)
 
     def _link(self, path: Path, digest: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,48 +86,51 @@ class StorageTree:
 
     def _repository(self, repo: str) -> Path:
         """`repo`'s directory, with the `_layers` directory every pushed repository has."""
-        (self.repo_dir(repo) / "_layers").mkdir(parents=True, exist_ok=True)
+        (self.v2 / paths.layers_dir(repo)).mkdir(parents=True, exist_ok=True)
         return self.repo_dir(repo)
 
     def revision(self, repo: str, digest: str) -> None:
         """Make `digest` a manifest revision of `repo` (creates `_manifests`, so a repository)."""
         self._repository(repo)
-        self._link(
-            self.repo_dir(repo) / "_manifests" / "revisions" / "sha256" / _hex(digest) / "link",
-            digest,
-        )
+        _hex(digest)  # sha256 only, 64 hex
+        self._link(self.v2 / paths.revision_link(repo, digest), digest)
 
     def remove_revision(self, repo: str, digest: str) -> None:
         """Delete a revision link directory, as the registry's manifest DELETE does."""
-        shutil.rmtree(self.repo_dir(repo) / "_manifests" / "revisions" / "sha256" / _hex(digest))
+        _hex(digest)  # sha256 only, 64 hex
+        shutil.rmtree((self.v2 / paths.revision_link(repo, digest)).parent)
 
     def remove_layers_dir(self, repo: str) -> None:
         """Delete `_layers`: 2.8 then never sees the repository, and 3.x stops on it."""
-        shutil.rmtree(self.repo_dir(repo) / "_layers")
+        shutil.rmtree(self.v2 / paths.layers_dir(repo))
 
     def tags_dir(self, repo: str) -> Path:
         """Create `_manifests/tags` (empty) so the repository counts as having a tags directory."""
-        path = self._repository(repo) / "_manifests" / "tags"
+        self._repository(repo)
+        path = self.v2 / paths.tags_dir(repo)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
     def tag(self, repo: str, tag: str, digest: str) -> None:
         """Point `tag` at `digest`: current link plus the tag's index entry, as a PUT writes."""
-        tdir = self.tags_dir(repo) / tag
-        self._link(tdir / "current" / "link", digest)
-        self._link(tdir / "index" / "sha256" / _hex(digest) / "link", digest)
+        self.tags_dir(repo)
+        _hex(digest)  # sha256 only, 64 hex
+        self._link(self.v2 / paths.tag_current_link(repo, tag), digest)
+        self._link(self.v2 / paths.tag_index_link(repo, tag, digest), digest)
 
     def untag(self, repo: str, tag: str) -> None:
-        shutil.rmtree(self.tags_dir(repo) / tag)
+        self.tags_dir(repo)
+        shutil.rmtree(self.v2 / paths.tag_dir(repo, tag))
 
     def layer_link(self, repo: str, digest: str) -> None:
         """Link a blob into `repo` (what a completed upload or a cross-repository mount writes)."""
-        self._link(self.repo_dir(repo) / "_layers" / "sha256" / _hex(digest) / "link", digest)
+        _hex(digest)  # sha256 only, 64 hex
+        self._link(self.v2 / paths.layer_link(repo, digest), digest)
 
     def upload(self, repo: str, data: bytes = b"partial", started_at: str | None = None) -> str:
         """An upload in progress; returns its id."""
         upload_id = str(uuid.uuid4())
-        udir = self.repo_dir(repo) / "_uploads" / upload_id
+        udir = self.v2 / paths.upload_dir(repo, upload_id)
         udir.mkdir(parents=True)
         (udir / "data").write_bytes(data)
         (udir / "startedat").write_text(started_at or "2024-01-01T00:00:00Z")

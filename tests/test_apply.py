@@ -9,24 +9,21 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from clirun import CliResult, run_cli
 from registry import Pusher, RegistryServer, blob_bytes, sha256
 from scenario import fill
 
 from analyzer.apply import EXIT_INCOMPLETE, apply_plan, plan_snapshot, read_plan
-from analyzer.cli import main
 from analyzer.engines.distribution.gc_check import BREAKING_HAZARDS
 from analyzer.oci.writer import RegistryAPI
 
 
-def run(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args))
+def run(*args: str) -> CliResult:
+    return run_cli(*args, expect_exit=None)
 
 
-def ok(*args: str) -> Result:
-    result = run(*args)
-    assert result.exit_code == 0, result.output + result.stderr
-    return result
+def ok(*args: str) -> CliResult:
+    return run_cli(*args)
 
 
 def scan(server: RegistryServer, out: Path, storage: bool = True) -> Path:

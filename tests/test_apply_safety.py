@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from clirun import CliResult, run_cli
 from registry import OCI_MANIFEST, Pusher, RegistryServer
 
 from analyzer.apply import (
@@ -30,15 +30,14 @@ from analyzer.apply import (
     plan_snapshot,
     read_plan,
 )
-from analyzer.cli import main
 from analyzer.oci.writer import RegistryAPI
 from analyzer.plan_file import plan_signature
 
 Key = tuple[str, str]
 
 
-def run(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args))
+def run(*args: str) -> CliResult:
+    return run_cli(*args, expect_exit=None)
 
 
 @dataclass

@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from clirun import run_cli
 from messy import MessyRegistry, add_never_tagged, build_messy
-from registry import OCI_INDEX, Pusher, RegistryServer, blob_bytes, registry_v3_binary, sha256
+from registry import OCI_INDEX, Pusher, RegistryServer, blob_bytes, sha256
 
-from analyzer.cli import main
 from analyzer.compare import compare, prediction_from_dict
 from analyzer.outcome import Outcome
 
@@ -58,15 +57,13 @@ EXPECTED_SCANS = sorted({how for how, _ in EXPECTED})
 PLAN_DELETES = ["app/api:v1", "app/web:1.0"]
 
 
-def run_cli(*args: str) -> str:
-    result = CliRunner().invoke(main, list(args))
-    assert result.exit_code == 0, (result.output, result.stderr)
-    return result.stdout
+def cli_stdout(*args: str) -> str:
+    return run_cli(*args).stdout
 
 
 def take_snapshot(server: RegistryServer, how: str, out: Path) -> Path:
     args = [a.format(url=server.url, storage=server.storage) for a in SCANS[how]]
-    run_cli("scan", *args, "-o", str(out))
+    cli_stdout("scan", *args, "-o", str(out))
     return out
 
 
@@ -174,14 +171,16 @@ def assert_compare_agrees(
 
 def analyze_json(snapshot: Path, delete_untagged: bool) -> dict[str, Any]:
     flags = ["--delete-untagged"] if delete_untagged else []
-    out = run_cli("analyze", str(snapshot), "--engine", ENGINE, *flags, "--format", "json")
+    out = cli_stdout("analyze", str(snapshot), "--engine", ENGINE, *flags, "--format", "json")
     return json.loads(out)  # type: ignore[no-any-return]
 
 
 def plan_json(snapshot: Path, delete_untagged: bool) -> dict[str, Any]:
     flags = ["--delete-untagged"] if delete_untagged else []
     deletes = [x for ref in PLAN_DELETES for x in ("--delete", ref)]
-    out = run_cli("plan", str(snapshot), "--engine", ENGINE, *flags, *deletes, "--format", "json")
+    out = cli_stdout(
+        "plan", str(snapshot), "--engine", ENGINE, *flags, *deletes, "--format", "json"
+    )
     return json.loads(out)  # type: ignore[no-any-return]
 
 
@@ -239,7 +238,7 @@ def test_delete_untagged_through_the_api_is_a_useful_lower_bound(messy, tmp_path
     assert {m["digest"] for m in doc["manifests_eligible"]} >= children
     # What it could not see goes as well: hidden untagged manifests, API deletions, strays.
     assert built.hidden_from_api <= set(gone) - set(doc["blobs_eligible"])
-    text = run_cli("analyze", str(snaps["api"]), "--engine", ENGINE, "--delete-untagged")
+    text = cli_stdout("analyze", str(snaps["api"]), "--engine", ENGINE, "--delete-untagged")
     assert "reclaimable: at least" in text and "not covered:" in text
 
 
@@ -247,7 +246,7 @@ def test_api_only_plain_gc_declares_no_bound_where_it_sees_nothing(messy) -> Non
     """The reported case: "upper, at most 0 B" while the run frees the blobs of API-deleted
     manifests. The figure is no bound on the whole run now, and the words say so."""
     _server, _built, snaps = messy
-    text = run_cli("analyze", str(snaps["api"]), "--engine", ENGINE)
+    text = cli_stdout("analyze", str(snaps["api"]), "--engine", ENGINE)
     head = next(line for line in text.splitlines() if line.startswith("reclaimable:"))
     assert head.startswith("reclaimable: no bound on the whole run")
     assert "at most" not in head and "at least" not in head
@@ -275,13 +274,15 @@ def test_never_tagged_repository_makes_delete_untagged_unbounded(
     assert doc["if_completed"]["bound"] == "lower" and doc["reclaimable_bytes"] > 0
 
 
-def test_distribution_3_walk_order_bounds_a_partial_view(tmp_path: Path) -> None:
+def test_distribution_3_walk_order_bounds_a_partial_view(
+    tmp_path: Path, registry_v3_bin: str
+) -> None:
     """distribution 3 -m, seen on the real v3.1.1: repository `a` (walked first) has a tagged
     index listing X, which is no revision there; so when `b`'s tagged index is walked, X is
     already marked and not visited, and the layer only X references is swept. A scan of `b`
     alone models X as visited (nothing freed): that figure is no bound, and the covered bound
     counts only what every walk marks."""
-    server = RegistryServer(tmp_path / "v3", binary=registry_v3_binary())
+    server = RegistryServer(tmp_path / "v3", binary=registry_v3_bin)
     server.workdir.mkdir()
     server.start()
     p = Pusher(server.url)
@@ -296,8 +297,8 @@ def test_distribution_3_walk_order_bounds_a_partial_view(tmp_path: Path) -> None
     partial = take_snapshot(server, "storage-repo-b", tmp_path / "snap-b")
     whole = take_snapshot(server, "storage", tmp_path / "snap")
     flags = ["--engine", "distribution-3", "--delete-untagged", "--format", "json"]
-    seen_from_b = json.loads(run_cli("analyze", str(partial), *flags))
-    seen_whole = json.loads(run_cli("analyze", str(whole), *flags))
+    seen_from_b = json.loads(cli_stdout("analyze", str(partial), *flags))
+    seen_whole = json.loads(cli_stdout("analyze", str(whole), *flags))
     gone, ok = collect_copy(server, tmp_path / "copy", delete_untagged=True)
     assert ok and sha256(layer) in gone
     assert sha256(layer) not in seen_from_b["blobs_eligible"]  # the model's partial view

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import click
 import pytest
-from click.testing import CliRunner
+from clirun import run_cli
 from registry import Pusher, RegistryServer
 
+from analyzer import storage_paths as paths
 from analyzer.cli import main
 
 
@@ -25,7 +26,7 @@ def commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str
 
 @pytest.mark.parametrize("path", commands(main), ids=" ".join)
 def test_every_command_explains_itself(path: tuple[str, ...]) -> None:
-    result = CliRunner().invoke(main, [*path, "--help"])
+    result = run_cli(*path, "--help", expect_exit=None)
     assert result.exit_code == 0
     assert "Usage:" in result.output and len(result.output.splitlines()) > 5
 
@@ -41,32 +42,37 @@ def one_line_error(result) -> str:  # type: ignore[no-untyped-def]
 def test_storage_path_that_is_not_a_registry(tmp_path: Path) -> None:
     (tmp_path / "somedir").mkdir()
     (tmp_path / "somedir" / "file.txt").write_text("hello")
-    result = CliRunner().invoke(
-        main, ["scan", "--storage", str(tmp_path / "somedir"), "-o", str(tmp_path / "snap")]
+    result = run_cli(
+        "scan",
+        "--storage",
+        str(tmp_path / "somedir"),
+        "-o",
+        str(tmp_path / "snap"),
+        expect_exit=None,
     )
     assert "not a registry storage root" in one_line_error(result)
     assert not (tmp_path / "snap").exists()
 
 
 def test_storage_path_missing(tmp_path: Path) -> None:
-    result = CliRunner().invoke(
-        main, ["scan", "--storage", str(tmp_path / "nope"), "-o", str(tmp_path / "snap")]
+    result = run_cli(
+        "scan", "--storage", str(tmp_path / "nope"), "-o", str(tmp_path / "snap"), expect_exit=None
     )
     assert "does not exist" in one_line_error(result)
 
 
 def test_scan_needs_url_or_storage(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["scan", "-o", str(tmp_path / "snap")])
+    result = run_cli("scan", "-o", str(tmp_path / "snap"), expect_exit=None)
     assert "--storage" in one_line_error(result)
 
 
 def test_analyze_rejects_a_directory_that_is_no_snapshot(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["analyze", str(tmp_path), "--engine", "distribution-2.8"])
+    result = run_cli("analyze", str(tmp_path), "--engine", "distribution-2.8", expect_exit=None)
     assert "not a reclaim snapshot" in one_line_error(result)
 
 
 def test_unknown_engine_is_a_usage_error(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["analyze", str(tmp_path), "--engine", "gitlab"])
+    result = run_cli("analyze", str(tmp_path), "--engine", "gitlab", expect_exit=None)
     assert result.exit_code == 2 and "gitlab" in result.output
 
 
@@ -75,12 +81,11 @@ def _plant_revision(
 ) -> str:
     """Write a manifest blob and a revision link straight into the storage tree."""
     digest = digest or "sha256:" + hashlib.sha256(body).hexdigest()
-    hex_part = digest.split(":")[1]
-    v2 = server.storage / "docker/registry/v2"
-    blob = v2 / "blobs/sha256" / hex_part[:2] / hex_part / "data"
+    v2 = server.storage / paths.V2
+    blob = v2 / paths.blob_data(digest)
     blob.parent.mkdir(parents=True, exist_ok=True)
     blob.write_bytes(body)
-    link = v2 / "repositories" / repo / "_manifests/revisions/sha256" / hex_part / "link"
+    link = v2 / paths.revision_link(repo, digest)
     link.parent.mkdir(parents=True, exist_ok=True)
     link.write_text(digest)
     return digest
@@ -94,8 +99,8 @@ def test_unknown_media_type_in_storage_fails_the_scan(
         {"schemaVersion": 2, "mediaType": "application/vnd.example.thing+json"}
     ).encode()
     digest = _plant_revision(registry, "app", body)
-    result = CliRunner().invoke(
-        main, ["scan", "--storage", str(registry.storage), "-o", str(tmp_path / "snap")]
+    result = run_cli(
+        "scan", "--storage", str(registry.storage), "-o", str(tmp_path / "snap"), expect_exit=None
     )
     line = one_line_error(result)
     assert "unknown manifest media type" in line and "app@" + digest in line
@@ -106,11 +111,10 @@ def test_manifest_whose_body_does_not_match_its_digest(
     registry: RegistryServer, tmp_path: Path
 ) -> None:
     digest, _ = Pusher(registry.url).image("app", "v1", [b"layer " * 50])
-    hex_part = digest.split(":")[1]
-    data = registry.storage / "docker/registry/v2/blobs/sha256" / hex_part[:2] / hex_part / "data"
+    data = registry.storage / paths.V2 / paths.blob_data(digest)
     data.write_bytes(data.read_bytes().replace(b'"schemaVersion":2', b'"schemaVersion":2 '))
-    result = CliRunner().invoke(
-        main, ["scan", "--storage", str(registry.storage), "-o", str(tmp_path / "snap")]
+    result = run_cli(
+        "scan", "--storage", str(registry.storage), "-o", str(tmp_path / "snap"), expect_exit=None
     )
     line = one_line_error(result)
     assert "digest mismatch" in line and digest in line
@@ -121,13 +125,9 @@ def test_revision_whose_blob_is_gone_is_a_recorded_skip(
 ) -> None:
     """distribution's enumerator skips such a revision; so do we, and we say so."""
     digest, _ = Pusher(registry.url).image("app", "v1", [b"layer " * 50])
-    hex_part = digest.split(":")[1]
-    (
-        registry.storage / "docker/registry/v2/blobs/sha256" / hex_part[:2] / hex_part / "data"
-    ).unlink()
-    runner = CliRunner()
-    result = runner.invoke(
-        main, ["scan", "--storage", str(registry.storage), "-o", str(tmp_path / "s")]
+    (registry.storage / paths.V2 / paths.blob_data(digest)).unlink()
+    result = run_cli(
+        "scan", "--storage", str(registry.storage), "-o", str(tmp_path / "s"), expect_exit=None
     )
     assert result.exit_code == 0 and "1 skipped" in result.stderr
     from analyzer import read_snapshot

@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from click.testing import CliRunner
+from clirun import run_cli
 from ptyrun import assert_bar, assert_finished, reclaim_in_pty
 from registry import Pusher, RegistryServer, blob_bytes
 from scenario import fill
 
-from analyzer.cli import main
 from analyzer.snapshot import read_snapshot
 
 POLICY = Path(__file__).parent.parent / "examples" / "policies" / "ci-cleanup.yaml"
@@ -38,9 +37,7 @@ def test_scan_storage_in_a_terminal(registry: RegistryServer, tmp_path: Path) ->
 def test_plan_in_a_terminal(registry: RegistryServer, tmp_path: Path) -> None:
     fill(Pusher(registry.url))
     snap = tmp_path / "snap"
-    scanned = CliRunner().invoke(
-        main, ["scan", "--storage", str(registry.storage), "-o", str(snap)]
-    )
+    scanned = run_cli("scan", "--storage", str(registry.storage), "-o", str(snap), expect_exit=None)
     assert scanned.exit_code == 0, scanned.stderr
     plan_file = tmp_path / "plan.json"
     result = reclaim_in_pty(

@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from clirun import run_cli
 from registry import Pusher, RegistryServer, blob_bytes
 from scenario import fill
 
-from analyzer.cli import main
 from analyzer.compare import (
     BOUND_LOWER,
     BOUND_UPPER,
@@ -27,8 +26,7 @@ from analyzer.outcome import Outcome
 
 
 def _cli(*args: str) -> Any:
-    result = CliRunner().invoke(main, list(args))
-    return result
+    return run_cli(*args, expect_exit=None)
 
 
 def _predict(server: RegistryServer, tmp: Path, delete_untagged: bool) -> tuple[Path, Path]:

@@ -7,10 +7,9 @@ import json
 import re
 from pathlib import Path
 
-from click.testing import CliRunner
+from clirun import run_cli
 from registry import Pusher, RegistryServer, blob_bytes
 
-from analyzer.cli import main
 from analyzer.diff import diff
 from analyzer.snapshot import read_snapshot
 
@@ -18,8 +17,8 @@ BASE = b"shared base " * 3000
 
 
 def _scan(server: RegistryServer, out: Path) -> Path:
-    result = CliRunner().invoke(
-        main, ["scan", server.url, "--storage", str(server.storage), "-o", str(out)]
+    result = run_cli(
+        "scan", server.url, "--storage", str(server.storage), "-o", str(out), expect_exit=None
     )
     assert result.exit_code == 0, result.output
     return out
@@ -62,12 +61,12 @@ def test_diff_names_every_change_and_the_bytes(registry: RegistryServer, tmp_pat
     assert rows.loc["team/old", "new_bytes"] == 0 and rows.loc["team/old", "delta_bytes"] < 0
     assert rows.loc["web/new", "old_bytes"] == 0 and rows.loc["web/new", "new_bytes"] > 7200
 
-    result = CliRunner().invoke(main, ["diff", str(before), str(after), "--format", "json"])
+    result = run_cli("diff", str(before), str(after), "--format", "json", expect_exit=None)
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
     assert doc["tags_moved"][0]["new_digest"] == new_stable
     assert doc["delta_bytes"] == d.new_stored_bytes - d.old_stored_bytes
-    table = CliRunner().invoke(main, ["diff", str(before), str(after)])
+    table = run_cli("diff", str(before), str(after), expect_exit=None)
     assert "tags moved (1):" in table.output and "team/api:stable" in table.output
 
 
@@ -103,7 +102,7 @@ def test_diff_markdown_shows_names_literally(tmp_path: Path) -> None:
 
     names = ["a__bold__b/c_it_d", "x_y_z.w__v"]
     old, new = snap("old", []), snap("new", names)
-    result = CliRunner().invoke(main, ["diff", str(old), str(new), "--format", "markdown"])
+    result = run_cli("diff", str(old), str(new), "--format", "markdown", expect_exit=None)
     assert result.exit_code == 0, result.output
     html = MarkdownIt("commonmark").enable("table").render(result.output)
     assert "<em>" not in html and "<strong>" not in html

@@ -2,7 +2,7 @@
 
 * For every registered engine, mode and DigitalOcean GC type, `analyzer.analyze` and
   `reclaim analyze --format json` (and `plan`) return the same prediction on the same snapshot:
-  a generated one, and a real DigitalOcean scan (tests/do_server.py in front of distribution).
+  a generated one, and a real DigitalOcean scan (tests/do_fake/ in front of distribution).
 * A toy engine defined only here plugs in with one `register` call and runs through analyze,
   plan, policies, why and compare, in the library and the CLI; compare holds its prediction
   against a real `garbage-collect` run.
@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from clirun import run_cli
 from registry import Pusher, RegistryServer
 from scenario import fill
 
 import analyzer
-from analyzer.cli import main
 from analyzer.engines import registry
 from analyzer.engines.digitalocean.names import GC_TYPES
 from analyzer.engines.spec import EngineOptions, EngineSpec
@@ -36,7 +35,7 @@ POLICY = Path(__file__).resolve().parent.parent / "examples" / "policies" / "ci-
 
 
 def cli(*args: str) -> Any:
-    result = CliRunner().invoke(main, [str(a) for a in args])
+    result = run_cli(*[str(a) for a in args], expect_exit=None)
     assert result.exit_code == 0, result.output + str(result.exception)
     return result
 
@@ -132,10 +131,7 @@ def test_a_contradictory_type_is_refused_the_same_way(small: Path) -> None:
     inv = read_snapshot(small)
     with pytest.raises(UsageError, match="contradicts") as lib:
         analyzer.analyze(inv, "digitalocean", True, gc_type=only_blobs)
-    result = CliRunner().invoke(
-        main, ["analyze", str(small), "--engine", "digitalocean", "--delete-untagged",
-               "--gc-type", only_blobs],
-    )  # fmt: skip
+    result = run_cli("analyze", str(small), "--engine", "digitalocean", "--delete-untagged", "--gc-type", only_blobs, expect_exit=None)  # fmt: skip
     assert result.exit_code == 2 and str(lib.value) in result.stderr
     with pytest.raises(UsageError, match="--gc-type is for --engine digitalocean"):
         analyzer.analyze(inv, "distribution-2.8", gc_type=only_blobs)
@@ -146,7 +142,7 @@ def test_unknown_engine_is_refused_once_with_the_names(small: Path) -> None:
     with pytest.raises(UsageError, match="unknown engine 'zot'") as e:
         analyzer.analyze(inv, "zot")
     assert all(n in str(e.value) for n in registry.names())
-    result = CliRunner().invoke(main, ["analyze", str(small), "--engine", "zot"])
+    result = run_cli("analyze", str(small), "--engine", "zot", expect_exit=None)
     assert result.exit_code == 2 and "'zot' is not one of" in result.stderr
 
 
@@ -247,10 +243,7 @@ def test_a_toy_engine_prediction_compares_with_a_real_run(
         "--accept-hazard", "manifest-loses-blobs", "--accept-hazard", "dangling-revision",
         "-o", out, "--history", tmp_path / "h",
     )  # fmt: skip
-    result = CliRunner().invoke(
-        main, ["compare", str(pred), str(out), "--snapshot", str(snap), "--format", "json",
-               "--history", str(tmp_path / "h")],
-    )  # fmt: skip
+    result = run_cli("compare", str(pred), str(out), "--snapshot", str(snap), "--format", "json", "--history", str(tmp_path / "h"), expect_exit=None)  # fmt: skip
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["match"], doc
@@ -258,5 +251,5 @@ def test_a_toy_engine_prediction_compares_with_a_real_run(
     assert doc["actual_blobs"] == doc["predicted_blobs"]  # the toy's model, checked on a real run
     other = json.loads(out.read_text()) | {"engine": "digitalocean"}
     (tmp_path / "other.json").write_text(json.dumps(other))
-    refused = CliRunner().invoke(main, ["compare", str(pred), str(tmp_path / "other.json")])
+    refused = run_cli("compare", str(pred), str(tmp_path / "other.json"), expect_exit=None)
     assert refused.exit_code != 0 and "the outcome is from digitalocean" in refused.stderr

@@ -8,10 +8,9 @@ import pkgutil
 import re
 from pathlib import Path
 
-from click.testing import CliRunner
+from clirun import run_cli
 
 import analyzer
-from analyzer.cli import main
 from analyzer.errors import EXIT_CODES, ReclaimError
 
 README = Path(__file__).parent.parent / "README.md"
@@ -37,7 +36,7 @@ def test_every_error_exits_with_a_documented_code() -> None:
 
 
 def test_help_shows_the_table() -> None:
-    shown = CliRunner().invoke(main, ["--help"]).output
+    shown = run_cli("--help", expect_exit=None).output
     assert "Exit codes:" in shown
     rows = re.findall(r"^\s+(\d+)\s+(.+)$", shown.split("Exit codes:")[1], re.MULTILINE)
     assert {int(code): meaning for code, meaning in rows} == EXIT_CODES

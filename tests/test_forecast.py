@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
+from clirun import run_cli
 
-from analyzer.cli import main
 from analyzer.errors import UsageError
 from analyzer.forecast import Pricing, fit_series, forecast_points, parse_size
 from analyzer.inventory import InventoryBuilder, SnapshotHeader
@@ -84,9 +83,16 @@ def test_cli_json_contract_with_quota_and_units(tmp_path: Path) -> None:
         when = START + timedelta(days=30 * i)
         snap = _snapshot(when, BASE + GROWTH * 30 * i)
         paths.append(str(write_snapshot(snap, tmp_path / f"s{i}")))  # type: ignore[arg-type]
-    result = CliRunner().invoke(
-        main,
-        ["forecast", *reversed(paths), "--quota", "200GB", "--horizon", "365", "--format", "json"],
+    result = run_cli(
+        "forecast",
+        *reversed(paths),
+        "--quota",
+        "200GB",
+        "--horizon",
+        "365",
+        "--format",
+        "json",
+        expect_exit=None,
     )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
@@ -107,15 +113,15 @@ def test_cli_json_contract_with_quota_and_units(tmp_path: Path) -> None:
     expected = START + timedelta(days=(2e11 - BASE) / GROWTH)
     assert doc["quota_date"] == expected.strftime("%Y-%m-%d")
     assert doc["monthly_cost"] is None and doc["quota_date_with_policy"] is None
-    table = CliRunner().invoke(main, ["forecast", *paths, "--quota", "200GB"])
+    table = run_cli("forecast", *paths, "--quota", "200GB", expect_exit=None)
     assert table.exit_code == 0 and "quota 186.3 GiB reached: " + doc["quota_date"] in table.output
 
 
 def test_bad_input_is_one_line(tmp_path: Path) -> None:
     snap = str(write_snapshot(_snapshot(START, BASE), tmp_path / "only"))  # type: ignore[arg-type]
-    result = CliRunner().invoke(main, ["forecast", snap])
+    result = run_cli("forecast", snap, expect_exit=None)
     assert result.exit_code == 2 and "at least two snapshots" in result.output
-    bad = CliRunner().invoke(main, ["forecast", snap, snap, "--quota", "lots"])
+    bad = run_cli("forecast", snap, snap, "--quota", "lots", expect_exit=None)
     assert bad.exit_code == 2 and "not a size" in bad.output
     with pytest.raises(UsageError):
         parse_size("12 parsecs")

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 import requests
-from click.testing import CliRunner, Result
+from click.testing import Result
+from clirun import CliResult, run_cli
 from ptyrun import assert_bar, assert_finished, reclaim_in_pty
 from registry import OCI_INDEX, OCI_MANIFEST, Pusher, RegistryEngine, RegistryServer, blob_bytes
 
-from analyzer.cli import main
 from analyzer.engines.distribution.gc_check import engine_model
 from analyzer.engines.distribution.names import DISTRIBUTION_3, DISTRIBUTION_28
 from analyzer.engines.distribution.runner import binary_version
@@ -47,8 +47,8 @@ def cached(tmp_path: Path, registry_bin: str) -> Iterator[CachedRegistry]:
         server.stop()
 
 
-def reclaim(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args))
+def reclaim(*args: str) -> CliResult:
+    return run_cli(*args, expect_exit=None)
 
 
 def gc_args(server: RegistryServer, *extra: str) -> list[str]:

@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from clirun import run_cli
 from registry import (
     Pusher,
     RegistryEngine,
@@ -24,8 +24,6 @@ from registry import (
 )
 from s3server import S3RegistryServer
 from scenario import fill
-
-from analyzer.cli import main
 
 # The storage backends the fidelity tests run on: the filesystem driver, and the s3 driver
 # writing to a real S3 server (SeaweedFS, tests/s3server.py), scanned from the bucket.
@@ -54,8 +52,8 @@ def filled(  # type: ignore[no-untyped-def]
         server = RegistryServer(workdir, binary=registry_engine.binary).start()
     scenario = fill(Pusher(server.url))
     snapshot = workdir / "snapshot"
-    result = CliRunner().invoke(
-        main, ["scan", server.url, *server.storage_args(), "-o", str(snapshot)]
+    result = run_cli(
+        "scan", server.url, *server.storage_args(), "-o", str(snapshot), expect_exit=None
     )
     assert result.exit_code == 0, result.output
     yield server, scenario, snapshot
@@ -63,7 +61,7 @@ def filled(  # type: ignore[no-untyped-def]
 
 
 def analyze_json(snapshot: Path, *args: str) -> dict:  # type: ignore[type-arg]
-    result = CliRunner().invoke(main, ["analyze", str(snapshot), "--format", "json", *args])
+    result = run_cli("analyze", str(snapshot), "--format", "json", *args, expect_exit=None)
     assert result.exit_code == 0, result.output
     return json.loads(result.output)  # type: ignore[no-any-return]
 
@@ -204,13 +202,10 @@ def test_repository_without_tags_dir_under_delete_untagged(registry: RegistrySer
     p.image("tagged", "v1", [b"one " * 100])
     never, _ = p.image("never-tagged", None, [b"two " * 100])
     snapshot = registry.workdir / "snap"
-    runner = CliRunner()
-    assert (
-        runner.invoke(
-            main, ["scan", "--storage", str(registry.storage), "-o", str(snapshot)]
-        ).exit_code
-        == 0
+    scanned = run_cli(
+        "scan", "--storage", str(registry.storage), "-o", str(snapshot), expect_exit=None
     )
+    assert scanned.exit_code == 0
     predicted = analyze_json(snapshot, "--engine", registry.model, "--delete-untagged")
     run = registry.garbage_collect(dry_run=True, delete_untagged=True)
     if not registry.engine.v3:
@@ -248,9 +243,9 @@ def test_dangling_revisions_are_those_whose_blobs_are_swept(registry: RegistrySe
     assert copy == kept
     snapshot = registry.workdir / "snap"
     assert (
-        CliRunner()
-        .invoke(main, ["scan", "--storage", str(registry.storage), "-o", str(snapshot)])
-        .exit_code
+        run_cli(
+            "scan", "--storage", str(registry.storage), "-o", str(snapshot), expect_exit=None
+        ).exit_code
         == 0
     )
     predicted = analyze_json(snapshot, "--engine", registry.model, "--delete-untagged")
@@ -276,7 +271,7 @@ def test_api_only_scan_is_a_bound_that_holds(filled, tmp_path: Path, delete_unta
     incomplete, the bound is upper (plain) or lower (-m), and the real run respects it."""
     server, scenario, _snapshot = filled
     api_snapshot = tmp_path / "api"
-    result = CliRunner().invoke(main, ["scan", server.url, "-o", str(api_snapshot)])
+    result = run_cli("scan", server.url, "-o", str(api_snapshot), expect_exit=None)
     assert result.exit_code == 0, result.output
     assert "incomplete" in result.stderr
     flags = ["--delete-untagged"] if delete_untagged else []
@@ -318,8 +313,8 @@ def test_storage_scan_limited_by_repo_never_claims_other_repositories_blobs(
     """With --repo, blobs only other repositories reference (or none) are never claimed."""
     server, scenario, _snapshot = filled
     snap = tmp_path / "web-only"
-    result = CliRunner().invoke(
-        main, ["scan", "--storage", str(server.storage), "--repo", "web", "-o", str(snap)]
+    result = run_cli(
+        "scan", "--storage", str(server.storage), "--repo", "web", "-o", str(snap), expect_exit=None
     )
     assert result.exit_code == 0, result.output
     predicted = analyze_json(snap, "--engine", server.model, "--delete-untagged")
@@ -343,7 +338,7 @@ def test_api_scan_warns_that_2_8_delete_untagged_may_abort(
     p.image("tagged", "v1", [b"one " * 100])
     p.image("never-tagged", None, [b"two " * 100])
     snap = tmp_path / "api"
-    assert CliRunner().invoke(main, ["scan", registry.url, "-o", str(snap)]).exit_code == 0
+    assert run_cli("scan", registry.url, "-o", str(snap), expect_exit=None).exit_code == 0
     predicted = analyze_json(snap, "--engine", registry.model, "--delete-untagged")
     warned = [h["repository"] for h in predicted["hazards"] if h["type"] == "possible-abort"]
     run = registry.garbage_collect(dry_run=True, delete_untagged=True)

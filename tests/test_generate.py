@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner
+from clirun import run_cli
 from registry import RegistryServer, parse_dry_run
 
 from analyzer import analyze, read_snapshot, scan_storage
-from analyzer.cli import main
 from analyzer.generate import generate_registry, write_storage_tree
 from analyzer.inventory import TABLES, Inventory
 from analyzer.oci.manifest import KIND_INDEX
@@ -38,7 +37,7 @@ def assert_same_tables(a: Inventory, b: Inventory) -> None:
 
 def test_bundled_sample_is_what_the_documented_command_generates(tmp_path: Path) -> None:
     out = tmp_path / "snapshot"
-    result = CliRunner().invoke(main, [*SAMPLE_ARGS, "-o", str(out)])
+    result = run_cli(*SAMPLE_ARGS, "-o", str(out), expect_exit=None)
     assert result.exit_code == 0, result.output
     regenerated, bundled = read_snapshot(out), read_snapshot(SAMPLE)
     assert_same_tables(regenerated, bundled)
@@ -47,17 +46,15 @@ def test_bundled_sample_is_what_the_documented_command_generates(tmp_path: Path)
 
 
 def test_sample_analyzes_with_reclaimable_bytes_and_a_broken_index() -> None:
-    result = CliRunner().invoke(
-        main,
-        [
-            "analyze",
-            str(SAMPLE),
-            "--engine",
-            "distribution-2.8",
-            "--delete-untagged",
-            "--format",
-            "json",
-        ],
+    result = run_cli(
+        "analyze",
+        str(SAMPLE),
+        "--engine",
+        "distribution-2.8",
+        "--delete-untagged",
+        "--format",
+        "json",
+        expect_exit=None,
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
@@ -145,12 +142,12 @@ def test_real_garbage_collect_agrees_on_generated_tree(
 def test_cli_writes_storage_tree_and_snapshot_that_agree(tmp_path: Path) -> None:
     storage, snap = tmp_path / "storage", tmp_path / "snap"
     args = ["generate", "--seed", "3", "--repositories", "4", "--real-content"]
-    result = CliRunner().invoke(main, [*args, "--storage", str(storage), "-o", str(snap)])
+    result = run_cli(*args, "--storage", str(storage), "-o", str(snap), expect_exit=None)
     assert result.exit_code == 0, result.output
     assert_same_tables(scan_storage(storage), read_snapshot(snap))
 
 
 def test_cli_generate_needs_an_output() -> None:
-    result = CliRunner().invoke(main, ["generate", "--seed", "3", "--repositories", "4"])
+    result = run_cli("generate", "--seed", "3", "--repositories", "4", expect_exit=None)
     assert result.exit_code == 2
     assert "-o SNAPSHOT" in result.output

@@ -8,9 +8,7 @@ import shlex
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
-from analyzer.cli import main
+from clirun import run_cli
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 COMMANDS = ("report", "why", "diff", "forecast", "metrics")
@@ -33,7 +31,7 @@ def readme_lines(command: str) -> list[str]:
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_help_has_an_example_of_the_command(command: str) -> None:
-    r = CliRunner().invoke(main, [command, "--help"])
+    r = run_cli(command, "--help", expect_exit=None)
     assert r.exit_code == 0
     assert re.search(r"^\s*Example", r.stdout, flags=re.M), r.stdout
     example = r.stdout.split("Example", 1)[1]
@@ -44,7 +42,7 @@ def test_help_has_an_example_of_the_command(command: str) -> None:
 def test_readme_shows_the_command_and_its_options_exist(command: str) -> None:
     lines = readme_lines(command)
     assert lines, f"README shows no `reclaim {command}`"
-    help_text = CliRunner().invoke(main, [command, "--help"]).stdout
+    help_text = run_cli(command, "--help", expect_exit=None).stdout
     for line in lines:
         argv = shlex.split(line.split(">", 1)[0])
         for word in argv[2:]:

@@ -6,16 +6,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner
+from clirun import run_cli
 from registry import Pusher, RegistryServer
 
-from analyzer.cli import main
 from analyzer.history import COLUMNS, HISTORY_ENV, default_history_dir, read_history
 
 
 def _run(*args: str) -> None:
-    r = CliRunner().invoke(main, list(args))
-    assert r.exit_code == 0, r.stderr
+    run_cli(*args)
 
 
 def test_runs_and_comparisons_chart_as_one_frame(
@@ -28,8 +26,8 @@ def test_runs_and_comparisons_chart_as_one_frame(
     p.blob("app", b"garbage " * 100)
     snap, pred, out = tmp_path / "snap", tmp_path / "pred.json", tmp_path / "out.json"
     _run("scan", "--storage", str(registry.storage), "-o", str(snap))
-    r = CliRunner().invoke(
-        main, ["analyze", str(snap), "--engine", registry.model, "--format", "json"]
+    r = run_cli(
+        "analyze", str(snap), "--engine", registry.model, "--format", "json", expect_exit=None
     )
     pred.write_text(r.stdout)
     for _ in range(2):
@@ -65,8 +63,7 @@ def test_a_comparison_is_recorded_once_however_often_it_is_viewed(
     Pusher(registry.url).blob("app", b"garbage " * 100)
     snap, pred = tmp_path / "snap", tmp_path / "pred.json"
     _run("scan", "--storage", str(registry.storage), "-o", str(snap))
-    r = CliRunner().invoke(main, ["analyze", str(snap), "--engine", "distribution-2.8",
-                                  "--format", "json"])  # fmt: skip
+    r = run_cli("analyze", str(snap), "--engine", "distribution-2.8", "--format", "json", expect_exit=None)  # fmt: skip
     pred.write_text(r.stdout)
     runs = [tmp_path / "run1.json", tmp_path / "run2.json"]
     for out in runs:
@@ -81,7 +78,7 @@ def test_a_comparison_is_recorded_once_however_often_it_is_viewed(
     comparisons = read_history().query("kind == 'comparison'")
     assert len(comparisons) == 3 and comparisons["run_id"].nunique() == 2
     for _ in range(4):  # a failing comparison is recorded once too
-        r = CliRunner().invoke(main, ["compare", str(runs[0]), str(runs[0])])
+        r = run_cli("compare", str(runs[0]), str(runs[0]), expect_exit=None)
         assert r.exit_code == 1 and "not a prediction" in r.stderr
     failed = read_history().query("kind == 'comparison' and status == 'failed'")
     assert len(failed) == 1

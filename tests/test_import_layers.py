@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "analyzer.storage_driver.",
             "analyzer.sources.http",
             "analyzer.sources.layout",
+            "analyzer.storage_paths",
             "analyzer.engines.digitalocean.names",
             "analyzer.engines.distribution.names",
             "analyzer.report.escape",

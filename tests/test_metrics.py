@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from click.testing import CliRunner
+from clirun import run_cli
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_prom
 
-from analyzer.cli import main
 from analyzer.generate import generate_registry
 from analyzer.metrics import Family, render
 from analyzer.snapshot import write_snapshot
@@ -27,8 +26,8 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def test_metrics_carry_the_prediction() -> None:
     args = [str(SAMPLE), "--engine", "distribution-2.8", "--delete-untagged"]
-    text = CliRunner().invoke(main, ["metrics", *args]).output
-    predicted = json.loads(CliRunner().invoke(main, ["analyze", *args, "--format", "json"]).output)
+    text = run_cli("metrics", *args, expect_exit=None).output
+    predicted = json.loads(run_cli("analyze", *args, "--format", "json", expect_exit=None).output)
     samples = _samples(text)
     run = (
         ("bound", predicted["bound"]),
@@ -65,7 +64,7 @@ def test_label_values_are_escaped() -> None:
 def test_repository_labels_round_trip(tmp_path: Path) -> None:
     inv = generate_registry(3, 2, 3).to_inventory()
     snap = write_snapshot(inv, tmp_path / "snap")
-    result = CliRunner().invoke(main, ["metrics", str(snap), "--engine", "distribution-3"])
+    result = run_cli("metrics", str(snap), "--engine", "distribution-3", expect_exit=None)
     assert result.exit_code == 0, result.output
     samples = _samples(result.output)
     repos = {dict(labels).get("repository") for (name, labels) in samples if "repository_" in name}

@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
+from clirun import run_cli
 from fsfaults import run_on_small_fs
 from ptyrun import RECLAIM
 from registry import Pusher, RegistryServer
 
-from analyzer.cli import main
 from analyzer.history import read_history
 from analyzer.snapshot import read_snapshot
 
@@ -20,7 +20,7 @@ ENGINE = "distribution-2.8"
 
 
 def reclaim(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args))
+    return run_cli(*list(args), expect_exit=None)
 
 
 def one_line(stderr: str) -> str:

@@ -7,11 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from clirun import run_cli
 from registry import Pusher, RegistryEngine, RegistryServer, delete_then_collect
 from scenario import fill
-
-from analyzer.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +18,8 @@ def filled(tmp_path_factory: pytest.TempPathFactory, registry_engine: RegistryEn
     server = RegistryServer(workdir, binary=registry_engine.binary).start()
     scenario = fill(Pusher(server.url))
     snapshot = workdir / "snapshot"
-    result = CliRunner().invoke(
-        main, ["scan", "--storage", str(server.storage), "-o", str(snapshot)]
+    result = run_cli(
+        "scan", "--storage", str(server.storage), "-o", str(snapshot), expect_exit=None
     )
     assert result.exit_code == 0, result.output
     server.stop()
@@ -29,7 +27,7 @@ def filled(tmp_path_factory: pytest.TempPathFactory, registry_engine: RegistryEn
 
 
 def plan_json(snapshot: Path, *args: str) -> dict:  # type: ignore[type-arg]
-    result = CliRunner().invoke(main, ["plan", str(snapshot), "--format", "json", *args])
+    result = run_cli("plan", str(snapshot), "--format", "json", *args, expect_exit=None)
     assert result.exit_code == 0, result.output
     return json.loads(result.output)  # type: ignore[no-any-return]
 
@@ -82,9 +80,7 @@ def test_tag_sharing_its_manifest_with_another_tag(filled, tmp_path: Path) -> No
     copy.stop()
     snap = tmp_path / "snap"
     assert (
-        CliRunner()
-        .invoke(main, ["scan", "--storage", str(copy.storage), "-o", str(snap)])
-        .exit_code
+        run_cli("scan", "--storage", str(copy.storage), "-o", str(snap), expect_exit=None).exit_code
         == 0
     )
     plan = plan_json(snap, "--engine", server.model, "--delete", "shared:v1")
@@ -112,8 +108,8 @@ def test_tag_sharing_its_manifest_with_another_tag(filled, tmp_path: Path) -> No
 )
 def test_bad_references_name_the_reference(filled, ref: str, message: str) -> None:  # type: ignore[no-untyped-def]
     server, _s, snapshot = filled
-    result = CliRunner().invoke(
-        main, ["plan", str(snapshot), "--engine", server.model, "--delete", ref]
+    result = run_cli(
+        "plan", str(snapshot), "--engine", server.model, "--delete", ref, expect_exit=None
     )
     assert result.exit_code == 2
     assert message in result.stderr and ref in result.stderr

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner
+from clirun import run_cli
 from registry import RegistryEngine, RegistryServer, delete_then_collect
 
-from analyzer.cli import main
 from analyzer.generate import NOW, generate_registry, write_storage_tree
 from analyzer.inventory import Inventory, conform
 from analyzer.oci.manifest import KIND_INDEX, REF_MANIFEST
@@ -385,7 +384,7 @@ def snapshot(inv: Inventory, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, [str(a) for a in args])
+    result = run_cli(*args, expect_exit=None)
     return result.exit_code, result.stdout, result.stderr
 
 

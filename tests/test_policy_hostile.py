@@ -15,11 +15,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from clirun import run_cli
 from counting import print_counts
 from storagetree import StorageTree
 
-from analyzer.cli import main
 from analyzer.policy import MAX_NESTING, MAX_POLICY_BYTES, MAX_RULES, PolicyError, parse_policy
 
 EVIL_TAG = "a" * 34
@@ -35,7 +34,7 @@ def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tree.image("team/app", [b"also " * 10], tag=EVIL_TAG[:-1] + "c")
     tree.image("team/app", [b"kept " * 10], tag="v1.0.0")
     snap = root / "snap"
-    result = CliRunner().invoke(main, ["scan", "--storage", str(tree.root), "-o", str(snap)])
+    result = run_cli("scan", "--storage", str(tree.root), "-o", str(snap), expect_exit=None)
     assert result.exit_code == 0, result.output
     return snap
 

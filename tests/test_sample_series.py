@@ -8,10 +8,9 @@ from itertools import pairwise
 from pathlib import Path
 
 import pandas as pd
-from click.testing import CliRunner
+from clirun import run_cli
 from test_generate import assert_same_tables
 
-from analyzer.cli import main
 from analyzer.forecast import stored_bytes
 from analyzer.generate import NOW, generate_registry
 from analyzer.snapshot import read_snapshot
@@ -29,7 +28,7 @@ def test_bundled_series_is_what_the_script_generates(tmp_path: Path) -> None:
     assert " ".join(ARGS) in script
     for day in days:
         out = tmp_path / day
-        result = CliRunner().invoke(main, ["generate", *ARGS, "--as-of", day, "-o", str(out)])
+        result = run_cli("generate", *ARGS, "--as-of", day, "-o", str(out), expect_exit=None)
         assert result.exit_code == 0, result.output
         assert_same_tables(read_snapshot(out), read_snapshot(SERIES / day))
 

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
+from clirun import CliResult, run_cli
 from registry import Pusher, RegistryServer
 from scenario import fill
 
 from analyzer import read_snapshot, scan_storage, write_snapshot
-from analyzer.cli import main
 from analyzer.errors import SnapshotError
 from analyzer.inventory import SCHEMAS, InventoryBuilder, SnapshotHeader
 
@@ -68,8 +68,8 @@ def test_foreign_or_future_snapshot_is_refused(tmp_path: Path) -> None:
 # -- snapshots that cannot tear or lie (issue 14 item 4, issue 8 `scan -o EXISTING`) ----------
 
 
-def _cli(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args))
+def _cli(*args: str) -> CliResult:
+    return run_cli(*args, expect_exit=None)
 
 
 def _one_line_error(result: Result, *words: str) -> None:

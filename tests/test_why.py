@@ -12,11 +12,10 @@ from typing import Any
 
 import pytest
 import requests
-from click.testing import CliRunner
+from clirun import run_cli
 from registry import Pusher, RegistryServer, blob_bytes
 from scenario import fill
 
-from analyzer.cli import main
 from analyzer.oci.manifest import ACCEPT_MANIFESTS
 from analyzer.snapshot import read_snapshot
 from analyzer.why import explain
@@ -42,8 +41,8 @@ def filled(
     server = RegistryServer(workdir, binary=_binary(engine, registry_bin)).start()
     fill(Pusher(server.url))
     snapshot = workdir / "snapshot"
-    result = CliRunner().invoke(
-        main, ["scan", server.url, "--storage", str(server.storage), "-o", str(snapshot)]
+    result = run_cli(
+        "scan", server.url, "--storage", str(server.storage), "-o", str(snapshot), expect_exit=None
     )
     assert result.exit_code == 0, result.output
     yield engine, server, snapshot
@@ -134,8 +133,8 @@ def test_why_names_the_path_through_an_index(filled) -> None:  # type: ignore[no
 
 def test_why_cli_json_contract_and_unknown_target(filled) -> None:  # type: ignore[no-untyped-def]
     engine, server, snapshot = filled
-    result = CliRunner().invoke(
-        main, ["why", str(snapshot), "web:stable", "--engine", engine, "--format", "json"]
+    result = run_cli(
+        "why", str(snapshot), "web:stable", "--engine", engine, "--format", "json", expect_exit=None
     )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
@@ -145,6 +144,6 @@ def test_why_cli_json_contract_and_unknown_target(filled) -> None:  # type: igno
     assert {"repository", "root", "tags", "path"} <= set(doc["kept_by"][0])
     assert "stable" in doc["kept_by"][0]["tags"]
 
-    missing = CliRunner().invoke(main, ["why", str(snapshot), "web:nope", "--engine", engine])
+    missing = run_cli("why", str(snapshot), "web:nope", "--engine", engine, expect_exit=None)
     assert missing.exit_code == 2
     assert missing.output.strip().count("\n") == 0 and "no such tag" in missing.output

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from analyzer.engines.distribution.names import DISTRIBUTION_28
+from analyzer.storage_paths import blob_data
 
 # go-digest: the algorithms the registry binaries link in, and their hex lengths.
 ALGORITHMS = {"sha256": 64, "sha384": 96, "sha512": 128}
@@ -129,8 +130,7 @@ def digest_from_path(driver_path: str) -> tuple[str | None, str | None]:
 
 def canonical_blob_path(digest: str) -> str:
     """blobDataPathSpec relative to the v2 directory, for a valid digest."""
-    algorithm, _, hex_part = digest.partition(":")
-    return f"blobs/{algorithm}/{hex_part[:2]}/{hex_part}/data"
+    return blob_data(digest)
 
 
 # -- reading the tree, the driver's way, bounded --------------------------------------------

@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
-from do_server import ADVANCE_OBSERVED, DOServer, HarnessBackend
+from clirun import CliResult, run_cli
+from do_fake import ADVANCE_OBSERVED, DOServer, HarnessBackend
 from registry import RegistryServer
 
-from analyzer.cli import main
 from analyzer.engines.digitalocean.client import DigitalOceanClient
 
 # A token shaped like DigitalOcean's; the leak test greps every output and file for it.
@@ -41,13 +40,11 @@ class DOEnv:
             "RECLAIM_HISTORY": str(self.workdir / "history"),
         }
 
-    def run(self, *args: str, input: str | None = None) -> Result:
-        return CliRunner().invoke(main, list(args), env=self.env(), input=input)
+    def run(self, *args: str, input: str | None = None) -> CliResult:
+        return run_cli(*args, env=self.env(), input=input, expect_exit=None)
 
-    def ok(self, *args: str) -> Result:
-        result = self.run(*args)
-        assert result.exit_code == 0, (result.output, result.stderr)
-        return result
+    def ok(self, *args: str) -> CliResult:
+        return run_cli(*args, env=self.env())
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """End to end on DigitalOcean's API: scan -> plan -> apply -> GC of each type -> compare.
 
-The API is tests/do_server.py in front of Debian's real docker-registry 2.8; its GC runs the
+The API is tests/do_fake/ in front of Debian's real docker-registry 2.8; its GC runs the
 real `garbage-collect`. The bytes freed are measured on the storage tree by the test itself.
 """
 
@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from clirun import run_cli
 from registry import Pusher, blob_bytes
 from scenario import fill
 
-from analyzer.cli import main
 from analyzer.engines.digitalocean.names import (
     GC_BLOBS_ONLY,
     GC_TYPES,
@@ -224,8 +223,8 @@ def test_bad_input_gets_one_line(do: DOEnv, args: list[str], message: str) -> No
 
 def test_no_token_and_a_wrong_token(do: DOEnv) -> None:
     env = {k: "" for k in ("DIGITALOCEAN_TOKEN", "DIGITALOCEAN_ACCESS_TOKEN")}
-    result = CliRunner().invoke(main, ["scan", "--digitalocean", REGISTRY, "-o", "s"], env=env)
+    result = run_cli("scan", "--digitalocean", REGISTRY, "-o", "s", env=env, expect_exit=None)
     assert result.exit_code == 3 and "no DigitalOcean API token" in result.stderr
     env = {**do.env(), "DIGITALOCEAN_TOKEN": "dop_v1_wrong"}
-    result = CliRunner().invoke(main, ["scan", "--digitalocean", REGISTRY, "-o", "s"], env=env)
+    result = run_cli("scan", "--digitalocean", REGISTRY, "-o", "s", env=env, expect_exit=None)
     assert result.exit_code == 3 and "401 unauthorized" in result.stderr

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from do_server import Fault
+from do_fake import Fault
 from registry import Pusher, blob_bytes
 from scenario import fill
 

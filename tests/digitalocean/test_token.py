@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from do_server import Fault
+from do_fake import Fault
 from registry import Pusher
 from scenario import fill
 

@@ -11,10 +11,9 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from clirun import run_cli
 from registry import Pusher, RegistryServer, blob_bytes, parse_dry_run
 
-from analyzer.cli import main
 from analyzer.engines.base import run_engine
 from analyzer.engines.distribution.runner import (
     DistributionEngine,
@@ -43,7 +42,7 @@ def _retagged(server: RegistryServer) -> dict[str, str]:
 
 
 def _gc(args: list[str], history: Path) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, ["gc", *args, "--history", str(history)])
+    result = run_cli("gc", *args, "--history", str(history), expect_exit=None)
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -117,14 +116,18 @@ def test_real_run_outcome_on_real_output(
     registry.stop()
     dry = parse_dry_run(registry.garbage_collect(True, delete_untagged).stdout)
     snap = tmp_path / "snap"
-    runner = CliRunner()
-    assert (
-        runner.invoke(main, ["scan", "--storage", str(registry.storage), "-o", str(snap)]).exit_code
-        == 0
-    )
+    scanned = run_cli("scan", "--storage", str(registry.storage), "-o", str(snap), expect_exit=None)
+    assert scanned.exit_code == 0
     flags = ["--delete-untagged"] if delete_untagged else []
-    result = runner.invoke(
-        main, ["analyze", str(snap), "--engine", registry.model, "--format", "json", *flags]
+    result = run_cli(
+        "analyze",
+        str(snap),
+        "--engine",
+        registry.model,
+        "--format",
+        "json",
+        *flags,
+        expect_exit=None,
     )
     predicted = json.loads(result.stdout)
     before = blob_bytes(registry.storage)

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from clirun import run_cli
 from registry import Pusher, parse_dry_run
 from s3server import BUCKET, FaultProxy, S3RegistryServer, SeaweedS3
 
-from analyzer.cli import main
 from analyzer.compare import CAUSE_AFTER_SNAPSHOT
 from analyzer.engines.distribution.runner import DistributionEngine, load_config
 from analyzer.errors import EngineError
@@ -22,8 +22,9 @@ ENGINES = {"2.8": "distribution-2.8", "3": "distribution-3"}
 
 
 @pytest.fixture(params=list(ENGINES))
-def s3_reg(request: pytest.FixtureRequest) -> tuple[S3RegistryServer, str]:
-    """(an s3-backed registry, the engine model to predict it with), for 2.8.2 and v3.1.1."""
+def s3_reg(request: pytest.FixtureRequest, seaweed: SeaweedS3) -> tuple[S3RegistryServer, str]:
+    """(an s3-backed registry, the engine model to predict it with), for 2.8.2 and v3.1.1.
+    (`seaweed` is named so the test is marked `registry` before it asks for the server.)"""
     name = "s3_registry" if request.param == "2.8" else "s3_registry_v3"
     server: S3RegistryServer = request.getfixturevalue(name)
     return server, ENGINES[request.param]
@@ -37,7 +38,7 @@ def _registry_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _run(args: list[str]) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, args)
+    result = run_cli(*args, expect_exit=None)
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -83,15 +84,9 @@ def test_gc_dry_run_and_real_run_measured_from_the_bucket(
     snap = tmp_path / "snap"
     code, _, err = _run(["scan", server.url, "-o", str(snap)])
     assert code == 0, err
-    code, prediction, err = _run(
-        ["analyze", str(snap), "--engine", engine, "--delete-untagged", "--format", "json"]
-    )
-    assert code == 0, err
-    (tmp_path / "pred.json").write_text(prediction)
+    _predict(snap, engine, tmp_path / "pred.json", "--delete-untagged")
 
-    server.stop()
-    code, _, err = _run(["gc", *common, "--yes", "-o", str(tmp_path / "real.json")])
-    assert code == 0, err
+    _real_gc(server, history, tmp_path / "real.json", "--delete-untagged")
     real = json.loads((tmp_path / "real.json").read_text())
     after = server.blob_bytes()
     gone = set(before) - set(after)
@@ -100,11 +95,7 @@ def test_gc_dry_run_and_real_run_measured_from_the_bucket(
     assert set(real["blob_digests"]) == gone
     assert real["freed_bytes"] == sum(before.values()) - sum(after.values())
 
-    code, out, err = _run(
-        ["compare", str(tmp_path / "pred.json"), str(tmp_path / "real.json"), "--format", "json"]
-    )
-    assert code == 0, err
-    result = json.loads(out)
+    result = _compare(tmp_path / "pred.json", tmp_path / "real.json")
     assert result["actual_bytes"] == real["freed_bytes"] and result["match"] is True
 
 
@@ -126,62 +117,56 @@ def test_preflight_fails_closed_when_the_bucket_cannot_be_fully_listed(
         proxy.stop()
 
 
-def _reader_env(monkeypatch: pytest.MonkeyPatch, seaweed: SeaweedS3) -> None:
-    """The read-only identity's keys in the AWS chain (environment variables), and nothing
-    else of the chain that could answer instead."""
-    reader = seaweed.identities["reader"]
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", reader.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", reader.secret_key)
+def _predict(snap: Path, engine: str, out: Path, *flags: str) -> str:
+    """`reclaim analyze SNAP --format json` written to `out` (for `compare`): the JSON text."""
+    code, prediction, err = _run(
+        ["analyze", str(snap), "--engine", engine, *flags, "--format", "json"]
+    )
+    assert code == 0, err
+    out.write_text(prediction)
+    return prediction
+
+
+def _real_gc(server: S3RegistryServer, history: Path, out: Path, *flags: str) -> str:
+    """The real `reclaim gc --yes -o OUT` on the stopped registry: what it printed on stderr."""
+    server.stop()
+    args = ["--config", str(server.config), "--binary", server.binary, *flags]
+    code, _, err = _run(["gc", *args, "--history", str(history), "--yes", "-o", str(out)])
+    assert code == 0, err
+    return err
+
+
+def _compare(prediction: Path, outcome: Path, *extra: str) -> Any:
+    """`reclaim compare PREDICTION OUTCOME --format json EXTRA`, parsed."""
+    code, out, err = _run(["compare", str(prediction), str(outcome), "--format", "json", *extra])
+    assert code == 0, err
+    return json.loads(out)
 
 
 def test_gc_on_s3_outcome_and_compare_exact(
     s3_reg: tuple[S3RegistryServer, str],
-    seaweed: SeaweedS3,
+    reader_env: SeaweedS3,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Acceptance 4: a storage scan of the bucket (`--storage s3://` with the AWS chain's keys)
     predicts the real `reclaim gc` run on the s3-backed registry exactly: blobs, bytes and
     layer links, measured from the bucket; `compare` (which reads the bucket again) matches."""
     server, engine = s3_reg
-    _reader_env(monkeypatch, seaweed)
+    seaweed = reader_env
     _fill(server.url)
     snap = tmp_path / "snap"
     store = ["--storage", f"s3://{BUCKET}/{server.root}", "--s3-endpoint", seaweed.endpoint]
     code, _, err = _run(["scan", server.url, *store, "--s3-region", "us-east-1", "-o", str(snap)])
     assert code == 0, err
     assert "S3 requests" in err  # the request count, in the summary
-    code, prediction, err = _run(
-        ["analyze", str(snap), "--engine", engine, "--delete-untagged", "--format", "json"]
-    )
-    assert code == 0, err
+    prediction = _predict(snap, engine, tmp_path / "pred.json", "--delete-untagged")
     predicted = json.loads(prediction)
     assert predicted["bound"] == "exact" and predicted["complete"] is True
-    (tmp_path / "pred.json").write_text(prediction)
     before = server.blob_bytes()
     links_before = server.layer_links()
 
-    server.stop()
     history = tmp_path / "history"
-    code, _, err = _run(
-        [
-            "gc",
-            "--config",
-            str(server.config),
-            "--binary",
-            server.binary,
-            "--delete-untagged",
-            "--history",
-            str(history),
-            "--yes",
-            "-o",
-            str(tmp_path / "real.json"),
-        ]
-    )
-    assert code == 0, err
+    err = _real_gc(server, history, tmp_path / "real.json", "--delete-untagged")
     assert f"checked s3://{BUCKET}/{server.root}" in err  # the pre-run check read the bucket
     real = json.loads((tmp_path / "real.json").read_text())
     after = server.blob_bytes()
@@ -192,19 +177,7 @@ def test_gc_on_s3_outcome_and_compare_exact(
     assert removed == links_before - server.layer_links()
     assert removed == {(x["repository"], x["digest"]) for x in predicted["layer_links_removed"]}
 
-    code, out, err = _run(
-        [
-            "compare",
-            str(tmp_path / "pred.json"),
-            str(tmp_path / "real.json"),
-            "--snapshot",
-            str(snap),
-            "--format",
-            "json",
-        ]
-    )
-    assert code == 0, err
-    result = json.loads(out)
+    result = _compare(tmp_path / "pred.json", tmp_path / "real.json", "--snapshot", str(snap))
     assert result["match"] is True and result["bound"] == "exact"
     assert result["discrepancies"] == []
     assert result["predicted_bytes"] == result["actual_bytes"] == real["freed_bytes"]
@@ -213,60 +186,29 @@ def test_gc_on_s3_outcome_and_compare_exact(
 
 def test_compare_rereads_the_bucket(
     s3_registry: S3RegistryServer,
-    seaweed: SeaweedS3,
+    reader_env: SeaweedS3,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """`compare --snapshot` reads the bucket as it is now: an image deleted through the API
     after the snapshot frees more than predicted, and the discrepancy is put down to that
     deletion, which only a reading of the bucket after the run can tell."""
-    _reader_env(monkeypatch, seaweed)
     p = Pusher(s3_registry.url)
     p.image("app", "v1", [b"kept layer " * 40])
     gone, _ = p.image("lib/x", "latest", [b"x layer " * 30])
     snap = tmp_path / "snap"
     code, _, err = _run(["scan", "--registry-config", str(s3_registry.config), "-o", str(snap)])
     assert code == 0, err
-    code, prediction, err = _run(
-        ["analyze", str(snap), "--engine", "distribution-2.8", "--format", "json"]
-    )
-    assert code == 0, err
+    prediction = _predict(snap, "distribution-2.8", tmp_path / "pred.json")
     assert json.loads(prediction)["blobs_eligible"] == []
-    (tmp_path / "pred.json").write_text(prediction)
     p.delete_manifest("lib/x", gone)  # after the snapshot
-    s3_registry.stop()
-    code, _, err = _run(
-        [
-            "gc",
-            "--config",
-            str(s3_registry.config),
-            "--binary",
-            s3_registry.binary,
-            "--history",
-            str(tmp_path / "h"),
-            "--yes",
-            "-o",
-            str(tmp_path / "real.json"),
-        ]
-    )
-    assert code == 0, err
+    _real_gc(s3_registry, tmp_path / "h", tmp_path / "real.json")
     assert gone in json.loads((tmp_path / "real.json").read_text())["blob_digests"]
     causes = {}
     for extra in ([], ["--no-storage"]):
-        code, out, err = _run(
-            [
-                "compare",
-                str(tmp_path / "pred.json"),
-                str(tmp_path / "real.json"),
-                "--snapshot",
-                str(snap),
-                "--format",
-                "json",
-                *extra,
-            ]
+        compared = _compare(
+            tmp_path / "pred.json", tmp_path / "real.json", "--snapshot", str(snap), *extra
         )
-        assert code == 0, err
-        found = {d["digest"]: d["cause"] for d in json.loads(out)["discrepancies"]}
+        found = {d["digest"]: d["cause"] for d in compared["discrepancies"]}
         causes[bool(extra)] = found[gone]
     assert causes[False] == CAUSE_AFTER_SNAPSHOT
     assert causes[True] != CAUSE_AFTER_SNAPSHOT

@@ -18,18 +18,18 @@ from pathlib import Path
 
 import pytest
 import requests
-from click.testing import CliRunner, Result
+from click.testing import Result
+from clirun import CliResult, run_cli
 from registry import Pusher, RegistryServer, blob_bytes, free_port
 
-from analyzer.cli import main
 from analyzer.errors import GCRefusedError
 from analyzer.history import read_history
 
 
-def gc(registry: RegistryServer, tmp_path: Path) -> Result:
+def gc(registry: RegistryServer, tmp_path: Path) -> CliResult:
     history = tmp_path / "history"
-    return CliRunner().invoke(
-        main, ["gc", "--config", str(registry.config), "--yes", "--history", str(history)]
+    return run_cli(
+        "gc", "--config", registry.config, "--yes", "--history", history, expect_exit=None
     )
 
 

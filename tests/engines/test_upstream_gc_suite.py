@@ -27,19 +27,17 @@ from itertools import count
 from pathlib import Path
 from typing import Any
 
-from click.testing import CliRunner
+from clirun import run_cli
 from registry import (
     DOCKER_MANIFEST,
     Pusher,
     RegistryServer,
     blob_bytes,
-    distribution_source,
     parse_dry_run,
     sha256,
 )
 
 from analyzer import read_snapshot
-from analyzer.cli import main
 from analyzer.engines.distribution.runner import measure_layer_links
 
 V2 = Path("docker", "registry", "v2")
@@ -82,9 +80,7 @@ class Collected:
 
 
 def _cli(*args: str) -> str:
-    result = CliRunner().invoke(main, list(args))
-    assert result.exit_code == 0, result.output + result.stderr
-    return result.stdout
+    return run_cli(*args).stdout
 
 
 def collect(registry: RegistryServer, tmp_path: Path, delete_untagged: bool) -> Collected:
@@ -453,11 +449,11 @@ def _digests(blobs: list[bytes]) -> list[str]:
     return [sha256(b) for b in blobs]
 
 
-def test_every_upstream_case_is_ported() -> None:
+def test_every_upstream_case_is_ported(distribution_tarball: Path) -> None:
     """The Test functions of garbagecollect_test.go in the v3.1.1 source, read from the
     tarball, are exactly the cases above (each port's docstring starts with its name)."""
     name = "distribution-3.1.1/registry/storage/garbagecollect_test.go"
-    with tarfile.open(distribution_source()) as tar:
+    with tarfile.open(distribution_tarball) as tar:
         member = tar.extractfile(name)
         assert member is not None, name
         source = member.read().decode()

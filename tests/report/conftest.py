@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from clirun import CliResult, run_cli
 from registry import RegistryServer
 
-from analyzer.cli import main
 from analyzer.generate import generate_registry, write_storage_tree
 from analyzer.snapshot import write_snapshot
 
@@ -23,14 +22,12 @@ POLICIES = REPO_ROOT / "examples" / "policies"
 ENGINE = "distribution-2.8"
 
 
-def cli(*args: Any) -> Result:
-    return CliRunner().invoke(main, [str(a) for a in args])
+def cli(*args: Any) -> CliResult:
+    return run_cli(*args, expect_exit=None)
 
 
-def ok(*args: Any) -> Result:
-    result = cli(*args)
-    assert result.exit_code == 0, (args, result.output, result.exception)
-    return result
+def ok(*args: Any) -> CliResult:
+    return run_cli(*args)
 
 
 @pytest.fixture(scope="session")

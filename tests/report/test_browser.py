@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser import Chromium, chromium_binary
+from browser import Chromium
 from PIL import Image
 
 from .conftest import ENGINE, POLICIES, RealRuns, ReportMaker
@@ -23,8 +23,8 @@ CHARTS_JS = """JSON.stringify(Array.from(document.querySelectorAll('figure svg')
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Chromium]:
-    with Chromium(chromium_binary()) as b:
+def browser(chromium_bin: str) -> Iterator[Chromium]:
+    with Chromium(chromium_bin) as b:
         yield b
 
 

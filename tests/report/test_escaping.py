@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser import Chromium, chromium_binary
+from browser import Chromium
 from markdown_it import MarkdownIt
 
 from analyzer.history import KIND_COMPARISON, write_record
@@ -288,9 +288,11 @@ def test_markdown_shows_markup_as_text(markdown_reports: list[Path]) -> None:
             assert len(widths) == 1, body
 
 
-def test_hostile_report_in_chromium_runs_nothing(html_reports: list[Path]) -> None:
+def test_hostile_report_in_chromium_runs_nothing(
+    html_reports: list[Path], chromium_bin: str
+) -> None:
     report = html_reports[0]
-    with Chromium(chromium_binary()) as browser:
+    with Chromium(chromium_bin) as browser:
         load = browser.open(report)
         browser.drain_requests(load)
         assert load.requests == [report.resolve().as_uri()]

@@ -21,10 +21,9 @@ from pathlib import Path
 import oras.provider
 import pytest
 import requests
-from click.testing import CliRunner
+from clirun import run_cli
 from registry import OCI_MANIFEST, Pusher, RegistryServer, free_port, sha256
 
-from analyzer.cli import main
 from analyzer.errors import AuthError, IntegrityError, SourceError
 from analyzer.inventory import SOURCE_OCI, Inventory
 from analyzer.oci.auth import Credentials, TokenCache, scope_for
@@ -362,10 +361,15 @@ def test_no_credentials_for_a_protected_registry(auth_registry: RegistryServer) 
 def test_cli_wrong_password_exits_with_one_line_and_no_secret(
     auth_registry: RegistryServer, tmp_path: Path
 ) -> None:
-    result = CliRunner().invoke(
-        main,
-        ["scan", auth_registry.url, "-o", str(tmp_path / "snap"), "--username", "alice"],
+    result = run_cli(
+        "scan",
+        auth_registry.url,
+        "-o",
+        str(tmp_path / "snap"),
+        "--username",
+        "alice",
         env={"RECLAIM_PASSWORD": WRONG},
+        expect_exit=None,
     )
     assert result.exit_code == AuthError.exit_code
     lines = [x for x in result.stderr.splitlines() if x.strip()]
@@ -382,10 +386,15 @@ def test_password_never_reaches_the_snapshot_or_output(
 ) -> None:
     Pusher(auth_registry.url, auth=("alice", PASSWORD)).image("private", "v1", [b"p"])
     out = tmp_path / "snap"
-    result = CliRunner().invoke(
-        main,
-        ["scan", auth_registry.url, "-o", str(out), "--username", "alice"],
+    result = run_cli(
+        "scan",
+        auth_registry.url,
+        "-o",
+        str(out),
+        "--username",
+        "alice",
         env={"RECLAIM_PASSWORD": PASSWORD},
+        expect_exit=None,
     )
     assert result.exit_code == 0, result.output
     secrets = [PASSWORD.encode(), base64.b64encode(f"alice:{PASSWORD}".encode())]

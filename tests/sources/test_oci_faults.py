@@ -19,11 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from clirun import run_cli
 from faultproxy import KINDS, FaultProxy, Rule
 from registry import DOCKER_MANIFEST, Pusher, RegistryServer, sha256
 
-from analyzer.cli import main
 from analyzer.engines.distribution.model import simulate
 from analyzer.engines.distribution.names import DISTRIBUTION_3, DISTRIBUTION_28
 from analyzer.engines.registry import analyze
@@ -211,8 +210,15 @@ def test_each_fault_is_retried_and_counted(
         Rule("garble", r"^/v2/zeta/tool/manifests/sha256:"),  # a digest mismatch: read again
     ]
     with proxied(registry, rules=rules) as proxy:
-        result = CliRunner().invoke(
-            main, ["scan", proxy.url, "-o", str(tmp_path / "snap"), "-v", "--timeout", "30"]
+        result = run_cli(
+            "scan",
+            proxy.url,
+            "-o",
+            str(tmp_path / "snap"),
+            "-v",
+            "--timeout",
+            "30",
+            expect_exit=None,
         )
     assert result.exit_code == 0, result.stderr
     assert sum(proxy.injected.values()) == len(rules)
@@ -254,10 +260,15 @@ def test_auth_failures_are_never_retried(tmp_path: Path, registry_bin: str) -> N
     try:
         with proxied(server, rules=[Rule("503", r"^/v2/$")]) as proxy:
             started = time.monotonic()
-            result = CliRunner().invoke(
-                main,
-                ["scan", proxy.url, "-o", str(tmp_path / "s"), "--username", "alice"],
+            result = run_cli(
+                "scan",
+                proxy.url,
+                "-o",
+                str(tmp_path / "s"),
+                "--username",
+                "alice",
                 env={"RECLAIM_PASSWORD": "wrong-password"},
+                expect_exit=None,
             )
     finally:
         server.stop()
@@ -282,8 +293,8 @@ def test_a_trickled_body_ends_at_the_deadline(
     rule = Rule("trickle", rf"^/v2/team/lib/manifests/{f.lib_latest}$", times=None)
     with proxied(registry, rules=[rule], trickle_interval=1.5) as proxy:
         started = time.monotonic()
-        result = CliRunner().invoke(
-            main, ["scan", proxy.url, "-o", str(tmp_path / "s"), "--timeout", "2"]
+        result = run_cli(
+            "scan", proxy.url, "-o", str(tmp_path / "s"), "--timeout", "2", expect_exit=None
         )
         elapsed = time.monotonic() - started
     assert result.exit_code == SourceError.exit_code
@@ -322,14 +333,14 @@ def test_an_interrupted_scan_resumes_from_its_journal(
     broken = Rule("500", r"^/v2/team/web/tags/list", times=None)
     proxy = proxied(registry, rules=[broken])
     try:
-        first = CliRunner().invoke(main, [args[0], proxy.url, *args[1:]])
+        first = run_cli(args[0], proxy.url, *args[1:], expect_exit=None)
         assert not out.exists()  # no snapshot from a failed scan, only the journal
         # Killed while writing a line: the torn end is ignored.
         with open(journal, "a") as f:
             f.write('{"repository": "team/web", "tags": [["1.')
         proxy.rules.clear()
         proxy.requests.clear()
-        second = CliRunner().invoke(main, [args[0], proxy.url, *args[1:]])
+        second = run_cli(args[0], proxy.url, *args[1:], expect_exit=None)
     finally:
         proxy.stop()
     assert first.exit_code == SourceError.exit_code
@@ -359,12 +370,12 @@ def test_a_journal_of_another_scan_is_not_used(
     out = tmp_path / "snap"
     broken = Rule("500", r"^/v2/team/web/tags/list", times=None)
     with proxied(registry, rules=[broken]) as proxy:
-        CliRunner().invoke(
-            main, ["scan", proxy.url, "-o", str(out), "--workers", "1", "--timeout", "3"]
+        run_cli(
+            "scan", proxy.url, "-o", str(out), "--workers", "1", "--timeout", "3", expect_exit=None
         )
     assert journal_path(out).exists()
     # Same output, another repository filter: a different scan, read from scratch.
-    result = CliRunner().invoke(main, ["scan", registry.url, "-o", str(out), "--repo", "team/*"])
+    result = run_cli("scan", registry.url, "-o", str(out), "--repo", "team/*", expect_exit=None)
     assert result.exit_code == 0, result.stderr
     assert "resumed" not in result.stderr
     assert read_snapshot(out).header.extra["resumed_repositories"] == 0
@@ -377,8 +388,8 @@ def test_a_tampered_journal_is_not_trusted(
     out = tmp_path / "snap"
     broken = Rule("500", r"^/v2/team/web/tags/list", times=None)
     with proxied(registry, rules=[broken]) as proxy:
-        CliRunner().invoke(
-            main, ["scan", proxy.url, "-o", str(out), "--workers", "1", "--timeout", "3"]
+        run_cli(
+            "scan", proxy.url, "-o", str(out), "--workers", "1", "--timeout", "3", expect_exit=None
         )
     journal = journal_path(out)
     lines = journal.read_text().splitlines()
@@ -388,7 +399,7 @@ def test_a_tampered_journal_is_not_trusted(
     doc["manifests"][0]["body"] = base64.b64encode(json.dumps(body).encode()).decode()
     journal.write_text("\n".join([lines[0], json.dumps(doc), *lines[2:]]) + "\n")
 
-    result = CliRunner().invoke(main, ["scan", registry.url, "-o", str(out)])
+    result = run_cli("scan", registry.url, "-o", str(out), expect_exit=None)
     assert result.exit_code == 0, result.stderr
     assert "resumed" not in result.stderr
     assert same_tables(read_snapshot(out), clean)

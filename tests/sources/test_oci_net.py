@@ -14,10 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from clirun import run_cli
 from registry import Pusher, RegistryServer
 
-from analyzer.cli import main
 from analyzer.errors import AuthError, SourceError
 from analyzer.oci.writer import RegistryAPI
 from analyzer.snapshot import read_snapshot
@@ -98,7 +97,7 @@ def auth_registry(tmp_path: Path, registry_bin: str) -> Iterator[RegistryServer]
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args), env=env)
+    result = run_cli(*list(args), env=env, expect_exit=None)
     return result.exit_code, result.output, result.stderr
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from click.testing import CliRunner
+from clirun import run_cli
 
-from analyzer.cli import main
 from analyzer.sources.base import DigitalOceanSource, OCISource, Source, StorageSource
 from analyzer.sources.storage import scan_storage
 
@@ -23,7 +22,7 @@ def test_every_source_is_a_source(tmp_path: Path) -> None:
 def test_a_storage_source_scans_what_scan_storage_reads(tmp_path: Path) -> None:
     tree = tmp_path / "storage"
     args = ["generate", "--seed", "3", "--repositories", "3", "--manifests-per-repo", "3"]
-    result = CliRunner().invoke(main, [*args, "--storage", str(tree)])
+    result = run_cli(*args, "--storage", str(tree), expect_exit=None)
     assert result.exit_code == 0, result.output
     inv = StorageSource(tree).scan()
     direct = scan_storage(tree)

@@ -37,11 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from clirun import run_cli
 from counting import print_counts
 from storagetree import StorageTree
 
-from analyzer.cli import main
 from analyzer.sources.layout import canonical_blob_path
 
 V3_ENV = "REGISTRY_V3"
@@ -528,7 +527,7 @@ def _scan_as_nobody(args: list[str], workdir: Path) -> tuple[int, str, bool]:
     if pid == 0:  # the child: never returns into pytest
         try:
             _as_nobody()
-            scanned = CliRunner().invoke(main, args)
+            scanned = run_cli(*args, expect_exit=None)
             crashed = not (scanned.exception is None or isinstance(scanned.exception, SystemExit))
             result.write_text(json.dumps([scanned.exit_code, scanned.output, crashed]))
         finally:
@@ -553,7 +552,7 @@ def scan_case(case: Case, workdir: Path) -> tuple[Path | None, str]:
         code, output, crashed = _scan_as_nobody(args, workdir)
     else:
         with _bounded(120, f"{case.name}: reclaim scan"):
-            scanned = CliRunner().invoke(main, args)
+            scanned = run_cli(*args, expect_exit=None)
         code, output = scanned.exit_code, scanned.output
         crashed = not (scanned.exception is None or isinstance(scanned.exception, SystemExit))
     if code == 0:
@@ -579,8 +578,8 @@ def check_run(
         assert not case.model, f"{what}: scan refused"
         return "refused"
     flags = ["--delete-untagged"] if delete_untagged else []
-    analyzed = CliRunner().invoke(
-        main, ["analyze", str(snap), "--engine", engine, "--format", "json", *flags]
+    analyzed = run_cli(
+        "analyze", str(snap), "--engine", engine, "--format", "json", *flags, expect_exit=None
     )
     assert analyzed.exit_code == 0, f"{what}: {analyzed.output}"
     predicted = json.loads(analyzed.stdout)

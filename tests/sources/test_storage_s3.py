@@ -9,38 +9,20 @@ server while the scan runs, or 403s. The oracle is the registry's own `garbage-c
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from clirun import run_cli
 from registry import Pusher, parse_dry_run
 from s3server import BUCKET, REGION, FaultProxy, S3RegistryServer, SeaweedS3, slow_down
 
 from analyzer import read_snapshot
-from analyzer.cli import main
 
 MODES = {"plain": False, "delete-untagged": True}
 
 
-@pytest.fixture
-def proxy(seaweed: SeaweedS3) -> Iterator[FaultProxy]:
-    fault = FaultProxy(seaweed.endpoint).start()
-    try:
-        yield fault
-    finally:
-        fault.stop()
-
-
-@pytest.fixture(autouse=True)
-def _reader_chain(seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The read-only identity's keys, from the AWS chain's environment variables."""
-    reader = seaweed.identities["reader"]
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_CA_BUNDLE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", reader.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", reader.secret_key)
+pytestmark = pytest.mark.usefixtures("reader_env")  # the read-only keys, from the AWS chain
 
 
 def _fill(url: str) -> dict[str, str]:
@@ -55,14 +37,14 @@ def _fill(url: str) -> dict[str, str]:
 
 def _scan(server: S3RegistryServer, endpoint: str, out: Path) -> tuple[int, str]:
     store = ["--storage", f"s3://{BUCKET}/{server.root}", "--s3-endpoint", endpoint]
-    result = CliRunner().invoke(main, ["scan", *store, "--s3-region", REGION, "-o", str(out)])
+    result = run_cli("scan", *store, "--s3-region", REGION, "-o", str(out), expect_exit=None)
     return result.exit_code, result.stderr
 
 
 def _predict(snapshot: Path, delete_untagged: bool) -> dict:  # type: ignore[type-arg]
     flags = ["--delete-untagged"] if delete_untagged else []
     args = ["analyze", str(snapshot), "--engine", "distribution-2.8", "--format", "json", *flags]
-    result = CliRunner().invoke(main, args)
+    result = run_cli(*args, expect_exit=None)
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)  # type: ignore[no-any-return]
 
@@ -92,41 +74,41 @@ def _claims_nothing_it_cannot_know(snapshot: Path, server: S3RegistryServer) -> 
 
 
 def test_throttling_is_retried_and_the_scan_stays_exact(
-    s3_registry: S3RegistryServer, proxy: FaultProxy, tmp_path: Path
+    s3_registry: S3RegistryServer, s3_proxy: FaultProxy, tmp_path: Path
 ) -> None:
     """503 SlowDown on the first requests of every kind (listings and reads): retried with
     backoff, counted, and the scan is as complete and exact as an unthrottled one."""
     _fill(s3_registry.url)
-    proxy.rules += [slow_down(8, "list-type=2"), slow_down(8, "/_manifests/")]
+    s3_proxy.rules += [slow_down(8, "list-type=2"), slow_down(8, "/_manifests/")]
     snap = tmp_path / "snap"
-    code, err = _scan(s3_registry, proxy.endpoint, snap)
+    code, err = _scan(s3_registry, s3_proxy.endpoint, snap)
     assert code == 0, err
-    assert [s for _, _, s in proxy.seen].count(503) == 16
+    assert [s for _, _, s in s3_proxy.seen].count(503) == 16
     requests = read_snapshot(snap).header.extra["storage_requests"]
     assert requests["throttled"] == requests["retries"] == 16
-    assert requests["requests"] == len(proxy.seen)  # every request sent is counted
-    assert "16 retried" in err and f"{len(proxy.seen)} S3 requests" in err
+    assert requests["requests"] == len(s3_proxy.seen)  # every request sent is counted
+    assert "16 retried" in err and f"{len(s3_proxy.seen)} S3 requests" in err
     assert _unread(snap) == []
     for mode, delete_untagged in MODES.items():
         predicted = _predict(snap, delete_untagged)
         assert predicted["bound"] == "exact", mode
         assert set(predicted["blobs_eligible"]) == _truth(s3_registry, delete_untagged), mode
-    _read_only_what_the_collector_reads(s3_registry, proxy, snap)
+    _read_only_what_the_collector_reads(s3_registry, s3_proxy, snap)
 
 
 def _read_only_what_the_collector_reads(
-    server: S3RegistryServer, proxy: FaultProxy, snap: Path
+    server: S3RegistryServer, s3_proxy: FaultProxy, snap: Path
 ) -> None:
     """Every blob prefix listed; sizes from the listing; the objects read are link files,
     upload start times and manifest bodies only (never a layer or a config), each once."""
     inv = read_snapshot(snap)
     v2 = f"/{BUCKET}/{server.root}/docker/registry/v2/"
     blobs = f"prefix={server.root}%2Fdocker%2Fregistry%2Fv2%2Fblobs%2Fsha256%2F"
-    listed = {t.split(blobs, 1)[1][:2] for _, t, _ in proxy.seen if blobs in t}
+    listed = {t.split(blobs, 1)[1][:2] for _, t, _ in s3_proxy.seen if blobs in t}
     assert listed - {""} == {f"{i:02x}" for i in range(256)}  # "": blobs/sha256/ itself
     sizes = dict(zip(inv.blobs["digest"], inv.blobs["size"], strict=True))
     assert sizes == server.blob_bytes()
-    reads = [t.removeprefix(v2) for _, t, s in proxy.seen if s != 503 and "list-type" not in t]
+    reads = [t.removeprefix(v2) for _, t, s in s3_proxy.seen if s != 503 and "list-type" not in t]
     assert len(reads) == len(set(reads))
     manifests = {f"blobs/sha256/{d[7:9]}/{d[7:]}/data" for d in inv.manifests["digest"]}
     blob_reads = {r for r in reads if r.startswith("blobs/")}
@@ -136,7 +118,7 @@ def _read_only_what_the_collector_reads(
 
 @pytest.mark.parametrize("where", ["blob prefix listing", "tag link read"])
 def test_throttling_past_the_retries_is_a_skip_never_a_claim(
-    s3_registry: S3RegistryServer, proxy: FaultProxy, tmp_path: Path, where: str
+    s3_registry: S3RegistryServer, s3_proxy: FaultProxy, tmp_path: Path, where: str
 ) -> None:
     """A blob prefix (holding the orphan) or a tag link that keeps answering SlowDown: what it
     holds is unknown, recorded as an unread skip; nothing is claimed."""
@@ -149,9 +131,9 @@ def test_throttling_past_the_retries_is_a_skip_never_a_claim(
             "repositories/app/_manifests/tags/v1/current/link",
         ),
     }[where]
-    proxy.rules.append(slow_down(10_000, match))
+    s3_proxy.rules.append(slow_down(10_000, match))
     snap = tmp_path / "snap"
-    code, err = _scan(s3_registry, proxy.endpoint, snap)
+    code, err = _scan(s3_registry, s3_proxy.endpoint, snap)
     assert code == 0, err
     assert "unread: no blob will be claimed" in err
     unread = _unread(snap)
@@ -160,7 +142,7 @@ def test_throttling_past_the_retries_is_a_skip_never_a_claim(
     assert unread and all(f"{part}: 503 SlowDown after 8 attempts" in u for u in unread), unread
     requests = read_snapshot(snap).header.extra["storage_requests"]
     assert requests["throttled"] >= 8 and requests["failed"] >= 1
-    proxy.rules.clear()
+    s3_proxy.rules.clear()
     _claims_nothing_it_cannot_know(snap, s3_registry)
 
 
@@ -180,7 +162,11 @@ def _delete_on_read(seaweed: SeaweedS3, key: str) -> Callable[[str, str], None]:
 
 @pytest.mark.parametrize("what", ["tag link", "manifest"])
 def test_object_gone_between_listing_and_reading_is_a_skip(
-    s3_registry: S3RegistryServer, seaweed: SeaweedS3, proxy: FaultProxy, tmp_path: Path, what: str
+    s3_registry: S3RegistryServer,
+    seaweed: SeaweedS3,
+    s3_proxy: FaultProxy,
+    tmp_path: Path,
+    what: str,
 ) -> None:
     pushed = _fill(s3_registry.url)
     v2 = f"{s3_registry.root}/docker/registry/v2"
@@ -189,12 +175,12 @@ def test_object_gone_between_listing_and_reading_is_a_skip(
         "tag link": f"{v2}/repositories/app/_manifests/tags/v1/current/link",
         "manifest": f"{v2}/blobs/sha256/{hex_part[:2]}/{hex_part}/data",
     }[what]
-    proxy.rules.append(_delete_on_read(seaweed, key))
+    s3_proxy.rules.append(_delete_on_read(seaweed, key))
     snap = tmp_path / "snap"
-    code, err = _scan(s3_registry, proxy.endpoint, snap)
+    code, err = _scan(s3_registry, s3_proxy.endpoint, snap)
     assert code == 0, err
     assert key not in seaweed.keys(s3_registry.root)  # really gone, after it was listed
-    assert any(t.endswith(key) and s == 404 for _, t, s in proxy.seen)
+    assert any(t.endswith(key) and s == 404 for _, t, s in s3_proxy.seen)
     unread = _unread(snap)
     assert len(unread) == 1 and "gone since it was listed" in unread[0], unread
     _claims_nothing_it_cannot_know(snap, s3_registry)
@@ -216,18 +202,18 @@ DENIALS = {
 
 @pytest.mark.parametrize("part", list(DENIALS))
 def test_a_part_that_cannot_be_read_is_a_skip(
-    s3_registry: S3RegistryServer, proxy: FaultProxy, tmp_path: Path, part: str
+    s3_registry: S3RegistryServer, s3_proxy: FaultProxy, tmp_path: Path, part: str
 ) -> None:
     pushed = _fill(s3_registry.url)
     match = DENIALS[part](s3_registry.root, pushed["orphan"].split(":")[1][:2])
-    proxy.rules.append(lambda method, target: (403, "AccessDenied") if match in target else None)
+    s3_proxy.rules.append(lambda method, target: (403, "AccessDenied") if match in target else None)
     snap = tmp_path / "snap"
-    code, err = _scan(s3_registry, proxy.endpoint, snap)
+    code, err = _scan(s3_registry, s3_proxy.endpoint, snap)
     assert code == 0, err
-    assert any(s == 403 for _, _, s in proxy.seen)
+    assert any(s == 403 for _, _, s in s3_proxy.seen)
     unread = _unread(snap)
     assert unread and all("access denied (AccessDenied)" in u for u in unread), unread
-    proxy.rules.clear()
+    s3_proxy.rules.clear()
     _claims_nothing_it_cannot_know(snap, s3_registry)
 
 
@@ -239,10 +225,14 @@ def test_tls_is_verified(s3_registry: S3RegistryServer, seaweed: SeaweedS3, tmp_
     assert code != 0 and "TLS verification of 127.0.0.1" in err, err
     assert len(err.strip().splitlines()) == 1
     store = ["--storage", f"s3://{BUCKET}/{s3_registry.root}", "--s3-endpoint"]
-    result = CliRunner().invoke(
-        main,
-        ["scan", *store, seaweed.https_endpoint, "-o", str(tmp_path / "verified")],
+    result = run_cli(
+        "scan",
+        *store,
+        seaweed.https_endpoint,
+        "-o",
+        str(tmp_path / "verified"),
         env={"AWS_CA_BUNDLE": str(seaweed.ca_file)},
+        expect_exit=None,
     )
     assert result.exit_code == 0, result.output
     assert read_snapshot(tmp_path / "verified").header.complete

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from clirun import run_cli
 
 from analyzer.errors import StorageConfigError
 from analyzer.storage_driver import (
@@ -129,9 +130,7 @@ def test_registry_config_file(tmp_path: Path) -> None:
 def test_scan_options_name_one_store(tmp_path: Path) -> None:
     """`scan`'s --storage / --s3-endpoint / --s3-region / --registry-config, as the library
     takes them: exactly one store, and endpoint and region only beside an s3:// URL."""
-    from click.testing import CliRunner
 
-    from analyzer.cli import main
     from analyzer.storage_driver import storage_location
 
     config = tmp_path / "config.yml"
@@ -159,7 +158,7 @@ def test_scan_options_name_one_store(tmp_path: Path) -> None:
             storage_location(
                 *_as_call(args)  # the same refusal from the library...
             )
-        result = CliRunner().invoke(main, ["scan", *args, "-o", str(tmp_path / "snap")])
+        result = run_cli("scan", *args, "-o", str(tmp_path / "snap"), expect_exit=None)
         assert result.exit_code == 2 and message in result.output, result.output  # ...and CLI
         assert len(result.output.strip().splitlines()) == 1
 
@@ -178,11 +177,9 @@ def _as_call(args: list[str]) -> tuple[str | None, str | None, str | None, str |
 def test_registry_config_of_a_filesystem_registry_scans_its_tree(registry, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """--registry-config on a filesystem config reads the root it names: the same snapshot
     as --storage ROOT."""
-    from click.testing import CliRunner
     from registry import Pusher
 
     from analyzer import read_snapshot
-    from analyzer.cli import main
 
     Pusher(registry.url).image("app", "v1", [b"layer " * 30])
     snaps = {}
@@ -190,7 +187,7 @@ def test_registry_config_of_a_filesystem_registry_scans_its_tree(registry, tmp_p
         "config": ["--registry-config", str(registry.config)],
         "storage": ["--storage", str(registry.storage)],
     }.items():
-        result = CliRunner().invoke(main, ["scan", *args, "-o", str(tmp_path / name)])
+        result = run_cli("scan", *args, "-o", str(tmp_path / name), expect_exit=None)
         assert result.exit_code == 0, result.output
         snaps[name] = read_snapshot(tmp_path / name)
     assert snaps["config"].header.storage_root == str(registry.storage.resolve())

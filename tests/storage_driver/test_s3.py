@@ -6,7 +6,6 @@ real server (503 SlowDown, 403) or from the server's own permissions."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -65,30 +64,21 @@ def _truth(seaweed: SeaweedS3, root: str) -> dict[str, int]:
     return {k[len(root) + 1 :]: v for k, v in seaweed.keys(root).items()}
 
 
-@pytest.fixture
-def proxy(seaweed: SeaweedS3) -> Iterator[FaultProxy]:
-    fault = FaultProxy(seaweed.endpoint).start()
-    try:
-        yield fault
-    finally:
-        fault.stop()
-
-
 def _driver(location: S3Location, **kw: object) -> S3Driver:
     return S3Driver(location, **kw)  # type: ignore[arg-type]
 
 
 def test_walks_and_listings_equal_an_independent_listing(
-    seaweed: SeaweedS3, s3_registry: S3RegistryServer, proxy: FaultProxy
+    seaweed: SeaweedS3, s3_registry: S3RegistryServer, s3_proxy: FaultProxy
 ) -> None:
     pushed = _fill(s3_registry.url)
     truth = _truth(seaweed, s3_registry.root)
     # the registry's rootdirectory "/ROOT" puts its tree at ROOT/docker/registry/v2/...
     assert truth and all(p.startswith(V2 + "/") for p in truth)
-    with _driver(reader_location(seaweed, s3_registry.root, proxy.endpoint), page_size=3) as d:
+    with _driver(reader_location(seaweed, s3_registry.root, s3_proxy.endpoint), page_size=3) as d:
         walked = {f.path: f.size for f in d.walk("")}
         assert walked == truth
-        pages = sum(1 for m, target, _ in proxy.seen if "list-type=2" in target)
+        pages = sum(1 for m, target, _ in s3_proxy.seen if "list-type=2" in target)
         assert pages >= len(truth) / 3  # paged by continuation token, 3 keys a page
         blobs = list_blob_store(d)
         repos = walk_repositories(d)
@@ -102,7 +92,7 @@ def test_walks_and_listings_equal_an_independent_listing(
     }
     assert set(repos.by_repository()) == {"app", "lib/x"}
     # every request is counted: what the proxy forwarded is what the driver reports
-    assert stats["requests"] == stats["list_requests"] == len(proxy.seen)
+    assert stats["requests"] == stats["list_requests"] == len(s3_proxy.seen)
     assert stats["retries"] == stats["failed"] == 0
 
 
@@ -170,17 +160,17 @@ def test_object_gone_between_listing_and_reading(
 
 
 def test_throttling_is_retried_with_jittered_backoff(
-    seaweed: SeaweedS3, s3_registry: S3RegistryServer, proxy: FaultProxy
+    seaweed: SeaweedS3, s3_registry: S3RegistryServer, s3_proxy: FaultProxy
 ) -> None:
     _fill(s3_registry.url)
     delays: list[float] = []
     policy = RetryPolicy(base_delay=0.4, max_delay=1.0, sleep=delays.append)
-    proxy.rules.append(slow_down(6, "list-type=2"))
-    with _driver(reader_location(seaweed, s3_registry.root, proxy.endpoint), retry=policy) as d:
+    s3_proxy.rules.append(slow_down(6, "list-type=2"))
+    with _driver(reader_location(seaweed, s3_registry.root, s3_proxy.endpoint), retry=policy) as d:
         blobs = list_blob_store(d, workers=1)
         stats = d.stats.to_dict()
     assert blobs.complete and blobs.sizes() == s3_registry.blob_bytes()
-    assert [s for _, _, s in proxy.seen].count(503) == 6
+    assert [s for _, _, s in s3_proxy.seen].count(503) == 6
     assert stats["throttled"] == stats["retries"] == len(delays) == 6
     # full jitter: each wait uniform in [0, min(cap, base * 2^(attempt-1))], attempts 1..6 in a row
     for attempt, delay in enumerate(delays, start=1):
@@ -189,13 +179,13 @@ def test_throttling_is_retried_with_jittered_backoff(
 
 
 def test_throttling_past_the_budget_is_a_skip_never_a_claim(
-    seaweed: SeaweedS3, s3_registry: S3RegistryServer, proxy: FaultProxy, tmp_path: Path
+    seaweed: SeaweedS3, s3_registry: S3RegistryServer, s3_proxy: FaultProxy, tmp_path: Path
 ) -> None:
     pushed = _fill(s3_registry.url)
     xx = pushed["orphan"].split(":")[1][:2]
-    proxy.rules.append(slow_down(10_000, f"blobs%2Fsha256%2F{xx}%2F"))
+    s3_proxy.rules.append(slow_down(10_000, f"blobs%2Fsha256%2F{xx}%2F"))
     policy = RetryPolicy(max_attempts=3, sleep=lambda _: None)
-    location = reader_location(seaweed, s3_registry.root, proxy.endpoint)
+    location = reader_location(seaweed, s3_registry.root, s3_proxy.endpoint)
     with _driver(location, retry=policy) as d:
         blobs = list_blob_store(d)
         assert d.stats.to_dict()["retries"] == 2
@@ -208,14 +198,14 @@ def test_throttling_past_the_budget_is_a_skip_never_a_claim(
     with pytest.raises(EngineError, match="could not be listed"):
         measure_blobs(location)
     # the budget bounds retries across the whole scan, not only per request
-    proxy.rules[:] = [slow_down(10_000, "list-type=2")]
+    s3_proxy.rules[:] = [slow_down(10_000, "list-type=2")]
     with _driver(location, retry=RetryPolicy(budget=5, sleep=lambda _: None)) as d:
         starved = list_blob_store(d, workers=4)
         assert d.stats.to_dict()["retries"] == 5
     assert len(starved.skips) == 256 and not starved.blobs
     # a read throttled past its attempts is a skip too, and only that read is
     tag = join(REPOSITORIES, "app/_manifests/tags/v1/current/link")
-    proxy.rules[:] = [slow_down(10_000, f"{s3_registry.root}/{tag}")]
+    s3_proxy.rules[:] = [slow_down(10_000, f"{s3_registry.root}/{tag}")]
     with _driver(location, retry=policy) as d:
         read = read_many(d, [tag, join(REPOSITORIES, "lib/x/_manifests/tags/multi/current/link")])
     assert [s.path for s in read.skips] == [tag] and "503 SlowDown" in read.skips[0].reason
@@ -265,13 +255,13 @@ def test_unreadable_prefixes_are_skips(
 
 
 def test_a_repository_that_cannot_be_listed_is_a_skip(
-    seaweed: SeaweedS3, s3_registry: S3RegistryServer, proxy: FaultProxy
+    seaweed: SeaweedS3, s3_registry: S3RegistryServer, s3_proxy: FaultProxy
 ) -> None:
     _fill(s3_registry.url)
-    proxy.rules.append(
+    s3_proxy.rules.append(
         lambda method, target: (403, "AccessDenied") if "repositories%2Flib%2F" in target else None
     )
-    with open_driver(reader_location(seaweed, s3_registry.root, proxy.endpoint)) as d:
+    with open_driver(reader_location(seaweed, s3_registry.root, s3_proxy.endpoint)) as d:
         repos = walk_repositories(d)
     assert [s.path for s in repos.skips] == [join(REPOSITORIES, "lib")]
     assert not repos.complete and set(repos.by_repository()) == {"app"}

@@ -12,12 +12,11 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from clirun import run_cli
 from registry import Pusher
 from s3fixtures import reader_location
 from s3server import BUCKET, S3RegistryServer, SeaweedS3
 
-from analyzer.cli import main
 from analyzer.engines.distribution.runner import load_config
 from analyzer.errors import StorageDenied
 from analyzer.storage_driver import AwsCredentials, list_blob_store, open_driver
@@ -48,7 +47,7 @@ def test_no_credential_anywhere(
     base = ["gc", "--config", str(s3_registry.config), "--history", str(history)]
 
     def run(args: list[str]) -> int:
-        result = CliRunner().invoke(main, args)
+        result = run_cli(*args, expect_exit=None)
         said.extend([result.stdout, result.stderr, repr(result.exception)])
         return result.exit_code
 
@@ -132,7 +131,7 @@ def test_scan_report_and_logs_hold_no_credential(
     out.mkdir()
 
     def run(args: list[str], env: dict[str, str] | None = None) -> int:
-        result = CliRunner().invoke(main, args, env=env)
+        result = run_cli(*args, env=env, expect_exit=None)
         said.extend([result.stdout, result.stderr, repr(result.exception), str(result.exception)])
         return result.exit_code
 
