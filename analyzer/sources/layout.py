@@ -26,7 +26,7 @@ import os
 import re
 import stat
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
 
 DISTRIBUTION_28 = "distribution-2.8"  # same names as analyzer.semantics (no import: no cycle)
@@ -227,8 +227,11 @@ class StorageTree(ABC):
         """Whether `engine`'s walk of a path that does not exist fails (PathNotFoundError)."""
         return True
 
-    def prepare(self, repositories: builtins.list[str]) -> None:  # noqa: B027 - optional: read-ahead
-        """Read ahead what the scan of these repositories will read (a no-op on a disk)."""
+    def prepare(  # noqa: B027 - optional: read-ahead
+        self, repositories: builtins.list[str], known: Container[str] = ()
+    ) -> None:
+        """Read ahead what the scan of these repositories will read (a no-op on a disk); the
+        manifests whose digests are in `known` will not be read."""
 
     def unread_parts(self) -> builtins.list[tuple[str, str]]:
         """(part, why) for each part of the store that could not be listed at all."""
