@@ -20,7 +20,7 @@ from analyzer.coverage import Coverage, assess
 from analyzer.frames import isin
 from analyzer.inventory import SOURCE_GENERATED, SOURCE_STORAGE, Inventory
 from analyzer.marking import GCResult
-from analyzer.model import KIND_INDEX, REF_MANIFEST
+from analyzer.oci.manifest import KIND_INDEX, REF_MANIFEST
 from analyzer.tables import anti_join, closure, gc_references, manifest_edges, revisions
 
 SHARED_ROW = "(shared)"

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 from analyzer.errors import AuthError, PlanError, ReclaimError, SnapshotError, UsageError
 from analyzer.inventory import Inventory
-from analyzer.model import KIND_INDEX, redact_url, referrers_tag
+from analyzer.oci.manifest import KIND_INDEX, redact_url, referrers_tag
 from analyzer.plan_file import (
     check_against_snapshot,
     check_entries,
@@ -56,7 +56,7 @@ EXIT_INCOMPLETE = 8  # errors.EXIT_CODES documents it
 
 
 class RegistryWriter(Protocol):
-    """What apply needs from a registry (analyzer.sources.oci.RegistryAPI and
+    """What apply needs from a registry (analyzer.oci.writer.RegistryAPI and
     analyzer.engines.digitalocean.writer.DigitalOceanWriter provide it)."""
 
     shown: str

@@ -18,7 +18,7 @@ from analyzer.coverage import BOUND_EXACT, BOUND_LOWER, BOUND_NONE, BOUND_UPPER,
 from analyzer.engines.registry import find
 from analyzer.errors import CompareError
 from analyzer.inventory import SOURCE_STORAGE, Inventory
-from analyzer.model import GC_REFERENCE_KINDS
+from analyzer.oci.manifest import GC_REFERENCE_KINDS
 from analyzer.outcome import Outcome, read_json_document
 
 KIND_PREDICTED_NOT_DELETED = "predicted-not-deleted"

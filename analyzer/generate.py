@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from analyzer.inventory import SOURCE_GENERATED, Inventory, InventoryBuilder, SnapshotHeader
-from analyzer.model import (
+from analyzer.oci.manifest import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
     KIND_IMAGE,

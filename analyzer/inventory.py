@@ -41,7 +41,7 @@ from typing import Any
 
 import pandas as pd
 
-from analyzer.model import (
+from analyzer.oci.manifest import (
     DIGEST_PATTERN,
     GC_REFERENCE_KINDS,
     KIND_IMAGE,

@@ -18,7 +18,7 @@ from analyzer.engines.registry import EngineRef, resolve
 from analyzer.errors import UsageError
 from analyzer.frames import isin
 from analyzer.inventory import Inventory
-from analyzer.model import is_digest, is_repository_name, is_tag
+from analyzer.oci.manifest import is_digest, is_repository_name, is_tag
 from analyzer.retention import REFERRER_TAG
 from analyzer.tables import anti_join, manifest_edges
 

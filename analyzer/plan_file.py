@@ -25,7 +25,7 @@ from typing import Any
 
 from analyzer.errors import PlanError
 from analyzer.inventory import Inventory
-from analyzer.model import KIND_IMAGE, KIND_INDEX, is_digest, is_repository_name, is_tag
+from analyzer.oci.manifest import KIND_IMAGE, KIND_INDEX, is_digest, is_repository_name, is_tag
 
 SIGNATURE = "signature"
 SNAPSHOT = "snapshot"

@@ -48,7 +48,7 @@ from typing import Any
 import pandas as pd
 
 from analyzer.inventory import Inventory
-from analyzer.model import KIND_INDEX
+from analyzer.oci.manifest import KIND_INDEX
 from analyzer.policy import (
     DELETE,
     KEEP,

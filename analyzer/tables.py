@@ -10,7 +10,7 @@ import pandas as pd
 
 from analyzer.frames import isin
 from analyzer.inventory import Inventory
-from analyzer.model import GC_REFERENCE_KINDS, REF_MANIFEST
+from analyzer.oci.manifest import GC_REFERENCE_KINDS, REF_MANIFEST
 
 KEYS = ["repository", "digest"]
 

@@ -29,7 +29,7 @@ from analyzer.errors import UsageError
 from analyzer.frames import isin
 from analyzer.inventory import Inventory
 from analyzer.marking import sweep_candidates
-from analyzer.model import is_digest
+from analyzer.oci.manifest import is_digest
 from analyzer.plan import parse_reference
 from analyzer.tables import revisions
 

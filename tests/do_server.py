@@ -77,7 +77,7 @@ from analyzer.engines.digitalocean.names import (
 )
 from analyzer.engines.distribution.runner import parse_output
 from analyzer.inventory import Inventory
-from analyzer.model import GC_REFERENCE_KINDS
+from analyzer.oci.manifest import GC_REFERENCE_KINDS
 from analyzer.sources.storage import iter_blobs, resolve_root, scan_storage
 
 RATE_LIMIT = 5000

@@ -16,7 +16,7 @@ from scenario import fill
 from analyzer.apply import EXIT_INCOMPLETE, apply_plan, plan_snapshot, read_plan
 from analyzer.cli import main
 from analyzer.engines.distribution.gc_check import BREAKING_HAZARDS
-from analyzer.sources.oci import RegistryAPI
+from analyzer.oci.writer import RegistryAPI
 
 
 def run(*args: str) -> Result:

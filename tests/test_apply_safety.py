@@ -31,8 +31,8 @@ from analyzer.apply import (
     read_plan,
 )
 from analyzer.cli import main
+from analyzer.oci.writer import RegistryAPI
 from analyzer.plan_file import plan_signature
-from analyzer.sources.oci import RegistryAPI
 
 Key = tuple[str, str]
 

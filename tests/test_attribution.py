@@ -12,7 +12,7 @@ import pytest
 from analyzer.attribution import attribute
 from analyzer.generate import generate_registry
 from analyzer.inventory import SOURCE_STORAGE, Inventory, InventoryBuilder, SnapshotHeader
-from analyzer.model import (
+from analyzer.oci.manifest import (
     KIND_IMAGE,
     KIND_INDEX,
     OCI_INDEX,

@@ -77,7 +77,7 @@ def test_diff_markdown_shows_names_literally(tmp_path: Path) -> None:
     from markdown_it import MarkdownIt
 
     from analyzer.inventory import InventoryBuilder, SnapshotHeader
-    from analyzer.model import parse_manifest
+    from analyzer.oci.manifest import parse_manifest
     from analyzer.snapshot import write_snapshot
 
     def snap(name: str, repos: list[str]) -> Path:

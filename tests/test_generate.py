@@ -16,7 +16,7 @@ from analyzer import analyze, read_snapshot, scan_storage
 from analyzer.cli import main
 from analyzer.generate import generate_registry, write_storage_tree
 from analyzer.inventory import TABLES, Inventory
-from analyzer.model import KIND_INDEX
+from analyzer.oci.manifest import KIND_INDEX
 
 SAMPLE = Path(__file__).parent.parent / "sample_data" / "snapshot"
 # The command sample_data/README.md documents, minus the output path.

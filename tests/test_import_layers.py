@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "analyzer.version",
             "analyzer.progress",
             "analyzer.frames",
-            "analyzer.model",
+            "analyzer.oci.manifest",
             "analyzer.output",
             "analyzer.outcome",
             "analyzer.history",
@@ -52,6 +52,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "sources and runners",  # what reads a registry, and what runs a real collector
         (
+            "analyzer.oci.auth",
+            "analyzer.oci.client",
+            "analyzer.oci.writer",
             "analyzer.sources",
             "analyzer.sources.",
             "analyzer.generate",
@@ -116,6 +119,9 @@ PURE = (
 )
 IMPURE = (
     "analyzer.sources.",
+    "analyzer.oci.auth",
+    "analyzer.oci.client",
+    "analyzer.oci.writer",
     "analyzer.engines.distribution.runner",
     "analyzer.engines.distribution.serving",
     "analyzer.engines.digitalocean.runner",

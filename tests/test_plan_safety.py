@@ -11,7 +11,7 @@ import pytest
 
 from analyzer.generate import generate_registry
 from analyzer.inventory import Inventory, conform
-from analyzer.model import KIND_INDEX, REF_MANIFEST
+from analyzer.oci.manifest import KIND_INDEX, REF_MANIFEST
 from analyzer.plan import plan_deletions
 from analyzer.retention import REFERRER_TAG
 

@@ -17,7 +17,7 @@ from registry import RegistryEngine, RegistryServer, delete_then_collect
 from analyzer.cli import main
 from analyzer.generate import NOW, generate_registry, write_storage_tree
 from analyzer.inventory import Inventory, conform
-from analyzer.model import KIND_INDEX, REF_MANIFEST
+from analyzer.oci.manifest import KIND_INDEX, REF_MANIFEST
 from analyzer.policy import Policy, PolicyError, load_policy, parse_duration, parse_policy
 from analyzer.policy_plan import compare_policies, plan_policy
 from analyzer.retention import REFERRER_TAG, Evaluation, evaluate_policy

@@ -48,8 +48,8 @@ from analyzer.engines.distribution.model import (
 from analyzer.inventory import SOURCE_STORAGE, Inventory, InventoryBuilder, SnapshotHeader
 from analyzer.marking import GCResult
 from analyzer.marking import roots as _roots
-from analyzer.model import KIND_IMAGE, KIND_INDEX, OCI_INDEX, OCI_MANIFEST, Descriptor
-from analyzer.model import ParsedManifest as PM
+from analyzer.oci.manifest import KIND_IMAGE, KIND_INDEX, OCI_INDEX, OCI_MANIFEST, Descriptor
+from analyzer.oci.manifest import ParsedManifest as PM
 from analyzer.tables import gc_references
 
 V3 = DISTRIBUTION_3

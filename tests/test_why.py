@@ -17,7 +17,7 @@ from registry import Pusher, RegistryServer, blob_bytes
 from scenario import fill
 
 from analyzer.cli import main
-from analyzer.model import ACCEPT_MANIFESTS
+from analyzer.oci.manifest import ACCEPT_MANIFESTS
 from analyzer.snapshot import read_snapshot
 from analyzer.why import explain
 

@@ -543,7 +543,7 @@ def _apply_writer(
         writer = DigitalOceanWriter(DigitalOceanClient.from_env(api_url), do_registry)
         target_registry(plan, writer.shown)
         return writer
-    from analyzer.sources.oci import RegistryAPI
+    from analyzer.oci.writer import RegistryAPI
 
     url = target_registry(plan, registry_url)
     creds = registry_credentials(username, password_stdin)

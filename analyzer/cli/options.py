@@ -169,7 +169,7 @@ def registry_login_options(fn: F) -> F:
 
 def registry_credentials(username: str | None, password_stdin: bool) -> Any:
     """Credentials from the login options; the password never comes from the command line."""
-    from analyzer.sources.oci import Credentials
+    from analyzer.oci.auth import Credentials
 
     if not username:
         return None
@@ -238,7 +238,7 @@ def configure_logging(verbose: bool) -> None:
 
 def tls_verify(url: str | None, ca_cert: str | None, insecure: bool) -> bool | str:
     """requests' `verify` for --ca-cert/--insecure; --insecure is warned about, loudly."""
-    from analyzer.sources.oci import tls_verify as verify_for
+    from analyzer.oci.client import tls_verify as verify_for
 
     verify = verify_for(ca_cert, insecure)
     if insecure:

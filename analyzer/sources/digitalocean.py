@@ -35,7 +35,7 @@ from analyzer.inventory import (
     SnapshotHeader,
     frame,
 )
-from analyzer.model import KIND_IMAGE, KIND_INDEX, REF_LAYER, REF_MANIFEST, is_digest, is_tag
+from analyzer.oci.manifest import KIND_IMAGE, KIND_INDEX, REF_LAYER, REF_MANIFEST, is_digest, is_tag
 from analyzer.progress import NullProgress, Progress
 from analyzer.version import __version__
 

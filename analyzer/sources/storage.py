@@ -39,7 +39,7 @@ from pathlib import Path
 from analyzer.errors import SourceError
 from analyzer.inventory import SOURCE_STORAGE, Inventory, InventoryBuilder, SnapshotHeader
 from analyzer.inventory import UNREAD as UNREAD_SKIP
-from analyzer.model import (
+from analyzer.oci.manifest import (
     KIND_IMAGE,
     ParsedManifest,
     is_digest,

@@ -16,7 +16,7 @@ from markdown_it import MarkdownIt
 
 from analyzer.history import KIND_COMPARISON, write_record
 from analyzer.inventory import SOURCE_STORAGE, InventoryBuilder, SnapshotHeader
-from analyzer.model import KIND_IMAGE, KIND_INDEX, OCI_INDEX, Descriptor, ParsedManifest
+from analyzer.oci.manifest import KIND_IMAGE, KIND_INDEX, OCI_INDEX, Descriptor, ParsedManifest
 from analyzer.report.escape import printable
 from analyzer.snapshot import write_snapshot
 

@@ -27,15 +27,10 @@ from registry import OCI_MANIFEST, Pusher, RegistryServer, free_port, sha256
 from analyzer.cli import main
 from analyzer.errors import AuthError, IntegrityError, SourceError
 from analyzer.inventory import SOURCE_OCI, Inventory
-from analyzer.model import referrers_tag
-from analyzer.sources.oci import (
-    Credentials,
-    TokenCache,
-    _json_body,
-    _Shared,
-    scan_oci,
-    scope_for,
-)
+from analyzer.oci.auth import Credentials, TokenCache, scope_for
+from analyzer.oci.client import Shared, _json_body
+from analyzer.oci.manifest import referrers_tag
+from analyzer.sources.oci import scan_oci
 
 PASSWORD = "s3cret-Pa55-xyzzy"
 WRONG = "wrong-Pa55-plugh"
@@ -228,7 +223,7 @@ def test_workers_do_not_change_the_result_and_progress_counts(registry: Registry
 
 
 def test_one_oras_client_per_thread(registry: RegistryServer) -> None:
-    shared = _Shared(registry.url, None, 5.0)
+    shared = Shared(registry.url, None, 5.0)
     mine = shared.client()
     other: list[object] = []
     t = threading.Thread(target=lambda: other.append(shared.client()))

@@ -28,7 +28,7 @@ from analyzer.engines.distribution.model import DISTRIBUTION_3, DISTRIBUTION_28,
 from analyzer.engines.registry import analyze
 from analyzer.errors import AuthError, IntegrityError, SourceError
 from analyzer.inventory import Inventory
-from analyzer.model import referrers_tag
+from analyzer.oci.manifest import referrers_tag
 from analyzer.plan import plan_deletions
 from analyzer.snapshot import read_snapshot
 from analyzer.sources.http import RetryPolicy

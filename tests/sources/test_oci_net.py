@@ -19,9 +19,10 @@ from registry import Pusher, RegistryServer
 
 from analyzer.cli import main
 from analyzer.errors import AuthError, SourceError
+from analyzer.oci.writer import RegistryAPI
 from analyzer.snapshot import read_snapshot
 from analyzer.sources.http import loggable_url
-from analyzer.sources.oci import RegistryAPI, scan_oci
+from analyzer.sources.oci import scan_oci
 
 PASSWORD = "s3cret-Pa55-helper-xyzzy"
 

@@ -39,7 +39,7 @@ from analyzer.errors import (
     DigitalOceanRateLimited,
     DigitalOceanServerError,
 )
-from analyzer.model import redact_url
+from analyzer.oci.manifest import redact_url
 from analyzer.sources.http import log_request
 
 log = logging.getLogger(__name__)

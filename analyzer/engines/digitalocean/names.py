@@ -80,6 +80,6 @@ def gc_type_for(name: str | None, delete_untagged: bool) -> GCType:
 
 def registry_identity(api_url: str, registry: str) -> str:
     """How snapshots, predictions and outcomes name a DigitalOcean registry (compare checks it)."""
-    from analyzer.model import redact_url
+    from analyzer.oci.manifest import redact_url
 
     return f"{redact_url(api_url)}/v2/registries/{registry}"

@@ -37,7 +37,7 @@ import pandas as pd
 from analyzer.frames import isin
 from analyzer.inventory import SOURCE_GENERATED, SOURCE_STORAGE, Inventory
 from analyzer.marking import GCResult, mark_one_level, roots, sweep
-from analyzer.model import REF_MANIFEST
+from analyzer.oci.manifest import REF_MANIFEST
 from analyzer.tables import closure, empty_blobs, empty_pairs, gc_references, revisions
 
 DISTRIBUTION_28 = "distribution-2.8"
