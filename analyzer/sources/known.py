@@ -21,7 +21,7 @@ import pandas as pd
 
 from analyzer.errors import UsageError
 from analyzer.inventory import SOURCE_OCI, SOURCE_STORAGE, Inventory
-from analyzer.model import (
+from analyzer.oci.manifest import (
     KIND_INDEX,
     REF_CONFIG,
     REF_LAYER,
