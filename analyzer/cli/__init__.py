@@ -209,8 +209,6 @@ def scan(
         else:
             if not url:
                 raise UsageError("give a registry URL, --storage or --registry-config")
-            if part is not None or before is not None:
-                raise UsageError("--shard and --since read a storage tree (--storage) for now")
             inv = _scan_api(
                 url,
                 repos,
@@ -221,6 +219,8 @@ def scan(
                 timeout,
                 tls_verify(url, ca_cert, insecure),
                 progress,
+                part,
+                before,
             )
     finally:
         progress.close()
@@ -242,6 +242,8 @@ def _scan_api(
     timeout: float,
     verify: bool | str,
     progress: ClickProgress,
+    shard: Any = None,
+    since: Any = None,
 ) -> Any:
     """`scan URL`: the OCI API walk, journalled beside OUTPUT; on a failure, says how to resume."""
     from analyzer.sources.oci import journal_path, journalled_repositories, scan_oci
@@ -258,6 +260,8 @@ def _scan_api(
             progress=progress,
             verify=verify,
             journal=journal,
+            shard=shard,
+            since=since,
         )
     except (ReclaimError, KeyboardInterrupt):
         progress.close()

@@ -12,6 +12,7 @@ used; a manifest SNAP skipped is not in its tables, so it is read again.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -89,6 +90,7 @@ class KnownManifests:
         self._parents = parents[self._order]
         self._refs = refs
         self.saved = Saved()
+        self._lock = threading.Lock()  # API scans count from their worker threads
 
     def __contains__(self, digest: object) -> bool:
         return digest in self._rows
@@ -144,6 +146,10 @@ class KnownManifests:
 
     def reused(self, known: Known, config_too: bool) -> None:
         """Count a body (and its image config, when that is not read either) as saved."""
+        with self._lock:
+            self._count(known, config_too)
+
+    def _count(self, known: Known, config_too: bool) -> None:
         self.saved.manifests += 1
         self.saved.manifest_bytes += known.size
         config = known.parsed.config

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from faultproxy import FaultProxy
 from registry import Pusher, RegistryEngine, RegistryServer
 from scenario import fill
 
@@ -253,3 +254,76 @@ def test_storage_rescan_since_equals_a_full_rescan_and_reads_no_known_body(
     assert counting.blob_reads == 0
     assert_same_inventory(read_snapshot(again), want)
     assert read_snapshot(again).header.extra["since"]["manifests_reused"] == len(now)
+
+
+def test_merged_api_shards_equal_a_single_scan(filled: tuple[RegistryServer, Path]) -> None:
+    server, workdir = filled
+    single = workdir / "api-single"
+    run("scan", server.url, "-o", str(single))
+    parts = []
+    for k in range(1, N + 1):
+        out = workdir / f"api-part-{k}"
+        run("scan", server.url, "--shard", f"{k}/{N}", "-o", str(out))
+        parts.append(out)
+    merged = workdir / "api-merged"
+    run("merge", *map(str, parts), "-o", str(merged))
+    whole, joined = read_snapshot(single), read_snapshot(merged)
+    assert_same_inventory(joined, whole)
+    for key in ("referrers", "auth", "skips", "unread"):
+        assert joined.header.extra[key] == whole.header.extra[key], key
+    assert analyses(merged) == analyses(single)
+
+
+def manifest_gets(proxy: FaultProxy) -> list[str]:
+    """Digests whose manifest body the scan fetched (GET /v2/<name>/manifests/<digest>)."""
+    found = []
+    for method, path, _ in proxy.requests:
+        name, sep, ref = path.partition("/manifests/")
+        if method == "GET" and sep and name.startswith("/v2/") and ref.startswith("sha256:"):
+            found.append(ref)
+    return found
+
+
+def test_api_rescan_since_equals_a_full_rescan_and_fetches_no_known_body(
+    filled: tuple[RegistryServer, Path],
+) -> None:
+    server, workdir = filled
+    with FaultProxy(server.url) as proxy:
+        first = workdir / "api-inc-first"
+        run("scan", proxy.url, "-o", str(first))
+        before = read_snapshot(first)
+        p = Pusher(server.url)
+        p.image("fleet/svc-4", "v1", [b"svc 4 v2 " * 210])  # a tag moves
+        p.image("fleet/api-new", "latest", [b"api brand new " * 300])
+        gone = before.tags.loc[before.tags["repository"] == "fleet/svc-5", "digest"].iloc[0]
+        p.delete_manifest("fleet/svc-5", gone)
+
+        proxy.requests.clear()
+        full = workdir / "api-inc-full"
+        run("scan", proxy.url, "-o", str(full))
+        full_gets = manifest_gets(proxy)
+        proxy.requests.clear()
+        rescan = workdir / "api-inc-since"
+        text = run("scan", proxy.url, "--since", str(first), "-o", str(rescan))
+        since_gets = manifest_gets(proxy)
+
+        got, want = read_snapshot(rescan), read_snapshot(full)
+        assert_same_inventory(got, want)
+        assert analyses(rescan) == analyses(full)
+        known = set(before.manifests["digest"])
+        # only manifests the first scan did not have were fetched
+        assert since_gets and not set(since_gets) & known
+        assert set(since_gets) == set(want.manifests["digest"]) - known
+        assert len(since_gets) < len(full_gets)
+        saved = got.header.extra["since"]
+        assert saved["manifests_reused"] == len(
+            want.manifests.loc[want.manifests["digest"].isin(known)]
+        )
+        assert "saved reading" in text
+
+        # unchanged since: no manifest body fetched at all
+        proxy.requests.clear()
+        again = workdir / "api-inc-again"
+        run("scan", proxy.url, "--since", str(full), "-o", str(again))
+        assert manifest_gets(proxy) == []
+        assert_same_inventory(read_snapshot(again), want)
