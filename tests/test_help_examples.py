@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from analyzer.cli import main
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
-COMMANDS = ("report", "why", "diff", "forecast", "metrics")
+COMMANDS = ("report", "why", "diff", "forecast", "metrics", "merge")
 
 
 def shell_blocks(text: str) -> list[str]:
