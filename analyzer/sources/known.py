@@ -82,13 +82,28 @@ class KnownManifests:
         self.source = since.header.source
         self.storage_root = since.header.storage_root
         m = since.manifests.drop_duplicates("digest")
+        # Plain lists and one index: a lookup is then a few list reads, no pandas per manifest.
         self._rows = dict(zip(m["digest"].astype(str), range(len(m)), strict=True))
-        self._m = m.reset_index(drop=True)
+        self._media = m["media_type"].astype(object).tolist()
+        self._kind = m["kind"].astype(str).tolist()
+        self._size = m["size"].astype("int64").tolist()
+        self._artifact = m["artifact_type"].astype(object).tolist()
+        created = m["created"]
+        self._created = [None if pd.isna(t) else t.to_pydatetime() for t in created]
         refs = since.references
-        parents = refs["parent"].astype(str).to_numpy()
-        self._order = np.argsort(parents, kind="stable")
-        self._parents = parents[self._order]
-        self._refs = refs
+        order = np.argsort(refs["parent"].astype(str).to_numpy(), kind="stable")
+        parents = refs["parent"].astype(str).to_numpy()[order]
+        self._ref_kind = refs["kind"].astype(str).to_numpy()[order].tolist()
+        self._ref_child = refs["child"].astype(str).to_numpy()[order].tolist()
+        self._ref_size = refs["size"].astype(object).to_numpy()[order].tolist()
+        self._ref_media = refs["media_type"].astype(object).to_numpy()[order].tolist()
+        self._ref_platform = refs["platform"].astype(object).to_numpy()[order].tolist()
+        self._ranges: dict[str, tuple[int, int]] = {}
+        if len(parents):
+            firsts = np.flatnonzero(np.r_[True, parents[1:] != parents[:-1]])
+            ends = np.r_[firsts[1:], len(parents)]
+            for i, j in zip(firsts.tolist(), ends.tolist(), strict=True):
+                self._ranges[str(parents[i])] = (i, j)
         self.saved = Saved()
         self._lock = threading.Lock()  # API scans count from their worker threads
 
@@ -102,28 +117,20 @@ class KnownManifests:
         row = self._rows.get(digest)
         if row is None:
             return None
-        m = self._m.iloc[row]
-        lo = int(np.searchsorted(self._parents, digest, side="left"))
-        hi = int(np.searchsorted(self._parents, digest, side="right"))
-        rows = self._refs.iloc[self._order[lo:hi]]
         config: Descriptor | None = None
         layers: list[Descriptor] = []
         children: list[Descriptor] = []
         subject: Descriptor | None = None
-        for kind, child, size, media_type, platform in zip(
-            rows["kind"],
-            rows["child"],
-            rows["size"],
-            rows["media_type"],
-            rows["platform"],
-            strict=True,
-        ):
+        lo, hi = self._ranges.get(digest, (0, 0))
+        for i in range(lo, hi):
+            size = _na(self._ref_size[i])
             d = Descriptor(
-                media_type=_na(media_type),
-                digest=str(child),
-                size=None if _na(size) is None else int(size),
-                platform=_na(platform),
+                media_type=_na(self._ref_media[i]),
+                digest=self._ref_child[i],
+                size=None if size is None else int(size),
+                platform=_na(self._ref_platform[i]),
             )
+            kind = self._ref_kind[i]
             if kind == REF_CONFIG:
                 config = d
             elif kind == REF_LAYER:
@@ -132,17 +139,16 @@ class KnownManifests:
                 children.append(d)
             elif kind == REF_SUBJECT:
                 subject = d
-        created = _na(m["created"])
         parsed = ParsedManifest(
-            media_type=str(m["media_type"]),
-            kind=str(m["kind"]),
-            config=None if m["kind"] == KIND_INDEX else config,
+            media_type=str(self._media[row]),
+            kind=self._kind[row],
+            config=None if self._kind[row] == KIND_INDEX else config,
             layers=tuple(layers),
             manifests=tuple(children),
             subject=subject,
-            artifact_type=_na(m["artifact_type"]),
+            artifact_type=_na(self._artifact[row]),
         )
-        return Known(parsed, int(m["size"]), None if created is None else created.to_pydatetime())
+        return Known(parsed, self._size[row], self._created[row])
 
     def reused(self, known: Known, config_too: bool) -> None:
         """Count a body (and its image config, when that is not read either) as saved."""

@@ -280,7 +280,8 @@ class Tree(StorageTree):
         return self.real_v2
 
     def abs(self, rel: str) -> str:
-        return os.path.join(self.v2, rel) if rel else self.v2
+        # Not os.path.join: `rel` is always relative, and this runs for every entry walked.
+        return f"{self.v2}/{rel}" if rel else self.v2
 
     def walk(self, start: str, visit: Visitor, engine: str) -> Failure | None:
         return walk(self, start, visit, engine)
