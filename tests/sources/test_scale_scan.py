@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from faultproxy import FaultProxy
 from registry import Pusher, RegistryEngine, RegistryServer
+from s3server import S3RegistryServer
 from scenario import fill
 
 from analyzer.cli import main
@@ -327,3 +328,35 @@ def test_api_rescan_since_equals_a_full_rescan_and_fetches_no_known_body(
         run("scan", proxy.url, "--since", str(full), "-o", str(again))
         assert manifest_gets(proxy) == []
         assert_same_inventory(read_snapshot(again), want)
+
+
+def test_s3_shards_merged_equal_a_single_scan_and_rescan_reads_no_manifest(
+    s3_registry: S3RegistryServer, tmp_path: Path
+) -> None:
+    """The same on a registry kept in S3 (SeaweedFS, distribution 2.8's s3 driver): every
+    shard lists the store (a revision link's blob is known from the listing), shard 1 alone
+    records the blob store; a rescan --since makes no manifest read."""
+    p = Pusher(s3_registry.url)
+    fill(p)
+    more_repositories(p, 6)
+    store = s3_registry.storage_args()
+    single = tmp_path / "s3-single"
+    run("scan", *store, "-o", str(single))
+    parts = []
+    for k in range(1, N + 1):
+        parts.append(tmp_path / f"s3-part-{k}")
+        run("scan", *store, "--shard", f"{k}/{N}", "-o", str(parts[-1]))
+    merged = tmp_path / "s3-merged"
+    run("merge", *map(str, parts), "-o", str(merged))
+    whole = read_snapshot(single)
+    assert_same_inventory(read_snapshot(merged), whole)
+    assert analyses(merged) == analyses(single)
+
+    rescan = tmp_path / "s3-since"
+    run("scan", *store, "--since", str(single), "-o", str(rescan))
+    again = read_snapshot(rescan)
+    assert_same_inventory(again, whole)
+    reads = whole.header.extra["storage_requests"]["read_requests"]
+    manifests = whole.manifests["digest"].nunique()
+    assert again.header.extra["since"]["manifests_reused"] == manifests
+    assert again.header.extra["storage_requests"]["read_requests"] == reads - manifests
