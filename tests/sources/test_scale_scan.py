@@ -24,6 +24,7 @@ from analyzer.shards import Shard, shard_of
 from analyzer.snapshot import read_snapshot
 from analyzer.sources import layout
 from analyzer.sources.merge import merge_inventories
+from analyzer.sources.oci import scan_oci
 
 ENGINES = ("distribution-2.8", "distribution-3")
 N = 3
@@ -328,6 +329,19 @@ def test_api_rescan_since_equals_a_full_rescan_and_fetches_no_known_body(
         run("scan", proxy.url, "--since", str(full), "-o", str(again))
         assert manifest_gets(proxy) == []
         assert_same_inventory(read_snapshot(again), want)
+
+        # a journalled rescan resumes: the known manifests are journalled without a body and
+        # taken from the same --since snapshot again
+        journal = workdir / "api-inc-journal.jsonl"
+        first_run = scan_oci(proxy.url, since=want, journal=journal)
+        assert '"body": null' in journal.read_text()
+        proxy.requests.clear()
+        resumed = scan_oci(proxy.url, since=want, journal=journal)
+        assert resumed.header.extra["resumed_repositories"] == len(want.repositories)
+        assert not [r for r in proxy.requests if "/manifests/" in r[1]]
+        for table in TABLES:  # (the header says it resumed)
+            assert rows(resumed.tables[table]) == rows(want.tables[table]), table
+            assert rows(first_run.tables[table]) == rows(want.tables[table]), table
 
 
 def test_s3_shards_merged_equal_a_single_scan_and_rescan_reads_no_manifest(
