@@ -141,6 +141,18 @@ def _excluded(
     source = inv.header.source
     if not sweep or (inv.header.complete and source in (SOURCE_STORAGE, SOURCE_GENERATED)):
         return out
+    shard = shard_record(inv.header.extra)
+    if source == SOURCE_STORAGE and shard is not None and shard.get("index") != 1:
+        out.update(
+            description=(
+                "stored blobs: this shard did not list the blob store (shard 1 of a sharded "
+                "scan does), so their number and size are unknown; join the shards with "
+                "`reclaim merge` for the whole figure"
+            ),
+            blobs_at_most=None,
+            bytes_at_most=None,
+        )
+        return out
     if source == SOURCE_STORAGE:
         blobs = inv.blobs
         stored = blobs.loc[blobs["present"].fillna(False).astype(bool)]
