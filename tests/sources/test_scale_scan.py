@@ -132,6 +132,9 @@ def test_merged_storage_shards_equal_a_single_scan(
         assert bool(shard.blobs["present"].fillna(False).any()) == (k == 1)
     assert_same_inventory(joined, whole)
     assert joined.header.complete
+    # a shard alone promises nothing about the blobs outside it (shard 2 never listed them)
+    alone = json.loads(run("analyze", str(parts[1]), "--engine", ENGINES[0], "--format", "json"))
+    assert alone["bound"] == "none" and alone["complete"] is False
     assert analyses(merged) == analyses(single)
 
 
