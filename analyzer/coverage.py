@@ -42,6 +42,7 @@ from analyzer.inventory import (
     Inventory,
 )
 from analyzer.marking import GCResult, mark_one_level, sweep_candidates
+from analyzer.shards import shard_record
 from analyzer.tables import tagged_revisions
 
 BOUND_EXACT = "exact"
@@ -89,9 +90,13 @@ def _total(df: pd.DataFrame) -> int:
 
 
 def unread_repositories(inv: Inventory) -> bool:
-    """Repositories exist that the scan did not read: a --repo filter, or a catalog entry
+    """Repositories exist that the scan did not read: a --repo filter, a shard, or a catalog entry
     skipped (a skip without a reference is a whole repository)."""
-    return bool(inv.header.repository_filter) or bool(inv.skips["reference"].isna().any())
+    return (
+        bool(inv.header.repository_filter)
+        or shard_record(inv.header.extra) is not None  # one shard of a sharded scan
+        or bool(inv.skips["reference"].isna().any())
+    )
 
 
 def _marks_every_root(inv: Inventory, delete_untagged: bool) -> bool:
@@ -135,6 +140,18 @@ def _excluded(
     }
     source = inv.header.source
     if not sweep or (inv.header.complete and source in (SOURCE_STORAGE, SOURCE_GENERATED)):
+        return out
+    shard = shard_record(inv.header.extra)
+    if source == SOURCE_STORAGE and shard is not None and shard.get("index") != 1:
+        out.update(
+            description=(
+                "stored blobs: this shard did not list the blob store (shard 1 of a sharded "
+                "scan does), so their number and size are unknown; join the shards with "
+                "`reclaim merge` for the whole figure"
+            ),
+            blobs_at_most=None,
+            bytes_at_most=None,
+        )
         return out
     if source == SOURCE_STORAGE:
         blobs = inv.blobs

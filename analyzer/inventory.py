@@ -300,6 +300,14 @@ class InventoryBuilder:
         self._blob_sizes: dict[str, tuple[int | None, bool | None]] = {}
         self._repos: dict[str, bool | None] = {}
 
+    def count(self, table: str) -> int:
+        """Rows recorded so far in `table` (repositories and blobs: distinct keys)."""
+        if table == "repositories":
+            return len(self._repos)
+        if table == "blobs":
+            return len(self._blob_sizes)
+        return len(self._rows[table])
+
     def add_repository(self, repository: str, has_tags_dir: bool | None) -> None:
         self._repos[repository] = has_tags_dir
 

@@ -11,7 +11,7 @@ import pytest
 from clirun import run_cli
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
-COMMANDS = ("report", "why", "diff", "forecast", "metrics")
+COMMANDS = ("report", "why", "diff", "forecast", "metrics", "merge")
 
 
 def shell_blocks(text: str) -> list[str]:

@@ -43,6 +43,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "analyzer.inventory",
             "analyzer.snapshot",
+            "analyzer.shards",
             "analyzer.plan_file",
             "analyzer.tables",
             "analyzer.report.text",

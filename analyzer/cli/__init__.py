@@ -90,6 +90,21 @@ def main() -> None:
     help="Only repositories matching this glob (repeatable).",
 )
 @snapshot_output_options(required=True)
+@click.option(
+    "--shard",
+    metavar="K/N",
+    help="Read only shard K of N of the repositories (shard 1 also reads the blob store); "
+    "join shards 1..N with `reclaim merge`. A repository's shard is 1 + (the first 8 bytes of "
+    "sha256(name), big-endian) mod N: the same on every machine.",
+)
+@click.option(
+    "--since",
+    metavar="SNAP",
+    type=click.Path(exists=True, file_okay=False),
+    help="An earlier snapshot of this registry: manifest and image config bodies it holds "
+    "(same digest: same content) are not read again; links, tags and blobs are read as always. "
+    "The summary says what was saved.",
+)
 @registry_login_options
 @click.option(
     "--workers",
@@ -118,6 +133,8 @@ def scan(
     repos: tuple[str, ...],
     output: str,
     force: bool,
+    shard: str | None,
+    since: str | None,
     username: str | None,
     password_stdin: bool,
     docker_config: str | None,
@@ -163,10 +180,22 @@ def scan(
 
     The snapshot is written whole or not at all (a killed scan leaves nothing that reads as a
     snapshot); an existing snapshot at -o is replaced only with --force.
+
+    \b
+    Big registries: spread the scan, or scan again cheaply:
+      reclaim scan --storage /var/lib/registry --shard 2/4 -o snap-2   # one of 4 jobs
+      reclaim merge snap-1 snap-2 snap-3 snap-4 -o snap
+      reclaim scan --storage /var/lib/registry --since snap -o snap-tomorrow
     """
     configure_logging(verbose)
     check_target(output, force)  # before the scan, not after it
+    from analyzer.shards import Shard
+
+    part = Shard.parse(shard) if shard else None
+    before = read_snapshot(since) if since else None
     if digitalocean:
+        if part is not None or before is not None:
+            raise UsageError("--shard and --since read a storage tree or the registry API")
         store = storage or registry_config
         _scan_digitalocean(digitalocean, api_url, url, store, repos, output, timeout, force)
         return
@@ -177,7 +206,7 @@ def scan(
             from analyzer.storage_driver import storage_location
 
             where = storage_location(storage, registry_config, s3_endpoint, s3_region)
-            inv = scan_storage(where, url, list(repos), progress=progress)
+            inv = scan_storage(where, url, list(repos), progress=progress, shard=part, since=before)
         else:
             if not url:
                 raise UsageError("give a registry URL, --storage or --registry-config")
@@ -191,6 +220,8 @@ def scan(
                 timeout,
                 tls_verify(url, ca_cert, insecure),
                 progress,
+                part,
+                before,
             )
     finally:
         progress.close()
@@ -212,6 +243,8 @@ def _scan_api(
     timeout: float,
     verify: bool | str,
     progress: ClickProgress,
+    shard: Any = None,
+    since: Any = None,
 ) -> Any:
     """`scan URL`: the OCI API walk, journalled beside OUTPUT; on a failure, says how to resume."""
     from analyzer.sources.oci import journal_path, journalled_repositories, scan_oci
@@ -228,6 +261,8 @@ def _scan_api(
             progress=progress,
             verify=verify,
             journal=journal,
+            shard=shard,
+            since=since,
         )
     except (ReclaimError, KeyboardInterrupt):
         progress.close()
@@ -264,9 +299,60 @@ def _scan_summary(inv: Any) -> str:
         )
     if x.get("retries") or x.get("rereads"):
         text += f"; {x.get('retries', 0)} requests retried, {x.get('rereads', 0)} read again"
+    saved = x.get("since")
+    if isinstance(saved, dict):
+        text += (
+            f"; --since saved reading {saved.get('manifests_reused', 0)} manifests "
+            f"({saved.get('manifest_bytes_saved', 0):,} bytes) and "
+            f"{saved.get('configs_reused', 0)} image configs"
+        )
+    shard_part = x.get("shard")
+    if isinstance(shard_part, dict):
+        text += (
+            f"; shard {shard_part.get('index')}/{shard_part.get('count')}: "
+            "join all shards with reclaim merge"
+        )
     if x.get("resumed_repositories"):
         text += f"; resumed: {x['resumed_repositories']} repositories were read by an earlier run"
     return text
+
+
+@main.command("merge")
+@click.argument("snapshots", metavar="SNAP...", nargs=-1, required=True, type=click.Path())
+@snapshot_output_options(required=True)
+@click.option(
+    "--max-apart",
+    metavar="DURATION",
+    default="1h",
+    show_default=True,
+    help="Refuse shards whose scans ended further apart than this (e.g. 30m, 6h): the registry "
+    "may have changed between them.",
+)
+@fail_cleanly
+def merge_cmd(snapshots: tuple[str, ...], output: str, force: bool, max_apart: str) -> None:
+    """Join the shards of a sharded scan (`scan --shard K/N`) into one snapshot.
+
+    The result analyses exactly as a single scan of the registry would. Every shard 1..N of
+    one split must be given, once; shards of different registries, sources, filters or splits,
+    a repository in two shards, or scans further apart than --max-apart are refused (exit 1).
+
+    \b
+    Example (four jobs, then one merge):
+      reclaim scan --storage /var/lib/registry --shard 1/4 -o snap-1   # ... up to 4/4
+      reclaim merge snap-1 snap-2 snap-3 snap-4 -o snap
+      reclaim analyze snap --engine distribution-3
+    """
+    from analyzer.policy import parse_duration
+    from analyzer.sources.merge import merge_snapshots
+
+    try:
+        apart = parse_duration(max_apart)
+    except ValueError as e:
+        raise UsageError(f"--max-apart: {e}") from None
+    check_target(output, force)
+    inv = merge_snapshots(list(snapshots), apart)
+    path = write_snapshot(inv, output, replace=force)
+    click.echo(f"wrote {path}: {len(snapshots)} shards; {_scan_summary(inv)}", err=True)
 
 
 @main.command()

@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 from analyzer.engines.digitalocean.client import DigitalOceanClient
 from analyzer.inventory import Inventory
 from analyzer.progress import Progress
+from analyzer.shards import Shard
 from analyzer.sources.digitalocean import scan_digitalocean
 from analyzer.sources.oci import scan_oci
 from analyzer.sources.storage import scan_storage
@@ -36,9 +37,18 @@ class StorageSource:
     storage: str | os.PathLike[str]
     registry_url: str | None = None
     repo_globs: list[str] | None = None
+    shard: Shard | None = None  # one shard of a sharded scan (analyzer.shards)
+    since: Inventory | None = None  # an earlier snapshot: bodies it holds are not read again
 
     def scan(self, progress: Progress | None = None) -> Inventory:
-        return scan_storage(self.storage, self.registry_url, self.repo_globs, progress)
+        return scan_storage(
+            self.storage,
+            self.registry_url,
+            self.repo_globs,
+            progress,
+            shard=self.shard,
+            since=self.since,
+        )
 
 
 @dataclass
@@ -47,7 +57,7 @@ class OCISource:
 
     url: str
     repo_globs: list[str] | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)  # shard= and since= too
 
     def scan(self, progress: Progress | None = None) -> Inventory:
         return scan_oci(self.url, repo_globs=self.repo_globs, progress=progress, **self.options)

@@ -26,7 +26,7 @@ import os
 import re
 import stat
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
 
 from analyzer.engines.distribution.names import DISTRIBUTION_28
@@ -225,8 +225,11 @@ class StorageTree(ABC):
         """Whether `engine`'s walk of a path that does not exist fails (PathNotFoundError)."""
         return True
 
-    def prepare(self, repositories: builtins.list[str]) -> None:  # noqa: B027 - optional: read-ahead
-        """Read ahead what the scan of these repositories will read (a no-op on a disk)."""
+    def prepare(  # noqa: B027 - optional: read-ahead
+        self, repositories: builtins.list[str], known: Container[str] = ()
+    ) -> None:
+        """Read ahead what the scan of these repositories will read (a no-op on a disk); the
+        manifests whose digests are in `known` will not be read."""
 
     def unread_parts(self) -> builtins.list[tuple[str, str]]:
         """(part, why) for each part of the store that could not be listed at all."""
@@ -275,7 +278,8 @@ class Tree(StorageTree):
         return self.real_v2
 
     def abs(self, rel: str) -> str:
-        return os.path.join(self.v2, rel) if rel else self.v2
+        # Not os.path.join: `rel` is always relative, and this runs for every entry walked.
+        return f"{self.v2}/{rel}" if rel else self.v2
 
     def walk(self, start: str, visit: Visitor, engine: str) -> Failure | None:
         return walk(self, start, visit, engine)
@@ -302,9 +306,14 @@ class Tree(StorageTree):
         except OSError as e:
             return _os_failure(e)
 
-    def list(self, rel: str) -> builtins.list[str] | Failure:
-        """driver.List: the names in a directory (unsorted, as Readdirnames gives them)."""
-        st = self.stat(rel)
+    def list(
+        self, rel: str, st: os.stat_result | Failure | None = None
+    ) -> builtins.list[str] | Failure:
+        """driver.List: the names in a directory (unsorted, as Readdirnames gives them).
+        `st`: what `stat(rel)` just said, when the caller has it (the walk: one syscall less
+        per directory)."""
+        if st is None:
+            st = self.stat(rel)
         if isinstance(st, Failure):
             return st
         if stat.S_ISFIFO(st.st_mode):
@@ -424,15 +433,15 @@ def walk(tree: Tree, start: str, visit: Visitor, engine: str) -> Failure | None:
             return Failure(
                 ERROR, f"{rel}: a symlink loop: garbage-collect walks it until the path is too long"
             )
-        children = _sorted_list(tree, rel)
+        children = _sorted_list(tree, rel, st)
         if isinstance(children, Failure):
             return Failure(children.kind, f"{rel}: {children.detail}")
         stack.append((iter(children), key))
     return None
 
 
-def _sorted_list(tree: Tree, rel: str) -> list[str] | Failure:
-    names = tree.list(rel)
+def _sorted_list(tree: Tree, rel: str, st: os.stat_result | None = None) -> list[str] | Failure:
+    names = tree.list(rel, st)
     if isinstance(names, Failure):
         return names
     # Go sorts the listed paths as byte strings.

@@ -31,7 +31,16 @@ from typing import IO, Any, TypeVar
 from analyzer.errors import AuthError, IntegrityError, SourceError
 from analyzer.inventory import SOURCE_OCI, UNREAD, Inventory, InventoryBuilder, SnapshotHeader
 from analyzer.oci.auth import Credentials, resolve_credentials
-from analyzer.oci.client import PAGE_SIZE, Client, Fetched, Shared, Unsure, base_url
+from analyzer.oci.client import (
+    IMAGE_CONFIG_TYPES,
+    MAX_CONFIG_BYTES,
+    PAGE_SIZE,
+    Client,
+    Fetched,
+    Shared,
+    Unsure,
+    base_url,
+)
 from analyzer.oci.manifest import (
     KIND_INDEX,
     is_repository_name,
@@ -41,7 +50,9 @@ from analyzer.oci.manifest import (
     verify_digest,
 )
 from analyzer.progress import NullProgress, Progress
+from analyzer.shards import EXTRA_SHARD, Shard
 from analyzer.sources.http import RetryPolicy
+from analyzer.sources.known import EXTRA_SINCE, Known, KnownManifests
 from analyzer.version import __version__
 
 JOURNAL_SUFFIX = ".scan-journal.jsonl"
@@ -64,6 +75,7 @@ class _RepoResult:
     tags: list[tuple[str, str]] = field(default_factory=list)
     manifests: list[tuple[Fetched, datetime | None]] = field(default_factory=list)
     skips: list[tuple[str | None, str]] = field(default_factory=list)
+    known: set[str] = field(default_factory=set)  # digests taken from the --since snapshot
 
     @property
     def unread(self) -> bool:
@@ -71,8 +83,14 @@ class _RepoResult:
         return any(reason.startswith(UNREAD) for _, reason in self.skips)
 
 
-def walk_repository(client: Client, repo: str, page_size: int) -> _RepoResult:
-    """Tags, every manifest reachable from them (index children, referrers), each fetched once."""
+def walk_repository(
+    client: Client, repo: str, page_size: int, known: KnownManifests | None = None
+) -> _RepoResult:
+    """Tags, every manifest reachable from them (index children, referrers), each fetched once.
+
+    With `known` (`scan --since`), a manifest whose digest the earlier snapshot holds is not
+    fetched: a tag's HEAD already said it is there, and any other (an index child, a referrer)
+    is confirmed with a HEAD; its body, and its image config's time, come from the snapshot."""
     res = _RepoResult(repo)
     try:
         tags = client.paged(f"/v2/{repo}/tags/list", "tags", page_size)
@@ -99,15 +117,28 @@ def walk_repository(client: Client, repo: str, page_size: int) -> _RepoResult:
         if digest in seen:
             continue
         seen.add(digest)
+        was = known.get(digest) if known is not None else None
         try:
-            fetched = client.manifest(repo, digest)
+            if was is not None and digest not in tag_digests.values():
+                # still there? (the body cannot have changed; the manifest may be gone)
+                if client.resolve_tag(repo, digest) is None:
+                    was, fetched = None, None
+                else:
+                    fetched = Fetched(digest, was.parsed, was.size, b"")
+            elif was is not None:
+                fetched = Fetched(digest, was.parsed, was.size, b"")
+            else:
+                fetched = client.manifest(repo, digest)
         except Unsure as e:
             res.skips.append((digest, f"{UNREAD}manifest could not be read: {e}"))
             continue
         if fetched is None:
             res.skips.append((digest, "manifest is referenced but unknown (404)"))
             continue
-        _record(client, res, fetched)
+        if was is not None and known is not None:
+            _record_known(client, res, fetched, was, known)
+        else:
+            _record(client, res, fetched)
         if fetched.parsed.kind == KIND_INDEX:
             pending.extend(d.digest for d in fetched.parsed.manifests)
         pending.extend(_referrers(client, res, digest, tag_digests))
@@ -125,6 +156,25 @@ def _record(client: Client, res: _RepoResult, fetched: Fetched) -> None:
         except SourceError as e:  # only a timestamp is lost: recorded, not guessed
             res.skips.append((config.digest, f"image config could not be read ({e})"))
     res.manifests.append((fetched, created))
+
+
+def _record_known(
+    client: Client, res: _RepoResult, fetched: Fetched, was: Known, known: KnownManifests
+) -> None:
+    """A manifest taken from the earlier snapshot, with its image config's time as
+    `Client.config_created` gives it: fetched only when that snapshot cannot say (a storage
+    snapshot without one: it reads configs another way)."""
+    config = fetched.parsed.config
+    reads = config is not None and config.media_type in IMAGE_CONFIG_TYPES
+    reads = reads and config is not None and (config.size or 0) <= MAX_CONFIG_BYTES
+    if reads and was.created is None and known.source != SOURCE_OCI:
+        res.known.add(fetched.digest)
+        known.reused(was, False)
+        _record(client, res, fetched)
+        return
+    res.manifests.append((fetched, was.created if reads else None))
+    res.known.add(fetched.digest)
+    known.reused(was, config is not None)
 
 
 def _referrers(
@@ -169,7 +219,8 @@ def _repo_line(res: _RepoResult) -> dict[str, Any]:
             {
                 "digest": f.digest,
                 "declared": f.declared,
-                "body": base64.b64encode(f.body).decode(),
+                # taken from the --since snapshot (the journal's identity names it): no body
+                "body": None if f.digest in res.known else base64.b64encode(f.body).decode(),
                 "created": created.isoformat() if created else None,
             }
             for f, created in res.manifests
@@ -178,13 +229,22 @@ def _repo_line(res: _RepoResult) -> dict[str, Any]:
     }
 
 
-def _repo_from_line(doc: dict[str, Any]) -> _RepoResult:
-    """A journalled repository, every manifest checked against its digest again."""
+def _repo_from_line(doc: dict[str, Any], known: KnownManifests | None = None) -> _RepoResult:
+    """A journalled repository, every manifest checked against its digest again (or, taken
+    from the --since snapshot, found there again)."""
     repo = doc["repository"]
     res = _RepoResult(repo, doc["has_tags_dir"])
     res.tags = [(str(t), str(d)) for t, d in doc["tags"]]
     res.skips = [(ref, str(reason)) for ref, reason in doc["skips"]]
     for m in doc["manifests"]:
+        if m["body"] is None:
+            was = known.get(m["digest"]) if known is not None else None
+            if was is None:
+                raise KeyError(m["digest"])
+            created = datetime.fromisoformat(m["created"]) if m["created"] else None
+            res.manifests.append((Fetched(m["digest"], was.parsed, was.size, b""), created))
+            res.known.add(m["digest"])
+            continue
         body = base64.b64decode(m["body"], validate=True)
         where = f"journalled manifest {repo}@{m['digest']}"
         verify_digest(body, m["digest"], where)
@@ -205,8 +265,11 @@ class ScanJournal:
     process killed while writing it) is ignored; anything else unreadable starts the journal over.
     """
 
-    def __init__(self, path: Path, identity: dict[str, Any]) -> None:
+    def __init__(
+        self, path: Path, identity: dict[str, Any], known: KnownManifests | None = None
+    ) -> None:
         self.path = path
+        self.known = known
         self.identity = {"format": JOURNAL_FORMAT, "version": JOURNAL_VERSION, **identity}
         self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
         self.done: dict[str, _RepoResult] = {}
@@ -231,7 +294,7 @@ class ScanJournal:
         for i, line in enumerate(lines[1:], start=2):
             try:
                 doc = json.loads(line)
-                res = _repo_from_line(doc)
+                res = _repo_from_line(doc, self.known)
             except (json.JSONDecodeError, KeyError, TypeError, ValueError, IntegrityError):
                 if i == len(lines):
                     break  # torn by an interruption while it was written
@@ -342,6 +405,8 @@ def scan_oci(
     verify: bool | str = True,
     retry: RetryPolicy | None = None,
     journal: Path | None = None,
+    shard: Shard | None = None,
+    since: Inventory | None = None,
 ) -> Inventory:
     """Walk the registry at `url` through the OCI distribution API into an inventory.
 
@@ -352,8 +417,14 @@ def scan_oci(
     `retry` says how safe requests are retried. `verify` is requests' TLS verification (True, a
     CA file, or False). With `journal`, repositories read by an earlier, interrupted run of the
     same scan are taken from it, and each repository read now is added to it.
+
+    `shard` reads only that shard's repositories (`analyzer.shards`; `analyzer.sources.merge`
+    joins them). `since`, an earlier snapshot: a manifest it holds is not fetched again (tags
+    are still listed and resolved, other manifests confirmed with a HEAD); the savings are in
+    `header.extra["since"]`.
     """
     progress = progress or NullProgress()
+    known = KnownManifests(since) if since is not None else None
     globs = list(repo_globs or [])
     base = base_url(url)
     netloc = urllib.parse.urlsplit(base).netloc
@@ -362,13 +433,21 @@ def scan_oci(
     builder = InventoryBuilder()
     book = None
     if journal is not None:
-        book = ScanJournal(journal, {"registry": shared.shown, "repositories": globs})
+        identity: dict[str, Any] = {"registry": shared.shown, "repositories": globs}
+        if shard is not None:
+            identity["shard"] = str(shard)
+        if known is not None:
+            identity["since"] = known.snapshot_id
+        book = ScanJournal(journal, identity, known)
         book.load()
     resumed = 0
     try:
         client = shared.client()
         client.ping()
         repos, bad = _catalog(client, globs, page_size)
+        if shard is not None:
+            repos = [r for r in repos if shard.holds(r)]
+            bad = [r for r in bad if shard.holds(r)]
         for name in bad:
             builder.add_skip(name, None, f"{UNREAD}catalog returned an invalid repository name")
         progress.stage("repositories", len(repos))
@@ -390,7 +469,7 @@ def scan_oci(
                 consume(book.done[name])
         todo = [r for r in repos if book is None or r not in book.done]
         _in_order(
-            lambda repo: walk_repository(shared.client(), repo, page_size),
+            lambda repo: walk_repository(shared.client(), repo, page_size, known),
             todo,
             max(1, workers),
             consume,
@@ -402,6 +481,11 @@ def scan_oci(
     inv = builder.build(_header(url, globs, shared, resumed, book))
     inv.header.extra["skips"] = len(inv.skips)
     inv.header.extra["unread"] = len(inv.unread)
+    if shard is not None:
+        inv.header.extra[EXTRA_SHARD] = shard.record(False, 0)
+        inv.header.notes.append(shard.note())
+    if known is not None:
+        inv.header.extra[EXTRA_SINCE] = known.saved.to_dict(known.snapshot_id)
     return inv
 
 

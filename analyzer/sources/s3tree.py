@@ -37,6 +37,7 @@ import builtins
 import os
 import posixpath
 import stat
+from collections.abc import Container
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
@@ -362,9 +363,10 @@ class S3Tree(StorageTree):
         for skip in got.skips:
             self._cache[skip.path[base:]] = (cap, Failure(UNREAD, skip.reason))
 
-    def prepare(self, repositories: builtins.list[str]) -> None:
+    def prepare(self, repositories: builtins.list[str], known: Container[str] = ()) -> None:
         """Read, in parallel, the files the scan of these repositories reads: revision, tag
-        and layer links, upload start times, then the manifests the revision links name."""
+        and layer links, upload start times, then the manifests the revision links name
+        (except those in `known`: a rescan takes them from the earlier snapshot)."""
         links: list[str] = []
         revisions: list[str] = []
         starts: list[str] = []
@@ -390,7 +392,7 @@ class S3Tree(StorageTree):
             content = self._cache.get(rel, (0, b""))[1]
             if isinstance(content, bytes):
                 digest, _ = parse_digest(content.decode("latin-1"))
-                if digest is not None and digest.startswith("sha256:"):
+                if digest is not None and digest.startswith("sha256:") and digest not in known:
                     manifests.add(canonical_blob_path(digest))
         self.progress.stage("reading manifests", None)
         self._read_ahead(sorted(m for m in manifests if m in self.files), MAX_MANIFEST_BYTES)

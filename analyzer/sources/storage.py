@@ -49,6 +49,8 @@ from analyzer.oci.manifest import (
     verify_digest,
 )
 from analyzer.progress import NullProgress, Progress
+from analyzer.shards import EXTRA_SHARD, Shard
+from analyzer.sources.known import EXTRA_SINCE, KnownManifests
 from analyzer.sources.layout import (
     HANG,
     MAX_MANIFEST_BYTES,
@@ -80,6 +82,9 @@ EXTRA_UNSEEN = "gc_unseen"
 # credentials), so that the store can be read again (compare reads it as it is now).
 EXTRA_REQUESTS = "storage_requests"
 EXTRA_S3 = "s3"
+# The one skip that is not something the collector reads and reclaim does not: the collector
+# skips such a revision too, so it leaves the snapshot complete.
+MISSING_BLOB_SKIP = "revision link points to a missing blob"
 
 
 def resolve_root(path: str | os.PathLike[str]) -> Path:
@@ -173,10 +178,17 @@ class _Repository:
 
 
 class _Scan:
-    def __init__(self, tree: StorageTree, builder: InventoryBuilder, progress: Progress) -> None:
+    def __init__(
+        self,
+        tree: StorageTree,
+        builder: InventoryBuilder,
+        progress: Progress,
+        known: KnownManifests | None = None,
+    ) -> None:
         self.tree = tree
         self.b = builder
         self.progress = progress
+        self.known = known
         self.created: dict[str, datetime | None] = {}
         self.parsed: dict[str, ParsedManifest] = {}
         self.faults: list[Fault] = []
@@ -295,7 +307,7 @@ class _Scan:
                 return Failure(target.kind, f"{entry.rel}: {target.detail}")
             if target is None:
                 # distribution's enumerator skips a revision whose blob is gone (ErrBlobUnknown).
-                self.b.add_skip(repo, digest, "revision link points to a missing blob")
+                self.b.add_skip(repo, digest, MISSING_BLOB_SKIP)
                 return None
             found.ingested = True
             if target != digest:
@@ -352,7 +364,7 @@ class _Scan:
     def manifest(self, repo: str, digest: str, pushed_at: datetime | None) -> None:
         rel = _blob_rel(digest)
         where = f"{repo}@{digest}"
-        if digest not in self.parsed:
+        if digest not in self.parsed and not self.reuse(digest):
             body = self.tree.read(rel, MAX_MANIFEST_BYTES)
             if isinstance(body, Failure):
                 if body.kind == UNREAD:
@@ -376,6 +388,38 @@ class _Scan:
             self.sizes[digest],
             created=self.created.get(digest),
             pushed_at=pushed_at,
+        )
+
+    def reuse(self, digest: str) -> bool:
+        """`--since`: take a manifest body (and its image config's time) from the earlier
+        snapshot instead of reading it: the digest names the content. The revision link and the
+        blob's presence were read as always (`revisions`)."""
+        known = self.known.get(digest) if self.known is not None else None
+        if known is None or self.known is None:
+            return False
+        parsed = known.parsed
+        config_read = parsed.kind == KIND_IMAGE and parsed.config is not None
+        if config_read and self.tree.extra_reads:
+            created = known.created
+            if created is None and not self.known_times:
+                # the earlier scan did not read image configs (an S3 scan): read this one
+                created = _config_created(self.tree, parsed.config.digest)  # type: ignore[union-attr]
+                config_read = False
+            self.created[digest] = created
+        self.known.reused(known, config_read and self.tree.extra_reads)
+        self.parsed[digest] = parsed
+        self.sizes[digest] = known.size
+        return True
+
+    @property
+    def known_times(self) -> bool:
+        """Whether the earlier snapshot read image configs as this scan does (so a missing
+        `created` there means the config has none)."""
+        k = self.known
+        return (
+            k is not None
+            and k.source == SOURCE_STORAGE
+            and not str(k.storage_root).startswith("s3://")
         )
 
     def duplicates(self, found: _Repository, engines: list[str]) -> None:
@@ -535,6 +579,9 @@ def scan_storage(
     registry_url: str | None = None,
     repo_globs: list[str] | None = None,
     progress: Progress | None = None,
+    *,
+    shard: Shard | None = None,
+    since: Inventory | None = None,
 ) -> Inventory:
     """Read a registry's storage into a complete inventory.
 
@@ -545,11 +592,17 @@ def scan_storage(
     because blobs other repositories keep alive are not known. So is a tree holding anything
     the collector reads and reclaim does not (see the skips table); where the collector stops,
     `header.extra["gc_faults"]` says so, and the engine models predict the abort.
+
+    `shard` reads only that shard's repositories (and, shard 1 only, the blob store: see
+    `analyzer.shards`); `analyzer.sources.merge` joins the shards. `since`, an earlier snapshot,
+    saves reading the manifest bodies and image configs it holds (`analyzer.sources.known`):
+    the savings are in `header.extra["since"]`.
     """
     progress = progress or NullProgress()
+    known = KnownManifests(since) if since is not None else None
     tree = open_tree(storage, progress)
     try:
-        return _scan(tree, storage, registry_url, repo_globs, progress)
+        return _scan(tree, storage, registry_url, repo_globs, progress, shard, known)
     finally:
         tree.close()
 
@@ -560,9 +613,11 @@ def _scan(
     registry_url: str | None,
     repo_globs: list[str] | None,
     progress: Progress,
+    shard: Shard | None = None,
+    known: KnownManifests | None = None,
 ) -> Inventory:
     builder = InventoryBuilder()
-    scan = _Scan(tree, builder, progress)
+    scan = _Scan(tree, builder, progress, known)
     for part, why in tree.unread_parts():
         scan.unread(None, part, why)
     for engine in ENGINES:
@@ -570,20 +625,26 @@ def _scan(
     scan.seen_sets = {e: set(names) for e, names in scan.seen.items()}
     union = sorted(set().union(*scan.seen_sets.values()), key=_walk_order)
     repos = [r for r in union if not repo_globs or any(fnmatchcase(r, g) for g in repo_globs)]
-    tree.prepare(repos)
+    if shard is not None:
+        repos = [r for r in repos if shard.holds(r)]
+    global_skips = builder.count("skips")  # before any repository's: the merge keeps one copy
+    tree.prepare(repos, known if known is not None else ())
     progress.stage("repositories", len(repos))
     for repo in repos:
         scan.repository(repo)
         progress.advance()
-    progress.stage("blobs", None)
-    scan.blobs()
+    if shard is None or shard.records_blob_store:
+        progress.stage("blobs", None)
+        scan.blobs()
     complete = not repo_globs and not scan.incomplete
-    notes = []
-    if scan.incomplete:
-        notes.append(
-            f"incomplete: {len(scan.incomplete)} items the garbage collector reads were not "
-            f"read (first: {scan.incomplete[0]}); see the skips table"
-        )
+    notes = incomplete_notes(scan.incomplete)
+    extra = {**scan.extra(), **_store_extra(tree, storage)}
+    if shard is not None:
+        extra[EXTRA_SHARD] = shard.record(complete, global_skips)
+        notes.append(shard.note())
+        complete = False
+    if known is not None:
+        extra[EXTRA_SINCE] = known.saved.to_dict(known.snapshot_id)
     header = SnapshotHeader(
         source=SOURCE_STORAGE,
         registry=redact_url(registry_url) if registry_url else None,
@@ -593,9 +654,19 @@ def _scan(
         repository_filter=list(repo_globs or []),
         storage_root=_storage_root(tree, storage),
         notes=notes,
-        extra={**scan.extra(), **_store_extra(tree, storage)},
+        extra=extra,
     )
     return builder.build(header)
+
+
+def incomplete_notes(incomplete: list[str]) -> list[str]:
+    """The header note of a storage scan that could not read everything the collector reads."""
+    if not incomplete:
+        return []
+    return [
+        f"incomplete: {len(incomplete)} items the garbage collector reads were not "
+        f"read (first: {incomplete[0]}); see the skips table"
+    ]
 
 
 def _storage_root(tree: StorageTree, storage: str | os.PathLike[str] | StorageLocation) -> str:
