@@ -1020,7 +1020,7 @@ def write_scale_snapshot(
     path: str | os.PathLike[str],
     manifests: int,
     seed: int = 1,
-    chunk_manifests: int = 1_000_000,
+    chunk_manifests: int = 250_000,
 ) -> ScaleSummary:
     """Write a snapshot of a generated registry of about `manifests` manifest revisions.
 
