@@ -1,26 +1,33 @@
 """reclaim: predict what a container registry's garbage collection deletes, before it runs.
 
-Notebook entry points:
+Notebook entry points (the notebooks/ tell one story each with them):
 
     import analyzer
-    inv = analyzer.read_snapshot("sample_data/snapshot")
+    inv = analyzer.read_snapshot("snap")      # or analyzer.sample_data("snapshot"): bundled
+    analyzer.sample_data("history")           # the bundled GC history; example_policy("ci-cleanup")
     inv.manifests.head()                      # DataFrames with documented columns
     p = analyzer.analyze(inv, "distribution-2.8", delete_untagged=True)
     p.by_repository                           # bytes held alone / shared / reclaimable
     plan = analyzer.plan_policy(inv, "examples/policies/ci-cleanup.yaml", "distribution-2.8")
     analyzer.read_history()                   # every GC outcome and comparison, one row each
+    analyzer.read_discrepancies()             # each comparison's discrepancies, with their cause
     analyzer.explain(inv, "team/api:1.2", "distribution-3")   # what keeps it (reclaim why)
     analyzer.diff(old_inv, inv)               # what changed between two snapshots
     analyzer.forecast([inv1, inv2, inv3], quota_bytes=500 * 2**30)   # growth and quota date
+    analyzer.keep_newest_curve(inv, "policy.yaml", "distribution-2.8")  # bytes freed vs tags kept
+    from analyzer import plots                # the charts, as matplotlib figures
 """
 
-from analyzer.analysis import Prediction, analyze
+from analyzer.analysis import Prediction
 from analyzer.diff import SnapshotDiff, diff
-from analyzer.forecast import Forecast, forecast
-from analyzer.history import read_history
+from analyzer.engines.registry import analyze
+from analyzer.forecast import Forecast, forecast, policy_freed
+from analyzer.history import read_discrepancies, read_history
 from analyzer.inventory import Inventory, SnapshotHeader
 from analyzer.plan import Plan, plan_deletions
+from analyzer.policy_curve import keep_newest_curve
 from analyzer.policy_plan import compare_policies, plan_policy
+from analyzer.samples import SampleDataError, example_policy, sample_data
 from analyzer.snapshot import read_snapshot, write_snapshot
 from analyzer.sources.storage import scan_storage
 from analyzer.version import __version__
@@ -32,18 +39,24 @@ __all__ = [
     "Inventory",
     "Plan",
     "Prediction",
+    "SampleDataError",
     "SnapshotDiff",
     "SnapshotHeader",
     "__version__",
     "analyze",
     "compare_policies",
     "diff",
+    "example_policy",
     "explain",
     "forecast",
+    "keep_newest_curve",
     "plan_deletions",
     "plan_policy",
+    "policy_freed",
+    "read_discrepancies",
     "read_history",
     "read_snapshot",
+    "sample_data",
     "scan_storage",
     "write_snapshot",
 ]

@@ -10,22 +10,19 @@ from typing import Any
 
 import pandas as pd
 
+# The bound names live in analyzer.coverage; re-exported here where callers have found them.
+from analyzer.coverage import BOUND_EXACT as BOUND_EXACT
+from analyzer.coverage import BOUND_LOWER as BOUND_LOWER
+from analyzer.coverage import BOUND_NONE as BOUND_NONE
+from analyzer.coverage import BOUND_UPPER as BOUND_UPPER
+from analyzer.coverage import BOUNDS as BOUNDS
+from analyzer.coverage import Coverage, assess
 from analyzer.frames import isin
-from analyzer.inventory import SOURCE_STORAGE, Inventory
+from analyzer.inventory import SOURCE_GENERATED, SOURCE_STORAGE, Inventory
+from analyzer.marking import GCResult
 from analyzer.model import KIND_INDEX, REF_MANIFEST
-from analyzer.semantics import (
-    DISTRIBUTION_28,
-    GCResult,
-    anti_join,
-    closure,
-    gc_references,
-    revisions,
-    simulate,
-)
+from analyzer.tables import anti_join, closure, gc_references, manifest_edges, revisions
 
-BOUND_EXACT = "exact"
-BOUND_UPPER = "upper"
-BOUND_LOWER = "lower"
 SHARED_ROW = "(shared)"
 UNREFERENCED_ROW = "(unreferenced)"
 
@@ -46,6 +43,13 @@ class Prediction:
     notes: list[str] = field(default_factory=list)
     registry: str | None = None
     storage_root: str | None = None
+    coverage: Coverage | None = None  # the part of the registry `bound` speaks for
+    # False when the scan does not see the whole blob store and every manifest: then blobs no
+    # scanned manifest references are not known to be orphans (`orphaned_now` is left empty).
+    orphans_known: bool = True
+    # True when the inventory shows every `_layers` link the run would remove (a complete
+    # storage scan), or the engine removes none (2.8); else `layer_links_removed` is unknown.
+    layer_links_known: bool = False
 
     @property
     def blobs_eligible(self) -> pd.DataFrame:
@@ -78,19 +82,23 @@ class Prediction:
             "by_repository": by_repo.to_dict(orient="records"),
             "hazards": self.hazards,
             "orphaned_now": {
-                "blobs": len(self.orphaned_now),
-                "bytes": int(self.orphaned_now["size"].fillna(0).sum()),
+                "blobs": len(self.orphaned_now) if self.orphans_known else None,
+                "bytes": int(self.orphaned_now["size"].fillna(0).sum())
+                if self.orphans_known
+                else None,
             },
             "uploads_in_progress": {
                 "count": len(self.uploads),
                 "bytes": int(self.uploads["size"].fillna(0).sum()),
             },
             "layer_links_eligible": len(self.gc.layer_links_eligible),
+            "layer_links_removed": self.layer_links_removed(),
             "dangling_revisions": [
                 {"repository": r, "digest": d}
                 for r, d in self.gc.dangling_revisions.itertuples(index=False)
             ],
             "notes": self.notes,
+            **(self.coverage.to_dict() if self.coverage else {}),
         }
 
     def hazards_frame(self) -> pd.DataFrame:
@@ -109,37 +117,24 @@ class Prediction:
 
         return prediction_html(self)
 
+    def headline(self) -> list[str]:
+        """Lines a terminal shows before the prediction (an engine's own: its GC type)."""
+        return []
 
-def bound_for(inv: Inventory, delete_untagged: bool) -> str:
-    """How far to trust a prediction from this inventory (see docs: what the API can see)."""
-    if inv.header.complete and inv.header.source == SOURCE_STORAGE:
-        return BOUND_EXACT
-    if inv.header.complete:
-        # A complete listing from another source (DigitalOcean's digests) sees every manifest.
-        return BOUND_EXACT
-    if inv.header.source == SOURCE_STORAGE:
-        return BOUND_UPPER  # unscanned repositories can only keep more alive
-    return BOUND_LOWER if delete_untagged else BOUND_UPPER
+    def footer(self) -> list[str]:
+        """Lines a terminal shows after the prediction (an engine's own figures)."""
+        return []
 
+    def plan_keys(self, bytes_freed: int) -> dict[str, Any]:
+        """Keys a plan whose run this is adds to its JSON (an engine's own; none here)."""
+        return {}
 
-def _bound_note(bound: str, inv: Inventory) -> str | None:
-    if bound == BOUND_UPPER and inv.header.source == SOURCE_STORAGE:
-        return (
-            "upper bound: only the repositories matching the --repo filter were read; others "
-            "may keep some of these blobs alive, and their own garbage is not counted"
-        )
-    if bound == BOUND_UPPER:
-        return (
-            "upper bound: the registry API cannot list untagged manifests that nothing visible "
-            "points to; as GC roots they can only keep more blobs alive. Blobs no visible "
-            "manifest references are invisible too and are not counted"
-        )
-    if bound == BOUND_LOWER:
-        return (
-            "lower bound: untagged manifests the registry API cannot list are deleted too, and "
-            "blobs no visible manifest references are swept as well; both add to this figure"
-        )
-    return None
+    def layer_links_removed(self) -> list[dict[str, str]] | None:
+        """The `_layers` links the run removes, {repository, digest}; None when unknown."""
+        if not self.layer_links_known:
+            return None
+        links = self.gc.layer_links_eligible[["repository", "digest"]]
+        return [{"repository": r, "digest": d} for r, d in links.itertuples(index=False)]
 
 
 def reachable(inv: Inventory) -> pd.DataFrame:
@@ -212,7 +207,7 @@ def _broken_indexes(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:
     """Tagged indexes whose children the run deletes or sweeps (distribution issue #3178)."""
     indexes = inv.manifests.loc[inv.manifests["kind"] == KIND_INDEX, ["repository", "digest"]]
     tagged = indexes.merge(_tag_lists(inv), on=["repository", "digest"])
-    mrefs = inv.references.loc[inv.references["kind"] == REF_MANIFEST, ["parent", "child"]]
+    mrefs = manifest_edges(inv)
     edges = tagged.merge(mrefs, left_on="digest", right_on="parent")
     if edges.empty:
         return []
@@ -299,64 +294,38 @@ def _kept_but_gutted(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:
     ]
 
 
-def _possible_aborts(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:
-    """distribution 2.8 -m fails on a repository with revisions but no tags directory. A storage
-    scan knows (the run is then predicted to abort); an API scan only sees a catalogued
-    repository whose tags list answers "unknown": it very likely holds untagged revisions."""
-    if not (gc.engine == DISTRIBUTION_28 and gc.delete_untagged) or inv.header.complete:
-        return []
-    repos = inv.repositories
-    suspects = repos.loc[repos["has_tags_dir"].eq(False).fillna(False), "repository"]
-    return [
-        {
-            "type": "possible-abort",
-            "repository": repo,
-            "detail": (
-                f"{repo} is in the catalog but has no tags: if it holds manifests (pushed by "
-                "digest), garbage-collect --delete-untagged fails there and deletes nothing"
-            ),
-        }
-        for repo in suspects
-    ]
-
-
 def hazards(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:
     """What the run breaks that the operator probably wants kept. One entry per finding."""
     if gc.aborts:
         return [{"type": "gc-aborts", "detail": gc.aborts}]
     out = _broken_indexes(inv, gc) + _deleted_referrers(inv, gc) + _kept_but_gutted(inv, gc)
-    out.extend(_possible_aborts(inv, gc))
+    out.extend(gc.hazards)  # the engine's own (a possible abort)
+    why = gc.dangling_why
     out.extend(
         {
             "type": "dangling-revision",
             "repository": repo,
             "digest": digest,
             "detail": (
-                f"{repo}@{digest[:19]}: untagged in a repository without a tags directory; "
-                "its blobs are swept but its revision link stays, so it lists but cannot "
-                "be pulled"
+                f"{repo}@{digest[:19]}: {why}; its blobs are swept but its revision link "
+                "stays, so it lists but cannot be pulled"
             ),
         }
-        for repo, digest in _gutted_dangling(inv, gc).itertuples(index=False, name=None)
+        for repo, digest in gc.dangling_revisions.itertuples(index=False, name=None)
     )
     return out
 
 
-def _gutted_dangling(inv: Inventory, gc: GCResult) -> pd.DataFrame:
-    """Dangling revisions that really lose something: another repository may mark the digest
-    (and what it references), and then nothing of it is swept."""
-    dangling = gc.dangling_revisions[["repository", "digest"]]
-    if dangling.empty:
-        return dangling
-    swept = gc.blobs_eligible["digest"]
-    refs = gc_references(inv)[["parent", "child"]]
-    losing = refs.loc[isin(refs["child"], swept), "parent"]
-    hit = isin(dangling["digest"], swept) | isin(dangling["digest"], losing)
-    return dangling.loc[hit]
+def orphans_known(inv: Inventory) -> bool:
+    """Only a complete scan of the storage tree lists every blob and every manifest."""
+    return inv.header.complete and inv.header.source in (SOURCE_STORAGE, SOURCE_GENERATED)
 
 
 def orphaned_now(inv: Inventory) -> pd.DataFrame:
-    """Blobs in the store that no revision references at all (garbage even for a plain GC)."""
+    """Blobs in the store that no revision references at all (garbage even for a plain GC);
+    empty when that cannot be known (`orphans_known`)."""
+    if not orphans_known(inv):
+        return inv.blobs.iloc[0:0][["digest", "size"]].reset_index(drop=True)
     refs = gc_references(inv)
     referenced = pd.concat([inv.manifests["digest"], refs["child"]]).unique()
     blobs = inv.blobs
@@ -366,12 +335,13 @@ def orphaned_now(inv: Inventory) -> pd.DataFrame:
     )
 
 
-def analyze(inv: Inventory, engine: str, delete_untagged: bool = False) -> Prediction:
-    """Predict what `engine` garbage collection deletes from the registry `inv` describes."""
-    gc = simulate(inv, engine, delete_untagged)
-    bound = bound_for(inv, delete_untagged)
+def predict(inv: Inventory, gc: GCResult) -> Prediction:
+    """The prediction of an engine model's mark & sweep `gc` on the registry `inv` describes:
+    its bound, figures, notes and hazards. (`analyzer.analyze` resolves the engine, runs its
+    model and calls its `predict`, which for most engines is this.)"""
+    coverage = assess(inv, gc)
     sizes = gc.blobs_eligible["size"]
-    notes = [n for n in [_bound_note(bound, inv)] if n]
+    notes = list(coverage.notes)
     notes.extend(gc.notes)  # an engine model's own notes (DigitalOcean's assumptions)
     unknown = int(sizes.isna().sum())
     if unknown:
@@ -384,11 +354,17 @@ def analyze(inv: Inventory, engine: str, delete_untagged: bool = False) -> Predi
         notes.append(
             f"{len(inv.skips)} items were skipped by the scan (see the snapshot's skips table)"
         )
+    if len(inv.unread):
+        notes.append(
+            f"{len(inv.unread)} of them could not be read and may keep any blob alive: no blob "
+            "is counted as reclaimable (re-run the scan)"
+        )
     return Prediction(
-        engine=engine,
-        delete_untagged=delete_untagged,
-        bound=bound,
+        engine=gc.engine,
+        delete_untagged=gc.delete_untagged,
+        bound=coverage.bound,
         notes=notes,
+        coverage=coverage,
         **prediction_parts(inv, gc),
     )
 
@@ -404,7 +380,9 @@ def prediction_parts(inv: Inventory, gc: GCResult) -> dict[str, Any]:
         "by_repository": by_repository(inv, gc),
         "hazards": hazards(inv, gc),
         "orphaned_now": orphaned_now(inv),
+        "orphans_known": orphans_known(inv),
         "uploads": inv.uploads,
         "registry": inv.header.registry,
         "storage_root": inv.header.storage_root,
+        "layer_links_known": gc.layer_links_known,
     }

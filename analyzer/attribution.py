@@ -39,15 +39,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analyzer.engines.registry import EngineRef, resolve
 from analyzer.inventory import Inventory
+from analyzer.marking import sweep_candidates
 from analyzer.plan import Plan
-from analyzer.semantics import (
-    DISTRIBUTION_3,
-    gc_references,
-    revisions,
-    sweep_candidates,
-    tagged_revisions,
-)
+from analyzer.tables import gc_references, revisions
 
 KEY = ["repository", "digest"]
 BYTE_COLUMNS = [
@@ -74,9 +70,10 @@ def _frame(**columns: Any) -> pd.DataFrame:
     return pd.DataFrame({k: pd.Series(v) for k, v in columns.items()})
 
 
-def mark_paths(inv: Inventory, engine: str, delete_untagged: bool) -> MarkPaths:
+def mark_paths(inv: Inventory, engine: EngineRef, delete_untagged: bool) -> MarkPaths:
     """Every path of `engine`'s mark phase on `inv` (see the module docstring)."""
-    roots = (tagged_revisions(inv) if delete_untagged else revisions(inv))[KEY].astype(object)
+    spec = resolve(engine)
+    roots = spec.roots(inv, spec.options(delete_untagged))[KEY].astype(object)
     roots = roots.reset_index(drop=True)
     refs = gc_references(inv)[["parent", "child"]].astype(object).drop_duplicates()
     revs = revisions(inv)[KEY].astype(object).rename(columns={"digest": "child"})
@@ -88,7 +85,7 @@ def mark_paths(inv: Inventory, engine: str, delete_untagged: bool) -> MarkPaths:
     for _ in range(MAX_DEPTH):
         edges = frontier.merge(refs, left_on="node", right_on="parent")
         paths.append(edges[["pid", "child"]].rename(columns={"child": "blob"}))
-        if engine != DISTRIBUTION_3:
+        if not spec.recursive_marking:
             break  # 2.8 (and DigitalOcean, modelled on it) marks one level: no recursion
         deeper = edges[["pid", "repository", "child"]].merge(revs, on=["repository", "child"])
         if deeper.empty:

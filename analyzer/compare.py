@@ -10,28 +10,62 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from analyzer.analysis import BOUND_EXACT, BOUND_LOWER, BOUND_UPPER
+from analyzer.coverage import BOUND_EXACT, BOUND_LOWER, BOUND_NONE, BOUND_UPPER, BOUNDS
+from analyzer.engines.registry import find
 from analyzer.errors import CompareError
 from analyzer.inventory import SOURCE_STORAGE, Inventory
 from analyzer.model import GC_REFERENCE_KINDS
 from analyzer.outcome import Outcome, read_json_document
 
-BOUNDS = (BOUND_EXACT, BOUND_UPPER, BOUND_LOWER)
-
 KIND_PREDICTED_NOT_DELETED = "predicted-not-deleted"
 KIND_DELETED_NOT_PREDICTED = "deleted-not-predicted"
 KIND_BYTES_DIFFER = "bytes-differ"
 KIND_COUNT_DIFFERS = "count-differs"
+KIND_LINK_NOT_REMOVED = "link-predicted-not-removed"
+KIND_LINK_NOT_PREDICTED = "link-removed-not-predicted"
 
 CAUSE_AFTER_SNAPSHOT = "pushed or deleted after the snapshot"
 CAUSE_API_INVISIBLE = "invisible to an API-only scan"
 CAUSE_ENGINE = "unknown engine semantics"
 CAUSE_STALE_SIZE = "stale size figure"
+CAUSE_NOT_COVERED = "outside the part the prediction covers"
 CAUSE_UNKNOWN = "unknown"
+RUN_BOUND_KEYS = ("at_least_bytes", "at_least_blobs", "at_most_bytes", "at_most_blobs")
+
+
+@dataclass(frozen=True)
+class CoveredPart:
+    """A prediction's `covers`: a bound on what the run deletes among the covered blobs."""
+
+    bound: str
+    blobs: int
+    bytes: int
+    digests: frozenset[str] | None  # None: every stored blob
+    description: str = ""
+
+
+def _covered_part(value: Any) -> CoveredPart | None:
+    if not isinstance(value, dict) or value.get("bound") not in BOUNDS:
+        return None
+    blobs, size = value.get("blobs"), value.get("bytes")
+    if not isinstance(blobs, int) or not isinstance(size, int):
+        raise CompareError("not a prediction: covers.blobs or covers.bytes is malformed")
+    digests = value.get("digests")
+    listed = _digests(digests) if digests is not None else None
+    if digests is not None and listed is None:
+        raise CompareError("not a prediction: covers.digests is malformed")
+    return CoveredPart(value["bound"], blobs, size, listed, str(value.get("description") or ""))
+
+
+def _run_bounds(value: Any) -> dict[str, int]:
+    """The whole run's bounds a prediction declares (absent keys: no such bound)."""
+    if not isinstance(value, dict):
+        return {}
+    return {k: v for k in RUN_BOUND_KEYS if isinstance(v := value.get(k), int)}
 
 
 @dataclass(frozen=True)
@@ -52,6 +86,13 @@ class PredictionSummary:
     registry: str | None = None
     storage_root: str | None = None
     gc_type: str | None = None  # DigitalOcean's collection type, when the prediction names one
+    covers: CoveredPart | None = None  # what the figure bounds when `bound` is none
+    run_bounds: dict[str, int] = field(default_factory=dict)  # at_least_/at_most_ bytes|blobs
+    # Stronger bounds for a run that completes (a run that may fail frees nothing):
+    # {bound, covers_bound, run_bounds}; compare only ever sees runs that succeeded.
+    if_completed: dict[str, Any] | None = None
+    # (repository, digest) `_layers` links the run removes (distribution 3); None: not known
+    layer_links: frozenset[tuple[str, str]] | None = None
 
 
 def _digests(value: Any) -> frozenset[str] | None:
@@ -60,6 +101,18 @@ def _digests(value: Any) -> frozenset[str] | None:
         if all(isinstance(d, str) for d in out):
             return frozenset(d for d in out if isinstance(d, str))
     return None
+
+
+def _links(value: Any) -> frozenset[tuple[str, str]] | None:
+    if not isinstance(value, list):
+        return None
+    pairs = [
+        (v.get("repository"), v.get("digest")) if isinstance(v, dict) else (None, None)
+        for v in value
+    ]
+    if not all(isinstance(r, str) and isinstance(d, str) for r, d in pairs):
+        raise CompareError("not a prediction: layer_links_removed is malformed")
+    return frozenset((str(r), str(d)) for r, d in pairs)
 
 
 def prediction_from_dict(doc: dict[str, Any]) -> PredictionSummary:
@@ -93,7 +146,22 @@ def prediction_from_dict(doc: dict[str, Any]) -> PredictionSummary:
         registry=doc.get("registry"),
         storage_root=doc.get("storage_root"),
         gc_type=doc.get("gc_type") if isinstance(doc.get("gc_type"), str) else None,
+        covers=_covered_part(doc.get("covers")),
+        run_bounds=_run_bounds(doc.get("run_bounds")),
+        if_completed=_if_completed(doc.get("if_completed")),
+        layer_links=_links(doc.get("layer_links_removed")),
     )
+
+
+def _if_completed(value: Any) -> dict[str, Any] | None:
+    if not isinstance(value, dict) or value.get("bound") not in BOUNDS:
+        return None
+    covers_bound = value.get("covers_bound")
+    return {
+        "bound": value["bound"],
+        "covers_bound": covers_bound if covers_bound in BOUNDS else BOUND_NONE,
+        "run_bounds": _run_bounds(value.get("run_bounds")),
+    }
 
 
 def read_prediction(path: str | os.PathLike[str]) -> PredictionSummary:
@@ -115,10 +183,12 @@ class Discrepancy:
     predicted_size: int | None = None
     actual_size: int | None = None
     detail: str = ""
+    repository: str | None = None  # a `_layers` link's repository (link kinds only)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "digest": self.digest,
+            "repository": self.repository,
             "kind": self.kind,
             "cause": self.cause,
             "predicted_size": self.predicted_size,
@@ -139,6 +209,9 @@ class Comparison:
     outcome: Outcome
     prediction_source: str
     notes: tuple[str, ...] = field(default_factory=tuple)
+    checked: tuple[str, ...] = field(default_factory=tuple)  # the bounds `match` rests on
+    predicted_layer_links: int | None = None  # None: one side does not know its links
+    actual_layer_links: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract of `reclaim compare --format json` and of history records."""
@@ -149,10 +222,13 @@ class Comparison:
             "actual_bytes": self.actual_bytes,
             "predicted_blobs": self.predicted_blobs,
             "actual_blobs": self.actual_blobs,
+            "predicted_layer_links": self.predicted_layer_links,
+            "actual_layer_links": self.actual_layer_links,
             "bound": self.bound,
             "match": self.match,
             "discrepancies": [d.to_dict() for d in self.discrepancies],
             "prediction_source": self.prediction_source,
+            "checked": list(self.checked),
             "outcome": {
                 "run_id": o.run_id,
                 "engine": o.engine,
@@ -173,6 +249,16 @@ class Comparison:
         return comparison_line(self)
 
 
+def _engine_matches(engine: str, outcome: Outcome) -> bool:
+    """Does a prediction for `engine` describe a run `outcome` records? The engine says (a
+    model name such as distribution-3 against its runner's family); a name no engine has
+    matches only an outcome of the same name."""
+    spec = find(engine)
+    if spec is None:
+        return engine == outcome.engine
+    return spec.matches_outcome(outcome.engine, outcome.engine_version)
+
+
 def check_comparable(
     prediction: PredictionSummary, outcome: Outcome, snapshot: Inventory | None
 ) -> None:
@@ -182,7 +268,7 @@ def check_comparable(
             f"the outcome is of a run that did not succeed ({outcome.status}: {outcome.error}); "
             "nothing to compare"
         )
-    if prediction.engine and prediction.engine.split("-")[0] != outcome.engine:
+    if prediction.engine and not _engine_matches(prediction.engine, outcome):
         raise CompareError(
             f"the prediction is for engine {prediction.engine}, the outcome is from {outcome.engine}"
         )
@@ -273,6 +359,7 @@ class _Evidence:
     kept_by_new: dict[str, str] = field(default_factory=dict)
     freed_by_removed: dict[str, str] = field(default_factory=dict)
     current_blobs: set[str] | None = None
+    covered: frozenset[str] | None = None  # the blobs the prediction covers (None: all)
 
     def __post_init__(self) -> None:
         snap, now = self.snapshot, self.current
@@ -331,6 +418,8 @@ class _Evidence:
             )
         if self.api_only:
             return CAUSE_API_INVISIBLE, "only referenced by manifests the API cannot list"
+        if self.covered is not None and digest not in self.covered:
+            return CAUSE_NOT_COVERED, "no manifest the scan read references it"
         if self.snapshot is not None and self.current is not None:
             return CAUSE_ENGINE, "nothing changed since the snapshot explains it"
         return CAUSE_UNKNOWN, ""
@@ -387,14 +476,123 @@ def _totals(
     return out
 
 
+def _link_discrepancies(
+    predicted: frozenset[tuple[str, str]], actual: set[tuple[str, str]], ev: _Evidence
+) -> list[Discrepancy]:
+    """`_layers` links predicted but kept, or removed but not predicted."""
+    snap = ev.snapshot
+    linked_then = (
+        None
+        if snap is None
+        else set(snap.layer_links[["repository", "digest"]].itertuples(index=False, name=None))
+    )
+    out: list[Discrepancy] = []
+    for repo, digest in sorted(predicted - actual):
+        out.append(_link(KIND_LINK_NOT_REMOVED, repo, digest, ev, linked_then))
+    for repo, digest in sorted(actual - predicted):
+        out.append(_link(KIND_LINK_NOT_PREDICTED, repo, digest, ev, linked_then))
+    return out
+
+
+def _link(
+    kind: str, repo: str, digest: str, ev: _Evidence, linked_then: set[tuple[str, str]] | None
+) -> Discrepancy:
+    detail = f"the _layers link in {repo}"
+    if linked_then is not None and (repo, digest) not in linked_then:
+        cause, why = CAUSE_AFTER_SNAPSHOT, "linked after the snapshot"
+    elif kind == KIND_LINK_NOT_REMOVED:
+        cause, why = ev.not_deleted(digest)
+    else:
+        cause, why = ev.not_predicted(digest)
+    return Discrepancy(
+        kind, cause, digest, detail=f"{detail}; {why}" if why else detail, repository=repo
+    )
+
+
 def within_bound(bound: str, predicted: int, actual: int | None) -> bool:
+    """Does `actual` keep the promise `bound` makes about `predicted`? A `none` bound makes no
+    promise about the whole run: callers check its covered part instead (`covered_check`)."""
     if actual is None:
         return False
     if bound == BOUND_UPPER:
         return actual <= predicted
     if bound == BOUND_LOWER:
         return actual >= predicted
+    if bound == BOUND_NONE:
+        return True
     return actual == predicted
+
+
+def covered_check(prediction: PredictionSummary, outcome: Outcome) -> bool | None:
+    """The covered part's bound against what the run deleted among the covered blobs; None
+    when it cannot be told (the run names no digests, or their sizes are unknown)."""
+    part = prediction.covers
+    if part is None or part.bound == BOUND_NONE:
+        return None
+    if outcome.blob_digests is None:
+        if part.digests is not None:
+            return None
+        in_part, size = outcome.blobs_deleted, outcome.freed_bytes
+    else:
+        actual = set(outcome.blob_digests)
+        hit = actual if part.digests is None else actual & part.digests
+        sizes = outcome.blob_sizes or {}
+        in_part = len(hit)
+        size = sum(sizes[d] for d in hit) if all(d in sizes for d in hit) else None
+    return within_bound(part.bound, part.blobs, in_part) and within_bound(
+        part.bound, part.bytes, size
+    )
+
+
+def run_bounds_check(prediction: PredictionSummary, outcome: Outcome) -> bool | None:
+    """The whole run's declared at-least / at-most figures; None when none is declared."""
+    rb = prediction.run_bounds
+    if not rb:
+        return None
+    actual = {"bytes": outcome.freed_bytes, "blobs": outcome.blobs_deleted}
+    for what, value in actual.items():
+        low, high = rb.get(f"at_least_{what}"), rb.get(f"at_most_{what}")
+        if low is not None and (value is None or value < low):
+            return False
+        if high is not None and (value is None or value > high):
+            return False
+    return True
+
+
+def _checks(
+    prediction: PredictionSummary, outcome: Outcome, same_set: bool
+) -> list[tuple[str, bool]]:
+    """Every promise the prediction makes that this outcome can test, with its verdict."""
+    out: list[tuple[str, bool]] = []
+    if prediction.bound != BOUND_NONE:
+        ok = (
+            within_bound(prediction.bound, prediction.bytes, outcome.freed_bytes)
+            and within_bound(prediction.bound, prediction.blob_count, outcome.blobs_deleted)
+            and (same_set or prediction.bound != BOUND_EXACT)
+        )
+        out.append((f"bound {prediction.bound}", ok))
+    covered = covered_check(prediction, outcome)
+    if covered is not None and prediction.covers is not None:
+        out.append((f"covered part {prediction.covers.bound}", covered))
+    run = run_bounds_check(prediction, outcome)
+    if run is not None:
+        out.append(("run bounds", run))
+    ic = prediction.if_completed
+    if ic is not None and outcome.succeeded:
+        completed = replace(
+            prediction,
+            bound=ic["bound"],
+            covers=replace(prediction.covers, bound=ic["covers_bound"])
+            if prediction.covers
+            else None,
+            run_bounds=ic["run_bounds"],
+            if_completed=None,
+        )
+        out += [
+            (f"{name} (the run completed)", ok)
+            for name, ok in _checks(completed, outcome, same_set)
+        ]
+    return out
 
 
 def compare(
@@ -403,13 +601,14 @@ def compare(
     snapshot: Inventory | None = None,
     current: Inventory | None = None,
 ) -> Comparison:
-    """Predicted vs actual blobs and bytes; `match` honours the prediction's bound.
+    """Predicted vs actual blobs and bytes; `match` is True when every bound the prediction
+    declares and this outcome can test holds (the whole run's, and its covered part's).
 
     `snapshot` is the inventory the prediction came from; `current` the registry as it is now.
     Both are optional and only sharpen the causes given for each discrepancy.
     """
     check_comparable(prediction, outcome, snapshot)
-    ev = _Evidence(snapshot, current, outcome)
+    ev = _Evidence(snapshot, current, outcome, covered=_covered_digests(prediction))
     actual_bytes = outcome.freed_bytes
     if prediction.blobs is not None and outcome.blob_digests is not None:
         found = _per_digest(prediction, outcome, ev)
@@ -417,12 +616,25 @@ def compare(
     else:
         found = _totals(prediction, outcome, actual_bytes)
         same_set = True
-    match = (
-        within_bound(prediction.bound, prediction.bytes, actual_bytes)
-        and within_bound(prediction.bound, prediction.blob_count, outcome.blobs_deleted)
-        and (same_set or prediction.bound != BOUND_EXACT)
-    )
+    links_actual = outcome.layer_links_removed
+    checks = _checks(prediction, outcome, same_set)
+    if prediction.layer_links is not None and links_actual is not None:
+        actual_links = {(m["repository"], m["digest"]) for m in links_actual}
+        found += _link_discrepancies(prediction.layer_links, actual_links, ev)
+        if prediction.bound == BOUND_EXACT:  # an exact prediction names the links too
+            checks.append(("layer links exact", prediction.layer_links == actual_links))
+    match = bool(checks) and all(ok for _, ok in checks)
     notes = list(outcome.notes)
+    if not checks:
+        notes.append(
+            "the prediction declares no bound on the whole run, and this outcome does not name "
+            "the blobs it deleted: nothing could be checked, so this is no match"
+        )
+    elif prediction.bound == BOUND_NONE:
+        notes.append(
+            "the prediction declares no bound on the whole run: checked "
+            + ", ".join(name for name, _ in checks)
+        )
     if outcome.dry_run:
         notes.append("the outcome is a dry run: actual figures are what the engine would delete")
     if snapshot is None:
@@ -438,4 +650,18 @@ def compare(
         outcome=outcome,
         prediction_source=prediction.source,
         notes=tuple(notes),
+        checked=tuple(f"{name}: {'holds' if ok else 'FAILS'}" for name, ok in checks),
+        predicted_layer_links=(
+            None
+            if prediction.layer_links is None or links_actual is None
+            else len(prediction.layer_links)
+        ),
+        actual_layer_links=(
+            None if prediction.layer_links is None or links_actual is None else len(links_actual)
+        ),
     )
+
+
+def _covered_digests(prediction: PredictionSummary) -> frozenset[str] | None:
+    part = prediction.covers
+    return None if part is None else part.digests

@@ -15,6 +15,7 @@ import pandas as pd
 
 from analyzer.analysis import reachable
 from analyzer.inventory import SOURCE_STORAGE, Inventory
+from analyzer.tables import anti_join
 
 KEYS = ["repository", "digest"]
 
@@ -56,11 +57,14 @@ class SnapshotDiff:
         }
 
     def __repr__(self) -> str:
+        from analyzer.report.text import human_bytes
+
+        sign = "-" if self.delta_bytes < 0 else "+"
         return (
             f"<SnapshotDiff {self.old_created_at} -> {self.new_created_at}: "
             f"+{len(self.manifests_added)}/-{len(self.manifests_removed)} manifests, "
             f"+{len(self.tags_added)}/-{len(self.tags_removed)}/~{len(self.tags_moved)} tags, "
-            f"{self.delta_bytes:+d} bytes>"
+            f"{sign}{human_bytes(abs(self.delta_bytes))} stored>"
         )
 
 
@@ -82,11 +86,6 @@ def repository_bytes(inv: Inventory) -> pd.Series:
     sums = reach.groupby("repository")["size"].sum(min_count=1).fillna(0).astype("int64")
     repos = pd.Index(inv.repositories["repository"], name="repository")
     return sums.reindex(repos.union(sums.index), fill_value=0)
-
-
-def _anti(left: pd.DataFrame, right: pd.DataFrame, on: list[str]) -> pd.DataFrame:
-    merged = left.merge(right[on].drop_duplicates(), on=on, how="left", indicator=True)
-    return merged.loc[merged["_merge"] == "left_only", list(left.columns)].reset_index(drop=True)
 
 
 def diff(old: Inventory, new: Inventory) -> SnapshotDiff:
@@ -117,10 +116,10 @@ def diff(old: Inventory, new: Inventory) -> SnapshotDiff:
         new_created_at=new.header.created_at,
         repositories_added=sorted(new_repos - old_repos),
         repositories_removed=sorted(old_repos - new_repos),
-        manifests_added=_anti(new_m, old_m, KEYS),
-        manifests_removed=_anti(old_m, new_m, KEYS),
-        tags_added=_anti(new_t, old_t, ["repository", "tag"]),
-        tags_removed=_anti(old_t, new_t, ["repository", "tag"]),
+        manifests_added=anti_join(new_m, old_m, KEYS),
+        manifests_removed=anti_join(old_m, new_m, KEYS),
+        tags_added=anti_join(new_t, old_t, ["repository", "tag"]),
+        tags_removed=anti_join(old_t, new_t, ["repository", "tag"]),
         tags_moved=moved[["repository", "tag", "old_digest", "new_digest"]].reset_index(drop=True),
         by_repository=per_repo.reset_index(drop=True),
         old_stored_bytes=stored_bytes(old),

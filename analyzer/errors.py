@@ -33,6 +33,13 @@ class SnapshotError(ReclaimError):
     """A snapshot is missing, unreadable, or of an unknown format version."""
 
 
+class PlanError(ReclaimError):
+    """A plan file cannot be trusted: malformed, edited after `reclaim plan`, or not matching
+    the snapshot it was made from."""
+
+    exit_code = 2
+
+
 class SemanticsError(ReclaimError):
     """The engine model cannot give a prediction for this inventory (e.g. the real GC would abort)."""
 
@@ -123,3 +130,33 @@ class StorageTooLarge(StorageError):
 
 class StorageConfigError(UsageError):
     """A storage location cannot be used as given: bad s3:// URL, unknown driver, no credentials."""
+
+
+class OutputError(ReclaimError):
+    """An output file (report, plan, outcome JSON) cannot be written: the message says why."""
+
+
+class OutputExistsError(OutputError):
+    """An output file exists and replacing it was not asked for (--force)."""
+
+    exit_code = 2
+
+
+# The exit codes of `reclaim`, the one table `reclaim --help` and the README are made from (a
+# test checks the README against it, and that every error class above exits with a listed code).
+EXIT_CODES: dict[int, str] = {
+    0: "success",
+    1: "failed: registry, snapshot, file or output; compare --check: no match",
+    2: "usage: options that do not fit, output exists (--force), no --yes",
+    3: "the registry refused the credentials, or demanded some",
+    4: "integrity: content does not match its digest, or unparsable manifest",
+    5: "the engine model cannot predict this inventory",
+    6: "the garbage collector could not run, or its run failed",
+    7: "gc refused as unsafe now (registry live, hazard, --plan mismatch)",
+    8: "apply --yes: steps still pending (skipped or refused); run it again to retry them",
+    130: "gc --engine digitalocean: stopped following with Ctrl-C",
+}
+
+
+class ReportError(ReclaimError):
+    """A report's input is not a snapshot, a plan or a comparison, or is malformed."""

@@ -297,11 +297,22 @@ class Forecast:
         }
 
     def __repr__(self) -> str:
-        return (
-            f"<Forecast {len(self.points)} snapshots: {self.fit.slope / GIB:+.2f} GiB/day "
-            f"[{self.fit.low / GIB:+.2f}, {self.fit.high / GIB:+.2f}], quota date "
-            f"{self.quota_dates(self.fit)['date']}>"
+        from analyzer.report.text import human_bytes
+
+        def rate(v: float) -> str:
+            # Units chosen per value: a registry growing 14 MB a day is not "+0.01 GiB/day".
+            return ("-" if v < 0 else "+") + human_bytes(abs(v))
+
+        fit = self.fit
+        text = (
+            f"<Forecast {len(self.points)} snapshots, {human_bytes(self.stored_bytes)} stored: "
+            f"{rate(fit.slope)}/day [{rate(fit.low)}, {rate(fit.high)}]"
         )
+        if self.quota_bytes is not None:
+            text += f", quota date {self.quota_dates(fit)['date']}"
+        if self.policy_fit is not None:
+            text += f" ({self.quota_dates(self.policy_fit)['date']} with {self.policy})"
+        return text + ">"
 
 
 def _day(t: pd.Timestamp | None) -> str | None:

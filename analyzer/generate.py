@@ -185,7 +185,10 @@ class GeneratedRegistry:
             content = blobs[digest].content
             if content is None or not content.startswith(b"{"):
                 continue
-            doc = json.loads(content)
+            try:
+                doc = json.loads(content)
+            except ValueError:
+                continue  # a real-content layer whose random bytes happen to start with "{"
             if not isinstance(doc, dict) or "schemaVersion" not in doc:
                 continue  # a config or a JSON layer, not a manifest
             refs = [doc.get("config") or {}, *doc.get("layers", []), *doc.get("manifests", [])]

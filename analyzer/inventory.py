@@ -27,7 +27,9 @@ layer_links
 uploads
     repository, upload_id, size, started_at: uploads in progress; never reclaimable by GC
 skips
-    repository, reference, reason: what the scan could not read, recorded instead of guessed
+    repository, reference, reason: what the scan could not read, recorded instead of guessed.
+    A reason starting with `UNREAD` marks content left unread that may keep any blob alive (a
+    repository's tags, a tagged manifest, an index child): predictions then claim no blob.
 """
 
 from __future__ import annotations
@@ -39,7 +41,16 @@ from typing import Any
 
 import pandas as pd
 
-from analyzer.model import ParsedManifest
+from analyzer.model import (
+    DIGEST_PATTERN,
+    GC_REFERENCE_KINDS,
+    KIND_IMAGE,
+    KIND_INDEX,
+    MAX_STORED_NAME_LENGTH,
+    REF_SUBJECT,
+    STORED_NAME_PATTERN,
+    ParsedManifest,
+)
 
 SCHEMAS: dict[str, dict[str, str]] = {
     "repositories": {"repository": "string", "has_tags_dir": "boolean"},
@@ -79,6 +90,8 @@ SOURCE_STORAGE = "storage"
 SOURCE_OCI = "oci"
 SOURCE_DIGITALOCEAN = "digitalocean"
 SOURCE_GENERATED = "generated"
+# Prefix of a skip reason whose content was not read and may reference any blob: when unsure, keep.
+UNREAD = "unread: "
 
 
 def frame(table: str, rows: Iterable[tuple[Any, ...]] | None = None) -> pd.DataFrame:
@@ -108,6 +121,88 @@ def conform(table: str, df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+# Columns that must hold a well-formed digest (NA allowed only where marked).
+DIGEST_COLUMNS: dict[str, tuple[tuple[str, bool], ...]] = {
+    "tags": (("digest", False),),
+    "manifests": (("digest", False), ("subject", True)),
+    "references": (("parent", False), ("child", False)),
+    "blobs": (("digest", False),),
+    "layer_links": (("digest", False),),
+}
+# Columns never NA, and the columns that identify a row (no two rows share them).
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "repositories": ("repository",),
+    "tags": ("repository", "tag"),
+    "manifests": ("repository", "kind"),
+    "references": ("kind",),
+    "layer_links": ("repository",),
+    "uploads": ("repository", "upload_id"),
+}
+KEY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "repositories": ("repository",),
+    "tags": ("repository", "tag"),
+    "manifests": ("repository", "digest"),
+    "blobs": ("digest",),
+    "layer_links": ("repository", "digest"),
+    "uploads": ("repository", "upload_id"),
+}
+SIZE_COLUMNS: dict[str, str] = {
+    "manifests": "size",
+    "references": "size",
+    "blobs": "size",
+    "uploads": "size",
+}
+# Repository names in these tables follow the grammar the collector parses them with.
+NAMED_REPOSITORY_TABLES = ("tags", "manifests")
+
+
+def check_tables(tables: dict[str, pd.DataFrame]) -> None:
+    """Raise ValueError (one line) at the first value no scan can produce: a malformed digest,
+    a negative size, a missing required value, a duplicated key, an unknown kind."""
+    for table, columns in DIGEST_COLUMNS.items():
+        for col, nullable in columns:
+            _check_pattern(tables[table], table, col, DIGEST_PATTERN, nullable, "digest")
+    for table in NAMED_REPOSITORY_TABLES:
+        _check_pattern(tables[table], table, "repository", STORED_NAME_PATTERN, False, "name")
+        # Not MAX_REPOSITORY_LENGTH: a longer name in a storage tree is what makes the collector
+        # abort, and the snapshot must carry it for the model to say so. Plans refuse it.
+        if (tables[table]["repository"].str.len() > MAX_STORED_NAME_LENGTH).any():
+            raise ValueError(f"table {table}: a repository name exceeds {MAX_STORED_NAME_LENGTH}")
+    for table, required in REQUIRED_COLUMNS.items():
+        for name in required:
+            if tables[table][name].isna().any():
+                raise ValueError(f"table {table}: {name} missing in some rows")
+    for table, size in SIZE_COLUMNS.items():
+        sizes = tables[table][size]
+        if (sizes.fillna(0) < 0).any():
+            raise ValueError(f"table {table}: negative {size} {int(sizes.min())}")
+    for table, keys in KEY_COLUMNS.items():
+        dup = tables[table].duplicated(list(keys))
+        if dup.any():
+            row = tables[table].loc[dup, list(keys)].iloc[0].tolist()
+            raise ValueError(f"table {table}: duplicated key {row}")
+    _check_values(tables["manifests"], "manifests", "kind", {KIND_IMAGE, KIND_INDEX})
+    _check_values(tables["references"], "references", "kind", {*GC_REFERENCE_KINDS, REF_SUBJECT})
+
+
+def _check_pattern(
+    df: pd.DataFrame, table: str, col: str, pattern: str, nullable: bool, what: str
+) -> None:
+    values = df[col]
+    if not nullable and values.isna().any():
+        raise ValueError(f"table {table}: {col} missing in some rows")
+    present = values.dropna().astype(str)
+    bad = present.loc[~present.str.fullmatch(pattern)]
+    if len(bad):
+        raise ValueError(f"table {table}: {col} {str(bad.iloc[0])[:80]!r} is not a valid {what}")
+
+
+def _check_values(df: pd.DataFrame, table: str, col: str, allowed: set[str]) -> None:
+    bad = df.loc[~df[col].isin(list(allowed)), col]
+    if len(bad):
+        raise ValueError(f"table {table}: unknown {col} {str(bad.iloc[0])[:40]!r}")
+
+
 @dataclass
 class SnapshotHeader:
     """The JSON header of a snapshot: where the inventory came from and how far to trust it."""
@@ -121,13 +216,17 @@ class SnapshotHeader:
     storage_root: str | None = None
     notes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
-    format_version: int = 1
+    format_version: int = 2
 
 
 @dataclass
 class Inventory:
     header: SnapshotHeader
     tables: dict[str, pd.DataFrame]
+    # Set when the inventory was read from or written to a snapshot (analyzer.snapshot):
+    # the sha256 of its checked header, which names every table's content, and its directory.
+    snapshot_id: str | None = None
+    snapshot_path: str | None = None
 
     @property
     def repositories(self) -> pd.DataFrame:
@@ -184,6 +283,12 @@ class Inventory:
         from analyzer.report.summary import inventory_html
 
         return inventory_html(self)
+
+    @property
+    def unread(self) -> pd.DataFrame:
+        """Skips of content left unread (reason starts with UNREAD): it may keep any blob."""
+        s = self.tables["skips"]
+        return s.loc[s["reason"].str.startswith(UNREAD, na=False)]
 
 
 class InventoryBuilder:

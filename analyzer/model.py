@@ -39,25 +39,41 @@ GC_REFERENCE_KINDS = (REF_CONFIG, REF_LAYER, REF_MANIFEST)
 KIND_IMAGE = "image"
 KIND_INDEX = "index"
 
-_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
+# The only digest algorithm the registry stores (its canonical one), lower-case hex.
+DIGEST_PATTERN = r"sha256:[a-f0-9]{64}"
+_DIGEST_RE = re.compile(rf"^{DIGEST_PATTERN}$")
 _TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
-# distribution's reference grammar for a repository path (lower-case components joined by '/').
+# The names plan and apply act on: lower-case path components joined by '/' (no domain part),
+# stricter than distribution's grammar on purpose. No '..', no empty component: no name can climb
+# out into another.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REPOSITORY_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+REPOSITORY_PATTERN = rf"{_COMPONENT}(?:/{_COMPONENT})*"
+_REPOSITORY_RE = re.compile(rf"^{REPOSITORY_PATTERN}$")
+# What a stored repository may be named (reference.NameRegexp, which the collector parses each
+# name with): an optional domain (mixed case, a port) before those components. A snapshot holds
+# any of these; plans still take only REPOSITORY_PATTERN.
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*(?::[0-9]+)?"
+STORED_NAME_PATTERN = rf"(?:{_DOMAIN}/)?{REPOSITORY_PATTERN}"
+# distribution's NameTotalLengthMax: the API refuses longer names, and the collector aborts on a
+# stored one (which a storage snapshot must still be able to hold, to say so).
+MAX_REPOSITORY_LENGTH = 255
+# What a snapshot may hold: any name a storage tree can (PATH_MAX), never an unbounded string.
+MAX_STORED_NAME_LENGTH = 4096
 
 
 def is_digest(value: str) -> bool:
     """True for a canonical sha256 digest (the only algorithm the registry stores)."""
-    return bool(_DIGEST_RE.match(value))
+    return bool(_DIGEST_RE.fullmatch(value))  # fullmatch: `$` would let a newline through
 
 
 def is_tag(value: str) -> bool:
-    return bool(_TAG_RE.match(value))
+    return bool(_TAG_RE.fullmatch(value))
 
 
 def is_repository_name(value: str) -> bool:
     """True for a name distribution accepts; rejects '..', upper case, empty parts, and so on."""
-    return len(value) <= 255 and bool(_REPOSITORY_RE.match(value))
+    return len(value) <= MAX_REPOSITORY_LENGTH and bool(_REPOSITORY_RE.fullmatch(value))
 
 
 def sha256_digest(body: bytes) -> str:

@@ -46,6 +46,8 @@ class Outcome:
     blob_digests      the deleted blobs, where the engine names them; None when it does not
     blob_sizes        digest -> stored size for those blobs, where known
     manifests_deleted [{repository, digest}] untagged manifests removed (or listed, dry run)
+    layer_links_removed [{repository, digest}] `_layers` links removed (distribution 3; a dry
+                      run: listed), measured from the storage tree; None when not known
     freed_bytes       bytes freed (or that a dry run would free); None when unknown
     freed_bytes_source  one of FREED_*; says how far to trust freed_bytes
     engine_version    the engine's own version string, when it gives one
@@ -69,6 +71,7 @@ class Outcome:
     blob_digests: tuple[str, ...] | None = None
     blob_sizes: dict[str, int] | None = None
     manifests_deleted: tuple[dict[str, str], ...] = ()
+    layer_links_removed: tuple[dict[str, str], ...] | None = None
     freed_bytes: int | None = None
     freed_bytes_source: str | None = None
     engine_version: str | None = None
@@ -97,6 +100,11 @@ class Outcome:
             "blob_digests": None if self.blob_digests is None else list(self.blob_digests),
             "blob_sizes": None if self.blob_sizes is None else dict(self.blob_sizes),
             "manifests_deleted": [dict(m) for m in self.manifests_deleted],
+            "layer_links_removed": (
+                None
+                if self.layer_links_removed is None
+                else [dict(m) for m in self.layer_links_removed]
+            ),
             "freed_bytes": self.freed_bytes,
             "freed_bytes_source": self.freed_bytes_source,
             "engine_version": self.engine_version,
@@ -123,6 +131,8 @@ class Outcome:
         if values.get("blob_digests") is not None:
             values["blob_digests"] = tuple(values["blob_digests"])
         values["manifests_deleted"] = tuple(values.get("manifests_deleted") or ())
+        if values.get("layer_links_removed") is not None:
+            values["layer_links_removed"] = tuple(values["layer_links_removed"])
         values["notes"] = tuple(values.get("notes") or ())
         if not isinstance(values["blobs_deleted"], int):
             raise CompareError("not an outcome record: blobs_deleted is not an integer")

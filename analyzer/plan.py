@@ -13,12 +13,14 @@ from typing import Any
 
 import pandas as pd
 
-from analyzer.analysis import Prediction, analyze
+from analyzer.analysis import Prediction
+from analyzer.engines.registry import EngineRef, resolve
 from analyzer.errors import UsageError
 from analyzer.frames import isin
 from analyzer.inventory import Inventory
-from analyzer.model import REF_MANIFEST, is_digest, is_repository_name, is_tag
+from analyzer.model import is_digest, is_repository_name, is_tag
 from analyzer.retention import REFERRER_TAG
+from analyzer.tables import anti_join, manifest_edges
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ def parse_reference(text: str) -> Reference:
     return ref
 
 
-def resolve(inv: Inventory, refs: list[Reference]) -> pd.DataFrame:
+def resolve_references(inv: Inventory, refs: list[Reference]) -> pd.DataFrame:
     """repository, digest, named_as for each reference; UsageError naming the first unknown one."""
     rows = []
     revisions = set(inv.manifests[["repository", "digest"]].itertuples(index=False, name=None))
@@ -118,7 +120,10 @@ class Plan:
             "by_repository": self.after.to_dict()["by_repository"],
             "safety": self.safety,
             "notes": self.after.notes,
+            # The part of the registry `bound` speaks for (the GC after the deletions).
+            **(self.after.coverage.to_dict() if self.after.coverage else {}),
             **self.extra,
+            **self.after.plan_keys(self.bytes_freed),  # the engine's own (DigitalOcean's type)
         }
 
     def safety_frame(self) -> pd.DataFrame:
@@ -217,12 +222,12 @@ def _safety(
 def _children_left(inv: Inventory, deletions: pd.DataFrame) -> pd.DataFrame:
     """repository, child: untagged children of deleted indexes that the plan leaves behind."""
     keys = ["repository", "digest"]
-    refs = inv.references.loc[inv.references["kind"] == REF_MANIFEST, ["parent", "child"]]
+    refs = manifest_edges(inv)
     children = deletions[keys].merge(refs, left_on="digest", right_on="parent")
     children = children[["repository", "child"]].rename(columns={"child": "digest"})
     children = children.merge(inv.manifests[keys], on=keys)  # revisions of that repository
     # Not left over: deleted too, tagged, or still held by an index or a subject that stays.
-    staying = _anti(inv.manifests[keys], deletions, keys)
+    staying = anti_join(inv.manifests[keys], deletions, keys)
     listed = staying.merge(refs, left_on="digest", right_on="parent")[["repository", "child"]]
     subjects = inv.manifests[[*keys, "subject"]].dropna(subset=["subject"])
     referrers = subjects.merge(
@@ -230,7 +235,7 @@ def _children_left(inv: Inventory, deletions: pd.DataFrame) -> pd.DataFrame:
     )[keys]
     held = [listed.rename(columns={"child": "digest"}), referrers]
     for gone in (deletions[keys], inv.tags[keys], *held):
-        children = _anti(children, gone, keys)[keys]
+        children = anti_join(children, gone, keys)[keys]
     return children.drop_duplicates().rename(columns={"digest": "child"})
 
 
@@ -261,7 +266,7 @@ def structure_safety(inv: Inventory, deletions: pd.DataFrame) -> list[dict[str, 
     hexes = tags["tag"].str.extract(REFERRER_TAG, expand=False)
     schema = tags.loc[hexes.notna()].assign(subject="sha256:" + hexes.dropna())
     schema = schema.merge(gone.rename(columns={"digest": "subject"}), on=["repository", "subject"])
-    schema = _anti(schema, gone, keys)
+    schema = anti_join(schema, gone, keys)
     notes += [
         {
             "type": "referrer-index-dangling",
@@ -277,15 +282,10 @@ def structure_safety(inv: Inventory, deletions: pd.DataFrame) -> list[dict[str, 
     return notes + _kept_elsewhere(inv, gone)
 
 
-def _anti(left: pd.DataFrame, right: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    merged = left.merge(right[keys].drop_duplicates(), on=keys, how="left", indicator=True)
-    return merged.loc[merged["_merge"] == "left_only", list(left.columns)]
-
-
 def _index_child_deleted(inv: Inventory, gone: pd.DataFrame) -> list[dict[str, Any]]:
     keys = ["repository", "digest"]
-    refs = inv.references.loc[inv.references["kind"] == REF_MANIFEST, ["parent", "child"]]
-    kept = _anti(inv.manifests[keys], gone, keys)
+    refs = manifest_edges(inv)
+    kept = anti_join(inv.manifests[keys], gone, keys)
     edges = kept.merge(refs, left_on="digest", right_on="parent")
     edges = edges.merge(gone.rename(columns={"digest": "child"}), on=["repository", "child"])
     tag_lists = inv.tags.groupby(keys)["tag"].agg(sorted).rename("tags").reset_index()
@@ -310,11 +310,11 @@ def _index_child_deleted(inv: Inventory, gone: pd.DataFrame) -> list[dict[str, A
 
 def _kept_elsewhere(inv: Inventory, gone: pd.DataFrame) -> list[dict[str, Any]]:
     keys = ["repository", "digest"]
-    refs = inv.references.loc[inv.references["kind"] == REF_MANIFEST, ["parent", "child"]]
+    refs = manifest_edges(inv)
     children = gone.merge(refs, left_on="digest", right_on="parent")[["repository", "child"]]
     children = children.rename(columns={"child": "digest"}).merge(inv.manifests[keys], on=keys)
-    children = _anti(children, inv.tags[keys], keys)
-    kept = _anti(inv.manifests[keys], gone, keys)
+    children = anti_join(children, inv.tags[keys], keys)
+    kept = anti_join(inv.manifests[keys], gone, keys)
     out = []
     for role, frame in (("deleted", gone), ("child", children.drop_duplicates())):
         elsewhere = frame.merge(kept, on="digest", suffixes=("", "_other"))
@@ -342,35 +342,39 @@ Predictor = Callable[[Inventory], Prediction]
 def plan_deletions(
     inv: Inventory,
     references: list[str],
-    engine: str,
+    engine: EngineRef,
     delete_untagged: bool = False,
     predict: Predictor | None = None,
+    gc_type: str | None = None,
 ) -> Plan:
-    """Price deleting `references` (REPO:TAG, REPO@DIGEST) followed by `engine`'s GC."""
+    """Price deleting `references` (REPO:TAG, REPO@DIGEST) followed by `engine`'s GC
+    (`gc_type`: DigitalOcean's collection type)."""
     if not references:
         raise UsageError("name at least one manifest to delete (--delete REPO:TAG or REPO@DIGEST)")
-    deletions = resolve(inv, [parse_reference(r) for r in references])
-    return plan_manifests(inv, deletions, engine, delete_untagged, predict)
+    deletions = resolve_references(inv, [parse_reference(r) for r in references])
+    return plan_manifests(inv, deletions, engine, delete_untagged, predict, gc_type)
 
 
 def plan_manifests(
     inv: Inventory,
     deletions: pd.DataFrame,
-    engine: str,
+    engine: EngineRef,
     delete_untagged: bool = False,
     predict: Predictor | None = None,
+    gc_type: str | None = None,
 ) -> Plan:
     """Price deleting these manifests (repository, digest, named_as; other columns such as
     `rule` are carried into the plan) followed by `engine`'s GC. An empty frame is a valid
     plan: it frees what the GC frees anyway.
 
-    `predict` prices one inventory (default: `analyze` with this engine and mode); an engine
-    with a richer prediction (DigitalOcean's GC types) passes its own, so each side of the
-    plan is computed once."""
+    `predict` prices one inventory (default: the engine's own prediction with these options),
+    so that a caller that already has the baseline's prediction computes it once."""
+    spec = resolve(engine)
+    options = spec.options(delete_untagged, gc_type)
     if predict is None:
 
         def predict(i: Inventory) -> Prediction:
-            return analyze(i, engine, delete_untagged)
+            return spec.predict(i, options)
 
     deletions = deletions.drop(columns=["tags", "kind", "subject"], errors="ignore")
     tag_lists = inv.tags.groupby(["repository", "digest"])["tag"].agg(sorted).rename("tags")
@@ -384,8 +388,8 @@ def plan_manifests(
     after = predict(without(inv, deletions))
     baseline = predict(inv)
     return Plan(
-        engine,
-        delete_untagged,
+        spec.name,
+        options.delete_untagged,
         deletions,
         baseline,
         after,

@@ -27,6 +27,11 @@ This module only reads and checks policy files; `analyzer.retention` evaluates t
 Every error is a `PolicyError` naming the file and line: unknown keys (with a hint when the key
 is another tool's vocabulary), bad regexes, bad durations, wrong types, rules that contradict
 themselves.
+
+A policy is untrusted input, and bounded: at most 1 MiB, nested at most 32 levels, 1,000 rules,
+regexes of at most 1,000 characters. Tag regexes run on RE2 (google-re2), whose matching time is
+linear in the tag's length whatever the pattern: `(a+)+b` cannot stall a plan. RE2 has no
+look-around and no back-references; such patterns are refused with their line.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
+import re2  # type: ignore[import-untyped]
 import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
 
@@ -58,6 +64,11 @@ _DURATION = re.compile(r"^(?:\d+[wdhms])+$")
 _UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 
 POLICY_KEYS = ("version", "name", "description", "newest_by", "protect", "rules")
+
+MAX_POLICY_BYTES = 1 << 20
+MAX_NESTING = 32
+MAX_RULES = 1000
+MAX_PATTERN_CHARS = 1000
 PROTECT_KEYS = ("repositories", "tags")
 RULE_KEYS = (
     "name",
@@ -130,6 +141,30 @@ class PolicyError(UsageError):
 
 
 @dataclass(frozen=True)
+class TagPattern:
+    """A tag regex, compiled by RE2: matching is linear in the tag's length."""
+
+    pattern: str
+    compiled: Any
+
+    def fullmatch(self, text: str) -> bool:
+        return self.compiled.fullmatch(text) is not None
+
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # the error is ours to report, in one line
+
+
+def compile_tag_pattern(text: str) -> TagPattern:
+    """ValueError (with RE2's reason) when RE2 cannot compile `text`."""
+    try:
+        return TagPattern(text, re2.compile(text, _RE2_OPTIONS))
+    except re2.error as e:
+        reason = e.args[0] if e.args else e
+        raise ValueError(reason.decode() if isinstance(reason, bytes) else str(reason)) from e
+
+
+@dataclass(frozen=True)
 class Rule:
     """One rule. `tags` empty means every tag; `repositories` holds globs (fnmatch)."""
 
@@ -138,8 +173,8 @@ class Rule:
     action: str
     repositories: tuple[str, ...]
     tag_status: str
-    tags: tuple[re.Pattern[str], ...]
-    exclude_tags: tuple[re.Pattern[str], ...]
+    tags: tuple[TagPattern, ...]
+    exclude_tags: tuple[TagPattern, ...]
     newest: int | None
     except_newest: int | None
     older_than: timedelta | None
@@ -180,7 +215,7 @@ class Rule:
 @dataclass(frozen=True)
 class Protection:
     repositories: tuple[str, ...] = ()
-    tags: tuple[re.Pattern[str], ...] = ()
+    tags: tuple[TagPattern, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -191,6 +226,10 @@ class Policy:
     newest_by: str
     protect: Protection
     rules: tuple[Rule, ...]
+
+    def __repr__(self) -> str:
+        # The compiled patterns and nested rules print kilobytes; `describe()` has them all.
+        return f"<Policy {self.name}: {len(self.rules)} rules, from {self.source}>"
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -232,7 +271,9 @@ def load_policy(path: str | Path) -> Policy:
     """Read and check a policy file; PolicyError (naming the file, and the line) on any problem."""
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as f:  # bounded: a policy is small, /dev/zero is not
+            raw = f.read(MAX_POLICY_BYTES + 1)
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
         raise PolicyError(source, None, f"cannot read policy ({reason})") from e
@@ -241,7 +282,10 @@ def load_policy(path: str | Path) -> Policy:
 
 def parse_policy(text: str, source: str = "<policy>") -> Policy:
     """Check `text` against the schema; `source` names it in errors."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_POLICY_BYTES:
+        raise PolicyError(source, None, f"larger than {MAX_POLICY_BYTES:,} bytes: not a policy")
     try:
+        _check_nesting(text, source)
         # compose, not load: nodes keep their marks, so every error can name its line.
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:
@@ -254,6 +298,23 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
     if root is None:
         raise PolicyError(source, None, "the policy is empty; it needs at least `rules:`")
     return _Reader(source).policy(root)
+
+
+def _check_nesting(text: str, source: str) -> None:
+    """Refuse deep nesting before composing (PyYAML composes recursively)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_NESTING:
+                mark = event.start_mark
+                raise PolicyError(
+                    source,
+                    mark.line + 1 if mark is not None else None,
+                    f"nested more than {MAX_NESTING} levels deep: not a policy",
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 class _Reader:
@@ -327,13 +388,15 @@ class _Reader:
             self.fail(node, f"{what} is an empty list")
         return [(item, self.string(item, what)) for item in items]
 
-    def regexes(self, node: yaml.Node, what: str) -> tuple[re.Pattern[str], ...]:
+    def regexes(self, node: yaml.Node, what: str) -> tuple[TagPattern, ...]:
         out = []
         for item, text in self.strings(node, what):
+            if len(text) > MAX_PATTERN_CHARS:
+                self.fail(item, f"{what}: regex longer than {MAX_PATTERN_CHARS} characters")
             try:
-                out.append(re.compile(text))
-            except re.error as e:
-                self.fail(item, f"{what}: bad regex {text!r}: {e}")
+                out.append(compile_tag_pattern(text))
+            except ValueError as e:
+                self.fail(item, f"{what}: bad regex {text[:80]!r}: {e} (RE2 syntax)")
         return tuple(out)
 
     def globs(self, node: yaml.Node, what: str) -> tuple[str, ...]:
@@ -351,6 +414,8 @@ class _Reader:
         rules_node = keys["rules"][1]
         if not isinstance(rules_node, yaml.SequenceNode):
             self.fail(rules_node, "rules must be a list of rules (each starting with `- `)")
+        if len(rules_node.value) > MAX_RULES:
+            self.fail(rules_node, f"more than {MAX_RULES} rules: not a policy")
         rules: list[Rule] = []
         for i, node in enumerate(rules_node.value):
             rule = self.rule(node, i + 1, newest_by)

@@ -24,11 +24,12 @@ from typing import Any
 import pandas as pd
 
 from analyzer.attribution import Attribution, attribute
+from analyzer.engines.registry import EngineRef, resolve
 from analyzer.inventory import Inventory
 from analyzer.plan import Plan, plan_manifests
 from analyzer.policy import Policy, load_policy
+from analyzer.progress import NullProgress, Progress
 from analyzer.retention import Evaluation, evaluate_policy
-from analyzer.semantics import check_engine
 
 COMPARISON_COLUMNS = [
     "policy",
@@ -57,6 +58,17 @@ class PolicyPlan:
     def to_dict(self) -> dict[str, Any]:
         return self.plan.to_dict()
 
+    def __repr__(self) -> str:
+        # One line in a notebook; the policy, decisions and attribution are a field away.
+        from analyzer.report.text import human_bytes
+
+        s = self.summary()
+        return (
+            f"<PolicyPlan {s['policy']}: delete {s['manifests_deleted']} manifests "
+            f"({s['tags_deleted']} tags), frees {human_bytes(s['bytes_freed'])} ({s['bound']}), "
+            f"{s['safety']} safety notes>"
+        )
+
     def summary(self) -> dict[str, Any]:
         doc = self.plan.to_dict()
         return {
@@ -74,17 +86,20 @@ class PolicyPlan:
 def plan_policy(
     inv: Inventory,
     policy: Policy | str | Path,
-    engine: str,
+    engine: EngineRef,
     delete_untagged: bool = False,
     now: datetime | pd.Timestamp | None = None,
+    gc_type: str | None = None,
 ) -> PolicyPlan:
-    """Evaluate `policy` (a Policy or a YAML file) on `inv` and price it under `engine`."""
-    check_engine(engine)
+    """Evaluate `policy` (a Policy or a YAML file) on `inv` and price it under `engine`
+    (`gc_type`: DigitalOcean's collection type)."""
+    spec = resolve(engine)
+    spec.options(delete_untagged, gc_type)  # refuse bad options before any evaluation
     if not isinstance(policy, Policy):
         policy = load_policy(policy)
     evaluation = evaluate_policy(inv, policy, now)
     deletions = evaluation.deletions[["repository", "digest", "named_as", "rule", "reason"]]
-    plan = plan_manifests(inv, deletions, engine, delete_untagged)
+    plan = plan_manifests(inv, deletions, spec, delete_untagged, gc_type=gc_type)
     attribution = attribute(inv, plan)
     plan.extra = {"policy": evaluation.summary(), "attribution": attribution.to_dict()}
     return PolicyPlan(policy, evaluation, plan, attribution)
@@ -122,6 +137,21 @@ class PolicyComparison:
     def by_repository(self) -> pd.DataFrame:
         return self._stacked([p.attribution.by_repository for p in self.plans])
 
+    def __repr__(self) -> str:
+        from analyzer.report.text import human_bytes
+
+        shown = 4
+        freed = [f"{p.policy.name} {human_bytes(p.plan.bytes_freed)}" for p in self.plans]
+        more = f", {len(freed) - shown} more" if len(freed) > shown else ""
+        mode = " --delete-untagged" if self.delete_untagged else ""
+        return (
+            f"<PolicyComparison {len(self.plans)} policies on {self.engine}{mode}: frees "
+            f"{', '.join(freed[:shown])}{more}>"
+        )
+
+    def _repr_html_(self) -> str:
+        return self.table.to_html(index=False)  # the comparison table, as the CLI shows it
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON of several policies: the comparison, and each plan keyed by its file."""
         return {
@@ -135,15 +165,24 @@ class PolicyComparison:
 def compare_policies(
     inv: Inventory,
     policies: list[Policy | str | Path],
-    engine: str,
+    engine: EngineRef,
     delete_untagged: bool = False,
     now: datetime | pd.Timestamp | None = None,
+    progress: Progress | None = None,
+    gc_type: str | None = None,
 ) -> PolicyComparison:
     """Plan each policy against the same snapshot, engine and mode.
 
     Every file is read and checked before anything is evaluated, so a bad file fails fast.
+    `progress` hears one stage, "policies", advanced as each policy is planned.
     """
-    check_engine(engine)
+    spec = resolve(engine)  # once, not per policy
+    options = spec.options(delete_untagged, gc_type)
+    progress = progress or NullProgress()
     loaded = [p if isinstance(p, Policy) else load_policy(p) for p in policies]
-    plans = [plan_policy(inv, p, engine, delete_untagged, now) for p in loaded]
-    return PolicyComparison(engine, delete_untagged, plans)
+    progress.stage("policies", len(loaded))
+    plans = []
+    for p in loaded:
+        plans.append(plan_policy(inv, p, spec, delete_untagged, now, gc_type))
+        progress.advance()
+    return PolicyComparison(spec.name, options.delete_untagged, plans)

@@ -48,8 +48,18 @@ from typing import Any
 import pandas as pd
 
 from analyzer.inventory import Inventory
-from analyzer.model import KIND_INDEX, REF_MANIFEST
-from analyzer.policy import DELETE, KEEP, NEWEST_BY_CREATED, TAGGED, UNTAGGED, Policy, Rule
+from analyzer.model import KIND_INDEX
+from analyzer.policy import (
+    DELETE,
+    KEEP,
+    NEWEST_BY_CREATED,
+    TAGGED,
+    UNTAGGED,
+    Policy,
+    Rule,
+    TagPattern,
+)
+from analyzer.tables import manifest_edges
 
 # The referrers tag schema (OCI distribution 1.1) and cosign's legacy tags: sha256-<hex>[.sig]
 REFERRER_TAG = re.compile(r"^sha256-([0-9a-f]{64})(?:\.[A-Za-z0-9_-]+)?$")
@@ -78,6 +88,13 @@ class Evaluation:
     now: pd.Timestamp
     decisions: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        deleted = int((self.decisions["verdict"] == VERDICT_DELETE).sum())
+        return (
+            f"<Evaluation {self.policy.name} at {self.now:%Y-%m-%d %H:%M}: delete {deleted} of "
+            f"{len(self.decisions)} manifests, {len(self.notes)} notes>"
+        )
 
     @property
     def deletions(self) -> pd.DataFrame:
@@ -122,7 +139,7 @@ def holder_edges(inv: Inventory) -> pd.DataFrame:
     """
     revs = inv.manifests[[*KEY, "kind", "subject"]].astype(object)
     present = revs[KEY]
-    mrefs = inv.references.loc[inv.references["kind"] == REF_MANIFEST, ["parent", "child"]]
+    mrefs = manifest_edges(inv)
     indexes = revs.loc[revs["kind"] == KIND_INDEX, KEY].rename(columns={"digest": "holder"})
     children = indexes.merge(mrefs.astype(object), left_on="holder", right_on="parent")
     children = children.rename(columns={"child": "digest"})[["repository", "digest", "holder"]]
@@ -156,7 +173,7 @@ def _own_tags(inv: Inventory) -> pd.DataFrame:
 def _times(inv: Inventory) -> pd.DataFrame:
     """repository, digest, pushed, created: an index's created is its newest child's."""
     m = inv.manifests[[*KEY, "created", "pushed_at"]]
-    mrefs = inv.references.loc[inv.references["kind"] == REF_MANIFEST, ["parent", "child"]]
+    mrefs = manifest_edges(inv)
     child_created = (
         mrefs.merge(
             m[["digest", "created"]].drop_duplicates("digest"), left_on="child", right_on="digest"
@@ -165,7 +182,9 @@ def _times(inv: Inventory) -> pd.DataFrame:
         .max()
     )
     # One unit and zone for both columns, whatever the source wrote, so they compare and fill.
-    created = _utc(m["created"]).fillna(_utc(m["digest"].map(child_created)))
+    created = _utc(m["created"])
+    if len(child_created):  # mapping through an empty datetime Series fails in pandas
+        created = created.fillna(_utc(m["digest"].map(child_created)))
     return pd.DataFrame(
         {
             "repository": m["repository"].astype(object),
@@ -233,12 +252,14 @@ def _repo_mask(repos: pd.Series, globs: tuple[str, ...]) -> pd.Series:
     return repos.map(hit).astype(bool)
 
 
-def _tag_mask(tags: pd.Series, patterns: tuple[re.Pattern[str], ...]) -> pd.Series:
-    """Tags any pattern matches as a whole (Python `re`: the engine that checked the pattern)."""
-    values = tags.astype(object)
+def _tag_mask(tags: pd.Series, patterns: tuple[TagPattern, ...]) -> pd.Series:
+    """Tags any pattern matches as a whole (RE2, the engine that checked the pattern: linear
+    time). Each distinct tag is matched once per pattern."""
     out = pd.Series(False, index=tags.index)
+    names = [t for t in pd.unique(tags) if isinstance(t, str)]
     for p in patterns:
-        out |= values.str.fullmatch(p).fillna(False).astype(bool)
+        hit = {t: p.fullmatch(t) for t in names}
+        out |= tags.map(hit).fillna(False).astype(bool)
     return out
 
 

@@ -2,82 +2,337 @@
 
 The header is plain JSON so that `jq` and humans can read where a snapshot came from without
 pandas; the tables are Parquet so that a notebook loads 100,000 manifests in a blink.
+
+A snapshot cannot tear or lie:
+  * it is written into a new hidden directory beside the target and renamed into place only
+    when whole, so a killed scan leaves no directory that reads as a snapshot, and an existing
+    snapshot is replaced only when asked (`replace=True`, the CLI's --force);
+  * the header, written last, holds every table's row count, byte count and sha256; reading
+    checks each, so a torn, truncated or edited table is refused, never read as `exact`;
+  * values are checked on write and on read (digests well-formed, sizes >= 0, no duplicate
+    keys, header fields of their types).
+Anything off is one `SnapshotError` line. Format version 1 had no checksums: a torn v1
+snapshot cannot be told from a whole one, so it is refused with the way out (scan again).
+
+`Inventory.snapshot_id` (set on read and write) is the sha256 of the canonical header: since the
+header holds every table's checksum, it names the snapshot's whole content. Plans are signed
+with it (`analyzer.plan_file`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
+import io
 import json
 import os
+import secrets
+import shutil
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from analyzer.errors import SnapshotError
-from analyzer.inventory import SCHEMAS, TABLES, Inventory, SnapshotHeader, conform
+from analyzer.inventory import TABLES, Inventory, SnapshotHeader, check_tables, conform
 
 HEADER_FILE = "header.json"
 FORMAT_NAME = "reclaim-snapshot"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+MAX_HEADER_BYTES = 16 << 20
+_HEX64 = frozenset("0123456789abcdef")
+# Files a snapshot directory may hold; --force replaces nothing else.
+_SNAPSHOT_FILES = frozenset({HEADER_FILE, HEADER_FILE + ".tmp", *(f"{t}.parquet" for t in TABLES)})
+_PARTIAL = ".partial"
 
 
-def write_snapshot(inventory: Inventory, path: str | os.PathLike[str]) -> Path:
-    """Write `inventory` into directory `path` (created; existing snapshot files are replaced)."""
+def snapshot_identity(header: dict[str, Any]) -> str:
+    """sha256 of the canonical header JSON: names the snapshot (the header holds each table's hash)."""
+    canonical = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_target(path: str | os.PathLike[str], replace: bool = False) -> Path:
+    """Refuse a target that holds something: a snapshot unless `replace`, anything else always.
+
+    Called before a long scan, so that it is not run for nothing, and again right before the
+    rename."""
     target = Path(path)
-    if target.exists() and not target.is_dir():
-        raise SnapshotError(f"{target}: exists and is not a directory")
-    target.mkdir(parents=True, exist_ok=True)
-    for table in TABLES:
-        inventory.tables[table].to_parquet(target / f"{table}.parquet", index=False)
-    header = {"format": FORMAT_NAME, **dataclasses.asdict(inventory.header)}
-    header["counts"] = {t: len(inventory.tables[t]) for t in TABLES}
-    tmp = target / (HEADER_FILE + ".tmp")
-    tmp.write_text(json.dumps(header, indent=2, sort_keys=True) + "\n")
-    # The header goes last and atomically: a snapshot with a header is a whole snapshot.
-    tmp.replace(target / HEADER_FILE)
+    if not target.exists() and not target.is_symlink():
+        return target
+    if not target.is_dir() or target.is_symlink():
+        raise SnapshotError(f"{target}: exists and is not a snapshot directory; choose another -o")
+    entries = _entries(target)
+    if not entries:
+        return target  # an empty directory is taken over
+    foreign = sorted(set(entries) - _SNAPSHOT_FILES)
+    if foreign:
+        raise SnapshotError(
+            f"{target}: exists and holds other files ({', '.join(foreign[:3])}); reclaim "
+            "replaces only a snapshot directory: choose another -o"
+        )
+    if not replace:
+        raise SnapshotError(f"{target}: a snapshot exists there; pass --force to replace it")
     return target
 
 
-def read_header(path: str | os.PathLike[str]) -> SnapshotHeader:
-    target = Path(path)
-    header_path = target / HEADER_FILE
-    if not header_path.is_file():
-        raise SnapshotError(f"{target}: not a reclaim snapshot (no {HEADER_FILE})")
+def _entries(directory: Path) -> list[str]:
     try:
-        raw = json.loads(header_path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise SnapshotError(f"{header_path}: unreadable header ({e})") from e
+        return os.listdir(directory)
+    except OSError as e:
+        raise SnapshotError(f"{directory}: cannot list ({e.strerror})") from e
+
+
+def write_snapshot(
+    inventory: Inventory, path: str | os.PathLike[str], *, replace: bool = False
+) -> Path:
+    """Write `inventory` as a snapshot directory at `path`, whole or not at all.
+
+    An existing snapshot there is replaced only with `replace=True`. Sets
+    `inventory.snapshot_id` and `inventory.snapshot_path`.
+    """
+    target = check_target(path, replace)
+    try:
+        check_tables(inventory.tables)
+    except ValueError as e:
+        raise SnapshotError(
+            f"{target}: refusing to write an inventory that would not read back ({e})"
+        ) from e
+    parent = target.absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        # Not mkdtemp: its 0700 would become the snapshot's mode; os.mkdir honours the umask.
+        partial = parent / f".{target.name}.{secrets.token_hex(6)}{_PARTIAL}"
+        partial.mkdir()
+    except OSError as e:
+        raise SnapshotError(f"{target}: cannot write here ({e.strerror})") from e
+    try:
+        header = _write_tables(inventory, partial)
+        _install(partial, target, replace)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    inventory.snapshot_id = snapshot_identity(header)
+    inventory.snapshot_path = str(target.absolute())
+    return target
+
+
+def _write_tables(inventory: Inventory, directory: Path) -> dict[str, Any]:
+    """Every table, then the header that vouches for them; all fsynced. Returns the header."""
+    tables: dict[str, dict[str, Any]] = {}
+    try:
+        for table in TABLES:
+            buf = io.BytesIO()
+            inventory.tables[table].to_parquet(buf, index=False)
+            data = buf.getvalue()
+            _write_file(directory / f"{table}.parquet", data)
+            tables[table] = {
+                "rows": len(inventory.tables[table]),
+                "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+        header = {"format": FORMAT_NAME, **dataclasses.asdict(inventory.header)}
+        header["format_version"] = FORMAT_VERSION
+        header["tables"] = tables
+        text = json.dumps(header, indent=2, sort_keys=True, allow_nan=False) + "\n"
+        _write_file(directory / HEADER_FILE, text.encode())
+        _fsync_dir(directory)
+    except OSError as e:
+        raise SnapshotError(f"{directory}: cannot write snapshot ({e.strerror})") from e
+    except ValueError as e:  # a header value JSON cannot hold (NaN)
+        raise SnapshotError(f"{directory}: header cannot be written ({e})") from e
+    return header
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with path.open("xb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _install(partial: Path, target: Path, replace: bool) -> None:
+    """Rename the whole snapshot into place. An old snapshot is moved aside first and removed
+    after: a crash in between leaves no snapshot at the target (never a torn one), and the old
+    one intact beside it."""
+    check_target(target, replace)
+    aside: Path | None = None
+    try:
+        if target.is_dir() and _entries(target):
+            aside = partial.with_name(partial.name.removesuffix(_PARTIAL) + ".old")
+            os.rename(target, aside)
+        os.rename(partial, target)  # rename(2) replaces an empty directory
+        _fsync_dir(target.absolute().parent)
+    except OSError as e:
+        if aside is not None and not target.exists():
+            with contextlib.suppress(OSError):
+                os.rename(aside, target)
+        raise SnapshotError(f"{target}: cannot put the snapshot in place ({e.strerror})") from e
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+def _raw_header(header_path: Path) -> dict[str, Any]:
+    try:
+        with header_path.open("rb") as f:
+            data = f.read(MAX_HEADER_BYTES + 1)
+    except OSError as e:
+        raise SnapshotError(f"{header_path}: unreadable header ({e.strerror})") from e
+    if len(data) > MAX_HEADER_BYTES:
+        raise SnapshotError(f"{header_path}: header larger than {MAX_HEADER_BYTES} bytes")
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise SnapshotError(f"{header_path}: header is not UTF-8 text") from None
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise SnapshotError(f"{header_path}: header is not JSON ({str(e)[:80]})") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT_NAME:
         raise SnapshotError(f"{header_path}: not a reclaim snapshot header")
-    if raw.get("format_version") != FORMAT_VERSION:
+    return raw
+
+
+def _check_version(header_path: Path, raw: dict[str, Any]) -> None:
+    version = raw.get("format_version")
+    if version == 1:
         raise SnapshotError(
-            f"{header_path}: snapshot format version {raw.get('format_version')!r} "
-            f"is not supported (this reclaim reads version {FORMAT_VERSION})"
+            f"{header_path}: snapshot format version 1 has no table checksums, so a torn or "
+            "edited snapshot cannot be told from a whole one: scan again (reclaim scan ... -o NEW)"
         )
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        raise SnapshotError(
+            f"{header_path}: snapshot format version {version!r} is not supported "
+            f"(this reclaim reads version {FORMAT_VERSION})"
+        )
+
+
+# field -> (accepted type, may be null, has a default)
+_HEADER_FIELDS: dict[str, tuple[type, bool, bool]] = {
+    "source": (str, False, False),
+    "registry": (str, True, False),
+    "created_at": (str, False, False),
+    "tool_version": (str, False, False),
+    "complete": (bool, False, False),
+    "repository_filter": (list, False, True),
+    "storage_root": (str, True, True),
+    "notes": (list, False, True),
+    "extra": (dict, False, True),
+}
+
+
+def _check_header_fields(header_path: Path, raw: dict[str, Any]) -> None:
+    for name, (kind, nullable, has_default) in _HEADER_FIELDS.items():
+        if name not in raw:
+            if has_default:
+                continue
+            raise SnapshotError(f"{header_path}: header lacks {name!r}")
+        value = raw[name]
+        if value is None and nullable:
+            continue
+        # bool is an int in Python, and "false" is a str: neither passes for the other.
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            raise SnapshotError(
+                f"{header_path}: header field {name!r} is {type(value).__name__}, "
+                f"not {kind.__name__}"
+            )
+        if isinstance(value, list) and not all(isinstance(x, str) for x in value):
+            raise SnapshotError(f"{header_path}: header field {name!r} is not a list of strings")
+
+
+def _table_entries(header_path: Path, raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    tables = raw.get("tables")
+    if not isinstance(tables, dict) or set(tables) != set(TABLES):
+        raise SnapshotError(f"{header_path}: header does not list exactly the tables {TABLES}")
+    for table, entry in tables.items():
+        ok = (
+            isinstance(entry, dict)
+            and all(_count(entry.get(k)) for k in ("rows", "bytes"))
+            and isinstance(entry.get("sha256"), str)
+            and len(entry["sha256"]) == 64
+            and set(entry["sha256"]) <= _HEX64
+        )
+        if not ok:
+            raise SnapshotError(f"{header_path}: header entry of table {table} is malformed")
+    return tables
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _checked_header(path: Path) -> dict[str, Any]:
+    header_path = path / HEADER_FILE
+    if not header_path.is_file():
+        raise SnapshotError(f"{path}: not a reclaim snapshot (no {HEADER_FILE})")
+    raw = _raw_header(header_path)
+    _check_version(header_path, raw)
+    _check_header_fields(header_path, raw)
+    _table_entries(header_path, raw)
+    return raw
+
+
+def _header_object(raw: dict[str, Any]) -> SnapshotHeader:
     names = {f.name for f in dataclasses.fields(SnapshotHeader)}
+    return SnapshotHeader(**{k: v for k, v in raw.items() if k in names})
+
+
+def read_header(path: str | os.PathLike[str]) -> SnapshotHeader:
+    """The checked header of the snapshot at `path` (tables not read)."""
+    return _header_object(_checked_header(Path(path)))
+
+
+def _read_table(path: Path, table: str, entry: dict[str, Any]) -> pd.DataFrame:
+    file = path / f"{table}.parquet"
     try:
-        return SnapshotHeader(**{k: v for k, v in raw.items() if k in names})
-    except TypeError as e:
-        raise SnapshotError(f"{header_path}: header lacks fields ({e})") from e
+        with file.open("rb") as f:
+            data = f.read(entry["bytes"] + 1)
+    except FileNotFoundError:
+        raise SnapshotError(f"{path}: snapshot lacks {file.name}") from None
+    except OSError as e:
+        raise SnapshotError(f"{file}: unreadable ({e.strerror})") from e
+    if len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise SnapshotError(
+            f"{file}: does not match the checksum in {HEADER_FILE} (torn or edited snapshot)"
+        )
+    try:
+        df = pq.read_table(pa.BufferReader(data)).to_pandas()
+    except (OSError, ValueError, TypeError, KeyError, pa.ArrowException) as e:
+        raise SnapshotError(f"{file}: not a readable Parquet table ({str(e)[:100]})") from None
+    if len(df) != entry["rows"]:
+        raise SnapshotError(f"{file}: {len(df)} rows, the header says {entry['rows']}")
+    try:
+        return conform(table, df)
+    except (ValueError, TypeError, KeyError) as e:
+        raise SnapshotError(f"{file}: table does not fit its schema ({str(e)[:100]})") from None
 
 
 def read_snapshot(path: str | os.PathLike[str]) -> Inventory:
-    """Load a snapshot written by `write_snapshot` (or `reclaim scan -o`).
+    """Load a snapshot written by `write_snapshot` (or `reclaim scan -o`), checked whole.
 
     Returns an `Inventory`; its `.tables` are DataFrames with the columns documented in
-    `analyzer.inventory`.
+    `analyzer.inventory`. Raises SnapshotError (one line) when anything does not check out.
     """
-    header = read_header(path)
     target = Path(path)
-    tables: dict[str, pd.DataFrame] = {}
-    for table in TABLES:
-        file = target / f"{table}.parquet"
-        if not file.is_file():
-            raise SnapshotError(f"{target}: snapshot lacks {file.name}")
-        try:
-            df = pd.read_parquet(file)
-            tables[table] = conform(table, df)
-        except (OSError, ValueError) as e:
-            raise SnapshotError(f"{file}: unreadable table ({e})") from e
-    assert set(tables) == set(SCHEMAS)
-    return Inventory(header, tables)
+    raw = _checked_header(target)
+    tables = {t: _read_table(target, t, raw["tables"][t]) for t in TABLES}
+    try:
+        check_tables(tables)
+    except ValueError as e:
+        raise SnapshotError(f"{target}: {e}") from None
+    inv = Inventory(_header_object(raw), tables)
+    inv.snapshot_id = snapshot_identity(raw)
+    inv.snapshot_path = str(target.absolute())
+    return inv

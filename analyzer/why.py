@@ -23,19 +23,15 @@ from typing import Any
 
 import pandas as pd
 
+from analyzer.engines.registry import EngineRef, EngineSpec, resolve
+from analyzer.engines.spec import EngineOptions
 from analyzer.errors import UsageError
 from analyzer.frames import isin
 from analyzer.inventory import Inventory
+from analyzer.marking import sweep_candidates
 from analyzer.model import is_digest
 from analyzer.plan import parse_reference
-from analyzer.semantics import (
-    check_engine,
-    marking_closure,
-    revisions,
-    roots_for,
-    simulate,
-    sweep_candidates,
-)
+from analyzer.tables import revisions
 
 REASON_SWEPT = "swept: no root marks it"
 REASON_MARKED = "marked by the roots listed in kept_by"
@@ -125,11 +121,18 @@ def resolve_target(inv: Inventory, target: str) -> str:
     return str(hit.iloc[0])
 
 
-def explain(inv: Inventory, target: str, engine: str, delete_untagged: bool = False) -> Explanation:
+def explain(
+    inv: Inventory,
+    target: str,
+    engine: EngineRef,
+    delete_untagged: bool = False,
+    gc_type: str | None = None,
+) -> Explanation:
     """Does `engine`'s GC delete TARGET (digest, REPO:TAG, REPO@DIGEST), and what keeps it?"""
-    check_engine(engine)
+    spec = resolve(engine)
+    options = spec.options(delete_untagged, gc_type)
     digest = resolve_target(inv, target)
-    gc = simulate(inv, engine, delete_untagged)
+    gc = spec.simulate(inv, options)
     blobs = inv.blobs.set_index("digest")
     size = blobs["size"].get(digest)
     is_manifest = bool((inv.manifests["digest"] == digest).any())
@@ -137,8 +140,8 @@ def explain(inv: Inventory, target: str, engine: str, delete_untagged: bool = Fa
     base = Explanation(
         target=target,
         digest=digest,
-        engine=engine,
-        delete_untagged=delete_untagged,
+        engine=spec.name,
+        delete_untagged=options.delete_untagged,
         deleted=False,
         reason="",
         size=None if size is None or pd.isna(size) else int(size),
@@ -148,7 +151,7 @@ def explain(inv: Inventory, target: str, engine: str, delete_untagged: bool = Fa
             for r, d in gone[["repository", "digest"]].itertuples(index=False, name=None)
         ],
     )
-    kept_by = roots_keeping(inv, digest, engine, delete_untagged)
+    kept_by = roots_keeping(inv, digest, spec, options)
     if gc.aborts:
         base.reason = f"{REASON_ABORTS}: {gc.aborts}"
         base.kept_by = kept_by
@@ -168,10 +171,12 @@ def explain(inv: Inventory, target: str, engine: str, delete_untagged: bool = Fa
     return base
 
 
-def roots_keeping(inv: Inventory, digest: str, engine: str, delete_untagged: bool) -> list[KeptBy]:
+def roots_keeping(
+    inv: Inventory, digest: str, spec: EngineSpec, options: EngineOptions
+) -> list[KeptBy]:
     """Every root whose marking reaches `digest`, with the shortest path of references."""
-    roots = roots_for(inv, engine, delete_untagged)
-    edges = marking_closure(inv, roots, engine).edges
+    roots = spec.roots(inv, options)
+    edges = spec.marking(inv, roots).edges
     tags = inv.tags.sort_values("tag").groupby(["repository", "digest"])["tag"].agg(list)
     out: list[KeptBy] = []
     root_set = set(roots[["repository", "digest"]].itertuples(index=False, name=None))

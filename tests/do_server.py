@@ -1,7 +1,7 @@
 """A DigitalOcean-compatible Container Registry API, backed by a real distribution registry.
 
 Serves the registry endpoints of DigitalOcean's API spec (the paths of
-`analyzer.do.client.ENDPOINTS`; the deprecated `/v2/registry/...` prefix works too) on a free
+`analyzer.engines.digitalocean.client.ENDPOINTS`; the deprecated `/v2/registry/...` prefix works too) on a free
 127.0.0.1 port, from a thread:
   * listings are read from the registry's real storage tree (`analyzer.sources.storage`):
     every manifest, untagged ones too, with its tags and its blobs (config, layers or child
@@ -18,6 +18,15 @@ Serves the registry endpoints of DigitalOcean's API spec (the paths of
     requests, renamed or dropped response fields, a collection that ends `failed`.
 Every request and response is recorded (`exchanges`, without the Authorization header) for the
 contract tests.
+
+How a collection moves from one status to the next (`advance`):
+  * "clock" (the demo): each status lasts `step_seconds`;
+  * "observed" (the tests): a status is left only once a client has been served it (the
+    answer to the POST, a poll of the active collection, the list, a cancel), so a client that
+    polls sees every status whatever the machine's load, and never waits on wall-clock luck;
+    `hold(status)` keeps a collection in a status until `release(status)`, for a test that
+    must act while it lasts; `wait_status` blocks until a collection reaches a status;
+    `wait_idle` lets every collection run to its end unobserved.
 
 Run it for a local demo (see the README): `python tests/do_server.py --registry-config CONFIG`.
 """
@@ -52,7 +61,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analyzer.do import (
+from analyzer.engines.digitalocean.client import ENDPOINTS
+from analyzer.engines.digitalocean.names import (
     GC_DEFAULT,
     GC_TYPES,
     STATUS_CANCELLED,
@@ -65,13 +75,14 @@ from analyzer.do import (
     STATUS_WAITING,
     TERMINAL_STATUSES,
 )
-from analyzer.do.client import ENDPOINTS
-from analyzer.engines.distribution import parse_output
+from analyzer.engines.distribution.runner import parse_output
 from analyzer.inventory import Inventory
 from analyzer.model import GC_REFERENCE_KINDS
 from analyzer.sources.storage import iter_blobs, resolve_root, scan_storage
 
 RATE_LIMIT = 5000
+ADVANCE_CLOCK = "clock"
+ADVANCE_OBSERVED = "observed"
 ERROR_IDS = {
     400: "bad_request",
     401: "unauthorized",
@@ -171,6 +182,7 @@ class GCJob:
     cancel: threading.Event = field(default_factory=threading.Event)
     history: list[str] = field(default_factory=list)
     error: str | None = None
+    served: set[str] = field(default_factory=set)  # statuses a client has been answered with
 
     def doc(self, registry: str) -> dict[str, Any]:
         return {
@@ -215,11 +227,15 @@ class DOServer:
         max_per_page: int = 200,
         tier: str = "basic",
         usage_age_seconds: float = 0.0,
+        advance: str = ADVANCE_CLOCK,
     ) -> None:
+        if advance not in (ADVANCE_CLOCK, ADVANCE_OBSERVED):
+            raise ValueError(f"advance must be {ADVANCE_CLOCK!r} or {ADVANCE_OBSERVED!r}")
         self.backend = backend
         self.name = registry_name
         self.token = token
         self.step_seconds = step_seconds
+        self.advance = advance
         self.max_per_page = max_per_page
         self.tier = tier
         self.usage_age_seconds = usage_age_seconds
@@ -228,6 +244,11 @@ class DOServer:
         self.exchanges: list[Exchange] = []
         self.jobs: list[GCJob] = []  # newest first
         self.lock = threading.RLock()
+        # Notified whenever a collection's status, its served statuses, a hold or a cancel
+        # changes: collections and tests wait on it, never on the clock.
+        self.changed = threading.Condition(self.lock)
+        self.holds: set[str] = set()
+        self.free_running = False  # wait_idle/stop: no status waits to be observed any more
         self.requests_served = 0
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -253,8 +274,12 @@ class DOServer:
         return self
 
     def stop(self) -> None:
-        for job in self.jobs:
-            job.cancel.set()
+        with self.changed:
+            for job in self.jobs:
+                job.cancel.set()
+            self.free_running = True
+            self.holds.clear()
+            self.changed.notify_all()
         for worker in self._workers:
             worker.join(timeout=30)
         if self._httpd is not None:
@@ -262,10 +287,41 @@ class DOServer:
             self._httpd.server_close()
             self._httpd = None
 
-    def wait_idle(self, timeout: float = 30.0) -> None:
-        """Block until no collection runs (tests)."""
+    def wait_idle(self, timeout: float = 60.0) -> None:
+        """Let every collection run to its end, observed or not, held or not; block until then."""
+        with self.changed:
+            self.free_running = True
+            self.holds.clear()
+            self.changed.notify_all()
         for worker in self._workers:
             worker.join(timeout=timeout)
+
+    def hold(self, status: str) -> None:
+        """Collections stay in `status` (once there) until `release(status)`."""
+        with self.changed:
+            self.holds.add(status)
+
+    def release(self, status: str) -> None:
+        with self.changed:
+            self.holds.discard(status)
+            self.changed.notify_all()
+
+    def wait_status(self, status: str, timeout: float = 60.0) -> GCJob:
+        """Block until the newest collection is in `status` (a state, not a sleep)."""
+        with self.changed:
+            ok = self.changed.wait_for(
+                lambda: bool(self.jobs) and self.jobs[0].status == status, timeout
+            )
+            if not ok:
+                raise TimeoutError(f"no collection reached {status!r} within {timeout:g} s")
+            return self.jobs[0]
+
+    def _served(self, job: GCJob) -> dict[str, Any]:
+        """The collection as a client is answered with it; the status counts as observed."""
+        with self.changed:
+            job.served.add(job.status)
+            self.changed.notify_all()
+            return job.doc(self.name)
 
     def active(self) -> GCJob | None:
         with self.lock:
@@ -595,20 +651,19 @@ class DOServer:
             self.jobs.insert(0, job)
             worker = threading.Thread(target=self._collect, args=(job,), daemon=True)
             self._workers.append(worker)
-        worker.start()
-        return 201, {"garbage_collection": job.doc(self.name)}
+            worker.start()
+            return 201, {"garbage_collection": self._served(job)}
 
     def _h_get_active_gc(self, params: dict[str, str], ex: Exchange, url: str) -> tuple[int, Any]:
         job = self.active()
         if job is None:
             raise ApiError(404, "no active garbage collection")
-        with self.lock:
-            return 200, {"garbage_collection": job.doc(self.name)}
+        return 200, {"garbage_collection": self._served(job)}
 
     def _h_list_gcs(self, params: dict[str, str], ex: Exchange, url: str) -> tuple[int, Any]:
         _, per_page, offset = self._paging(ex)
         with self.lock:
-            docs = [j.doc(self.name) for j in self.jobs[offset : offset + per_page]]
+            docs = [self._served(j) for j in self.jobs[offset : offset + per_page]]
         return 200, {"garbage_collections": docs}
 
     def _h_cancel_gc(self, params: dict[str, str], ex: Exchange, url: str) -> tuple[int, Any]:
@@ -620,23 +675,44 @@ class DOServer:
                 raise ApiError(400, 'expected {"cancel": true}')
             if ex.body["cancel"] and job.status not in TERMINAL_STATUSES:
                 job.cancel.set()
-            return 200, {"garbage_collection": job.doc(self.name)}
+                self.changed.notify_all()
+            return 200, {"garbage_collection": self._served(job)}
 
     # -- the collection ---------------------------------------------------------------------
 
     def _set(self, job: GCJob, status: str) -> None:
-        with self.lock:
+        with self.changed:
             job.status = status
             job.updated_at = rfc3339()
             job.history.append(status)
+            self.changed.notify_all()
 
     def _pause(self, job: GCJob) -> bool:
         """Wait one step; True when a cancel arrived (the job is then cancelling)."""
-        if job.cancel.wait(self.step_seconds):
+        if self._step(job, cancellable=True):
             self._set(job, STATUS_CANCELLING)
-            time.sleep(self.step_seconds)
+            self._step(job, cancellable=False)
             return True
         return False
+
+    def _step(self, job: GCJob, cancellable: bool) -> bool:
+        """Let the current status last one step; True when a cancel cut it short."""
+        if self.advance == ADVANCE_CLOCK:
+            if cancellable:
+                return job.cancel.wait(self.step_seconds)
+            time.sleep(self.step_seconds)
+            return False
+
+        def done() -> bool:
+            if cancellable and job.cancel.is_set():
+                return True
+            if self.free_running:
+                return True
+            return job.status in job.served and job.status not in self.holds
+
+        with self.changed:
+            self.changed.wait_for(done)
+            return cancellable and job.cancel.is_set()
 
     def _gc_command(self, dry_run: bool, delete_untagged: bool) -> list[str]:
         args = [self.backend.binary, "garbage-collect"]
@@ -815,7 +891,7 @@ class ManagedRegistry:
     """A registry this script runs itself from CONFIG, so that a GC can make it read-only."""
 
     def __init__(self, config: Path, binary: str, manage: bool = True) -> None:
-        from analyzer.engines.distribution import load_config, probe_url
+        from analyzer.engines.distribution.runner import load_config, probe_url
 
         cfg = load_config(config)
         if not cfg.addr:

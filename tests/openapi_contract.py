@@ -21,7 +21,7 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped]
 import yaml
 
-from analyzer.do.client import ENDPOINTS, Endpoint
+from analyzer.engines.digitalocean.client import ENDPOINTS, Endpoint
 
 # The official spec lives beside the clone (../shared/digitalocean-openapi), as the project's
 # machines and CI lay it out; RECLAIM_DO_SPEC points elsewhere (the folder holding README.md

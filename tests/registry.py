@@ -1,7 +1,9 @@
-"""The real registry for tests: Debian's docker-registry (CNCF distribution 2.8) on loopback.
+"""The real registries for tests, on loopback: Debian's docker-registry (CNCF distribution
+2.8.2) and distribution v3.1.1 built from its source (scripts/build-registry-v3.sh).
 
-`RegistryServer` starts `docker-registry serve` on a free 127.0.0.1 port with its own storage
-directory and runs its real `garbage-collect`. `Pusher` fills it through the HTTP API only, the
+`RegistryServer` starts `<binary> serve` on a free 127.0.0.1 port with its own storage
+directory and runs its real `garbage-collect`; `RegistryEngine` says which engine a binary is
+and which reclaim model predicts it. `Pusher` fills a registry through the HTTP API only, the
 way a client such as docker or oras would. Nothing here is mocked.
 """
 
@@ -10,17 +12,38 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import requests
 
 BINARY_ENV = "RECLAIM_REGISTRY_BINARY"
+# The distribution v3 binary: REGISTRY_V3=/path, else `registry` on PATH when it reports v3,
+# else built from the source tarball by scripts/build-registry-v3.sh (cached after the first).
+V3_ENV = "REGISTRY_V3"
+BUILD_V3 = Path(__file__).resolve().parents[1] / "scripts" / "build-registry-v3.sh"
+SOURCE_ENV = "RECLAIM_DISTRIBUTION_SOURCE"
+
+
+def distribution_source() -> Path:
+    """The distribution v3.1.1 source tarball (the build script reads the same): beside the
+    clone in ../shared/distribution, or $RECLAIM_DISTRIBUTION_SOURCE."""
+    given = os.environ.get(SOURCE_ENV)
+    root = Path(__file__).resolve().parents[2]
+    path = Path(given) if given else root / "shared" / "distribution" / "distribution-3.1.1.tar.gz"
+    if not path.is_file():
+        raise RuntimeError(f"distribution v3.1.1 source not found at {path} (set {SOURCE_ENV})")
+    return path
+
+
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -44,6 +67,60 @@ def registry_binary() -> str:
     return path
 
 
+@cache
+def binary_version(path: str) -> str:
+    """What `<binary> --version` prints (e.g. `... github.com/docker/distribution 2.8.2+ds1`)."""
+    done = subprocess.run(
+        [path, "--version"], capture_output=True, text=True, timeout=30, check=False
+    )
+    return (done.stdout + done.stderr).strip()
+
+
+def _reports_v3(path: str) -> bool:
+    return " v3." in binary_version(path)
+
+
+def registry_v3_binary() -> str:
+    """The distribution v3 binary; a missing one is built, and a failed build is an error
+    (CI fails, never skips)."""
+    given = os.environ.get(V3_ENV)
+    if given:
+        if not (os.access(given, os.X_OK) and _reports_v3(given)):
+            raise RuntimeError(f"{V3_ENV}={given} is not an executable distribution v3 registry")
+        return given
+    on_path = shutil.which("registry")
+    if on_path and _reports_v3(on_path):
+        return on_path
+    done = subprocess.run(["bash", str(BUILD_V3)], capture_output=True, text=True, check=False)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"building distribution v3 failed: {done.stderr.strip()[-2000:]}")
+    return lines[-1]
+
+
+@dataclass(frozen=True)
+class RegistryEngine:
+    """One real registry engine the tests run: its pytest id, binary, and reclaim's model."""
+
+    id: str  # "2.8" | "3.1": the test parameter id (`pytest -k 3.1`)
+    binary: str
+    model: str  # reclaim's engine model for it: "distribution-2.8" | "distribution-3"
+
+    @property
+    def v3(self) -> bool:
+        return self.model == "distribution-3"
+
+
+ENGINE_IDS = ("2.8", "3.1")
+
+
+def engine_of(binary: str) -> RegistryEngine:
+    """The engine a registry binary is, by its own version string."""
+    if _reports_v3(binary):
+        return RegistryEngine("3.1", binary, "distribution-3")
+    return RegistryEngine("2.8", binary, "distribution-2.8")
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -59,8 +136,19 @@ class RegistryServer:
     workdir: Path
     htpasswd: Path | None = None
     port: int = 0
+    # (certificate, key) PEM files: the registry serves TLS (distribution's http.tls).
+    tls: tuple[Path, Path] | None = None
     proc: subprocess.Popen[bytes] | None = None
     binary: str = field(default_factory=registry_binary)
+
+    @property
+    def engine(self) -> RegistryEngine:
+        return engine_of(self.binary)
+
+    @property
+    def model(self) -> str:
+        """reclaim's engine model for this binary: "distribution-2.8" or "distribution-3"."""
+        return self.engine.model
 
     @property
     def storage(self) -> Path:
@@ -72,7 +160,7 @@ class RegistryServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def write_config(self, read_only: bool = False) -> None:
         auth = ""
@@ -86,7 +174,13 @@ class RegistryServer:
             "  delete:\n    enabled: true\n"
             "  maintenance:\n    uploadpurging:\n      enabled: false\n"
             f"    readonly:\n      enabled: {'true' if read_only else 'false'}\n"
-            f"http:\n  addr: 127.0.0.1:{self.port}\n  secret: reclaim-test-secret\n" + auth
+            f"http:\n  addr: 127.0.0.1:{self.port}\n  secret: reclaim-test-secret\n"
+            + (
+                f"  tls:\n    certificate: {self.tls[0]}\n    key: {self.tls[1]}\n"
+                if self.tls
+                else ""
+            )
+            + auth
         )
 
     def start(self, read_only: bool = False) -> RegistryServer:
@@ -105,7 +199,9 @@ class RegistryServer:
                     f"registry exited: {(self.workdir / 'registry.log').read_text()}"
                 )
             try:
-                r = requests.get(f"{self.url}/v2/", timeout=1)
+                with warnings.catch_warnings():  # an unverified probe, for readiness only
+                    warnings.simplefilter("ignore")
+                    r = requests.get(f"{self.url}/v2/", timeout=1, verify=False)
                 if r.status_code in (200, 401):
                     return self
             except requests.ConnectionError:
@@ -124,15 +220,41 @@ class RegistryServer:
         self.proc = None
 
     def garbage_collect(
-        self, dry_run: bool, delete_untagged: bool, config: Path | None = None
+        self,
+        dry_run: bool,
+        delete_untagged: bool,
+        config: Path | None = None,
+        quiet: bool = False,
     ) -> subprocess.CompletedProcess[str]:
         args = [self.binary, "garbage-collect"]
         if dry_run:
             args.append("--dry-run")
         if delete_untagged:
             args.append("--delete-untagged")
+        if quiet:
+            args.append("--quiet")  # v3 only
         args.append(str(config or self.config))
         return subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
+
+    # The same questions of any backend (S3RegistryServer answers them from its bucket), so the
+    # fidelity tests run unchanged on each.
+    def storage_args(self) -> list[str]:
+        """How `reclaim scan` is told where this registry's storage is."""
+        return ["--storage", str(self.storage)]
+
+    def blob_bytes(self) -> dict[str, int]:
+        return blob_bytes(self.storage)
+
+    def layer_links(self) -> set[tuple[str, str]]:
+        """(repository, digest) of every `_layers` link file in the storage, read now."""
+        from analyzer.engines.distribution.runner import measure_layer_links
+
+        return measure_layer_links(self.storage)
+
+    def upload_ids(self, repo: str) -> list[str]:
+        """The uploads in progress stored for `repo`."""
+        uploads = self.storage / "docker/registry/v2/repositories" / repo / "_uploads"
+        return sorted(p.name for p in uploads.iterdir()) if uploads.is_dir() else []
 
     def copy_to(self, workdir: Path) -> RegistryServer:
         """A stopped copy of this registry's storage and config, for destructive runs."""
@@ -156,34 +278,58 @@ def blob_bytes(storage: Path) -> dict[str, int]:
 
 @dataclass
 class DryRun:
-    """What `garbage-collect --dry-run` printed: the engine's own list of what it would delete."""
+    """What `garbage-collect --dry-run` printed: the engine's own list of what it would delete.
+
+    `manifests` pairs each listed manifest with its repository: 3.x prints it in the line
+    (`{REPO sha256:... [TAGS]}`), 2.8 lists it while marking, after the repository's name line.
+    `layer_links` are 3.x's `REPO: layer link eligible for deletion: DIGEST` lines.
+    """
 
     marked: set[str]
     blobs_eligible: set[str]
     manifests_eligible: set[str]
+    manifests: set[tuple[str, str]] = field(default_factory=set)
+    layer_links: set[tuple[str, str]] = field(default_factory=set)
+
+
+_DIGEST_IN_LINE = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def parse_dry_run(text: str) -> DryRun:
-    marked: set[str] = set()
-    blobs: set[str] = set()
-    manifests: set[str] = set()
+    out = DryRun(set(), set(), set())
+    repo = ""
     for line in text.splitlines():
         line = line.rstrip()
+        found = _DIGEST_IN_LINE.findall(line)
         if line.startswith("blob eligible for deletion: "):
-            blobs.add(line.rsplit(" ", 1)[1])
-        elif line.startswith("manifest eligible for deletion: "):
-            manifests.add(line.rsplit(" ", 1)[1].strip("{}[]"))
+            out.blobs_eligible.add(found[0])
+        elif line.startswith("manifest eligible for deletion: {"):  # 3.x: {REPO DIGEST [TAGS]}
+            name = line.split("{", 1)[1].split(" ", 1)[0]
+            out.manifests_eligible.add(found[0])
+            out.manifests.add((name, found[0]))
+        elif line.startswith("manifest eligible for deletion: "):  # 2.8: DIGEST
+            out.manifests_eligible.add(found[0])
+            out.manifests.add((repo, found[0]))
+        elif ": layer link eligible for deletion: " in line:
+            out.layer_links.add((line.split(": ", 1)[0], found[0]))
         elif ": marking " in line:
-            marked.add(line.rsplit(" ", 1)[1])
-    return DryRun(marked, blobs, manifests)
+            out.marked.add(found[0])
+        elif line and " " not in line:
+            repo = line  # a repository's name, printed when its walk starts
+    return out
 
 
 class Pusher:
     """Writes to a registry through the distribution HTTP API, as a client would."""
 
-    def __init__(self, url: str, auth: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self, url: str, auth: tuple[str, str] | None = None, verify: bool | str = True
+    ) -> None:
         self.url = url.rstrip("/")
         self.s = requests.Session()
+        self.s.verify = verify
+        # requests lets $REQUESTS_CA_BUNDLE override a session's own CA file; not here.
+        self.s.trust_env = verify is True
         if auth:
             self.s.auth = auth
 

@@ -37,6 +37,7 @@ REGION = "us-east-1"
 PARTIAL_ROOT = "partial"
 DENIED_BLOB_PREFIX = "00"
 START_TIMEOUT = 90.0
+EMPTY_FOLDER_DELAY = "1s"
 
 
 def weed_binary() -> str:
@@ -224,6 +225,17 @@ class SeaweedS3:
             ]
         }
         (self.workdir / "s3.json").write_text(json.dumps(doc))
+        # The filer's own config, read from the working directory: its store (as by default),
+        # and the delay before an emptied "directory" stops being listed (default 2 minutes).
+        # SeaweedFS keeps listing a prefix whose last object was deleted as a common prefix
+        # until its empty-folder cleanup runs; on AWS S3 it vanishes at once. A short delay
+        # lets tests wait (on the state, see `wait_settled`) for what AWS shows at once.
+        (self.workdir / "filer.toml").write_text(
+            "[filer.options]\n"
+            f's3.empty_folder_cleanup_delay = "{EMPTY_FOLDER_DELAY}"\n'
+            "[leveldb2]\nenabled = true\n"
+            f'dir = "{self.workdir / "data" / "filerldb2"}"\n'
+        )
         self._make_certificate()
         log = open(self.log, "ab")  # noqa: SIM115 - lives with the process
         self.proc = subprocess.Popen(
@@ -374,6 +386,48 @@ class S3RegistryServer(RegistryServer):
 
     def blob_bytes(self) -> dict[str, int]:
         return self.s3.blob_bytes(self.root)
+
+    def storage_args(self) -> list[str]:
+        """`reclaim scan` reads the bucket the registry's own config names."""
+        return ["--registry-config", str(self.config)]
+
+    def _v2_keys(self) -> list[list[str]]:
+        base = f"{self.root}/docker/registry/v2/"
+        return [k[len(base) :].split("/") for k in self.s3.keys(self.root) if k.startswith(base)]
+
+    def layer_links(self) -> set[tuple[str, str]]:
+        """(repository, digest) of every `_layers` link object, listed now (botocore)."""
+        found = set()
+        for parts in self._v2_keys():
+            layer_link = parts[-4:-2] == ["_layers", "sha256"] and parts[-1] == "link"
+            if parts[0] == "repositories" and layer_link and "_layers" not in parts[1:-4]:
+                found.add(("/".join(parts[1:-4]), "sha256:" + parts[-2]))
+        return found
+
+    def upload_ids(self, repo: str) -> list[str]:
+        depth = 1 + len(repo.split("/"))
+        ids = {
+            parts[depth + 1]
+            for parts in self._v2_keys()
+            if parts[:depth] == ["repositories", *repo.split("/")]
+            and parts[depth : depth + 1] == ["_uploads"]
+            and len(parts) > depth + 2
+        }
+        return sorted(ids)
+
+    def copy_to(self, workdir: Path) -> S3RegistryServer:
+        """A stopped copy of this registry: its objects copied under a new root of the bucket
+        (server-side), with a config of its own, for destructive runs."""
+        root = f"{self.root}-copy-{uuid.uuid4().hex[:8]}"
+        client = self.s3.client()
+        for key in self.s3.keys(self.root):
+            target = root + key[len(self.root) :]
+            client.copy_object(Bucket=BUCKET, Key=target, CopySource={"Bucket": BUCKET, "Key": key})
+        other = S3RegistryServer(workdir, self.s3, root, self.binary)
+        other.workdir.mkdir(parents=True, exist_ok=True)
+        other.port = free_port()
+        other.write_config()
+        return other
 
 
 # -- a fault proxy in front of the S3 server ------------------------------------------------

@@ -1,8 +1,8 @@
 """Hand-built registry storage trees, in the filesystem driver's exact layout, for engine tests.
 
-No v3 registry binary is installable here, so distribution 3's garbage collection is tested on
-trees written file by file: every blob is a real file named by the real sha256 of its bytes,
-and every link holds the bare digest string, as distribution's filesystem driver writes them:
+Engine cases are tested on trees written file by file: every blob is a real file named by the
+real sha256 of its bytes, and every link holds the bare digest string, as distribution's
+filesystem driver writes them:
 
     docker/registry/v2/blobs/sha256/<xx>/<hex>/data
     docker/registry/v2/repositories/<name>/_manifests/revisions/sha256/<hex>/link
@@ -13,8 +13,11 @@ and every link holds the bare digest string, as distribution's filesystem driver
 
 Unlike a push through the API, nothing here checks that what a manifest references exists:
 a tree can hold states a registry only reaches through deletions, earlier collections, or
-crashes, which is exactly what the engines must be modelled on. The same tree is read by the
-real 2.8 binary in the tests, which is what proves this layout faithful.
+crashes, which is exactly what the engines must be modelled on. The same trees are read by the
+real 2.8 and v3.1.1 binaries in the tests, which is what proves this layout faithful.
+
+Every repository gets a `_layers` directory, as a push always creates one (a manifest needs its
+blobs linked); `remove_layers_dir` makes the state distribution 3 fails on.
 """
 
 from __future__ import annotations
@@ -79,8 +82,14 @@ class StorageTree:
         """Delete a blob's data directory, as an earlier sweep would."""
         shutil.rmtree(self.blob_path(digest).parent)
 
+    def _repository(self, repo: str) -> Path:
+        """`repo`'s directory, with the `_layers` directory every pushed repository has."""
+        (self.repo_dir(repo) / "_layers").mkdir(parents=True, exist_ok=True)
+        return self.repo_dir(repo)
+
     def revision(self, repo: str, digest: str) -> None:
         """Make `digest` a manifest revision of `repo` (creates `_manifests`, so a repository)."""
+        self._repository(repo)
         self._link(
             self.repo_dir(repo) / "_manifests" / "revisions" / "sha256" / _hex(digest) / "link",
             digest,
@@ -90,9 +99,13 @@ class StorageTree:
         """Delete a revision link directory, as the registry's manifest DELETE does."""
         shutil.rmtree(self.repo_dir(repo) / "_manifests" / "revisions" / "sha256" / _hex(digest))
 
+    def remove_layers_dir(self, repo: str) -> None:
+        """Delete `_layers`: 2.8 then never sees the repository, and 3.x stops on it."""
+        shutil.rmtree(self.repo_dir(repo) / "_layers")
+
     def tags_dir(self, repo: str) -> Path:
         """Create `_manifests/tags` (empty) so the repository counts as having a tags directory."""
-        path = self.repo_dir(repo) / "_manifests" / "tags"
+        path = self._repository(repo) / "_manifests" / "tags"
         path.mkdir(parents=True, exist_ok=True)
         return path
 

@@ -4,6 +4,7 @@ snapshot is exactly what its documented command produces."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -98,6 +99,16 @@ def test_storage_scan_reads_back_the_generated_inventory(
     reg = generate_registry(11, 10, 6, real_content=real_content)
     write_storage_tree(reg, tmp_path)
     assert_same_tables(scan_storage(tmp_path), reg.to_inventory())
+
+
+def test_real_content_registry_as_of_a_day_reads_back(tmp_path: Path) -> None:
+    """Real-content layers are random bytes: one starting with "{" is no manifest (seed 7 has
+    one), and the registry as of a day writes a tree a scan reads back as its inventory."""
+    reg = generate_registry(7, 8, 6, real_content=True)
+    past = reg.as_of(datetime(2026, 6, 1, tzinfo=UTC))
+    assert 0 < past.manifest_count < reg.manifest_count
+    write_storage_tree(past, tmp_path, sparse=False)
+    assert_same_tables(scan_storage(tmp_path), past.to_inventory())
 
 
 def test_dense_tree_needs_real_content(tmp_path: Path) -> None:

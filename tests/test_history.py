@@ -29,11 +29,11 @@ def test_runs_and_comparisons_chart_as_one_frame(
     snap, pred, out = tmp_path / "snap", tmp_path / "pred.json", tmp_path / "out.json"
     _run("scan", "--storage", str(registry.storage), "-o", str(snap))
     r = CliRunner().invoke(
-        main, ["analyze", str(snap), "--engine", "distribution-2.8", "--format", "json"]
+        main, ["analyze", str(snap), "--engine", registry.model, "--format", "json"]
     )
     pred.write_text(r.stdout)
     for _ in range(2):
-        _run("gc", "--config", str(registry.config), "--dry-run", "-o", str(out))
+        _run("gc", "--config", str(registry.config), "--dry-run", "-o", str(out), "--force")
         _run("compare", str(pred), str(out), "--snapshot", str(snap))
 
     df = read_history()
@@ -51,9 +51,40 @@ def test_runs_and_comparisons_chart_as_one_frame(
     assert comparisons["engine"].tolist() == ["distribution", "distribution"]
     # each comparison points at the run it reconciles
     assert comparisons["run_id"].tolist() == outcomes["run_id"].tolist()
+    # and says which binary ran it (2.8 and 3 collect differently)
+    assert outcomes["engine_version"].notna().all()
+    assert comparisons["engine_version"].tolist() == outcomes["engine_version"].tolist()
     # what a notebook does with it
     err = comparisons.set_index("recorded_at")["bytes_error"].astype("float")
     assert err.sum() == 0
+
+
+def test_a_comparison_is_recorded_once_however_often_it_is_viewed(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    Pusher(registry.url).blob("app", b"garbage " * 100)
+    snap, pred = tmp_path / "snap", tmp_path / "pred.json"
+    _run("scan", "--storage", str(registry.storage), "-o", str(snap))
+    r = CliRunner().invoke(main, ["analyze", str(snap), "--engine", "distribution-2.8",
+                                  "--format", "json"])  # fmt: skip
+    pred.write_text(r.stdout)
+    runs = [tmp_path / "run1.json", tmp_path / "run2.json"]
+    for out in runs:
+        _run("gc", "--config", str(registry.config), "--dry-run", "-o", str(out))
+    for _ in range(4):  # four looks at the same comparison, in every format
+        for fmt in ("table", "json", "markdown"):
+            _run("compare", str(pred), str(runs[0]), "--format", fmt)
+    comparisons = read_history().query("kind == 'comparison'")
+    assert len(comparisons) == 1
+    _run("compare", str(pred), str(runs[1]))  # another run: another comparison
+    _run("compare", str(pred), str(runs[0]), "--snapshot", str(snap))  # more evidence: new
+    comparisons = read_history().query("kind == 'comparison'")
+    assert len(comparisons) == 3 and comparisons["run_id"].nunique() == 2
+    for _ in range(4):  # a failing comparison is recorded once too
+        r = CliRunner().invoke(main, ["compare", str(runs[0]), str(runs[0])])
+        assert r.exit_code == 1 and "not a prediction" in r.stderr
+    failed = read_history().query("kind == 'comparison' and status == 'failed'")
+    assert len(failed) == 1
 
 
 def test_unreadable_records_are_skipped_with_a_warning(tmp_path: Path) -> None:

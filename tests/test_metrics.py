@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_pro
 
 from analyzer.cli import main
 from analyzer.generate import generate_registry
+from analyzer.metrics import Family, render
 from analyzer.snapshot import write_snapshot
 
 SAMPLE = Path(__file__).parent.parent / "sample_data" / "snapshot"
@@ -52,20 +53,20 @@ def test_metrics_carry_the_prediction() -> None:
     assert "reclaim_reclaimable_bytes" in names and "reclaim_snapshot_timestamp_seconds" in names
 
 
-def test_hostile_repository_names_are_escaped_labels(tmp_path: Path) -> None:
-    reg = generate_registry(3, 2, 3)
-    inv = reg.to_inventory()
+def test_label_values_are_escaped() -> None:
+    """Label values carry what a registry wrote (its URL, repository names): a quote, a
+    backslash or a newline must stay inside its label, never start a sample of its own."""
     hostile = 'evil"name\\with\nnewline} 1\nreclaim_reclaimable_bytes 999'
-    for table in ("repositories", "manifests", "tags", "layer_links"):
-        df = inv.tables[table]
-        first = df["repository"].iloc[0] if len(df) else None
-        if first is not None:
-            df.loc[df["repository"] == first, "repository"] = hostile
+    text = render([Family("demo", "A label that fights back.", "", [({"registry": hostile}, 1)])])
+    samples = _samples(text)
+    assert samples == {("reclaim_demo", (("registry", hostile),)): 1}
+
+
+def test_repository_labels_round_trip(tmp_path: Path) -> None:
+    inv = generate_registry(3, 2, 3).to_inventory()
     snap = write_snapshot(inv, tmp_path / "snap")
     result = CliRunner().invoke(main, ["metrics", str(snap), "--engine", "distribution-3"])
     assert result.exit_code == 0, result.output
     samples = _samples(result.output)
     repos = {dict(labels).get("repository") for (name, labels) in samples if "repository_" in name}
-    assert hostile in repos  # round-trips exactly: escaped, not injected
-    injected = [k for k, v in samples.items() if k[0] == "reclaim_reclaimable_bytes" and v == 999]
-    assert injected == []
+    assert set(inv.repositories["repository"]) <= repos

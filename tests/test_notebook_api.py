@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import analyzer
 from analyzer.generate import generate_registry
 
@@ -71,3 +73,61 @@ def test_manifests_with_tags() -> None:
         ]
     )
     assert row["tags"] == expected
+
+
+def test_sample_data_found_from_any_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert analyzer.sample_data("snapshot") == SAMPLE.resolve()
+    assert analyzer.read_snapshot(analyzer.sample_data("series/2026-11-01")).header.created_at
+    assert analyzer.example_policy("ci-cleanup").name == "ci-cleanup.yaml"
+    assert analyzer.example_policy("mirrors.yaml").is_file()
+    with pytest.raises(analyzer.SampleDataError, match=r"there: .*snapshot"):
+        analyzer.sample_data("snapshots")
+    with pytest.raises(analyzer.SampleDataError, match="not a name inside"):
+        analyzer.sample_data("../pyproject.toml")
+    with pytest.raises(analyzer.SampleDataError, match="keep-releases"):
+        analyzer.example_policy("nope")
+
+
+def test_forecast_repr_is_one_line_in_readable_units() -> None:
+    series = analyzer.sample_data("series")
+    snapshots = [analyzer.read_snapshot(p) for p in sorted(series.iterdir())[:4]]
+    fc = analyzer.forecast(snapshots, quota_bytes=2**40, freed=[0] * 4, policy="none")
+    text = repr(fc)
+    assert "\n" not in text and len(text) < 200
+    assert "MiB/day" in text  # a registry growing megabytes a day is not "+0.01 GiB/day"
+    assert f"quota date {fc.to_dict()['quota_date']}" in text and "with none" in text
+    assert "quota" not in repr(analyzer.forecast(snapshots))
+
+
+def test_diff_repr_is_one_line_in_readable_units() -> None:
+    series = analyzer.sample_data("series")
+    old, new = (analyzer.read_snapshot(series / day) for day in ("2026-10-01", "2026-11-01"))
+    d = analyzer.diff(old, new)
+    text = repr(d)
+    assert "\n" not in text and len(text) < 200
+    assert f"+{len(d.manifests_added)}/-{len(d.manifests_removed)} manifests" in text
+    assert d.delta_bytes > 0 and text.endswith("MiB stored>")
+
+
+def test_policy_objects_print_one_line() -> None:
+    """A policy comparison printed 6,500 characters (every compiled pattern, nested)."""
+    inv = analyzer.read_snapshot(SAMPLE)
+    names = ("ci-cleanup", "keep-releases", "mirrors")
+    comparison = analyzer.compare_policies(
+        inv, [analyzer.example_policy(n) for n in names], "distribution-2.8"
+    )
+    plan = comparison.plans[0]
+    for obj in (comparison, plan, plan.evaluation, plan.policy):
+        text = repr(obj)
+        assert "\n" not in text and len(text) < 300, text
+    summary = plan.summary()
+    assert f"delete {summary['manifests_deleted']} manifests" in repr(plan)
+    assert f"({summary['tags_deleted']} tags)" in repr(plan)
+    deleted = len(plan.evaluation.deletions)
+    assert f"delete {deleted} of {len(inv.manifests)} manifests" in repr(plan.evaluation)
+    assert all(n in repr(comparison) for n in names)
+    assert f"{len(plan.policy.rules)} rules" in repr(plan.policy)
+    assert "<table" in comparison._repr_html_() and "keep-releases" in comparison._repr_html_()

@@ -1,4 +1,5 @@
-"""What-if deletions, priced against the real registry and its real garbage-collect."""
+"""What-if deletions, priced against the real registries (2.8.2 and v3.1.1, each with reclaim's
+model of it) and their real garbage-collect."""
 
 from __future__ import annotations
 
@@ -7,16 +8,16 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from registry import Pusher, RegistryServer, delete_then_collect
+from registry import Pusher, RegistryEngine, RegistryServer, delete_then_collect
 from scenario import fill
 
 from analyzer.cli import main
 
 
 @pytest.fixture(scope="module")
-def filled(tmp_path_factory: pytest.TempPathFactory, registry_bin: str):  # type: ignore[no-untyped-def]
+def filled(tmp_path_factory: pytest.TempPathFactory, registry_engine: RegistryEngine):  # type: ignore[no-untyped-def]
     workdir = tmp_path_factory.mktemp("plan")
-    server = RegistryServer(workdir, binary=registry_bin).start()
+    server = RegistryServer(workdir, binary=registry_engine.binary).start()
     scenario = fill(Pusher(server.url))
     snapshot = workdir / "snapshot"
     result = CliRunner().invoke(
@@ -45,7 +46,7 @@ def test_plan_then_delete_then_real_gc_frees_bytes_freed(
     server, _scenario, snapshot = filled
     flags = ["--delete-untagged"] if delete_untagged else []
     args = [x for r in refs for x in ("--delete", r)]
-    plan = plan_json(snapshot, "--engine", "distribution-2.8", *args, *flags)
+    plan = plan_json(snapshot, "--engine", server.model, *args, *flags)
     assert plan["bound"] == "exact"
     # Delete exactly what the plan names, through the registry API, on a copy.
     gone, freed = delete_then_collect(
@@ -56,8 +57,8 @@ def test_plan_then_delete_then_real_gc_frees_bytes_freed(
 
 
 def test_deleting_an_index_leaves_its_children(filled) -> None:  # type: ignore[no-untyped-def]
-    _server, s, snapshot = filled
-    plain = plan_json(snapshot, "--engine", "distribution-2.8", "--delete", "multi:1.0")
+    server, s, snapshot = filled
+    plain = plan_json(snapshot, "--engine", server.model, "--delete", "multi:1.0")
     assert [m["digest"] for m in plain["manifests_to_delete"]] == [s.digests["oci_index"]]
     assert s.digests["oci_index"] in plain["blobs_freed"]
     assert s.digests["oci_child_amd64"] not in plain["blobs_freed"]  # children stay as roots
@@ -65,8 +66,8 @@ def test_deleting_an_index_leaves_its_children(filled) -> None:  # type: ignore[
 
 
 def test_deleting_a_signed_image_leaves_its_signature_dangling(filled) -> None:  # type: ignore[no-untyped-def]
-    _server, s, snapshot = filled
-    plan = plan_json(snapshot, "--engine", "distribution-2.8", "--delete", "team/app/api:v2")
+    server, s, snapshot = filled
+    plan = plan_json(snapshot, "--engine", server.model, "--delete", "team/app/api:v2")
     dangling = {x["digest"] for x in plan["safety"] if x["type"] == "referrer-dangling"}
     assert dangling == {s.digests["signature"], s.digests["sbom"]}
 
@@ -86,7 +87,7 @@ def test_tag_sharing_its_manifest_with_another_tag(filled, tmp_path: Path) -> No
         .exit_code
         == 0
     )
-    plan = plan_json(snap, "--engine", "distribution-2.8", "--delete", "shared:v1")
+    plan = plan_json(snap, "--engine", server.model, "--delete", "shared:v1")
     (entry,) = plan["manifests_to_delete"]
     assert (entry["repository"], entry["digest"]) == ("shared", digest)
     assert entry["tags"] == ["latest", "v1"] and entry["named_as"] == ["shared:v1"]
@@ -110,9 +111,9 @@ def test_tag_sharing_its_manifest_with_another_tag(filled, tmp_path: Path) -> No
     ],
 )
 def test_bad_references_name_the_reference(filled, ref: str, message: str) -> None:  # type: ignore[no-untyped-def]
-    _server, _s, snapshot = filled
+    server, _s, snapshot = filled
     result = CliRunner().invoke(
-        main, ["plan", str(snapshot), "--engine", "distribution-2.8", "--delete", ref]
+        main, ["plan", str(snapshot), "--engine", server.model, "--delete", ref]
     )
     assert result.exit_code == 2
     assert message in result.stderr and ref in result.stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from registry import RegistryServer, delete_then_collect
+from registry import RegistryEngine, RegistryServer, delete_then_collect
 
 from analyzer.cli import main
 from analyzer.generate import NOW, generate_registry, write_storage_tree
@@ -561,9 +561,10 @@ rules:
 
 
 @pytest.fixture(scope="module")
-def real(tmp_path_factory: pytest.TempPathFactory, registry_bin: str):  # type: ignore[no-untyped-def]
-    """A generated registry with real content, written as the registry's own storage tree."""
-    server = RegistryServer(tmp_path_factory.mktemp("real-policy"), binary=registry_bin)
+def real(tmp_path_factory: pytest.TempPathFactory, registry_engine: RegistryEngine):  # type: ignore[no-untyped-def]
+    """A generated registry with real content, written as the registry's own storage tree
+    (once per real engine: 2.8.2 and v3.1.1)."""
+    server = RegistryServer(tmp_path_factory.mktemp("real-policy"), binary=registry_engine.binary)
     # Seed 26 at this size: the policy deletes indexes with children and signed images.
     write_storage_tree(
         generate_registry(26, 6, 10, real_content=True), server.storage, sparse=False
@@ -577,7 +578,7 @@ def test_policy_plan_applied_for_real_frees_bytes_freed(
     real, tmp_path: Path, delete_untagged: bool
 ) -> None:  # type: ignore[no-untyped-def]
     server, snapshot = real
-    pp = plan_policy(snapshot, policy(REAL_POLICY), "distribution-2.8", delete_untagged, now=NOW)
+    pp = plan_policy(snapshot, policy(REAL_POLICY), server.model, delete_untagged, now=NOW)
     doc = pp.to_dict()
     assert doc["bound"] == "exact" and doc["manifests_to_delete"]
     reasons = " ".join(m["reason"] for m in doc["manifests_to_delete"])

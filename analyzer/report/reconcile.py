@@ -23,6 +23,11 @@ def render_outcome(o: Outcome) -> str:
         f"status      {o.status}" + (f": {o.error}" if o.error else ""),
         f"blobs       {verb} {o.blobs_deleted}",
         f"manifests   {verb} {len(o.manifests_deleted)}",
+        *(
+            [f"links       {verb} {len(o.layer_links_removed)} _layers links"]
+            if o.layer_links_removed
+            else []
+        ),
         f"bytes       {verb} {_bytes(o.freed_bytes)}"
         + (f" [{o.freed_bytes_source}]" if o.freed_bytes_source else ""),
         f"run         {o.run_id} {o.started_at} -> {o.ended_at}",
@@ -34,9 +39,13 @@ def render_outcome(o: Outcome) -> str:
 
 
 def _verdict(c: Comparison) -> str:
+    if c.match and c.bound == "none":
+        return f"MATCH (no bound on the whole run; {', '.join(c.checked)})"
     if c.match:
         return "MATCH" if c.bound == "exact" else f"MATCH (within the {c.bound} bound)"
-    return "MISMATCH"
+    if not c.checked:
+        return "NOT CHECKED (no bound the outcome can test)"
+    return f"MISMATCH ({', '.join(c.checked)})"
 
 
 def _short(d: Discrepancy) -> str:
@@ -50,6 +59,11 @@ def render_comparison(c: Comparison) -> str:
         f"  bytes  predicted {_bytes(c.predicted_bytes)}, actual {_bytes(c.actual_bytes)}",
         f"  blobs  predicted {c.predicted_blobs}, actual {c.actual_blobs}",
     ]
+    if c.predicted_layer_links is not None:
+        lines.append(
+            f"  links  predicted {c.predicted_layer_links}, actual {c.actual_layer_links} "
+            "(_layers links removed)"
+        )
     if c.discrepancies:
         lines.append(f"  {len(c.discrepancies)} discrepancies:")
         for d in c.discrepancies:
@@ -67,6 +81,11 @@ def render_comparison_markdown(c: Comparison) -> str:
         "|---|---:|---:|",
         f"| bytes | {c.predicted_bytes} | {c.actual_bytes if c.actual_bytes is not None else 'unknown'} |",
         f"| blobs | {c.predicted_blobs} | {c.actual_blobs} |",
+        *(
+            [f"| _layers links | {c.predicted_layer_links} | {c.actual_layer_links} |"]
+            if c.predicted_layer_links is not None
+            else []
+        ),
         "",
         f"Bound: **{c.bound}**; run `{c.outcome.run_id}` ({c.outcome.engine}, {c.outcome.mode}"
         f"{', dry run' if c.outcome.dry_run else ''}).",

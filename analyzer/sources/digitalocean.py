@@ -24,8 +24,9 @@ from typing import Any
 
 import pandas as pd
 
-from analyzer.do import registry_identity
-from analyzer.do.client import DigitalOceanClient, int_field, str_field
+from analyzer.engines.digitalocean.client import DigitalOceanClient, int_field, str_field
+from analyzer.engines.digitalocean.names import registry_identity
+from analyzer.engines.digitalocean.usage import unlisted_garbage
 from analyzer.errors import UsageError
 from analyzer.inventory import (
     SOURCE_DIGITALOCEAN,
@@ -250,8 +251,6 @@ def _inventory(
     client: DigitalOceanClient,
     created: str,
 ) -> Inventory:
-    from analyzer.do.semantics import unlisted_garbage
-
     tables, table_notes = _tables(listing)
     tagged = set(tables["tags"]["repository"])
     tables["repositories"] = frame(

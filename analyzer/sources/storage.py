@@ -1,6 +1,6 @@
-"""Read the registry's own storage tree (filesystem driver layout), strictly read-only.
+"""Read the registry's own storage (a directory tree or an S3 bucket), strictly read-only.
 
-Layout (distribution 2.x and 3.x alike), under the configured `rootdirectory`:
+Layout (distribution 2.x and 3.x alike, whichever driver), under the configured `rootdirectory`:
 
     docker/registry/v2/blobs/sha256/<xx>/<hex>/data                  every blob, manifests too
     docker/registry/v2/repositories/<name...>/_manifests/revisions/sha256/<hex>/link
@@ -8,21 +8,37 @@ Layout (distribution 2.x and 3.x alike), under the configured `rootdirectory`:
     docker/registry/v2/repositories/<name...>/_layers/sha256/<hex>/link
     docker/registry/v2/repositories/<name...>/_uploads/<uuid>/{data,startedat}
 
-A directory holding `_manifests` is a repository (as distribution's catalog decides); names may
-nest, and a repository may contain another (`a` and `a/b`).
+The tree is read exactly as distribution's garbage collector reads it (`layout.py` has the
+rules, ported from its source): the same repositories (2.8 and 3.x disagree on what makes one),
+the same link parsing, the same walk. Where the collector stops, the scan records a fault with
+the path (`header.extra["gc_faults"]`), and the engine models predict the abort; where reclaim
+cannot or will not read what the collector reads (a manifest too large or not a regular file,
+a digest algorithm other than sha256, a link naming another digest), the item is a skip and
+the inventory is incomplete: no figure from it is exact. Reads are bounded; symlinks are
+followed where the collector follows them, and the scan's own extra reads (upload times, image
+creation times) never leave the storage root.
+
+An S3 bucket (`s3tree.py`) is read through the same code, as distribution's s3 driver walks it
+(its directories, walk orders and PathNotFound rules differ from the filesystem's): listed once
+up front, with only the links and manifests the collector reads read, in parallel. What cannot
+be read there (denied, throttled, gone since it was listed) is an unread skip: no prediction
+from the snapshot then claims a blob. The request counts go into `header.extra`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from analyzer.errors import IntegrityError, SourceError
+from analyzer.errors import SourceError
 from analyzer.inventory import SOURCE_STORAGE, Inventory, InventoryBuilder, SnapshotHeader
+from analyzer.inventory import UNREAD as UNREAD_SKIP
 from analyzer.model import (
     KIND_IMAGE,
     ParsedManifest,
@@ -32,12 +48,40 @@ from analyzer.model import (
     verify_digest,
 )
 from analyzer.progress import NullProgress, Progress
+from analyzer.sources.layout import (
+    DISTRIBUTION_3,
+    DISTRIBUTION_28,
+    ENGINES,
+    HANG,
+    MAX_MANIFEST_BYTES,
+    MAX_STARTEDAT_BYTES,
+    MISSING,
+    SKIP,
+    UNREAD,
+    Entry,
+    Failure,
+    StorageTree,
+    Tree,
+    canonical_blob_path,
+    digest_from_path,
+    name_error,
+)
+from analyzer.storage_driver import FilesystemLocation, S3Location, StorageLocation
 from analyzer.version import __version__
 
 V2 = Path("docker", "registry", "v2")
 # An image config larger than this is not read for its `created` time (it would be a layer-sized
 # artifact config, not an image config).
 MAX_CONFIG_BYTES = 4 << 20
+# What makes a directory a repository for each engine's catalog walk.
+REPOSITORY_MARKER = {DISTRIBUTION_28: "_layers", DISTRIBUTION_3: "_manifests"}
+# header.extra keys: where the real collector stops, and the repositories an engine never sees.
+EXTRA_FAULTS = "gc_faults"
+EXTRA_UNSEEN = "gc_unseen"
+# header.extra keys of an S3 scan: the requests it made, and where the bucket is served (no
+# credentials), so that the store can be read again (compare reads it as it is now).
+EXTRA_REQUESTS = "storage_requests"
+EXTRA_S3 = "s3"
 
 
 def resolve_root(path: str | os.PathLike[str]) -> Path:
@@ -56,50 +100,37 @@ def resolve_root(path: str | os.PathLike[str]) -> Path:
     )
 
 
-def _read_link(path: Path) -> str | None:
-    try:
-        value = path.read_text().strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-    return value if is_digest(value) else None
+@dataclass
+class Fault:
+    """A place where garbage-collect stops: the run fails there (or, `hang`, never finishes).
+
+    `phase`: "mark" (nothing is deleted), "manifests" (with -m: fails while removing manifests,
+    before any blob), "sweep" (fails enumerating blobs: with -m the untagged manifests are
+    already removed, no blob is). `delete_untagged`: None in both modes, True only with -m.
+    With `digest`, the fault applies only when that revision of `repository` is deleted.
+    """
+
+    path: str
+    detail: str
+    engines: list[str]
+    phase: str = "mark"
+    delete_untagged: bool | None = None
+    hang: bool = False
+    repository: str | None = None
+    digest: str | None = None
 
 
-def _mtime(path: Path) -> datetime | None:
-    try:
-        return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
-    except OSError:
-        return None
+def _blob_rel(digest: str) -> str:
+    return canonical_blob_path(digest)
 
 
 def _blob_path(v2: Path, digest: str) -> Path:
-    hex_part = digest.split(":", 1)[1]
-    return v2 / "blobs" / "sha256" / hex_part[:2] / hex_part / "data"
-
-
-def iter_repositories(v2: Path) -> Iterator[str]:
-    """Repository names in the order distribution's catalog walks them (sorted per level)."""
-    root = v2 / "repositories"
-
-    def walk(directory: Path, prefix: str) -> Iterator[str]:
-        try:
-            entries = sorted(
-                e.name for e in os.scandir(directory) if e.is_dir(follow_symlinks=False)
-            )
-        except OSError as e:
-            raise SourceError(f"{directory}: cannot list ({e.strerror})") from e
-        if "_manifests" in entries and prefix:
-            yield prefix
-        for name in entries:
-            if name.startswith("_"):
-                continue
-            yield from walk(directory / name, f"{prefix}/{name}" if prefix else name)
-
-    if root.is_dir():
-        yield from walk(root, "")
+    return v2 / canonical_blob_path(digest)
 
 
 def iter_blobs(v2: Path) -> Iterator[tuple[str, int]]:
-    """(digest, size) of every `data` file in the blob store."""
+    """(digest, size) of every `data` file at its canonical sha256 place in the blob store
+    (a measurement of what is on disk, used before and after a run)."""
     base = v2 / "blobs" / "sha256"
     if not base.is_dir():
         return
@@ -116,142 +147,505 @@ def iter_blobs(v2: Path) -> Iterator[tuple[str, int]]:
             yield f"sha256:{hex_part}", size
 
 
-def _list_dir(path: Path) -> list[str]:
+def _config_created(tree: StorageTree, digest: str) -> datetime | None:
+    rel = _blob_rel(digest)
+    if not tree.inside(rel):
+        return None
+    body = tree.read(rel, MAX_CONFIG_BYTES)
+    if isinstance(body, Failure) or len(body) > MAX_CONFIG_BYTES:
+        return None
     try:
-        return sorted(os.listdir(path))
-    except OSError:
-        return []
-
-
-def _config_created(v2: Path, digest: str) -> datetime | None:
-    path = _blob_path(v2, digest)
-    try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            return None
-        doc = json.loads(path.read_bytes())
+        doc = json.loads(body)
         created = doc.get("created") if isinstance(doc, dict) else None
         if not isinstance(created, str):
             return None
         return datetime.fromisoformat(created.replace("Z", "+00:00")).astimezone(UTC)
-    except (OSError, ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError):
         return None
 
 
+@dataclass
+class _Repository:
+    """What one repository holds, as the collector reads it."""
+
+    name: str
+    revisions: list[str] = field(default_factory=list)  # ingested digests, in walk order
+    ingested: bool = False  # the enumeration yielded something (then -m reads the tags)
+    pushed: dict[str, datetime] = field(default_factory=dict)  # digest -> link mtime
+
+
 class _Scan:
-    def __init__(self, v2: Path, builder: InventoryBuilder, progress: Progress) -> None:
-        self.v2 = v2
+    def __init__(self, tree: StorageTree, builder: InventoryBuilder, progress: Progress) -> None:
+        self.tree = tree
         self.b = builder
         self.progress = progress
         self.created: dict[str, datetime | None] = {}
         self.parsed: dict[str, ParsedManifest] = {}
+        self.faults: list[Fault] = []
+        self.incomplete: list[str] = []
+        self.seen: dict[str, list[str]] = {}  # engine -> repositories its catalog walk reaches
+        self.seen_sets: dict[str, set[str]] = {}
+        self.sizes: dict[str, int] = {}
+        self._skipped: set[tuple[str | None, str | None, str]] = set()
 
-    def manifest(self, repo: str, digest: str, link: Path) -> None:
-        path = _blob_path(self.v2, digest)
-        try:
-            body = path.read_bytes()
-        except OSError:
-            # distribution's enumerator skips a revision whose blob is gone (ErrBlobUnknown).
-            self.b.add_skip(repo, digest, "revision link points to a missing blob")
+    # -- what the scan cannot claim, and where the collector stops -----------------------------
+
+    def skip(self, repo: str | None, reference: str | None, reason: str) -> None:
+        """Something the collector reads and reclaim does not: the inventory is incomplete."""
+        if (repo, reference, reason) in self._skipped:
             return
+        self._skipped.add((repo, reference, reason))
+        self.b.add_skip(repo, reference, reason)
+        self.incomplete.append(f"{reference or repo}: {reason}")
+
+    def unread(self, repo: str | None, reference: str | None, detail: str) -> None:
+        """Something reclaim could not read at all (an S3 prefix or object: denied, throttled,
+        gone since it was listed): it may keep any blob alive, so nothing is claimed."""
+        self.skip(repo, reference, UNREAD_SKIP + detail)
+
+    def fault(self, failure: Failure, engines: list[str], **how: object) -> None:
+        path, _, detail = failure.detail.partition(": ")
+        if not detail:
+            path, detail = str(how.pop("path", "")), failure.detail
+        how.pop("path", None)
+        if failure.kind == UNREAD:
+            # Not the collector stopping: reclaim not knowing what it meets there.
+            repo = how.get("repository")
+            self.unread(repo if isinstance(repo, str) else None, path or None, detail)
+            return
+        self.faults.append(
+            Fault(
+                path=path,
+                detail=detail,
+                engines=sorted(engines),
+                hang=failure.kind == HANG,
+                **how,  # type: ignore[arg-type]
+            )
+        )
+
+    # -- the catalog --------------------------------------------------------------------------
+
+    def catalog(self, engine: str) -> None:
+        """The repositories `engine`'s catalog walk reports, in its order; a name it cannot
+        parse, or a walk that fails, stops it (a fault)."""
+        marker = REPOSITORY_MARKER[engine]
+        names: list[str] = []
+        self.seen[engine] = names
+
+        def visit(entry: Entry) -> str | Failure | None:
+            repo = entry.rel.removeprefix("repositories/")
+            base = repo.rsplit("/", 1)[-1]
+            if base == marker:
+                name = repo.removesuffix(f"/{marker}")
+                error = name_error(name, engine)
+                if error is not None:
+                    return Failure(
+                        "error", f"repositories/{name}: failed to parse repo name: {error}"
+                    )
+                names.append(name)
+                return SKIP
+            return SKIP if base.startswith("_") else None
+
+        failure = self.tree.walk("repositories", visit, engine)
+        if failure is not None:
+            self.fault(failure, [engine])
+
+    def engines_seeing(self, repo: str) -> list[str]:
+        return [e for e in ENGINES if repo in self.seen_sets[e]]
+
+    # -- one repository -------------------------------------------------------------------------
+
+    def repository(self, repo: str) -> None:
+        engines = self.engines_seeing(repo)
+        base = f"repositories/{repo}"
+        found = self.revisions(repo, engines)
+        tags_dir = self.tags(repo, engines, found.ingested)
+        self.b.add_repository(repo, tags_dir)
+        self.manifests(found)
+        self.duplicates(found, engines)
+        if DISTRIBUTION_3 in engines:
+            self.layers(repo)
+        self.uploads(repo, f"{base}/_uploads")
+
+    def linked(self, link_dir: str, digest: str, read_at: str) -> str | Failure | None:
+        """linkedBlobStatter.Stat: the blob `digest` stands for through its canonical link in
+        `link_dir`, None when the collector treats it as unknown (skipped), or a failure.
+        `read_at` is the link `digest` was just read from: when it is the canonical link, its
+        content is known already."""
+        algorithm, _, hex_part = digest.partition(":")
+        canonical = f"{link_dir}/{algorithm}/{hex_part}/link"
+        target = digest if read_at == canonical else self.tree.read_link(canonical)
+        if isinstance(target, Failure):
+            return None if target.kind == MISSING else target
+        st = self.tree.stat(canonical_blob_path(target))
+        if isinstance(st, Failure):
+            return None if st.kind == MISSING else st
+        return None if stat.S_ISDIR(st.st_mode) else target
+
+    def revisions(self, repo: str, engines: list[str]) -> _Repository:
+        found = _Repository(repo)
+        rev_dir = f"repositories/{repo}/_manifests/revisions"
+
+        def visit(entry: Entry) -> str | Failure | None:
+            if entry.is_dir or not entry.rel.endswith("/link"):
+                return None
+            digest = self.tree.read_link(entry.rel)
+            if isinstance(digest, Failure):
+                return Failure(digest.kind, f"{entry.rel}: {digest.detail}")
+            target = self.linked(rev_dir, digest, entry.rel)
+            if isinstance(target, Failure):
+                return Failure(target.kind, f"{entry.rel}: {target.detail}")
+            if target is None:
+                # distribution's enumerator skips a revision whose blob is gone (ErrBlobUnknown).
+                self.b.add_skip(repo, digest, "revision link points to a missing blob")
+                return None
+            found.ingested = True
+            if target != digest:
+                self.skip(repo, digest, f"revision link names another digest ({target[:19]})")
+            elif not is_digest(digest):
+                self.skip(repo, digest, "a digest algorithm other than sha256")
+            else:
+                found.revisions.append(digest)
+                if entry.rel == f"{rev_dir}/sha256/{digest[7:]}/link":
+                    # The push time: the canonical link's mtime, as the walk's Stat saw it.
+                    found.pushed[digest] = datetime.fromtimestamp(entry.st.st_mtime, tz=UTC)
+            return None
+
+        failure = self.tree.walk(rev_dir, visit, DISTRIBUTION_3)
+        if failure is not None and failure.kind != MISSING:
+            self.fault(failure, engines, repository=repo)
+        return found
+
+    def tags(self, repo: str, engines: list[str], read_by_gc: bool) -> bool:
+        """Record the tags as -m's tag lookup reads them; True when the tags directory exists.
+        The collector reads them only with -m, and only for a repository with revisions."""
+        tags_rel = f"repositories/{repo}/_manifests/tags"
+        names = self.tree.list(tags_rel)
+        when = {"delete_untagged": True, "repository": repo}
+        if isinstance(names, Failure):
+            if names.kind == MISSING:
+                return False
+            if names.kind == UNREAD:  # the tags decide what -m keeps: unknown, keep all
+                self.unread(repo, tags_rel, names.detail)
+                return True
+            if read_by_gc:
+                self.fault(Failure(names.kind, f"{tags_rel}: {names.detail}"), engines, **when)
+            return True
+        failed = False
+        for tag in sorted(names, key=os.fsencode):
+            rel = f"{tags_rel}/{tag}/current/link"
+            digest = self.tree.read_link(rel)
+            if isinstance(digest, Failure):
+                if digest.kind == UNREAD:
+                    self.unread(repo, rel, digest.detail)
+                    continue
+                if digest.kind != MISSING and read_by_gc and not failed:
+                    self.fault(Failure(digest.kind, f"{rel}: {digest.detail}"), engines, **when)
+                    failed = True
+                continue
+            if is_digest(digest):
+                self.b.add_tag(repo, tag, digest)
+        return True
+
+    def manifests(self, found: _Repository) -> None:
+        for digest in dict.fromkeys(found.revisions):
+            self.manifest(found.name, digest, found.pushed.get(digest))
+
+    def manifest(self, repo: str, digest: str, pushed_at: datetime | None) -> None:
+        rel = _blob_rel(digest)
         where = f"{repo}@{digest}"
         if digest not in self.parsed:
+            body = self.tree.read(rel, MAX_MANIFEST_BYTES)
+            if isinstance(body, Failure):
+                if body.kind == UNREAD:
+                    self.unread(repo, digest, f"manifest blob not read: {body.detail}")
+                else:
+                    self.skip(repo, digest, f"manifest blob not read: {body.detail}")
+                return
+            if len(body) > MAX_MANIFEST_BYTES:
+                self.skip(repo, digest, "manifest blob larger than 4 MiB, not read")
+                return
             verify_digest(body, digest, where)
             parsed = parse_manifest(body, where)
             self.parsed[digest] = parsed
-            if parsed.kind == KIND_IMAGE and parsed.config is not None:
-                self.created[digest] = _config_created(self.v2, parsed.config.digest)
-        parsed = self.parsed[digest]
+            if parsed.kind == KIND_IMAGE and parsed.config is not None and self.tree.extra_reads:
+                self.created[digest] = _config_created(self.tree, parsed.config.digest)
+            self.sizes[digest] = len(body)
         self.b.add_manifest(
             repo,
             digest,
-            parsed,
-            len(body),
+            self.parsed[digest],
+            self.sizes[digest],
             created=self.created.get(digest),
-            pushed_at=_mtime(link),
+            pushed_at=pushed_at,
         )
 
-    def repository(self, repo: str) -> None:
-        rdir = self.v2 / "repositories" / repo
-        mdir = rdir / "_manifests"
-        tags_dir = mdir / "tags"
-        self.b.add_repository(repo, tags_dir.is_dir())
-        rev_dir = mdir / "revisions" / "sha256"
-        for hex_part in _list_dir(rev_dir):
-            link = rev_dir / hex_part / "link"
-            digest = _read_link(link)
-            if digest is None:
-                continue
-            if digest != f"sha256:{hex_part}":
-                self.b.add_skip(
-                    repo, digest, f"revision link under {hex_part[:12]} names another digest"
+    def duplicates(self, found: _Repository, engines: list[str]) -> None:
+        """A revision the enumeration yields twice is listed twice for deletion with -m; the
+        real run then fails removing it the second time (a dry run does not)."""
+        counts: dict[str, int] = {}
+        for digest in found.revisions:
+            counts[digest] = counts.get(digest, 0) + 1
+        for digest, n in counts.items():
+            if n > 1:
+                self.fault(
+                    Failure("error", f"manifest {digest} is listed {n} times for deletion"),
+                    engines,
+                    path=f"repositories/{found.name}/_manifests/revisions",
+                    phase="manifests",
+                    delete_untagged=True,
+                    repository=found.name,
+                    digest=digest,
                 )
-                continue
-            self.manifest(repo, digest, link)
-        for tag in _list_dir(tags_dir):
-            digest = _read_link(tags_dir / tag / "current" / "link")
-            if digest is not None:
-                self.b.add_tag(repo, tag, digest)
-        layers = rdir / "_layers" / "sha256"
-        for hex_part in _list_dir(layers):
-            digest = _read_link(layers / hex_part / "link")
-            if digest is not None:
-                self.b.add_layer_link(repo, digest)
-        uploads = rdir / "_uploads"
-        for upload_id in _list_dir(uploads):
-            self.upload(repo, uploads / upload_id)
 
-    def upload(self, repo: str, udir: Path) -> None:
+    def layers(self, repo: str) -> None:
+        """distribution 3 enumerates `_layers` after marking a repository: a missing or broken
+        `_layers` stops it; 2.8 never reads it."""
+        layer_dir = f"repositories/{repo}/_layers"
+
+        def visit(entry: Entry) -> str | Failure | None:
+            if entry.is_dir or not entry.rel.endswith("/link"):
+                return None
+            digest = self.tree.read_link(entry.rel)
+            if isinstance(digest, Failure):
+                return Failure(digest.kind, f"{entry.rel}: {digest.detail}")
+            target = self.linked(layer_dir, digest, entry.rel)
+            if isinstance(target, Failure):
+                return Failure(target.kind, f"{entry.rel}: {target.detail}")
+            if target is not None and is_digest(digest):
+                self.b.add_layer_link(repo, digest)
+            return None
+
+        failure = self.tree.walk(layer_dir, visit, DISTRIBUTION_3)
+        if failure is not None:
+            self.fault(failure, [DISTRIBUTION_3], repository=repo)
+
+    def uploads(self, repo: str, rel: str) -> None:
+        """Uploads in progress: never touched by the collector; read only inside the root."""
+        if not self.tree.inside(rel):
+            return
+        names = self.tree.list(rel)
+        if isinstance(names, Failure):
+            return
+        for upload_id in sorted(names):
+            udir = f"{rel}/{upload_id}"
+            if not self.tree.inside(udir) or isinstance(self.tree.stat(udir), Failure):
+                continue  # outside, or (S3) a prefix the server still lists with no key under it
+            data = self.tree.stat(f"{udir}/data") if self.tree.inside(f"{udir}/data") else None
+            size = data.st_size if isinstance(data, os.stat_result) else None
+            self.b.add_upload(repo, upload_id, size, self.started_at(f"{udir}/startedat"))
+
+    def started_at(self, rel: str) -> datetime | None:
+        if not self.tree.inside(rel):
+            return None
+        text = self.tree.read(rel, MAX_STARTEDAT_BYTES)
+        if isinstance(text, Failure) or len(text) > MAX_STARTEDAT_BYTES:
+            return None
         try:
-            size: int | None = (udir / "data").stat().st_size
-        except OSError:
-            size = None
-        started: datetime | None = None
-        try:
-            text = (udir / "startedat").read_text().strip()
-            started = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except (OSError, ValueError):
-            started = None
-        self.b.add_upload(repo, udir.name, size, started)
+            return datetime.fromisoformat(text.decode().strip().replace("Z", "+00:00"))
+        except (ValueError, UnicodeDecodeError):
+            return None
+
+    # -- the blob store -------------------------------------------------------------------------
+
+    def blobs(self) -> None:
+        """The sweep's blob enumeration: every `data` file under blobs/, named by its path."""
+
+        def visit(entry: Entry) -> str | Failure | None:
+            if entry.is_dir or not entry.rel.endswith("/data"):
+                return None
+            digest, error = digest_from_path(self.tree.driver(entry.rel))
+            if digest is None:
+                return Failure("error", f"{entry.rel}: {error}")
+            if not is_digest(digest):
+                self.skip(None, entry.rel, "a blob of a digest algorithm other than sha256")
+            elif entry.rel != canonical_blob_path(digest):
+                self.skip(None, entry.rel, f"blob {digest[:19]} stored outside its place")
+            else:
+                self.b.add_blob(digest, entry.st.st_size, True)
+                self.progress.advance()
+            return None
+
+        failure = self.tree.walk("blobs", visit, DISTRIBUTION_3)
+        if failure is not None:
+            self.fault(failure, list(ENGINES), phase="sweep")
+            return
+        unread = any(part.startswith("blobs") for part, _ in self.tree.unread_parts())
+        if not unread and isinstance(self.tree.stat("blobs"), Failure):
+            # No blob at all, and 3.x's S3 walk took that for no error: 2.8's walk still fails.
+            failing = [e for e in ENGINES if self.tree.missing_fails(e)]
+            if failing:
+                self.fault(Failure(MISSING, "blobs: Path not found"), failing, phase="sweep")
+
+    def extra(self) -> dict[str, object]:
+        out: dict[str, object] = {}
+        if self.faults:
+            out[EXTRA_FAULTS] = [asdict(f) for f in self.faults]
+        union = set().union(*self.seen_sets.values())
+        unseen = {e: sorted(union - self.seen_sets[e]) for e in ENGINES}
+        unseen = {e: names for e, names in unseen.items() if names}
+        if unseen:
+            out[EXTRA_UNSEEN] = unseen
+        return out
+
+
+def _walk_order(name: str) -> list[bytes]:
+    return [os.fsencode(part) for part in name.split("/")]
+
+
+def open_tree(
+    storage: str | os.PathLike[str] | StorageLocation, progress: Progress | None = None
+) -> StorageTree:
+    """The storage to scan: a directory (the registry's rootdirectory, or its v2 directory), an
+    `s3://BUCKET/PREFIX` string (endpoint and region from the AWS chain), or a location from
+    `analyzer.storage_driver` (`parse_storage`, `read_registry_config`). An S3 store is listed
+    here, once (see `s3tree`)."""
+    if isinstance(storage, str) and storage.startswith("s3://"):
+        from analyzer.storage_driver import parse_storage
+
+        storage = parse_storage(storage)
+    if isinstance(storage, S3Location):
+        return _open_s3(storage, progress)
+    root = storage.root if isinstance(storage, FilesystemLocation) else storage
+    return Tree(str(resolve_root(root)))
+
+
+def _open_s3(location: S3Location, progress: Progress | None) -> StorageTree:
+    from analyzer.sources.s3tree import S3Tree
+    from analyzer.storage_driver import open_driver
+
+    driver = open_driver(location)
+    try:
+        tree = S3Tree(driver, progress=progress)
+    except BaseException:
+        driver.close()
+        raise
+    if not tree.files:
+        tree.close()
+        if tree.unread:
+            _, why = tree.unread_parts()[0]
+            raise SourceError(f"{location.url}: nothing could be listed ({why})")
+        raise SourceError(
+            f"{location.url}: not a registry storage root (no key under docker/registry/v2/; "
+            "give the bucket and the driver's rootdirectory: s3://BUCKET/ROOTDIRECTORY)"
+        )
+    return tree
 
 
 def scan_storage(
-    storage: str | os.PathLike[str],
+    storage: str | os.PathLike[str] | StorageLocation,
     registry_url: str | None = None,
     repo_globs: list[str] | None = None,
     progress: Progress | None = None,
 ) -> Inventory:
-    """Read a registry's storage tree into a complete inventory.
+    """Read a registry's storage into a complete inventory.
 
+    `storage` is where the registry keeps it: a directory, `s3://BUCKET/PREFIX`, or a
+    `StorageLocation` (`analyzer.storage_driver.parse_storage(..., endpoint=, region=)` or
+    `read_registry_config("config.yml")`: the storage the registry's own config names).
     `repo_globs` limits which repositories are read; the snapshot is then marked incomplete,
-    because blobs other repositories keep alive are not known.
+    because blobs other repositories keep alive are not known. So is a tree holding anything
+    the collector reads and reclaim does not (see the skips table); where the collector stops,
+    `header.extra["gc_faults"]` says so, and the engine models predict the abort.
     """
     progress = progress or NullProgress()
-    v2 = resolve_root(storage)
+    tree = open_tree(storage, progress)
+    try:
+        return _scan(tree, storage, registry_url, repo_globs, progress)
+    finally:
+        tree.close()
+
+
+def _scan(
+    tree: StorageTree,
+    storage: str | os.PathLike[str] | StorageLocation,
+    registry_url: str | None,
+    repo_globs: list[str] | None,
+    progress: Progress,
+) -> Inventory:
     builder = InventoryBuilder()
-    scan = _Scan(v2, builder, progress)
-    repos = [
-        r
-        for r in iter_repositories(v2)
-        if not repo_globs or any(fnmatchcase(r, g) for g in repo_globs)
-    ]
+    scan = _Scan(tree, builder, progress)
+    for part, why in tree.unread_parts():
+        scan.unread(None, part, why)
+    for engine in ENGINES:
+        scan.catalog(engine)
+    scan.seen_sets = {e: set(names) for e, names in scan.seen.items()}
+    union = sorted(set().union(*scan.seen_sets.values()), key=_walk_order)
+    repos = [r for r in union if not repo_globs or any(fnmatchcase(r, g) for g in repo_globs)]
+    tree.prepare(repos)
     progress.stage("repositories", len(repos))
     for repo in repos:
-        try:
-            scan.repository(repo)
-        except IntegrityError:
-            raise
+        scan.repository(repo)
         progress.advance()
     progress.stage("blobs", None)
-    for digest, size in iter_blobs(v2):
-        builder.add_blob(digest, size, True)
-        progress.advance()
+    scan.blobs()
+    complete = not repo_globs and not scan.incomplete
+    notes = []
+    if scan.incomplete:
+        notes.append(
+            f"incomplete: {len(scan.incomplete)} items the garbage collector reads were not "
+            f"read (first: {scan.incomplete[0]}); see the skips table"
+        )
     header = SnapshotHeader(
         source=SOURCE_STORAGE,
         registry=redact_url(registry_url) if registry_url else None,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         tool_version=__version__,
-        complete=not repo_globs,
+        complete=complete,
         repository_filter=list(repo_globs or []),
-        storage_root=str(Path(storage).resolve()),
+        storage_root=_storage_root(tree, storage),
+        notes=notes,
+        extra={**scan.extra(), **_store_extra(tree, storage)},
     )
     return builder.build(header)
+
+
+def _storage_root(tree: StorageTree, storage: str | os.PathLike[str] | StorageLocation) -> str:
+    if isinstance(tree, Tree):
+        root = storage.root if isinstance(storage, FilesystemLocation) else storage
+        return str(Path(root).resolve())  # type: ignore[arg-type]
+    return tree.url
+
+
+def _store_extra(
+    tree: StorageTree, storage: str | os.PathLike[str] | StorageLocation
+) -> dict[str, object]:
+    """An S3 scan's request counts, and where the bucket is served (never a credential)."""
+    requests = tree.requests()
+    if requests is None:
+        return {}
+    out: dict[str, object] = {EXTRA_REQUESTS: requests}
+    if isinstance(storage, S3Location):
+        out[EXTRA_S3] = {"endpoint": storage.endpoint, "region": storage.region}
+    return out
+
+
+def current_location(
+    registry: str | None,
+    header: SnapshotHeader | None = None,
+    registry_config: str | os.PathLike[str] | None = None,
+) -> StorageLocation | None:
+    """Where to read, as it is now, the store an outcome names (`Outcome.registry`: a directory
+    or s3://BUCKET/ROOT), for `compare`. An S3 store is reached as the snapshot `header` read it
+    (its endpoint and region; never a credential: those come from the AWS chain), or through
+    the registry config, when given (its keys too). None when there is nothing to read."""
+    from analyzer.storage_driver import parse_s3_url, read_registry_config
+
+    if not registry:
+        return None
+    if registry_config is not None:
+        location = read_registry_config(registry_config)
+        return location if location.url == registry.rstrip("/") else None
+    if registry.startswith("s3://"):
+        served = header.extra.get(EXTRA_S3) if header is not None else None
+        same = header is not None and header.storage_root == registry
+        where = served if same and isinstance(served, dict) else {}
+        endpoint, region = where.get("endpoint"), where.get("region")
+        return parse_s3_url(
+            registry,
+            endpoint=str(endpoint) if endpoint else None,
+            region=str(region) if region else None,
+        )
+    if "://" in registry or not os.path.isdir(registry):
+        return None
+    return FilesystemLocation(Path(registry))

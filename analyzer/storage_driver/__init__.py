@@ -2,6 +2,7 @@
 
     loc = parse_storage("s3://bucket/registry", endpoint=None, region=None)   # or a directory
     loc = read_registry_config("config.yml")          # the registry's own storage section
+    loc = storage_location(storage, registry_config, endpoint, region)   # the CLI's options
     with open_driver(loc) as driver:
         blobs = list_blob_store(driver)         # digest -> FileInfo (size from the listing)
         repos = walk_repositories(driver)       # every file under repositories/, by path
@@ -33,6 +34,7 @@ from analyzer.storage_driver.location import (
     parse_s3_url,
     parse_storage,
     read_registry_config,
+    storage_location,
 )
 from analyzer.storage_driver.walk import (
     BLOB_PREFIXES,
@@ -88,5 +90,6 @@ __all__ = [
     "read_registry_config",
     "resolve_credentials",
     "split_repository_path",
+    "storage_location",
     "walk_repositories",
 ]

@@ -130,6 +130,10 @@ class StorageDriver(ABC):
     def read(self, path: str, max_bytes: int) -> bytes:
         """The whole content of a file of at most `max_bytes` bytes, else StorageTooLarge."""
 
+    @abstractmethod
+    def read_prefix(self, path: str, n: int) -> bytes:
+        """The first `n` bytes of a file (all of a shorter one)."""
+
     def close(self) -> None:  # noqa: B027 - optional: only network drivers hold connections
         """Release connections."""
 

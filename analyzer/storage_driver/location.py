@@ -252,3 +252,28 @@ def read_registry_config(
         return location_from_config(doc, env)
     except StorageConfigError as e:
         raise StorageConfigError(f"{target}: {e}") from e
+
+
+def storage_location(
+    storage: str | os.PathLike[str] | None = None,
+    registry_config: str | os.PathLike[str] | None = None,
+    endpoint: str | None = None,
+    region: str | None = None,
+    profile: str | None = None,
+) -> StorageLocation:
+    """The store `reclaim scan` reads: `--storage DIR|s3://BUCKET/PREFIX` (with
+    `--s3-endpoint`/`--s3-region`), or `--registry-config config.yml` (the storage section of
+    the registry's own config, its keys included). Exactly one of the two."""
+    if storage is not None and registry_config is not None:
+        raise StorageConfigError("give --storage or --registry-config, not both")
+    if registry_config is not None:
+        if endpoint or region:
+            # The config names its endpoint and region: another one would read another store.
+            raise StorageConfigError(
+                "--s3-endpoint and --s3-region go with --storage s3://...; the registry config "
+                "names its own (regionendpoint, region)"
+            )
+        return read_registry_config(registry_config)
+    if storage is None:
+        raise StorageConfigError("give --storage DIR|s3://BUCKET/PREFIX or --registry-config")
+    return parse_storage(os.fspath(storage), endpoint, region, profile)

@@ -17,6 +17,7 @@ S3 error bodies echo the access key id and the string to sign.
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -46,6 +47,8 @@ from analyzer.storage_driver.credentials import (
     resolve_region,
 )
 from analyzer.storage_driver.location import S3Location
+
+log = logging.getLogger(__name__)
 
 MAX_PAGE = 1000  # ListObjectsV2's own maximum
 MAX_LISTING_BYTES = 32 << 20  # a 1,000-key page is well under 1 MiB
@@ -227,6 +230,8 @@ class S3Driver(StorageDriver):
                     continue
                 self.stats.add(failed=1)
                 raise StorageError(f"{what}: {problem}", key or "") from e
+            # -v: what was asked and answered; never a header (the signature, the key id).
+            log.info("s3 %s: %s", what, r.status_code)
             if r.status_code < 300 or r.status_code in (403, 404, 416):
                 return r
             code = _error_code(r) if r.status_code >= 400 else None
@@ -256,7 +261,9 @@ class S3Driver(StorageDriver):
 
     def _backoff(self, attempt: int) -> None:
         self.stats.add(retries=1)
-        self.retry.sleep(self.retry.delay(attempt, self._rng))
+        delay = self.retry.delay(attempt, self._rng)
+        log.info("s3 retry %d in %.2f s", attempt, delay)
+        self.retry.sleep(delay)
 
     def _refused(self, what: str, r: requests.Response, path: str) -> StorageError:
         code = _error_code(r)
@@ -387,6 +394,28 @@ class S3Driver(StorageDriver):
             r.close()
         if len(data) > max_bytes:
             raise StorageTooLarge(f"{what}: more than the {max_bytes} bytes read here", path)
+        self.stats.add(bytes_read=len(data))
+        return data
+
+    def read_prefix(self, path: str, n: int) -> bytes:
+        """The first `n` bytes of a file (all of a shorter one): one ranged GET, for a caller
+        that only needs to know a file is longer than what it reads."""
+        key = self.location.key(path)
+        what = f"reading s3://{self.location.bucket}/{key}"
+        self.stats.add(reads=1)
+        headers = {"Range": f"bytes=0-{max(n, 1) - 1}", "Accept-Encoding": "identity"}
+        r = self._request(what, key, {}, headers)
+        if r.status_code == 416:
+            r.close()
+            return b""
+        if r.status_code >= 300:
+            raise self._refused(what, r, path)
+        try:
+            data = r.raw.read(n, decode_content=False)
+        except (requests.RequestException, OSError) as e:
+            raise StorageError(f"{what}: the connection dropped while reading", path) from e
+        finally:
+            r.close()
         self.stats.add(bytes_read=len(data))
         return data
 

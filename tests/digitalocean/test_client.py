@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import requests
 
-from analyzer.do.client import DigitalOceanClient, expand
+from analyzer.engines.digitalocean.client import DigitalOceanClient, expand
 from analyzer.errors import DigitalOceanAuthError, DigitalOceanError, DigitalOceanServerError
 
 NOW = 1_700_000_000.0

@@ -17,7 +17,8 @@ from openapi_contract import Spec, check_request, check_response, template_regex
 from registry import Pusher
 from scenario import fill
 
-from analyzer.do import (
+from analyzer.engines.digitalocean.client import ENDPOINTS
+from analyzer.engines.digitalocean.names import (
     GC_BLOBS_ONLY,
     GC_TYPES,
     GC_UNTAGGED_AND_BLOBS,
@@ -27,7 +28,6 @@ from analyzer.do import (
     STATUSES,
     TERMINAL_STATUSES,
 )
-from analyzer.do.client import ENDPOINTS
 from analyzer.errors import DigitalOceanNotFound
 from analyzer.sources.digitalocean import scan_digitalocean
 
@@ -94,7 +94,6 @@ def _session(do: DOEnv) -> None:
     for gc_type in (GC_BLOBS_ONLY, GC_UNTAGGED_ONLY):
         gc = client.start_gc(REGISTRY, gc_type)
         _follow(do, gc["uuid"])
-    do.server.step_seconds = 0.2
     gc = client.start_gc(REGISTRY, GC_UNTAGGED_AND_BLOBS)
     client.cancel_gc(REGISTRY, gc["uuid"])
     _follow(do, gc["uuid"])

@@ -20,15 +20,15 @@ from do_server import Fault
 from registry import Pusher, blob_bytes
 from scenario import fill
 
-from analyzer.do import (
+from analyzer.engines.base import run_engine
+from analyzer.engines.digitalocean.names import (
     GC_BLOBS_ONLY,
     GC_UNTAGGED_AND_BLOBS,
     STATUS_CANCELLED,
     STATUS_CANCELLING,
     STATUS_WAITING,
 )
-from analyzer.engines.base import run_engine
-from analyzer.engines.digitalocean import DigitalOceanEngine
+from analyzer.engines.digitalocean.runner import DigitalOceanEngine
 from analyzer.errors import (
     DigitalOceanRateLimited,
     DigitalOceanServerError,
@@ -145,7 +145,7 @@ def test_real_28_abort_is_predicted_as_a_hazard_and_reported_failed(do: DOEnv) -
 
 def test_gc_cancelled_half_way(do: DOEnv) -> None:
     fill(Pusher(do.registry.url))
-    do.server.step_seconds = 0.3
+    do.server.hold(STATUS_WAITING)  # the cancel arrives while the run waits, whatever the load
     before = blob_bytes(do.registry.storage)
     engine = DigitalOceanEngine(
         do.client(), REGISTRY, GC_UNTAGGED_AND_BLOBS, confirmed=True, poll_interval=0.01
@@ -175,7 +175,7 @@ def test_gc_cancelled_half_way(do: DOEnv) -> None:
 @pytest.mark.parametrize("answer", ["y", "n"])
 def test_ctrl_c_asks_whether_to_cancel_on_the_server(do: DOEnv, answer: str) -> None:
     fill(Pusher(do.registry.url))
-    do.server.step_seconds = 0.4
+    do.server.hold(STATUS_WAITING)  # Ctrl-C lands while the run waits, whatever the load
     out = do.workdir / "out.json"
     env = {**os.environ, **do.env(), "PYTHONPATH": str(MAIN)}
     args = _gc_args(GC_BLOBS_ONLY, "-o", str(out))

@@ -10,7 +10,7 @@ from do_server import Fault
 from registry import Pusher
 from scenario import fill
 
-from analyzer.do import GC_UNTAGGED_AND_BLOBS
+from analyzer.engines.digitalocean.names import GC_UNTAGGED_AND_BLOBS
 from analyzer.errors import DigitalOceanError
 from analyzer.sources.digitalocean import scan_digitalocean
 

@@ -13,7 +13,8 @@ from registry import Pusher, parse_dry_run
 from s3server import BUCKET, FaultProxy, S3RegistryServer, SeaweedS3
 
 from analyzer.cli import main
-from analyzer.engines.distribution import DistributionEngine, load_config
+from analyzer.compare import CAUSE_AFTER_SNAPSHOT
+from analyzer.engines.distribution.runner import DistributionEngine, load_config
 from analyzer.errors import EngineError
 from analyzer.storage_driver import S3Location
 
@@ -123,3 +124,149 @@ def test_preflight_fails_closed_when_the_bucket_cannot_be_fully_listed(
             engine.preflight()
     finally:
         proxy.stop()
+
+
+def _reader_env(monkeypatch: pytest.MonkeyPatch, seaweed: SeaweedS3) -> None:
+    """The read-only identity's keys in the AWS chain (environment variables), and nothing
+    else of the chain that could answer instead."""
+    reader = seaweed.identities["reader"]
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", reader.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", reader.secret_key)
+
+
+def test_gc_on_s3_outcome_and_compare_exact(
+    s3_reg: tuple[S3RegistryServer, str],
+    seaweed: SeaweedS3,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Acceptance 4: a storage scan of the bucket (`--storage s3://` with the AWS chain's keys)
+    predicts the real `reclaim gc` run on the s3-backed registry exactly: blobs, bytes and
+    layer links, measured from the bucket; `compare` (which reads the bucket again) matches."""
+    server, engine = s3_reg
+    _reader_env(monkeypatch, seaweed)
+    _fill(server.url)
+    snap = tmp_path / "snap"
+    store = ["--storage", f"s3://{BUCKET}/{server.root}", "--s3-endpoint", seaweed.endpoint]
+    code, _, err = _run(["scan", server.url, *store, "--s3-region", "us-east-1", "-o", str(snap)])
+    assert code == 0, err
+    assert "S3 requests" in err  # the request count, in the summary
+    code, prediction, err = _run(
+        ["analyze", str(snap), "--engine", engine, "--delete-untagged", "--format", "json"]
+    )
+    assert code == 0, err
+    predicted = json.loads(prediction)
+    assert predicted["bound"] == "exact" and predicted["complete"] is True
+    (tmp_path / "pred.json").write_text(prediction)
+    before = server.blob_bytes()
+    links_before = server.layer_links()
+
+    server.stop()
+    history = tmp_path / "history"
+    code, _, err = _run(
+        [
+            "gc",
+            "--config",
+            str(server.config),
+            "--binary",
+            server.binary,
+            "--delete-untagged",
+            "--history",
+            str(history),
+            "--yes",
+            "-o",
+            str(tmp_path / "real.json"),
+        ]
+    )
+    assert code == 0, err
+    assert f"checked s3://{BUCKET}/{server.root}" in err  # the pre-run check read the bucket
+    real = json.loads((tmp_path / "real.json").read_text())
+    after = server.blob_bytes()
+    assert set(real["blob_digests"]) == set(before) - set(after) == set(predicted["blobs_eligible"])
+    assert real["freed_bytes"] == predicted["reclaimable_bytes"]
+    assert real["freed_bytes"] == sum(before.values()) - sum(after.values())
+    removed = {(x["repository"], x["digest"]) for x in real["layer_links_removed"]}
+    assert removed == links_before - server.layer_links()
+    assert removed == {(x["repository"], x["digest"]) for x in predicted["layer_links_removed"]}
+
+    code, out, err = _run(
+        [
+            "compare",
+            str(tmp_path / "pred.json"),
+            str(tmp_path / "real.json"),
+            "--snapshot",
+            str(snap),
+            "--format",
+            "json",
+        ]
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["match"] is True and result["bound"] == "exact"
+    assert result["discrepancies"] == []
+    assert result["predicted_bytes"] == result["actual_bytes"] == real["freed_bytes"]
+    assert result["predicted_layer_links"] == result["actual_layer_links"] == len(removed)
+
+
+def test_compare_rereads_the_bucket(
+    s3_registry: S3RegistryServer,
+    seaweed: SeaweedS3,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`compare --snapshot` reads the bucket as it is now: an image deleted through the API
+    after the snapshot frees more than predicted, and the discrepancy is put down to that
+    deletion, which only a reading of the bucket after the run can tell."""
+    _reader_env(monkeypatch, seaweed)
+    p = Pusher(s3_registry.url)
+    p.image("app", "v1", [b"kept layer " * 40])
+    gone, _ = p.image("lib/x", "latest", [b"x layer " * 30])
+    snap = tmp_path / "snap"
+    code, _, err = _run(["scan", "--registry-config", str(s3_registry.config), "-o", str(snap)])
+    assert code == 0, err
+    code, prediction, err = _run(
+        ["analyze", str(snap), "--engine", "distribution-2.8", "--format", "json"]
+    )
+    assert code == 0, err
+    assert json.loads(prediction)["blobs_eligible"] == []
+    (tmp_path / "pred.json").write_text(prediction)
+    p.delete_manifest("lib/x", gone)  # after the snapshot
+    s3_registry.stop()
+    code, _, err = _run(
+        [
+            "gc",
+            "--config",
+            str(s3_registry.config),
+            "--binary",
+            s3_registry.binary,
+            "--history",
+            str(tmp_path / "h"),
+            "--yes",
+            "-o",
+            str(tmp_path / "real.json"),
+        ]
+    )
+    assert code == 0, err
+    assert gone in json.loads((tmp_path / "real.json").read_text())["blob_digests"]
+    causes = {}
+    for extra in ([], ["--no-storage"]):
+        code, out, err = _run(
+            [
+                "compare",
+                str(tmp_path / "pred.json"),
+                str(tmp_path / "real.json"),
+                "--snapshot",
+                str(snap),
+                "--format",
+                "json",
+                *extra,
+            ]
+        )
+        assert code == 0, err
+        found = {d["digest"]: d["cause"] for d in json.loads(out)["discrepancies"]}
+        causes[bool(extra)] = found[gone]
+    assert causes[False] == CAUSE_AFTER_SNAPSHOT
+    assert causes[True] != CAUSE_AFTER_SNAPSHOT

@@ -124,3 +124,76 @@ def test_registry_config_file(tmp_path: Path) -> None:
     assert "s3cr3t-value" not in str(e.value)
     with pytest.raises(StorageConfigError, match="cannot read registry config"):
         read_registry_config(tmp_path / "missing.yml", {})
+
+
+def test_scan_options_name_one_store(tmp_path: Path) -> None:
+    """`scan`'s --storage / --s3-endpoint / --s3-region / --registry-config, as the library
+    takes them: exactly one store, and endpoint and region only beside an s3:// URL."""
+    from click.testing import CliRunner
+
+    from analyzer.cli import main
+    from analyzer.storage_driver import storage_location
+
+    config = tmp_path / "config.yml"
+    config.write_text(
+        "version: 0.1\nstorage:\n  s3:\n    bucket: b\n    rootdirectory: /r\n"
+        "    region: eu-west-1\n    regionendpoint: http://127.0.0.1:1\n"
+    )
+    loc = storage_location(None, config)
+    assert isinstance(loc, S3Location) and loc.url == "s3://b/r" and loc.region == "eu-west-1"
+    loc = storage_location("s3://b/r", None, "http://127.0.0.1:2", "us-west-2")
+    assert isinstance(loc, S3Location) and (loc.endpoint, loc.region) == (
+        "http://127.0.0.1:2",
+        "us-west-2",
+    )
+    assert storage_location(tmp_path) == FilesystemLocation(tmp_path)
+    refused = [
+        (["--storage", str(tmp_path), "--registry-config", str(config)], "not both"),
+        (["--registry-config", str(config), "--s3-region", "x"], "names its own"),
+        (["--storage", str(tmp_path), "--s3-endpoint", "http://h"], "are for s3:// storage"),
+        (["--s3-region", "eu-west-1"], "give --storage"),
+        (["--storage", "s3://b/r", "--s3-endpoint", "ftp://h"], "not an S3 endpoint URL"),
+    ]
+    for args, message in refused:
+        with pytest.raises(StorageConfigError, match=message.replace(".", r"\.")):
+            storage_location(
+                *_as_call(args)  # the same refusal from the library...
+            )
+        result = CliRunner().invoke(main, ["scan", *args, "-o", str(tmp_path / "snap")])
+        assert result.exit_code == 2 and message in result.output, result.output  # ...and CLI
+        assert len(result.output.strip().splitlines()) == 1
+
+
+def _as_call(args: list[str]) -> tuple[str | None, str | None, str | None, str | None]:
+    given = dict(zip(args[::2], args[1::2], strict=True))
+    return (
+        given.get("--storage"),
+        given.get("--registry-config"),
+        given.get("--s3-endpoint"),
+        given.get("--s3-region"),
+    )
+
+
+@pytest.mark.engines("2.8")
+def test_registry_config_of_a_filesystem_registry_scans_its_tree(registry, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """--registry-config on a filesystem config reads the root it names: the same snapshot
+    as --storage ROOT."""
+    from click.testing import CliRunner
+    from registry import Pusher
+
+    from analyzer import read_snapshot
+    from analyzer.cli import main
+
+    Pusher(registry.url).image("app", "v1", [b"layer " * 30])
+    snaps = {}
+    for name, args in {
+        "config": ["--registry-config", str(registry.config)],
+        "storage": ["--storage", str(registry.storage)],
+    }.items():
+        result = CliRunner().invoke(main, ["scan", *args, "-o", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+        snaps[name] = read_snapshot(tmp_path / name)
+    assert snaps["config"].header.storage_root == str(registry.storage.resolve())
+    assert snaps["config"].header.complete and len(snaps["config"].manifests) == 1
+    for table in ("blobs", "manifests", "tags", "references"):
+        assert getattr(snaps["config"], table).equals(getattr(snaps["storage"], table)), table

@@ -24,7 +24,7 @@ from s3server import (
     slow_down,
 )
 
-from analyzer.engines.distribution import measure_blobs
+from analyzer.engines.distribution.runner import measure_blobs
 from analyzer.errors import (
     EngineError,
     StorageDenied,
