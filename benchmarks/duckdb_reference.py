@@ -5,7 +5,7 @@ over a snapshot's Parquet files.
     from benchmarks.duckdb_reference import sweep_query
     swept = duckdb.connect().sql(sweep_query("snap", "distribution-3", True)).arrow()
 
-It models what `analyzer/semantics.py` models, written independently and in SQL:
+It models what `analyzer/engines/distribution/model.py` models, written independently and in SQL:
 
 * roots: every revision (plain) or only revisions a tag's current link points to (-m);
 * distribution 2.8 (and DigitalOcean, modelled on it) marks each root's digest and its direct
@@ -16,7 +16,7 @@ It models what `analyzer/semantics.py` models, written independently and in SQL:
 
 What it leaves out, so it only answers where these do not arise (it refuses otherwise):
 distribution 3's walk-order quirk (a manifest marked from a repository where it is no revision
-is not visited later; `analyzer.semantics._v3_order_sensitive`), distribution 2.8's abort on a
+is not visited later; `analyzer.engines.distribution.model._v3_order_sensitive`), distribution 2.8's abort on a
 repository without a tags directory, and incomplete (API) inventories. The generated
 registry-scale inventories (`analyzer.generate_scale`) have none of these.
 """

@@ -15,9 +15,10 @@ import pandas as pd
 import pytest
 
 import analyzer
+from analyzer.engines.distribution.model import ENGINES, _v3_order_sensitive
 from analyzer.generate_scale import digests, entity, write_scale_snapshot
 from analyzer.inventory import SCHEMAS
-from analyzer.semantics import ENGINES, _v3_order_sensitive, gc_references
+from analyzer.tables import gc_references
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.duckdb_reference import check_supported, sweep_query
