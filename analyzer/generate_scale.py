@@ -39,7 +39,6 @@ asks for it. Deterministic in (manifests, seed, chunk_manifests). Rows are not s
 from __future__ import annotations
 
 import binascii
-import dataclasses
 import json
 import os
 import time
@@ -83,7 +82,7 @@ from analyzer.model import (
     REF_SUBJECT,
     sha256_digest,
 )
-from analyzer.snapshot import FORMAT_NAME, HEADER_FILE
+from analyzer.snapshot import HEADER_FILE, table_entry, write_header
 from analyzer.version import __version__
 
 U64 = np.uint64
@@ -975,16 +974,6 @@ class ScaleSummary:
     chunks: int
 
 
-def write_header(target: Path, header: SnapshotHeader, counts: dict[str, int]) -> None:
-    """The snapshot's header.json, as `analyzer.snapshot.write_snapshot` writes it: last and
-    atomically (a snapshot with a header is a whole snapshot). Kept in one place so that a
-    change of the header format (checksums, say) is one edit here."""
-    doc = {"format": FORMAT_NAME, **dataclasses.asdict(header), "counts": counts}
-    tmp = target / (HEADER_FILE + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-    tmp.replace(target / HEADER_FILE)
-
-
 class _Writers:
     """One Parquet writer per table (every table file exists even when it gets no rows),
     writing on a background thread while the next table is generated: Parquet encoding
@@ -1070,7 +1059,12 @@ def write_scale_snapshot(
         ],
         extra={"generator": {"module": "generate_scale", **params}},
     )
-    write_header(target, header, writers.counts)
+    # the header, written last, vouches for each table as `write_snapshot` writes it
+    write_header(
+        target,
+        header,
+        {t: table_entry(writers.counts[t], target / f"{t}.parquet") for t in TABLES},
+    )
     return ScaleSummary(
         target,
         manifests,

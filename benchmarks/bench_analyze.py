@@ -383,7 +383,8 @@ def prepare(args: argparse.Namespace, manifests: int, workdir: Path) -> tuple[Pa
 
 def bench_size(args: argparse.Namespace, manifests: int, workdir: Path) -> list[Row]:
     snap, gen_s = prepare(args, manifests, workdir)
-    counts = json.loads((snap / "header.json").read_text())["counts"]
+    tables = json.loads((snap / "header.json").read_text())["tables"]
+    counts = {t: entry["rows"] for t, entry in tables.items()}
     print(
         f"\n== {counts['manifests']:,} manifests, {counts['references']:,} references, "
         f"{counts['blobs']:,} blobs, {counts['repositories']:,} repositories "

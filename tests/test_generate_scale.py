@@ -51,7 +51,8 @@ def test_tables_have_the_inventory_schemas(inv: analyzer.Inventory, snapshot: Pa
     counts = {t: len(df) for t, df in inv.tables.items()}
     import json
 
-    assert json.loads((snapshot / "header.json").read_text())["counts"] == counts
+    tables = json.loads((snapshot / "header.json").read_text())["tables"]
+    assert {t: e["rows"] for t, e in tables.items()} == counts
 
 
 def test_keys_are_unique_and_every_edge_resolves(inv: analyzer.Inventory) -> None:
