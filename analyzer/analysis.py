@@ -17,7 +17,7 @@ from analyzer.coverage import BOUND_NONE as BOUND_NONE
 from analyzer.coverage import BOUND_UPPER as BOUND_UPPER
 from analyzer.coverage import BOUNDS as BOUNDS
 from analyzer.coverage import Coverage, assess
-from analyzer.frames import isin
+from analyzer.frames import grouped_lists, isin
 from analyzer.inventory import SOURCE_GENERATED, SOURCE_STORAGE, Inventory
 from analyzer.marking import GCResult
 from analyzer.model import KIND_INDEX, REF_MANIFEST
@@ -157,11 +157,12 @@ def by_repository(inv: Inventory, gc: GCResult) -> pd.DataFrame:
     reach["exclusive"] = reach["holders"] == 1
     reach["reclaimed"] = isin(reach["digest"], gc.blobs_eligible["digest"])
     size = reach["size"].fillna(0).astype("int64")
+    reach["stored_bytes"] = size
     reach["exclusive_bytes"] = size.where(reach["exclusive"], 0)
     reach["shared_bytes"] = size.where(~reach["exclusive"], 0)
     reach["reclaimable_bytes"] = size.where(reach["exclusive"] & reach["reclaimed"], 0)
     grouped = reach.groupby("repository").agg(
-        stored_bytes=("size", lambda s: int(s.fillna(0).sum())),
+        stored_bytes=("stored_bytes", "sum"),
         exclusive_bytes=("exclusive_bytes", "sum"),
         shared_bytes=("shared_bytes", "sum"),
         reclaimable_bytes=("reclaimable_bytes", "sum"),
@@ -198,9 +199,7 @@ def by_repository(inv: Inventory, gc: GCResult) -> pd.DataFrame:
 
 def _tag_lists(inv: Inventory) -> pd.DataFrame:
     """repository, digest, tags (sorted list) for every tagged revision."""
-    tags = inv.tags.sort_values("tag")
-    grouped = tags.groupby(["repository", "digest"])["tag"].agg(list)
-    return grouped.rename("tags").reset_index()
+    return grouped_lists(inv.tags, ["repository", "digest"], "tag").rename("tags").reset_index()
 
 
 def _broken_indexes(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:

@@ -138,7 +138,7 @@ def work_read(a: dict[str, Any]) -> dict[str, Any]:
 
 
 def work_analyze(a: dict[str, Any]) -> dict[str, Any]:
-    from analyzer.analysis import analyze
+    from analyzer.engines.registry import analyze
 
     inv, read_s = _timed_read(a["snapshot"])
     start = time.perf_counter()
