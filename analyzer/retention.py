@@ -347,7 +347,10 @@ _TAG_STATE_RANK = {"protected": 3, KEEP: 2, "unselected": 1, DELETE: 0}
 
 def _first(hits: pd.DataFrame, by: list[str], action: str) -> pd.Series:
     """The first rule (file order) of `action` per group."""
-    return hits.loc[hits["action"] == action].groupby(by)["order"].min()
+    chosen = hits.loc[hits["action"] == action, [*by, "order"]]
+    # int64: hits concatenated with the empty frames of rules that select nothing come as
+    # object, and a groupby min over objects runs in Python, one group at a time
+    return chosen.astype({"order": "int64"}).groupby(by)["order"].min()
 
 
 def _tag_states(policy: Policy, tags: pd.DataFrame, hits: pd.DataFrame) -> pd.DataFrame:
