@@ -73,21 +73,51 @@ def closure(
     strings level after level was most of the analysis time at a million manifests. Rows come
     level by level, each level's new pairs in code order."""
     extra = [] if expand_only is None else [expand_only["digest"]]
-    digests = _Interned([start["digest"], refs["parent"], refs["child"], *extra])
+    digests = Interned([start["digest"], refs["parent"], refs["child"], *extra])
     repo_extra = [] if expand_only is None else [expand_only["repository"]]
-    repos = _Interned([start["repository"], *repo_extra])
+    repos = Interned([start["repository"], *repo_extra])
     n = max(digests.size, 1)
-    parent, child = digests.codes[1], digests.codes[2]
+    expand = None
+    if expand_only is not None:
+        expand = pair_codes(repos.codes[1], digests.codes[3], n)
+    pairs = closure_codes(
+        pair_codes(repos.codes[0], digests.codes[0], n),
+        digests.codes[1],
+        digests.codes[2],
+        n,
+        expand,
+    )
+    return pd.DataFrame(
+        {
+            "repository": repos.strings(pairs // n),
+            "digest": digests.strings(pairs % n),
+        }
+    )
+
+
+def pair_codes(repos: np.ndarray, digests: np.ndarray, n: int) -> np.ndarray:
+    """Sorted distinct (repository, digest) pairs as int64 codes (repository * n + digest),
+    pairs with a missing part (code -1) left out."""
+    ok = (repos >= 0) & (digests >= 0)
+    return _unique(repos[ok].astype(np.int64) * n + digests[ok])
+
+
+def closure_codes(
+    start: np.ndarray,
+    parent: np.ndarray,
+    child: np.ndarray,
+    n: int,
+    expand: np.ndarray | None = None,
+) -> np.ndarray:
+    """`closure` on codes: `start` and `expand` sorted pair codes, edges parent -> child as
+    digest codes below `n`. Returns the distinct pairs reached, level by level."""
+    ok = (parent >= 0) & (child >= 0)  # an edge with a missing end leads nowhere
+    parent, child = parent[ok], child[ok]
     order = np.argsort(parent, kind="stable")
     parent, child = parent[order], child[order]
     first = np.searchsorted(parent, np.arange(n), side="left")
     last = np.searchsorted(parent, np.arange(n), side="right")
-    ok = (digests.codes[0] >= 0) & (repos.codes[0] >= 0)
-    frontier = _unique(repos.codes[0][ok].astype(np.int64) * n + digests.codes[0][ok])
-    expand = None
-    if expand_only is not None:
-        ok = (digests.codes[3] >= 0) & (repos.codes[1] >= 0)
-        expand = _unique(repos.codes[1][ok].astype(np.int64) * n + digests.codes[3][ok])
+    frontier = start
     reached = [frontier]
     seen = frontier  # sorted; a pair in `expand` that was seen has been expanded
     while len(frontier):
@@ -99,13 +129,7 @@ def closure(
         reached.append(new)
         seen = np.sort(np.concatenate([seen, new]))  # disjoint: no duplicates to drop
         frontier = new if expand is None else new[_member(new, expand)]
-    pairs = np.concatenate(reached)
-    return pd.DataFrame(
-        {
-            "repository": repos.strings(pairs // n),
-            "digest": digests.strings(pairs % n),
-        }
-    )
+    return np.concatenate(reached)
 
 
 def _unique(values: np.ndarray) -> np.ndarray:
@@ -125,7 +149,7 @@ def _member(values: np.ndarray, ordered: np.ndarray) -> np.ndarray:
     return np.asarray(ordered[at] == values)
 
 
-class _Interned:
+class Interned:
     """String columns interned together: `codes[i]` are column i's integer codes (-1 for a
     missing value), `strings(codes)` turns codes back into a string column."""
 

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pytest
 
 import analyzer
+from analyzer.analysis import SHARED_ROW, UNREFERENCED_ROW
 from analyzer.attribution import attribute
 from analyzer.frames import grouped_lists, isin
 from analyzer.generate import generate_registry
@@ -26,8 +27,8 @@ from analyzer.generate_scale import write_scale_snapshot
 from analyzer.policy_plan import plan_policy
 from analyzer.tables import (
     KEYS,
+    Interned,
     _digest_codes,
-    _Interned,
     anti_join,
     closure,
     gc_references,
@@ -115,7 +116,7 @@ def test_closure_is_exact_when_digests_share_their_first_64_bits() -> None:
     expand = pd.DataFrame({"repository": ["r", "s"], "digest": [b, a]}, dtype="string")
     for exp in (None, expand):
         assert_same_closure(start, refs, exp)
-    keyed = _Interned([refs["parent"], refs["child"]])
+    keyed = Interned([refs["parent"], refs["child"]])
     assert keyed.size == 5
     codes = np.concatenate(keyed.codes)
     values = pd.concat([refs["parent"], refs["child"]]).tolist()
@@ -170,3 +171,61 @@ def test_attribution_records_equal_row_wise(scale_inv: analyzer.Inventory, polic
     assert doc["by_manifest"] == _row_wise(result.by_manifest)
     assert doc["by_repository"] == _row_wise(result.by_repository)
     assert doc["by_rule"] == _row_wise(result.by_rule)
+
+
+def reference_by_repository(inv: analyzer.Inventory, gc: Any) -> pd.DataFrame:
+    """`by_repository` with string merges and groupbys (the slow path it replaced)."""
+    reach = reference_closure(inv.manifests, gc_references(inv)[["parent", "child"]])
+    reach = reach.merge(inv.blobs[["digest", "size"]], on="digest", how="left")
+    holders = reach.groupby("digest")["repository"].nunique().rename("holders")
+    reach = reach.merge(holders, left_on="digest", right_index=True)
+    exclusive = reach["holders"] == 1
+    reclaimed = reach["digest"].isin(gc.blobs_eligible["digest"])
+    size = reach["size"].fillna(0).astype("int64")
+    reach = reach.assign(
+        stored_bytes=size,
+        exclusive_bytes=size.where(exclusive, 0),
+        shared_bytes=size.where(~exclusive, 0),
+        reclaimable_bytes=size.where(exclusive & reclaimed, 0),
+    )
+    columns = ["stored_bytes", "exclusive_bytes", "shared_bytes", "reclaimable_bytes"]
+    grouped = reach.groupby("repository")[columns].sum()
+    counts = inv.manifests.groupby("repository").size().rename("manifests")
+    tag_counts = inv.tags.groupby("repository").size().rename("tags")
+    eligible = gc.manifests_eligible.groupby("repository").size().rename("manifests_eligible")
+    repos = pd.DataFrame(index=pd.Index(inv.repositories["repository"], name="repository"))
+    out = repos.join([counts, tag_counts, eligible, grouped]).fillna(0)
+    sizes = gc.blobs_eligible[["digest", "size"]]
+    multi = set(holders[holders > 1].index)
+    shared = sizes.loc[sizes["digest"].isin(multi), "size"].fillna(0).sum()
+    unref = sizes.loc[~sizes["digest"].isin(holders.index), "size"].fillna(0).sum()
+    extra = pd.DataFrame(
+        {"reclaimable_bytes": [int(shared), int(unref)]},
+        index=pd.Index([SHARED_ROW, UNREFERENCED_ROW], name="repository"),
+    )
+    out = pd.concat([out, extra]).fillna(0).astype("int64").reset_index()
+    return out[["repository", "manifests", "tags", "manifests_eligible", *columns]]
+
+
+@pytest.mark.parametrize(
+    "engine,delete_untagged",
+    [
+        ("distribution-2.8", False),
+        ("distribution-2.8", True),
+        ("distribution-3", False),
+        ("distribution-3", True),
+        ("digitalocean", False),
+        ("digitalocean", True),
+    ],
+)
+def test_by_repository_equals_the_merge_formulation(
+    inv: analyzer.Inventory, engine: str, delete_untagged: bool
+) -> None:
+    prediction = analyzer.analyze(inv, engine, delete_untagged)
+    fast = prediction.by_repository
+    ref = reference_by_repository(inv, prediction.gc)
+    assert list(fast.columns) == list(ref.columns)
+    fast = fast.assign(repository=fast["repository"].astype(str)).sort_values("repository")
+    ref = ref.assign(repository=ref["repository"].astype(str)).sort_values("repository")
+    pd.testing.assert_frame_equal(fast.reset_index(drop=True), ref.reset_index(drop=True))
+    assert prediction.reclaimable_bytes == int(fast["reclaimable_bytes"].sum())
