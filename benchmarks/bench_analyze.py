@@ -10,7 +10,8 @@ peak memory (max RSS, from wait4) is its own:
 * the reference: the engine's mark and sweep as one DuckDB query over the snapshot's Parquet
   files (`benchmarks/duckdb_reference.py`), for distribution 2.8 and 3, plain and -m; its result
   is checked to equal reclaim's (same blobs, same bytes) before any ratio is printed;
-* `read_snapshot`; `analyze` (snapshot read included) for both engines and modes;
+* `read_snapshot`; `analyze` (snapshot read included) for every engine and mode (DigitalOcean's
+  model has no DuckDB reference: time and memory only);
 * `reclaim analyze --format json` end to end (the process, interpreter start included);
 * one policy plan (`plan_policy`, ci-cleanup) and, in the same process, its attribution again;
 * ten policies compared (`compare_policies`); `compare` of the JSON prediction with an outcome;
@@ -45,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.measure import Run, machine_line, reclaim_command, run_process  # noqa: E402
 
-E28, E3 = "distribution-2.8", "distribution-3"
+E28, E3, DO = "distribution-2.8", "distribution-3", "digitalocean"
 MODES = ((E28, False), (E28, True), (E3, False), (E3, True))
 POLICY_DIR = ROOT / "examples" / "policies"
 # Seven policies beside the three examples: ten to compare, in the spirit of the examples.
@@ -422,6 +423,10 @@ def bench_size(args: argparse.Namespace, manifests: int, workdir: Path) -> list[
         row = Row(f"analyze {engine}{' -m' if m else ''}", Run("skipped"), ref_name(engine, m))
         row.run = run_worker(args, {"snapshot": str(snap), **spec}, out / f"{engine}{m}.json")
         add(row, lambda a=mine, b=theirs: same_sweep(a, b) if b.is_file() else "no reference")
+    for m in (False, True):  # no DuckDB reference of DigitalOcean's model: time and memory only
+        mine = out / f"analyze-{DO}-{m}.parquet"
+        spec = {"work": "analyze", "engine": DO, "delete_untagged": m, "out": str(mine)}
+        step(f"analyze {DO}{' -m' if m else ''}", spec)
     cli = [reclaim_command(), "analyze", str(snap), "--engine", E28, "--delete-untagged"]
     run = run_process([*cli, "--format", "json"], args.step_timeout, args.memory_limit, prediction)
     add(
