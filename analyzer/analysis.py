@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 # The bound names live in analyzer.coverage; re-exported here where callers have found them.
@@ -17,11 +18,20 @@ from analyzer.coverage import BOUND_NONE as BOUND_NONE
 from analyzer.coverage import BOUND_UPPER as BOUND_UPPER
 from analyzer.coverage import BOUNDS as BOUNDS
 from analyzer.coverage import Coverage, assess
-from analyzer.frames import isin
+from analyzer.frames import grouped_lists, isin
 from analyzer.inventory import SOURCE_GENERATED, SOURCE_STORAGE, Inventory
 from analyzer.marking import GCResult
 from analyzer.oci.manifest import KIND_INDEX, REF_MANIFEST
-from analyzer.tables import anti_join, closure, gc_references, manifest_edges, revisions
+from analyzer.tables import (
+    Interned,
+    anti_join,
+    closure,
+    closure_codes,
+    gc_references,
+    manifest_edges,
+    pair_codes,
+    revisions,
+)
 
 SHARED_ROW = "(shared)"
 UNREFERENCED_ROW = "(unreferenced)"
@@ -149,34 +159,53 @@ def by_repository(inv: Inventory, gc: GCResult) -> pd.DataFrame:
     reclaimed blobs referenced by several repositories go to the "(shared)" row, and those no
     revision references to "(unreferenced)", so the rows add up to the total.
     """
-    reach = reachable(inv)
-    sizes = inv.blobs[["digest", "size"]]
-    reach = reach.merge(sizes, on="digest", how="left")
-    holders = reach.groupby("digest")["repository"].nunique().rename("holders")
-    reach = reach.merge(holders, left_on="digest", right_index=True)
-    reach["exclusive"] = reach["holders"] == 1
-    reach["reclaimed"] = isin(reach["digest"], gc.blobs_eligible["digest"])
-    size = reach["size"].fillna(0).astype("int64")
-    reach["exclusive_bytes"] = size.where(reach["exclusive"], 0)
-    reach["shared_bytes"] = size.where(~reach["exclusive"], 0)
-    reach["reclaimable_bytes"] = size.where(reach["exclusive"] & reach["reclaimed"], 0)
-    grouped = reach.groupby("repository").agg(
-        stored_bytes=("size", lambda s: int(s.fillna(0).sum())),
-        exclusive_bytes=("exclusive_bytes", "sum"),
-        shared_bytes=("shared_bytes", "sum"),
-        reclaimable_bytes=("reclaimable_bytes", "sum"),
+    # On interned codes: the reachable pairs, each blob's size and each digest's holders are
+    # integer arrays; only the per-repository sums come back as strings.
+    refs = gc_references(inv)
+    blobs = inv.blobs
+    eligible_sizes = gc.blobs_eligible[["digest", "size"]]
+    digests = Interned(
+        [
+            inv.manifests["digest"],
+            refs["parent"],
+            refs["child"],
+            blobs["digest"],
+            eligible_sizes["digest"],
+        ]
     )
+    repo_codes = Interned([inv.manifests["repository"]])
+    n = max(digests.size, 1)
+    start = pair_codes(repo_codes.codes[0], digests.codes[0], n)
+    pairs = closure_codes(start, digests.codes[1], digests.codes[2], n)
+    repo, digest = pairs // n, pairs % n
+    size_of = np.zeros(n, dtype=np.int64)
+    known = blobs["size"].notna().to_numpy() & (digests.codes[3] >= 0)
+    size_of[digests.codes[3][known]] = blobs["size"].to_numpy()[known].astype(np.int64)
+    holders = np.bincount(digest, minlength=n)  # pairs are distinct: repositories per digest
+    reclaimed = np.zeros(n, dtype=bool)
+    reclaimed[digests.codes[4][digests.codes[4] >= 0]] = True
+    size = size_of[digest]
+    exclusive = holders[digest] == 1
+    sums = pd.DataFrame(
+        {
+            "stored_bytes": size,
+            "exclusive_bytes": np.where(exclusive, size, 0),
+            "shared_bytes": np.where(exclusive, 0, size),
+            "reclaimable_bytes": np.where(exclusive & reclaimed[digest], size, 0),
+        }
+    ).groupby(repo)
+    grouped = sums.sum()
+    grouped.index = pd.Index(repo_codes.strings(grouped.index.to_numpy()), name="repository")
     counts = inv.manifests.groupby("repository").size().rename("manifests")
     tag_counts = inv.tags.groupby("repository").size().rename("tags")
     eligible = gc.manifests_eligible.groupby("repository").size().rename("manifests_eligible")
     repos = pd.DataFrame(index=pd.Index(inv.repositories["repository"], name="repository"))
     out = repos.join([counts, tag_counts, eligible, grouped]).fillna(0)
-    eligible_sizes = gc.blobs_eligible[["digest", "size"]]
-    multi = set(holders[holders > 1].index)
-    shared = eligible_sizes.loc[isin(eligible_sizes["digest"], multi), "size"].fillna(0).sum()
-    unref = (
-        eligible_sizes.loc[~isin(eligible_sizes["digest"], holders.index), "size"].fillna(0).sum()
-    )
+    eligible_holders = holders[np.maximum(digests.codes[4], 0)]
+    eligible_holders[digests.codes[4] < 0] = 0
+    eligible_bytes = eligible_sizes["size"].fillna(0).to_numpy(dtype=np.int64)
+    shared = eligible_bytes[eligible_holders > 1].sum()
+    unref = eligible_bytes[eligible_holders == 0].sum()
     extra = pd.DataFrame(
         {"reclaimable_bytes": [int(shared), int(unref)]},
         index=pd.Index([SHARED_ROW, UNREFERENCED_ROW], name="repository"),
@@ -198,9 +227,7 @@ def by_repository(inv: Inventory, gc: GCResult) -> pd.DataFrame:
 
 def _tag_lists(inv: Inventory) -> pd.DataFrame:
     """repository, digest, tags (sorted list) for every tagged revision."""
-    tags = inv.tags.sort_values("tag")
-    grouped = tags.groupby(["repository", "digest"])["tag"].agg(list)
-    return grouped.rename("tags").reset_index()
+    return grouped_lists(inv.tags, ["repository", "digest"], "tag").rename("tags").reset_index()
 
 
 def _broken_indexes(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:

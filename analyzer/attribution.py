@@ -126,9 +126,16 @@ class Attribution:
                 return int(value)
             return None if pd.isna(value) else value
 
+        def column(values: pd.Series) -> list[Any]:
+            if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iub":
+                return values.tolist()  # Python ints and bools already, never missing
+            return [plain(v) for v in values.tolist()]
+
         def records(df: pd.DataFrame) -> list[dict[str, Any]]:
-            rows = df.to_dict(orient="records")
-            return [{str(k): plain(v) for k, v in row.items()} for row in rows]
+            # column by column: a row-wise to_dict boxes each cell through pandas
+            names = [str(k) for k in df.columns]
+            cells = [column(df[k]) for k in df.columns]
+            return [dict(zip(names, row, strict=True)) for row in zip(*cells, strict=True)]
 
         return {
             "definitions": "held = marginal + co_freed + shared; exclusive: freed if only this "

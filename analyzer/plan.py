@@ -16,7 +16,7 @@ import pandas as pd
 from analyzer.analysis import Prediction
 from analyzer.engines.registry import EngineRef, resolve
 from analyzer.errors import UsageError
-from analyzer.frames import isin
+from analyzer.frames import grouped_lists, isin
 from analyzer.inventory import Inventory
 from analyzer.oci.manifest import is_digest, is_repository_name, is_tag
 from analyzer.retention import REFERRER_TAG
@@ -288,8 +288,8 @@ def _index_child_deleted(inv: Inventory, gone: pd.DataFrame) -> list[dict[str, A
     kept = anti_join(inv.manifests[keys], gone, keys)
     edges = kept.merge(refs, left_on="digest", right_on="parent")
     edges = edges.merge(gone.rename(columns={"digest": "child"}), on=["repository", "child"])
-    tag_lists = inv.tags.groupby(keys)["tag"].agg(sorted).rename("tags").reset_index()
-    grouped = edges.groupby(keys)["child"].agg(sorted).reset_index()
+    tag_lists = grouped_lists(inv.tags, keys, "tag").rename("tags").reset_index()
+    grouped = grouped_lists(edges, keys, "child").reset_index()
     grouped = grouped.merge(tag_lists, on=keys, how="left")
     out = []
     for repo, index, children, tag_list in grouped.itertuples(index=False, name=None):
@@ -377,7 +377,7 @@ def plan_manifests(
             return spec.predict(i, options)
 
     deletions = deletions.drop(columns=["tags", "kind", "subject"], errors="ignore")
-    tag_lists = inv.tags.groupby(["repository", "digest"])["tag"].agg(sorted).rename("tags")
+    tag_lists = grouped_lists(inv.tags, ["repository", "digest"], "tag").rename("tags")
     deletions = deletions.merge(tag_lists.reset_index(), on=["repository", "digest"], how="left")
     # merge turns list cells into arrays; missing ones (untagged) are NaN
     deletions["tags"] = deletions["tags"].apply(

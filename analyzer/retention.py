@@ -47,6 +47,7 @@ from typing import Any
 
 import pandas as pd
 
+from analyzer.frames import grouped_lists
 from analyzer.inventory import Inventory
 from analyzer.oci.manifest import KIND_INDEX
 from analyzer.policy import (
@@ -164,9 +165,9 @@ def holder_edges(inv: Inventory) -> pd.DataFrame:
 
 def _own_tags(inv: Inventory) -> pd.DataFrame:
     """repository, digest, tags (sorted, all), user_tags (sorted, without referrer tags)."""
-    tags = _tag_table(inv).sort_values("tag")
-    all_tags = tags.groupby(KEY)["tag"].agg(list).rename("tags")
-    users = tags.loc[tags["referrer_of"].isna()].groupby(KEY)["tag"].agg(list).rename("user_tags")
+    tags = _tag_table(inv)
+    all_tags = grouped_lists(tags, KEY, "tag").rename("tags")
+    users = grouped_lists(tags.loc[tags["referrer_of"].isna()], KEY, "tag").rename("user_tags")
     return pd.concat([all_tags, users], axis=1).reset_index()
 
 
@@ -346,7 +347,10 @@ _TAG_STATE_RANK = {"protected": 3, KEEP: 2, "unselected": 1, DELETE: 0}
 
 def _first(hits: pd.DataFrame, by: list[str], action: str) -> pd.Series:
     """The first rule (file order) of `action` per group."""
-    return hits.loc[hits["action"] == action].groupby(by)["order"].min()
+    chosen = hits.loc[hits["action"] == action, [*by, "order"]]
+    # int64: hits concatenated with the empty frames of rules that select nothing come as
+    # object, and a groupby min over objects runs in Python, one group at a time
+    return chosen.astype({"order": "int64"}).groupby(by)["order"].min()
 
 
 def _tag_states(policy: Policy, tags: pd.DataFrame, hits: pd.DataFrame) -> pd.DataFrame:

@@ -129,22 +129,42 @@ def _write_tables(inventory: Inventory, directory: Path) -> dict[str, Any]:
             inventory.tables[table].to_parquet(buf, index=False)
             data = buf.getvalue()
             _write_file(directory / f"{table}.parquet", data)
-            tables[table] = {
-                "rows": len(inventory.tables[table]),
-                "bytes": len(data),
-                "sha256": hashlib.sha256(data).hexdigest(),
-            }
-        header = {"format": FORMAT_NAME, **dataclasses.asdict(inventory.header)}
-        header["format_version"] = FORMAT_VERSION
-        header["tables"] = tables
-        text = json.dumps(header, indent=2, sort_keys=True, allow_nan=False) + "\n"
-        _write_file(directory / HEADER_FILE, text.encode())
-        _fsync_dir(directory)
+            tables[table] = table_entry(len(inventory.tables[table]), data)
+        return write_header(directory, inventory.header, tables)
     except OSError as e:
         raise SnapshotError(f"{directory}: cannot write snapshot ({e.strerror})") from e
+
+
+def table_entry(rows: int, data: bytes | Path) -> dict[str, Any]:
+    """A table's entry in the header: rows, bytes and sha256 of its Parquet file (`data` is the
+    file's content, or its path: read in blocks, so a file of gigabytes is never held whole)."""
+    if isinstance(data, bytes):
+        return {"rows": rows, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    digest = hashlib.sha256()
+    size = 0
+    with data.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return {"rows": rows, "bytes": size, "sha256": digest.hexdigest()}
+
+
+def write_header(
+    directory: Path, header: SnapshotHeader, tables: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """Write the header that vouches for the tables already in `directory` (each one's
+    `table_entry`), fsynced with the directory: written last, a header makes a whole snapshot.
+    The one place the header's format is written. Returns the header."""
+    doc = {"format": FORMAT_NAME, **dataclasses.asdict(header)}
+    doc["format_version"] = FORMAT_VERSION
+    doc["tables"] = tables
+    try:
+        text = json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n"
     except ValueError as e:  # a header value JSON cannot hold (NaN)
         raise SnapshotError(f"{directory}: header cannot be written ({e})") from e
-    return header
+    _write_file(directory / HEADER_FILE, text.encode())
+    _fsync_dir(directory)
+    return doc
 
 
 def _write_file(path: Path, data: bytes) -> None:

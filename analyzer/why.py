@@ -26,7 +26,7 @@ import pandas as pd
 from analyzer.engines.registry import EngineRef, EngineSpec, resolve
 from analyzer.engines.spec import EngineOptions
 from analyzer.errors import UsageError
-from analyzer.frames import isin
+from analyzer.frames import grouped_lists, isin
 from analyzer.inventory import Inventory
 from analyzer.marking import sweep_candidates
 from analyzer.oci.manifest import is_digest
@@ -177,7 +177,7 @@ def roots_keeping(
     """Every root whose marking reaches `digest`, with the shortest path of references."""
     roots = spec.roots(inv, options)
     edges = spec.marking(inv, roots).edges
-    tags = inv.tags.sort_values("tag").groupby(["repository", "digest"])["tag"].agg(list)
+    tags = grouped_lists(inv.tags, ["repository", "digest"], "tag")
     out: list[KeptBy] = []
     root_set = set(roots[["repository", "digest"]].itertuples(index=False, name=None))
     by_repo = edges.loc[edges["repository"].isin(_repositories_reaching(edges, roots, digest))]

@@ -60,6 +60,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "analyzer.sources",
             "analyzer.sources.",
             "analyzer.generate",
+            "analyzer.generate_scale",
             "analyzer.engines",
             "analyzer.engines.base",
             "analyzer.engines.digitalocean",
