@@ -69,7 +69,7 @@ from analyzer.generate import (
     START,
 )
 from analyzer.inventory import SOURCE_GENERATED, TABLES, SnapshotHeader, frame
-from analyzer.model import (
+from analyzer.oci.manifest import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
     KIND_IMAGE,

@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from analyzer.model import ACCEPT_MANIFESTS  # noqa: E402
+from analyzer.oci.manifest import ACCEPT_MANIFESTS  # noqa: E402
 from benchmarks.measure import machine_line, reclaim_command, run_process  # noqa: E402
 from tests.registry import RegistryServer  # noqa: E402
 
@@ -171,7 +171,7 @@ def main() -> int:
             raise SystemExit(f"scan {scan.status}: {scan.error}")
         time.sleep(0.5)  # the access log is written after each response: let the last land
         made = access_lines(log, before)
-        scanned = json.loads((snap / "header.json").read_text())["counts"]["manifests"]
+        scanned = json.loads((snap / "header.json").read_text())["tables"]["manifests"]["rows"]
         statuses: dict[int, int] = {}
         for _, _, status in made:
             statuses[status] = statuses.get(status, 0) + 1
