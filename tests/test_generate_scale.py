@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 import analyzer
-from analyzer.engines.distribution.model import ENGINES, _v3_order_sensitive
+from analyzer.engines.distribution.model import _v3_order_sensitive
+from analyzer.engines.distribution.names import ENGINES
 from analyzer.generate_scale import digests, entity, write_scale_snapshot
 from analyzer.inventory import SCHEMAS
 from analyzer.tables import gc_references
