@@ -292,6 +292,33 @@ class SeaweedS3:
             out.update({o["Key"]: o["Size"] for o in page.get("Contents", [])})
         return out
 
+    def empty_folders(self, root: str) -> list[str]:
+        """Folders under ROOT/ that hold no object any more. SeaweedFS keeps a folder's entry
+        after its last object is deleted and removes it later, in the background ("empty folder
+        cleanup is now automatic"), and lists it as a common prefix until then; S3 proper has no
+        folders at all. A listing taken before and one after that cleanup differ."""
+        client = self.client()
+        base = root.strip("/") + "/"
+        needed = {k[: i + 1] for k in self.keys(root) for i, c in enumerate(k) if c == "/"}
+        empty, pending = [], [base]
+        while pending:
+            prefix = pending.pop()
+            for page in client.get_paginator("list_objects_v2").paginate(
+                Bucket=BUCKET, Prefix=prefix, Delimiter="/"
+            ):
+                for common in page.get("CommonPrefixes", []):
+                    folder = common["Prefix"]
+                    (pending if folder in needed else empty).append(folder)
+        return empty
+
+    def settle(self, root: str, timeout: float = 300.0) -> None:
+        """Waits until SeaweedFS has removed every empty folder under ROOT/ (see
+        `empty_folders`), so that two scans taken at different times see the same store."""
+        deadline = time.monotonic() + timeout
+        while (left := self.empty_folders(root)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not left, f"SeaweedFS kept empty folders for {timeout:.0f} s: {left[:5]}"
+
     def blob_bytes(self, root: str) -> dict[str, int]:
         """digest -> size of every blob data object under ROOT/, as blob_bytes does on disk."""
         base = root.strip("/") + "/docker/registry/v2/blobs/sha256/"

@@ -356,6 +356,9 @@ def test_s3_shards_merged_equal_a_single_scan_and_rescan_reads_no_manifest(
     p = Pusher(s3_registry.url)
     fill(p)
     more_repositories(p, 6)
+    # The API deletions above leave empty folders that SeaweedFS removes in the background:
+    # scans taken before and after that would differ (has_tags_dir) through no fault of theirs.
+    s3_registry.s3.settle(s3_registry.root)
     store = s3_registry.storage_args()
     single = tmp_path / "s3-single"
     run("scan", *store, "-o", str(single))
