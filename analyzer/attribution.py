@@ -43,7 +43,6 @@ from analyzer.engines.registry import EngineRef, resolve
 from analyzer.inventory import Inventory
 from analyzer.marking import sweep_candidates
 from analyzer.plan import Plan
-from analyzer.tables import gc_references, revisions
 
 KEY = ["repository", "digest"]
 BYTE_COLUMNS = [
@@ -71,23 +70,27 @@ def _frame(**columns: Any) -> pd.DataFrame:
 
 
 def mark_paths(inv: Inventory, engine: EngineRef, delete_untagged: bool) -> MarkPaths:
-    """Every path of `engine`'s mark phase on `inv` (see the module docstring)."""
+    """Every path of `engine`'s mark phase on `inv` (see the module docstring).
+
+    The paths follow the engine model's own marking (`EngineSpec.marking`: the edges it
+    follows, and the revisions it recurses into), so attribution and `analyze` share one
+    marking; what this adds is which revisions each path runs through."""
     spec = resolve(engine)
     roots = spec.roots(inv, spec.options(delete_untagged))[KEY].astype(object)
     roots = roots.reset_index(drop=True)
-    refs = gc_references(inv)[["parent", "child"]].astype(object).drop_duplicates()
-    revs = revisions(inv)[KEY].astype(object).rename(columns={"digest": "child"})
+    marking = spec.marking(inv, roots)
+    edges = marking.edges[["repository", "parent", "child"]].astype(object)
+    followed = marking.followed[KEY].astype(object).rename(columns={"digest": "child"})
     pid = np.arange(len(roots))
     deps = [_frame(pid=pid, repository=roots["repository"], digest=roots["digest"])]
     paths = [_frame(pid=pid, blob=roots["digest"])]
-    frontier = _frame(pid=pid, repository=roots["repository"], node=roots["digest"])
+    frontier = _frame(pid=pid, repository=roots["repository"], parent=roots["digest"])
     next_pid = len(roots)
     for _ in range(MAX_DEPTH):
-        edges = frontier.merge(refs, left_on="node", right_on="parent")
-        paths.append(edges[["pid", "child"]].rename(columns={"child": "blob"}))
-        if not spec.recursive_marking:
-            break  # 2.8 (and DigitalOcean, modelled on it) marks one level: no recursion
-        deeper = edges[["pid", "repository", "child"]].merge(revs, on=["repository", "child"])
+        step = frontier.merge(edges, on=["repository", "parent"])
+        paths.append(step[["pid", "child"]].rename(columns={"child": "blob"}))
+        # one level (2.8, DigitalOcean) follows nothing further: `followed` is empty
+        deeper = step[["pid", "repository", "child"]].merge(followed, on=["repository", "child"])
         if deeper.empty:
             break
         new_pid = np.arange(next_pid, next_pid + len(deeper))
@@ -97,7 +100,7 @@ def mark_paths(inv: Inventory, engine: EngineRef, delete_untagged: bool) -> Mark
         inherited = link.merge(deps_frame(deps), left_on="old", right_on="pid", suffixes=("", "_"))
         deps.append(inherited[["pid", "repository", "digest"]])
         deps.append(_frame(pid=new_pid, repository=deeper["repository"], digest=deeper["child"]))
-        frontier = _frame(pid=new_pid, repository=deeper["repository"], node=deeper["child"])
+        frontier = _frame(pid=new_pid, repository=deeper["repository"], parent=deeper["child"])
     return MarkPaths(
         pd.concat(paths, ignore_index=True).drop_duplicates().reset_index(drop=True),
         deps_frame(deps),
