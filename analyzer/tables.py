@@ -65,7 +65,10 @@ def anti_join(left: pd.DataFrame, right: pd.DataFrame, on: list[str]) -> pd.Data
     matched = _matched_codes(left, right, on)
     if matched is None:
         return _anti_join_merge(left, right, on)
-    return left.loc[~matched, list(left.columns)].reset_index(drop=True)
+    out = left.loc[~matched, list(left.columns)].reset_index(drop=True)
+    # where one side's key is object and the other's a string dtype, the merge's is object
+    mixed = [c for c in on if left[c].dtype != right[c].dtype]
+    return out.astype(dict.fromkeys(mixed, object)) if mixed else out
 
 
 def _anti_join_merge(left: pd.DataFrame, right: pd.DataFrame, on: list[str]) -> pd.DataFrame:
@@ -75,18 +78,23 @@ def _anti_join_merge(left: pd.DataFrame, right: pd.DataFrame, on: list[str]) -> 
 
 
 def _plain_strings(column: pd.Series) -> bool:
-    """A column of strings, none missing, as `Interned` codes it exactly."""
-    if isinstance(column.dtype, pd.StringDtype):
+    """A column of strings, none missing, as `Interned` codes it exactly: a pyarrow string
+    dtype, or object holding only str."""
+    if column.dtype == pd.StringDtype("pyarrow"):
         return not column.hasnans
-    return column.dtype == object and pd.api.types.infer_dtype(column, skipna=False) == "string"
+    if column.dtype != object:
+        return False
+    return pd.api.types.infer_dtype(column, skipna=False) == "string"
 
 
 def _matched_codes(left: pd.DataFrame, right: pd.DataFrame, on: list[str]) -> np.ndarray | None:
     """Per row of `left`, whether its `on` key is some row's of `right`, computed on interned
-    codes; None when a key column is not plain strings on both sides with one dtype."""
+    codes; None when a key column is not plain strings on both sides, or a side is empty (the
+    merge is cheap then, and its dtypes follow rules of their own)."""
+    if not (len(left) and len(right)):
+        return None
     for name in on:
-        l_col, r_col = left[name], right[name]
-        if l_col.dtype != r_col.dtype or not (_plain_strings(l_col) and _plain_strings(r_col)):
+        if not (_plain_strings(left[name]) and _plain_strings(right[name])):
             return None
     l_key = np.zeros(len(left), dtype=np.int64)
     r_key = np.zeros(len(right), dtype=np.int64)

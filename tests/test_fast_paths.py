@@ -173,8 +173,12 @@ def test_anti_join_equals_the_merge_anti_join(inv: analyzer.Inventory) -> None:
     assert_same_anti_join(rev.astype(object), tagged.astype(object), KEYS)  # object columns
     assert_same_anti_join(rev, rev.iloc[0:0], KEYS)
     assert_same_anti_join(rev.iloc[0:0], rev, KEYS)
+    for a, b in ((rev, tagged.astype(object)), (rev.astype(object), tagged)):  # dtypes differ
+        assert_same_anti_join(a, b, KEYS)
+        assert_same_anti_join(a.iloc[0:0], b, KEYS)
+        assert_same_anti_join(a, b.iloc[0:0], KEYS)
+        assert_same_anti_join(a.assign(n=1), b.iloc[:, ::-1], ["digest"])
     # keys the codes do not take go through the merge: the same rows either way
-    assert_same_anti_join(rev, tagged.astype(object), KEYS)  # dtypes differ
     holes = rev.iloc[:6].copy()
     holes.loc[holes.index[::2], "digest"] = pd.NA  # a merge matches NA to NA
     assert_same_anti_join(holes, holes.iloc[:3], KEYS)
