@@ -43,7 +43,7 @@ from analyzer.engines.registry import EngineRef, resolve
 from analyzer.inventory import Inventory
 from analyzer.marking import sweep_candidates
 from analyzer.plan import Plan
-from analyzer.tables import gc_references, revisions
+from analyzer.tables import Interned
 
 KEY = ["repository", "digest"]
 BYTE_COLUMNS = [
@@ -66,28 +66,69 @@ class MarkPaths:
     deps: pd.DataFrame
 
 
+@dataclass
+class _CodedPaths:
+    """`MarkPaths` on int64 codes of `repos` and `digests` (interned once per attribution:
+    every join and groupby below compares integers, not 71-character digests)."""
+
+    paths: pd.DataFrame  # pid, blob
+    deps: pd.DataFrame  # pid, repository, digest
+    repos: Interned
+    digests: Interned
+
+    def encode(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """`frame` with its repository and digest as codes; rows naming a repository or a
+        digest no path has dropped (no path runs through them)."""
+        coded = frame.assign(
+            repository=self.repos.lookup(frame["repository"]),
+            digest=self.digests.lookup(frame["digest"]),
+        )
+        return coded.loc[coded["repository"].ge(0) & coded["digest"].ge(0)]
+
+
 def _frame(**columns: Any) -> pd.DataFrame:
     return pd.DataFrame({k: pd.Series(v) for k, v in columns.items()})
 
 
 def mark_paths(inv: Inventory, engine: EngineRef, delete_untagged: bool) -> MarkPaths:
-    """Every path of `engine`'s mark phase on `inv` (see the module docstring)."""
+    """Every path of `engine`'s mark phase on `inv` (see the module docstring).
+
+    The paths follow the engine model's own marking (`EngineSpec.marking`: the edges it
+    follows, and the revisions it recurses into), so attribution and `analyze` share one
+    marking; what this adds is which revisions each path runs through."""
+    coded = _mark_path_codes(inv, engine, delete_untagged)
+    paths, deps = coded.paths, coded.deps
+    return MarkPaths(
+        _frame(pid=paths["pid"], blob=coded.digests.strings(paths["blob"].to_numpy())),
+        _frame(
+            pid=deps["pid"],
+            repository=coded.repos.strings(deps["repository"].to_numpy()),
+            digest=coded.digests.strings(deps["digest"].to_numpy()),
+        ),
+    )
+
+
+def _mark_path_codes(inv: Inventory, engine: EngineRef, delete_untagged: bool) -> _CodedPaths:
     spec = resolve(engine)
-    roots = spec.roots(inv, spec.options(delete_untagged))[KEY].astype(object)
-    roots = roots.reset_index(drop=True)
-    refs = gc_references(inv)[["parent", "child"]].astype(object).drop_duplicates()
-    revs = revisions(inv)[KEY].astype(object).rename(columns={"digest": "child"})
+    roots = spec.roots(inv, spec.options(delete_untagged))[KEY].reset_index(drop=True)
+    marking = spec.marking(inv, roots)
+    edges, followed = marking.edges, marking.followed
+    digests = Interned([roots["digest"], edges["parent"], edges["child"], followed["digest"]])
+    repos = Interned([roots["repository"], edges["repository"], followed["repository"]])
+    root_repo, edge_repo, followed_repo = repos.codes
+    root, parent, child, followed_digest = digests.codes
+    edges = _frame(repository=edge_repo, parent=parent, child=child)
+    followed = _frame(repository=followed_repo, child=followed_digest)
     pid = np.arange(len(roots))
-    deps = [_frame(pid=pid, repository=roots["repository"], digest=roots["digest"])]
-    paths = [_frame(pid=pid, blob=roots["digest"])]
-    frontier = _frame(pid=pid, repository=roots["repository"], node=roots["digest"])
+    deps = [_frame(pid=pid, repository=root_repo, digest=root)]
+    paths = [_frame(pid=pid, blob=root)]
+    frontier = _frame(pid=pid, repository=root_repo, parent=root)
     next_pid = len(roots)
     for _ in range(MAX_DEPTH):
-        edges = frontier.merge(refs, left_on="node", right_on="parent")
-        paths.append(edges[["pid", "child"]].rename(columns={"child": "blob"}))
-        if not spec.recursive_marking:
-            break  # 2.8 (and DigitalOcean, modelled on it) marks one level: no recursion
-        deeper = edges[["pid", "repository", "child"]].merge(revs, on=["repository", "child"])
+        step = frontier.merge(edges, on=["repository", "parent"])
+        paths.append(step[["pid", "child"]].rename(columns={"child": "blob"}))
+        # one level (2.8, DigitalOcean) follows nothing further: `followed` is empty
+        deeper = step[["pid", "repository", "child"]].merge(followed, on=["repository", "child"])
         if deeper.empty:
             break
         new_pid = np.arange(next_pid, next_pid + len(deeper))
@@ -97,10 +138,12 @@ def mark_paths(inv: Inventory, engine: EngineRef, delete_untagged: bool) -> Mark
         inherited = link.merge(deps_frame(deps), left_on="old", right_on="pid", suffixes=("", "_"))
         deps.append(inherited[["pid", "repository", "digest"]])
         deps.append(_frame(pid=new_pid, repository=deeper["repository"], digest=deeper["child"]))
-        frontier = _frame(pid=new_pid, repository=deeper["repository"], node=deeper["child"])
-    return MarkPaths(
+        frontier = _frame(pid=new_pid, repository=deeper["repository"], parent=deeper["child"])
+    return _CodedPaths(
         pd.concat(paths, ignore_index=True).drop_duplicates().reset_index(drop=True),
         deps_frame(deps),
+        repos,
+        digests,
     )
 
 
@@ -150,34 +193,37 @@ class Attribution:
 
 @dataclass
 class _Model:
-    """The path model evaluated for one plan: per path, how many of its revisions go."""
+    """The path model evaluated for one plan: per path, how many of its revisions go. Blobs,
+    repositories and digests are codes of `coded` (decoded only where a caller needs names)."""
 
     paths: pd.DataFrame  # pid, blob (only blobs the sweep can delete)
     deps: pd.DataFrame  # pid, repository, digest
     cut: pd.Series  # pid -> number of its revisions the plan deletes
     sizes: pd.Series  # blob -> size (0 when unknown)
     freed: pd.Index  # blobs the plan frees that the GC alone would not (the model's)
+    coded: _CodedPaths
 
 
 def _model(inv: Inventory, plan: Plan) -> _Model:
-    mp = mark_paths(inv, plan.engine, plan.delete_untagged)
+    coded = _mark_path_codes(inv, plan.engine, plan.delete_untagged)
     candidates = sweep_candidates(inv)
+    blob = coded.digests.lookup(candidates["digest"])
+    on_path = blob >= 0  # a candidate no path reaches is no one's
     sizes = pd.Series(
-        candidates["size"].fillna(0).astype("int64").to_numpy(),
-        index=candidates["digest"].astype(object).to_numpy(),
+        candidates["size"].fillna(0).astype("int64").to_numpy()[on_path], index=blob[on_path]
     )
-    paths = mp.paths.loc[mp.paths["blob"].isin(sizes.index)]
-    gone = plan.deletions[KEY].astype(object).drop_duplicates()
-    cut = mp.deps.merge(gone, on=KEY).groupby("pid").size()
-    cut = cut.reindex(pd.Index(mp.deps["pid"].unique()), fill_value=0)
+    paths = coded.paths.loc[coded.paths["blob"].isin(sizes.index)]
+    gone = coded.encode(plan.deletions[KEY]).drop_duplicates()
+    cut = coded.deps.merge(gone, on=KEY).groupby("pid").size()
+    cut = cut.reindex(pd.Index(coded.deps["pid"].unique()), fill_value=0)
     alive = paths.loc[paths["pid"].map(cut).fillna(0).eq(0), "blob"]
     freed = pd.Index(paths["blob"].unique()).difference(pd.Index(alive.unique()))
-    return _Model(paths, mp.deps, cut, sizes, freed)
+    return _Model(paths, coded.deps, cut, sizes, freed, coded)
 
 
 def _group_bytes(model: _Model, members: pd.DataFrame) -> pd.DataFrame:
     """gid -> BYTE_COLUMNS for groups of deleted manifests (members: repository, digest, gid)."""
-    sizes = model.deps.merge(members, on=KEY).groupby(["pid", "gid"]).size()
+    sizes = model.deps.merge(model.coded.encode(members), on=KEY).groupby(["pid", "gid"]).size()
     hits = sizes.rename("in_group").reset_index()
     hits["in_plan"] = hits["pid"].map(model.cut).to_numpy()
     reach = hits.merge(model.paths, on="pid")  # pid, gid, in_group, in_plan, blob
@@ -236,7 +282,7 @@ def attribute(inv: Inventory, plan: Plan) -> Attribution:
         deletions = deletions.iloc[0:0]
     model = _model(inv, plan)
     due = set(plan.after.blobs_eligible["digest"]) - set(plan.baseline.blobs_eligible["digest"])
-    if set(model.freed) != due:
+    if set(model.coded.digests.strings(model.freed.to_numpy()).tolist()) != due:
         notes.append(
             f"the path model frees {len(model.freed)} blobs where the simulation frees {len(due)}"
             " (distribution 3's walk order): attribution is approximate"

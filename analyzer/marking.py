@@ -15,7 +15,15 @@ import pandas as pd
 
 from analyzer.frames import isin
 from analyzer.inventory import SOURCE_STORAGE, Inventory
-from analyzer.tables import KEYS, anti_join, closure, gc_references, revisions, tagged_revisions
+from analyzer.tables import (
+    KEYS,
+    anti_join,
+    closure,
+    empty_pairs,
+    gc_references,
+    revisions,
+    tagged_revisions,
+)
 
 
 @dataclass
@@ -98,11 +106,16 @@ class Marking:
     """What an engine's marking reaches from its roots, per repository, and the edges it follows.
 
     `pairs`: repository, digest (the repository is the root's: marking never leaves it);
-    `edges`: repository, parent, child, one row per reference the engine follows.
+    `edges`: repository, parent, child, one row per reference the engine follows;
+    `followed`: repository, digest, the reached pairs whose own references the marking follows
+    when a reference leads to them (distribution 3's index children; none for one level). A
+    root's references are always followed; a reference to another root is followed only when
+    that root is in `followed` too (attribution's paths run through it then).
     """
 
     pairs: pd.DataFrame
     edges: pd.DataFrame
+    followed: pd.DataFrame = field(default_factory=empty_pairs)
 
 
 def marking_closure(inv: Inventory, marked_from: pd.DataFrame, recursive: bool) -> Marking:
@@ -114,8 +127,9 @@ def marking_closure(inv: Inventory, marked_from: pd.DataFrame, recursive: bool) 
     # same repository
     expand = revisions(inv) if recursive else marked_from.iloc[0:0][KEYS]
     pairs = closure(marked_from, refs, expand_only=expand)
-    expanded = pd.concat([marked_from[KEYS], pairs.merge(expand, on=KEYS)]).drop_duplicates()
+    followed = pairs.merge(expand, on=KEYS)
+    expanded = pd.concat([marked_from[KEYS], followed]).drop_duplicates()
     edges = expanded.merge(refs, left_on="digest", right_on="parent")[
         ["repository", "parent", "child"]
     ].drop_duplicates()
-    return Marking(pairs, edges.reset_index(drop=True))
+    return Marking(pairs, edges.reset_index(drop=True), followed.reset_index(drop=True))

@@ -68,11 +68,13 @@ def resolve_references(inv: Inventory, refs: list[Reference]) -> pd.DataFrame:
 
 def without(inv: Inventory, deletions: pd.DataFrame) -> Inventory:
     """The inventory as it is after deleting these manifests through the API (tags go with them)."""
-    keys = deletions[["repository", "digest"]].assign(_gone=True)
+    keys = ["repository", "digest"]
 
     def keep(df: pd.DataFrame) -> pd.DataFrame:
-        merged = df.merge(keys, on=["repository", "digest"], how="left")
-        return merged.loc[merged["_gone"].isna(), list(df.columns)].reset_index(drop=True)
+        # the deletions' keys in the table's own dtypes, so the anti-join runs on codes and
+        # the table keeps its dtypes (a merge of object with string keys leaves object)
+        gone = deletions[keys].astype(df[keys].dtypes.to_dict())
+        return anti_join(df, gone, keys)
 
     tables = dict(inv.tables)
     tables["manifests"] = keep(inv.manifests)

@@ -11,6 +11,7 @@ import itertools
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from analyzer.frames import arrow_strings, isin
 from analyzer.inventory import Inventory
@@ -56,9 +57,56 @@ def tagged_revisions(inv: Inventory) -> pd.DataFrame:
 
 
 def anti_join(left: pd.DataFrame, right: pd.DataFrame, on: list[str]) -> pd.DataFrame:
-    """Rows of `left` whose `on` columns match no row of `right` (left's columns, new index)."""
+    """Rows of `left` whose `on` columns match no row of `right` (left's columns, new index).
+
+    String keys are interned and compared as int64 codes (a merge hashes every 71-character
+    digest again); other keys, and keys with a missing value (a merge matches NA to NA), take
+    the merge (`_anti_join_merge`), which gives the same rows."""
+    matched = _matched_codes(left, right, on)
+    if matched is None:
+        return _anti_join_merge(left, right, on)
+    out = left.loc[~matched, list(left.columns)].reset_index(drop=True)
+    # where one side's key is object and the other's a string dtype, the merge's is object
+    mixed = [c for c in on if left[c].dtype != right[c].dtype]
+    return out.astype(dict.fromkeys(mixed, object)) if mixed else out
+
+
+def _anti_join_merge(left: pd.DataFrame, right: pd.DataFrame, on: list[str]) -> pd.DataFrame:
+    """`anti_join` as a left merge with an indicator (the reference formulation)."""
     merged = left.merge(right[on].drop_duplicates(), on=on, how="left", indicator=True)
     return merged.loc[merged["_merge"] == "left_only", list(left.columns)].reset_index(drop=True)
+
+
+def _plain_strings(column: pd.Series) -> bool:
+    """A column of strings, none missing, as `Interned` codes it exactly: a pyarrow string
+    dtype, or object holding only str."""
+    if column.dtype == pd.StringDtype("pyarrow"):
+        return not column.hasnans
+    if column.dtype != object:
+        return False
+    return pd.api.types.infer_dtype(column, skipna=False) == "string"
+
+
+def _matched_codes(left: pd.DataFrame, right: pd.DataFrame, on: list[str]) -> np.ndarray | None:
+    """Per row of `left`, whether its `on` key is some row's of `right`, computed on interned
+    codes; None when a key column is not plain strings on both sides, or a side is empty (the
+    merge is cheap then, and its dtypes follow rules of their own)."""
+    if not (len(left) and len(right)):
+        return None
+    for name in on:
+        if not (_plain_strings(left[name]) and _plain_strings(right[name])):
+            return None
+    l_key = np.zeros(len(left), dtype=np.int64)
+    r_key = np.zeros(len(right), dtype=np.int64)
+    span = 1
+    for name in on:
+        codes = Interned([left[name], right[name]])
+        span *= max(codes.size, 1)
+        if span >= 2**62:
+            return None  # the combined key would not fit one int64
+        l_key = l_key * codes.size + codes.codes[0]
+        r_key = r_key * codes.size + codes.codes[1]
+    return _member(l_key, _unique(r_key))
 
 
 def closure(
@@ -169,6 +217,13 @@ class Interned:
         self.size = len(self.values)
         bounds = np.cumsum([0, *lengths])
         self.codes = [indices[a:b].astype(np.int64) for a, b in itertools.pairwise(bounds)]
+
+    def lookup(self, values: pd.Series) -> np.ndarray:
+        """The codes of `values`, -1 where a value is missing or was not interned here (one
+        hash of `values`: how a small frame joins tables already on codes)."""
+        data = arrow_strings(values).cast(pa.large_string())
+        found = pc.index_in(data, value_set=self.values)
+        return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
 
     def strings(self, codes: np.ndarray) -> pd.Series:
         taken = self.values.take(pa.array(codes, type=pa.int64()))

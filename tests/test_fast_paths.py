@@ -10,6 +10,7 @@ DuckDB query, for every engine and mode, is tests/test_generate_scale.py's
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ import pytest
 
 import analyzer
 from analyzer.analysis import SHARED_ROW, UNREFERENCED_ROW
-from analyzer.attribution import attribute
+from analyzer.attribution import attribute, mark_paths
+from analyzer.engines.registry import resolve
 from analyzer.frames import grouped_lists, isin
 from analyzer.generate import generate_registry
 from analyzer.generate_scale import write_scale_snapshot
@@ -29,6 +31,7 @@ from analyzer.tables import (
     KEYS,
     Interned,
     _digest_codes,
+    _matched_codes,
     anti_join,
     closure,
     gc_references,
@@ -148,6 +151,96 @@ def test_isin_equals_pandas_isin(inv: analyzer.Inventory) -> None:
         assert isin(refs["child"], set(values)).tolist() == refs["child"].isin(values).tolist()
     with_na = pd.Series([None, *inv.manifests["digest"].iloc[:5]], dtype="string")
     assert isin(with_na, with_na).tolist() == [False] + [True] * 5
+
+
+def reference_anti_join(left: pd.DataFrame, right: pd.DataFrame, on: list[str]) -> pd.DataFrame:
+    """The anti-join as a left merge with an indicator (the slow path it replaced)."""
+    merged = left.merge(right[on].drop_duplicates(), on=on, how="left", indicator=True)
+    return merged.loc[merged["_merge"] == "left_only", list(left.columns)].reset_index(drop=True)
+
+
+def assert_same_anti_join(left: pd.DataFrame, right: pd.DataFrame, on: list[str]) -> None:
+    pd.testing.assert_frame_equal(anti_join(left, right, on), reference_anti_join(left, right, on))
+
+
+def test_anti_join_equals_the_merge_anti_join(inv: analyzer.Inventory) -> None:
+    rev, tagged = revisions(inv), tagged_revisions(inv)
+    refs = gc_references(inv)
+    assert _matched_codes(rev, tagged, KEYS) is not None  # the codes, not the merge, answer
+    assert_same_anti_join(rev, tagged, KEYS)
+    assert_same_anti_join(inv.manifests, tagged.iloc[::2], KEYS)  # more columns, duplicates
+    assert_same_anti_join(refs, rev.rename(columns={"digest": "child"}), ["child"])
+    assert_same_anti_join(rev.astype(object), tagged.astype(object), KEYS)  # object columns
+    assert_same_anti_join(rev, rev.iloc[0:0], KEYS)
+    assert_same_anti_join(rev.iloc[0:0], rev, KEYS)
+    for a, b in ((rev, tagged.astype(object)), (rev.astype(object), tagged)):  # dtypes differ
+        assert_same_anti_join(a, b, KEYS)
+        assert_same_anti_join(a.iloc[0:0], b, KEYS)
+        assert_same_anti_join(a, b.iloc[0:0], KEYS)
+        assert_same_anti_join(a.assign(n=1), b.iloc[:, ::-1], ["digest"])
+    # keys the codes do not take go through the merge: the same rows either way
+    holes = rev.iloc[:6].copy()
+    holes.loc[holes.index[::2], "digest"] = pd.NA  # a merge matches NA to NA
+    assert_same_anti_join(holes, holes.iloc[:3], KEYS)
+    numbers = pd.DataFrame({"pid": [3, 1, 2, 3], "x": list("abcd")})
+    assert_same_anti_join(numbers, numbers.iloc[[0, 2]], ["pid"])
+
+
+def reference_mark_paths(
+    inv: analyzer.Inventory, engine: str, delete_untagged: bool
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Attribution's paths walked with string merges over the references (the slow path it
+    replaced): (paths: pid, blob; deps: pid, repository, digest)."""
+    spec = resolve(engine)
+    roots = spec.roots(inv, spec.options(delete_untagged))[KEYS].astype(object)
+    roots = roots.reset_index(drop=True)
+    refs = gc_references(inv)[["parent", "child"]].astype(object).drop_duplicates()
+    revs = revisions(inv).astype(object).rename(columns={"digest": "child"})
+    pid = np.arange(len(roots))
+    deps = [
+        pd.DataFrame({"pid": pid, "repository": roots["repository"], "digest": roots["digest"]})
+    ]
+    paths = [pd.DataFrame({"pid": pid, "blob": roots["digest"]})]
+    frontier = pd.DataFrame(
+        {"pid": pid, "repository": roots["repository"], "node": roots["digest"]}
+    )
+    for _ in range(16):
+        edges = frontier.merge(refs, left_on="node", right_on="parent")
+        paths.append(edges[["pid", "child"]].rename(columns={"child": "blob"}))
+        if not spec.recursive_marking:
+            break
+        deeper = edges[["pid", "repository", "child"]].merge(revs, on=["repository", "child"])
+        if deeper.empty:
+            break
+        start = int(max(d["pid"].max() for d in deps)) + 1
+        new_pid = np.arange(start, start + len(deeper))
+        link = pd.DataFrame({"old": deeper["pid"].to_numpy(), "pid": new_pid})
+        inherited = link.merge(pd.concat(deps), left_on="old", right_on="pid", suffixes=("", "_"))
+        deps.append(inherited[["pid", "repository", "digest"]])
+        child = deeper["child"].to_numpy()
+        deps.append(
+            pd.DataFrame({"pid": new_pid, "repository": deeper["repository"], "digest": child})
+        )
+        frontier = pd.DataFrame({"pid": new_pid, "repository": deeper["repository"], "node": child})
+    return pd.concat(paths), pd.concat(deps)
+
+
+def path_set(paths: pd.DataFrame, deps: pd.DataFrame) -> Counter[tuple[frozenset[Any], ...]]:
+    """Each path as (the revisions it runs through, the blobs it reaches): pids are names only."""
+    runs: dict[int, set[tuple[str, str]]] = {}
+    for p, repo, digest in deps[["pid", "repository", "digest"]].itertuples(index=False):
+        runs.setdefault(int(p), set()).add((str(repo), str(digest)))
+    reaches: dict[int, set[str]] = {}
+    for p, blob in paths[["pid", "blob"]].itertuples(index=False):
+        reaches.setdefault(int(p), set()).add(str(blob))
+    return Counter((frozenset(r), frozenset(reaches.get(p, ()))) for p, r in runs.items())
+
+
+@pytest.mark.parametrize("engine", ["distribution-2.8", "distribution-3", "digitalocean"])
+def test_mark_paths_on_codes_equal_the_string_walk(inv: analyzer.Inventory, engine: str) -> None:
+    for du in (False, True):
+        fast = mark_paths(inv, engine, du)
+        assert path_set(fast.paths, fast.deps) == path_set(*reference_mark_paths(inv, engine, du))
 
 
 def _row_wise(df: pd.DataFrame) -> list[dict[str, Any]]:
