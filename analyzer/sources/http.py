@@ -137,12 +137,21 @@ class _Reaper:
                     target=self._run, name="reclaim-deadlines", daemon=True
                 )
                 self._thread.start()
-            self._cond.notify()
+            elif self._heap[0][2] is deadline:
+                # Only a deadline earlier than all others changes when the reaper must wake:
+                # waking it for every request costs a thread switch per request.
+                self._cond.notify()
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._heap or self._heap[0][0] > time.monotonic():
+                while True:
+                    # A finished request's deadline needs no expiry: dropped here, so the reaper
+                    # sleeps until the earliest running one, not once for every request made.
+                    while self._heap and self._heap[0][2].done:
+                        heapq.heappop(self._heap)
+                    if self._heap and self._heap[0][0] <= time.monotonic():
+                        break
                     wait = self._heap[0][0] - time.monotonic() if self._heap else None
                     self._cond.wait(wait)
                 _, _, deadline = heapq.heappop(self._heap)
@@ -178,6 +187,11 @@ class Deadline:
         with self._lock:
             self._done = True
             self._sock = None
+
+    @property
+    def done(self) -> bool:
+        """The request ended (read without the lock: a stale False only wakes the reaper)."""
+        return self._done
 
     def watch(self, sock: socket.socket) -> None:
         """The socket the request's response comes on (told by the connection)."""

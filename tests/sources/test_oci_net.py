@@ -5,11 +5,15 @@ the registry behind htpasswd), and -v request logging with secrets redacted."""
 from __future__ import annotations
 
 import base64
+import http.client
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -397,3 +401,71 @@ def test_logged_urls_keep_no_credentials_or_tokens() -> None:
         "https://registry.example:5000/token?service=registry&scope=repository:team/app:pull"
         "&access_token=***&X-Amz-Signature=***&n=5"
     )
+
+
+# --- proxies from the environment ----------------------------------------------------------------
+
+
+class _ForwardProxy(http.server.ThreadingHTTPServer):
+    """A plain-HTTP forward proxy: it passes each request on to the absolute URL it names and
+    records that URL (what an HTTP_PROXY in the environment must receive)."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        super().__init__(("127.0.0.1", 0), _ForwardHandler)
+
+
+class _ForwardHandler(http.server.BaseHTTPRequestHandler):
+    server: _ForwardProxy
+    protocol_version = "HTTP/1.1"
+
+    def _forward(self) -> None:
+        self.server.seen.append(f"{self.command} {self.path}")
+        target = urllib.parse.urlsplit(self.path)
+        conn = http.client.HTTPConnection(target.netloc, timeout=30)
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "proxy-connection"}
+        conn.request(self.command, target.path + (f"?{target.query}" if target.query else ""),
+                     headers=headers)  # fmt: skip
+        answer = conn.getresponse()
+        body = answer.read()
+        self.send_response(answer.status)
+        for k, v in answer.getheaders():
+            if k.lower() not in ("connection", "transfer-encoding", "content-length"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", answer.getheader("Content-Length") or str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        conn.close()
+
+    do_GET = do_HEAD = _forward
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_proxy_in_the_environment_carries_every_request_unless_no_proxy_names_the_host(
+    registry: RegistryServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The environment's proxy settings are read once per host (not per request, for speed):
+    they must still route every request, and NO_PROXY still exempt the host."""
+    Pusher(registry.url).image("proxied/app", "v1", [b"through the proxy"])
+    direct = scan_oci(registry.url)
+    proxy = _ForwardProxy()
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        for name in ("no_proxy", "NO_PROXY", "http_proxy", "HTTP_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_address[1]}")
+        inv = scan_oci(registry.url)
+        assert f"GET {registry.url}/v2/" in proxy.seen
+        assert f"HEAD {registry.url}/v2/proxied/app/manifests/v1" in proxy.seen
+        assert all(x.split(" ", 1)[1].startswith(f"{registry.url}/v2/") for x in proxy.seen)
+        assert inv.manifests.digest.tolist() == direct.manifests.digest.tolist()
+        before = len(proxy.seen)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        assert scan_oci(registry.url).manifests.digest.tolist() == direct.manifests.digest.tolist()
+        assert len(proxy.seen) == before
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
