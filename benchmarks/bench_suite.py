@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -77,8 +78,16 @@ def run(tree: Path, ids: list[str]) -> Run:
     # even though the virtualenv's editable install points at this checkout.
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", *ids]
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
+    # Its own process group, so that stopping the benchmark stops pytest and its registries too.
+    proc = subprocess.Popen(
+        cmd, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+        raise
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     return Run(proc.returncode == 0, wall, usage.ru_utime + usage.ru_stime)
@@ -90,6 +99,8 @@ def main() -> int:
     parser.add_argument("--baseline", default=DEFAULT_BASELINE, help="git revision to compare to")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
+    # SIGTERM as an exception: the run's process group and the baseline worktree are cleaned up.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory(prefix="bench-suite-", dir=ROOT.parent) as tmp:
         base = Path(tmp) / "baseline"
         shared = ROOT.parent / "shared"
