@@ -3,14 +3,8 @@
 The API cannot list untagged manifests that nothing visible points to, nor blobs no visible
 manifest references, so the inventory is always marked incomplete (predictions are bounds).
 
-
-The HTTP side (auth, tokens, retries, TLS) is `analyzer.oci.client`; this module walks.
-
-A 404 on something just listed (a repository's tags, a tag's manifest, an index child) is read
-again before it is believed (`Client.get_confirmed`): only a registry error code (NAME_UNKNOWN,
-MANIFEST_UNKNOWN) seen twice makes it absent. Otherwise it is a recorded skip marked unread
-(`inventory.UNREAD`), and predictions then claim no blob reclaimable: what could not be read may
-keep any blob alive.
+The HTTP side (auth, tokens, retries, TLS, and the rule that a 404 on something just listed is
+read again before it is believed) is `analyzer.oci.client`; this module walks.
 """
 
 from __future__ import annotations
