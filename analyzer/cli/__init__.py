@@ -39,12 +39,13 @@ from analyzer.cli.options import (
     verbose_option,
     write_output,
 )
-from analyzer.engines import registry
-from analyzer.engines.distribution.gc_check import BREAKING_HAZARDS as GC_BREAKING_HAZARDS
+from analyzer.engines.distribution.names import BREAKING_HAZARDS as GC_BREAKING_HAZARDS
 from analyzer.errors import ReclaimError, UsageError
-from analyzer.report.text import render_prediction
-from analyzer.snapshot import check_target, read_snapshot, write_snapshot
 from analyzer.version import __version__
+
+# The engine registry, the snapshot files and the reports load pandas and the models: each
+# command imports what it uses when it runs (`reclaim --version`, `--help` and a scan start
+# without the analysis; tests/test_import_layers.py checks it).
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=exit_codes_help())
@@ -187,9 +188,11 @@ def scan(
       reclaim merge snap-1 snap-2 snap-3 snap-4 -o snap
       reclaim scan --storage /var/lib/registry --since snap -o snap-tomorrow
     """
+    from analyzer.shards import Shard
+    from analyzer.snapshot import check_target, read_snapshot, write_snapshot
+
     configure_logging(verbose)
     check_target(output, force)  # before the scan, not after it
-    from analyzer.shards import Shard
 
     part = Shard.parse(shard) if shard else None
     before = read_snapshot(since) if since else None
@@ -343,6 +346,7 @@ def merge_cmd(snapshots: tuple[str, ...], output: str, force: bool, max_apart: s
       reclaim analyze snap --engine distribution-3
     """
     from analyzer.policy import parse_duration
+    from analyzer.snapshot import check_target, write_snapshot
     from analyzer.sources.merge import merge_snapshots
 
     try:
@@ -376,6 +380,10 @@ def analyze(
     repository, blobs already orphaned, and hazards such as the tagged multi-arch indexes that
     distribution 2.8 breaks with --delete-untagged.
     """
+    from analyzer.engines import registry
+    from analyzer.report.text import render_prediction
+    from analyzer.snapshot import read_snapshot
+
     inv = read_snapshot(snapshot)
     prediction = registry.analyze(inv, engine, delete_untagged, gc_type)
     emit(
@@ -443,6 +451,7 @@ def plan_cmd(
     from analyzer.plan import plan_deletions
     from analyzer.plan_file import seal_plan
     from analyzer.report.text import render_plan, render_plan_markdown
+    from analyzer.snapshot import read_snapshot
 
     if not deletions:
         raise UsageError("name manifests to delete (--delete REF) or give a policy (--policy FILE)")
@@ -484,6 +493,7 @@ def _plan_policies(
     from analyzer.policy import load_policy
     from analyzer.policy_plan import compare_policies
     from analyzer.report import policy as render
+    from analyzer.snapshot import read_snapshot
 
     loaded = [load_policy(p) for p in policies]  # every file checked before the snapshot is read
     progress = ClickProgress()
@@ -706,6 +716,7 @@ def generate_cmd(
     from pathlib import Path
 
     from analyzer.generate import generate_registry, write_storage_tree
+    from analyzer.snapshot import check_target, write_snapshot
 
     if not output and not storage:
         raise UsageError("give -o SNAPSHOT, --storage DIR, or both")
@@ -732,7 +743,7 @@ def generate_cmd(
 @engine_option(
     "The garbage collector to run.",
     required=False,
-    names=lambda: tuple(f for f in registry.runner_families() if f in _GC_COMMANDS),
+    names=lambda: tuple(f for f in _registry().runner_families() if f in _GC_COMMANDS),
     default="distribution",
 )
 @click.option(
@@ -887,6 +898,7 @@ def _gc_distribution(a: _GCArgs) -> None:
     accept_hazards, plan_file = a.accept_hazards, a.plan_file
     if not config:
         raise UsageError("--config is required with the distribution engine")
+    from analyzer.engines import registry
     from analyzer.report.reconcile import render_outcome
 
     progress = ClickProgress()
@@ -1012,6 +1024,7 @@ def compare_cmd(
     from analyzer.history import KIND_COMPARISON, content_key, write_record
     from analyzer.outcome import read_outcome
     from analyzer.report.reconcile import render_comparison, render_comparison_markdown
+    from analyzer.snapshot import read_snapshot
 
     history = history_directory(history_dir)
     try:
@@ -1062,6 +1075,7 @@ def _scan_digitalocean(
     force: bool = False,
 ) -> None:
     """`scan --digitalocean REGISTRY`: the digests listing into a complete snapshot."""
+    from analyzer.snapshot import write_snapshot
     from analyzer.sources.digitalocean import scan_digitalocean
 
     if url or storage:
@@ -1135,6 +1149,7 @@ class _GCArgs:
 
 
 def _do_engine(a: _GCArgs) -> Any:
+    from analyzer.engines import registry
     from analyzer.engines.digitalocean.names import gc_type_for
 
     if a.dry_run:
@@ -1290,6 +1305,13 @@ def report_cmd(
         click.echo(f"wrote {output} ({fmt}, {len(text.encode()):,} bytes)", err=True)
     else:
         click.echo(text, nl=False)
+
+
+def _registry() -> Any:
+    """analyzer.engines.registry, imported when a command needs it (it loads the models)."""
+    from analyzer.engines import registry
+
+    return registry
 
 
 def _add_insight_commands() -> None:

@@ -15,7 +15,6 @@ from analyzer.cli.options import (
     fail_cleanly,
     format_option,
 )
-from analyzer.snapshot import read_snapshot
 
 
 @click.command("why")
@@ -38,6 +37,7 @@ def why_cmd(snapshot: str, target: str, engine: str, delete_untagged: bool, fmt:
       reclaim why snap sha256:4f2c... --engine distribution-3 --format json
     """
     from analyzer.report.insight import render_explanation
+    from analyzer.snapshot import read_snapshot
     from analyzer.why import explain
 
     result = explain(read_snapshot(snapshot), target, engine, delete_untagged)
@@ -62,6 +62,7 @@ def diff_cmd(old: str, new: str, fmt: str) -> None:
     """
     from analyzer.diff import diff
     from analyzer.report.insight import render_diff, render_diff_markdown
+    from analyzer.snapshot import read_snapshot
 
     result = diff(read_snapshot(old), read_snapshot(new))
     emit(
@@ -91,6 +92,7 @@ def metrics_cmd(snapshot: str, engine: str, delete_untagged: bool) -> None:
     """
     from analyzer.engines.registry import analyze
     from analyzer.metrics import openmetrics
+    from analyzer.snapshot import read_snapshot
 
     inv = read_snapshot(snapshot)
     click.echo(openmetrics(analyze(inv, engine, delete_untagged), inv), nl=False)
@@ -164,6 +166,7 @@ def forecast_cmd(
         policy_freed,
     )
     from analyzer.report.insight import render_forecast
+    from analyzer.snapshot import read_snapshot
 
     if quota and do_registry:
         raise UsageError("give --quota or --digitalocean, not both")

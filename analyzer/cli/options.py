@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 import click
 
-from analyzer.engines import registry
 from analyzer.errors import EXIT_CODES, ReclaimError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -108,13 +107,46 @@ def fail_cleanly(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _engine_names() -> tuple[str, ...]:
+    # The registry loads the engine models: only when a command line is checked or helped.
+    from analyzer.engines import registry
+
+    return registry.names()
+
+
+class _LazyChoice(click.Choice):
+    """A click.Choice whose choices are computed when first needed (help, parsing), not at
+    import: they come from the engine registry, which loads the models."""
+
+    def __init__(self, choices: Callable[[], list[str]]) -> None:
+        self._load = choices
+        self._loaded: list[str] | None = None
+        super().__init__([])
+
+    @property  # type: ignore[override]
+    def choices(self) -> list[str]:
+        if self._loaded is None:
+            self._loaded = self._load()
+        return self._loaded
+
+    @choices.setter
+    def choices(self, value: object) -> None:  # click.Choice.__init__ sets it: computed here
+        pass
+
+
+def _gc_types() -> list[str]:
+    from analyzer.engines import registry
+
+    return [t for spec in registry.specs() for t in spec.gc_types]
+
+
 class EngineChoice(click.ParamType):
     """--engine: one of the registered engines, checked when the command line is parsed (an
     engine registered after import, a test's own, is accepted too)."""
 
     name = "engine"
 
-    def __init__(self, names: Callable[[], tuple[str, ...]] = registry.names) -> None:
+    def __init__(self, names: Callable[[], tuple[str, ...]] = _engine_names) -> None:
         self.names = names
 
     def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
@@ -128,7 +160,7 @@ class EngineChoice(click.ParamType):
 
 def gc_type_choice() -> click.Choice:
     """--gc-type: every collection type an engine takes (DigitalOcean's three)."""
-    return click.Choice([t for spec in registry.specs() for t in spec.gc_types])
+    return _LazyChoice(_gc_types)
 
 
 ENGINE_HELP = "The garbage collector that will run."
@@ -139,7 +171,7 @@ def engine_option(
     help: str = ENGINE_HELP,
     *,
     required: bool = True,
-    names: Callable[[], tuple[str, ...]] = registry.names,
+    names: Callable[[], tuple[str, ...]] = _engine_names,
     default: str | None = None,
 ) -> Callable[[F], F]:
     """--engine: a registered engine (`names` narrows the choice, as `gc` does to those with a

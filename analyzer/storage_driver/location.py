@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from analyzer.errors import ReclaimError, StorageConfigError
 from analyzer.storage_driver.credentials import AwsCredentials
 
@@ -238,6 +236,8 @@ def read_config_document(
     """The YAML document of a registry config file. A file that cannot be read, or is not
     YAML, raises `error` naming the file (and the line; `not_yaml` is added to that message),
     never quoting it: the parser's message would, and the file holds keys."""
+    import yaml  # here: a scan given a directory or s3:// URL reads no config
+
     target = Path(path)
     try:
         return yaml.safe_load(target.read_text())

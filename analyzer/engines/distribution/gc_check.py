@@ -29,7 +29,11 @@ import yaml
 
 from analyzer.analysis import BOUND_UPPER, Prediction
 from analyzer.compare import PredictionSummary, prediction_from_dict
-from analyzer.engines.distribution.names import DISTRIBUTION_3, DISTRIBUTION_28
+from analyzer.engines.distribution.names import (
+    BREAKING_HAZARDS,
+    DISTRIBUTION_3,
+    DISTRIBUTION_28,
+)
 from analyzer.engines.registry import analyze
 from analyzer.errors import CompareError, GCRefusedError, SourceError
 from analyzer.inventory import Inventory
@@ -38,15 +42,6 @@ from analyzer.progress import Progress
 from analyzer.sources.storage import scan_storage
 from analyzer.storage_driver import FilesystemLocation, S3Location, StorageLocation
 
-# Hazard types (analysis.hazards) whose images, signatures or whole run do not survive the
-# collection. `possible-abort` is absent: a storage scan knows, and says `gc-aborts` instead.
-BREAKING_HAZARDS = (
-    "broken-index",
-    "referrer-deleted",
-    "manifest-loses-blobs",
-    "dangling-revision",
-    "gc-aborts",
-)
 EXAMPLES_SHOWN = 3
 _MAJOR = re.compile(r"^v?(\d+)\.")
 # The registry reads this environment override of storage.cache.blobdescriptor.
