@@ -387,7 +387,16 @@ def _content_failure(mode: int) -> Failure | None:
 # -- the walk -------------------------------------------------------------------------------
 
 
-def walk(tree: Tree, start: str, visit: Visitor, engine: str) -> Failure | None:
+# The (st_dev, st_ino) of a directory being walked: a directory met again inside itself loops.
+DirKey = tuple[int, int]
+# walk's `fork`: offered each directory the walk is about to descend into, with the keys of the
+# directories around it (itself last); True when it takes that subtree (see `walk_below`).
+Fork = Callable[[str, os.stat_result, tuple[DirKey, ...]], bool]
+
+
+def walk(
+    tree: Tree, start: str, visit: Visitor, engine: str, fork: Fork | None = None
+) -> Failure | None:
     """storagedriver.WalkFallback from `start`: depth first, names sorted as bytes, each entry
     `Stat`ed (following symlinks). Returns the failure that ends the walk, or None.
 
@@ -395,6 +404,9 @@ def walk(tree: Tree, start: str, visit: Visitor, engine: str) -> Failure | None:
     (stop). A missing `start` is a MISSING failure, as the driver reports it. In 2.8, SKIP on a
     file also ends the listing of that directory. A directory met again inside itself (a symlink
     loop) is walked by the collector until the path is too long, which then fails.
+
+    `fork` (a parallel walk): a directory it takes is not descended into here; the caller
+    walks it with `walk_below`, and puts what that finds in its place in the walk order.
     """
     if not driver_path_ok(tree.driver(start)):
         return Failure(ERROR, f"{start}: invalid path (the storage driver refuses it)")
@@ -404,10 +416,32 @@ def walk(tree: Tree, start: str, visit: Visitor, engine: str) -> Failure | None:
     root_st = tree.stat(start)
     if isinstance(root_st, Failure):
         return Failure(root_st.kind, f"{start}: {root_st.detail}")
-    # One iterator per directory being listed, and that directory's identity (loop detection).
-    stack: list[tuple[Iterator[str], tuple[int, int]]] = [
-        (iter(names), (root_st.st_dev, root_st.st_ino))
-    ]
+    return _walk_from(tree, names, (root_st.st_dev, root_st.st_ino), (), visit, engine, fork)
+
+
+def walk_below(
+    tree: Tree, rel: str, st: os.stat_result, keys: tuple[DirKey, ...], visit: Visitor, engine: str
+) -> Failure | None:
+    """The rest of a `walk` from a directory `fork` took: what the walk would have done next
+    there (list it, then walk its entries), with `keys` (from `fork`) for loop detection."""
+    children = _sorted_list(tree, rel, st)
+    if isinstance(children, Failure):
+        return Failure(children.kind, f"{rel}: {children.detail}")
+    return _walk_from(tree, children, keys[-1], keys[:-1], visit, engine, None)
+
+
+def _walk_from(
+    tree: Tree,
+    names: list[str],
+    key: DirKey,
+    outer: tuple[DirKey, ...],
+    visit: Visitor,
+    engine: str,
+    fork: Fork | None,
+) -> Failure | None:
+    # One iterator per directory being listed, and that directory's identity (loop detection);
+    # `outer`: the directories around the first one, walked by whoever forked this walk.
+    stack: list[tuple[Iterator[str], DirKey]] = [(iter(names), key)]
     while stack:
         rel = next(stack[-1][0], None)
         if rel is None:
@@ -429,10 +463,12 @@ def walk(tree: Tree, start: str, visit: Visitor, engine: str) -> Failure | None:
         if not is_dir:
             continue
         key = (st.st_dev, st.st_ino)
-        if any(key == k for _, k in stack):
+        if key in outer or any(key == k for _, k in stack):
             return Failure(
                 ERROR, f"{rel}: a symlink loop: garbage-collect walks it until the path is too long"
             )
+        if fork is not None and fork(rel, st, (*outer, *(k for _, k in stack), key)):
+            continue
         children = _sorted_list(tree, rel, st)
         if isinstance(children, Failure):
             return Failure(children.kind, f"{rel}: {children.detail}")

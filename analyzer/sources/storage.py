@@ -30,11 +30,15 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Any, cast
 
 from analyzer.engines.distribution.names import DISTRIBUTION_3, DISTRIBUTION_28, ENGINES
 from analyzer.errors import SourceError
@@ -58,13 +62,17 @@ from analyzer.sources.layout import (
     MISSING,
     SKIP,
     UNREAD,
+    DirKey,
     Entry,
     Failure,
     StorageTree,
     Tree,
+    Visitor,
     canonical_blob_path,
     digest_from_path,
     name_error,
+    walk,
+    walk_below,
 )
 from analyzer.storage_driver import FilesystemLocation, S3Location, StorageLocation
 from analyzer.version import __version__
@@ -85,6 +93,11 @@ EXTRA_S3 = "s3"
 # The one skip that is not something the collector reads and reclaim does not: the collector
 # skips such a revision too, so it leaves the snapshot complete.
 MISSING_BLOB_SKIP = "revision link points to a missing blob"
+# Threads reading a directory tree at once (repositories, blob prefixes, the two catalogs): the
+# reads are system calls, which run outside the interpreter's lock. 1: the sequential reference.
+WALK_WORKERS = 8
+# The depth ("blobs/sha256/xx": two slashes) at which the blob store's walk is shared out.
+BLOB_PREFIX_DEPTH = 2
 
 
 def resolve_root(path: str | os.PathLike[str]) -> Path:
@@ -177,6 +190,40 @@ class _Repository:
     pushed: dict[str, datetime] = field(default_factory=dict)  # digest -> link mtime
 
 
+class _DigestLocks:
+    """One lock per manifest digest: the first thread to hold it reads the manifest, the others
+    then find it read (as a sequential scan reads each manifest once, whichever repository
+    comes first; the `--since` savings are counted once too)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+
+    def lock(self, digest: str) -> AbstractContextManager[bool]:
+        with self._guard:
+            return self._locks.setdefault(digest, threading.Lock())
+
+
+# A call a worker thread records for the scan's own thread to make: (target, method, args,
+# kwargs); target "scan" (skip, fault), "b" (the builder), "progress", "raise" (an exception,
+# args[0]), "wait" (args[0]: the Future of a forked subtree's journal and failure).
+Call = tuple[str, str, tuple[Any, ...], dict[str, Any]]
+
+
+class _Recorder:
+    """Stands for the builder or the progress in a worker thread: records each call."""
+
+    def __init__(self, journal: list[Call], target: str) -> None:
+        self._journal = journal
+        self._target = target
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        def record(*args: Any, **kwargs: Any) -> None:
+            self._journal.append((self._target, name, args, kwargs))
+
+        return record
+
+
 class _Scan:
     def __init__(
         self,
@@ -197,6 +244,25 @@ class _Scan:
         self.seen_sets: dict[str, set[str]] = {}
         self.sizes: dict[str, int] = {}
         self._skipped: set[tuple[str | None, str | None, str]] = set()
+        self.digests = _DigestLocks()
+
+    # -- worker threads: they read, this thread records (the builder is not thread-safe) ------
+
+    def replay(self, journal: list[Call]) -> Failure | None:
+        """Make the calls a worker recorded, in its order; a forked subtree's in its place. The
+        first failure (or exception) in that order ends it, as it ends a sequential walk."""
+        for target, name, args, kwargs in journal:
+            if target == "wait":
+                sub, failure = cast("Future[tuple[list[Call], Failure | None]]", args[0]).result()
+                self.replay(sub)
+                if failure is not None:
+                    return failure
+            elif target == "raise":
+                raise args[0]
+            else:
+                obj = self if target == "scan" else self.b if target == "b" else self.progress
+                getattr(obj, name)(*args, **kwargs)
+        return None
 
     # -- what the scan cannot claim, and where the collector stops -----------------------------
 
@@ -362,25 +428,9 @@ class _Scan:
             self.manifest(found.name, digest, found.pushed.get(digest))
 
     def manifest(self, repo: str, digest: str, pushed_at: datetime | None) -> None:
-        rel = _blob_rel(digest)
-        where = f"{repo}@{digest}"
-        if digest not in self.parsed and not self.reuse(digest):
-            body = self.tree.read(rel, MAX_MANIFEST_BYTES)
-            if isinstance(body, Failure):
-                if body.kind == UNREAD:
-                    self.unread(repo, digest, f"manifest blob not read: {body.detail}")
-                else:
-                    self.skip(repo, digest, f"manifest blob not read: {body.detail}")
+        with self.digests.lock(digest):  # read once, by whichever thread comes first
+            if digest not in self.parsed and not self.reuse(digest) and not self.read(repo, digest):
                 return
-            if len(body) > MAX_MANIFEST_BYTES:
-                self.skip(repo, digest, "manifest blob larger than 4 MiB, not read")
-                return
-            verify_digest(body, digest, where)
-            parsed = parse_manifest(body, where)
-            self.parsed[digest] = parsed
-            if parsed.kind == KIND_IMAGE and parsed.config is not None and self.tree.extra_reads:
-                self.created[digest] = _config_created(self.tree, parsed.config.digest)
-            self.sizes[digest] = len(body)
         self.b.add_manifest(
             repo,
             digest,
@@ -389,6 +439,27 @@ class _Scan:
             created=self.created.get(digest),
             pushed_at=pushed_at,
         )
+
+    def read(self, repo: str, digest: str) -> bool:
+        """Read and parse a manifest blob (and its image config's time); False: a skip."""
+        where = f"{repo}@{digest}"
+        body = self.tree.read(_blob_rel(digest), MAX_MANIFEST_BYTES)
+        if isinstance(body, Failure):
+            if body.kind == UNREAD:
+                self.unread(repo, digest, f"manifest blob not read: {body.detail}")
+            else:
+                self.skip(repo, digest, f"manifest blob not read: {body.detail}")
+            return False
+        if len(body) > MAX_MANIFEST_BYTES:
+            self.skip(repo, digest, "manifest blob larger than 4 MiB, not read")
+            return False
+        verify_digest(body, digest, where)
+        parsed = parse_manifest(body, where)
+        if parsed.kind == KIND_IMAGE and parsed.config is not None and self.tree.extra_reads:
+            self.created[digest] = _config_created(self.tree, parsed.config.digest)
+        self.sizes[digest] = len(body)
+        self.parsed[digest] = parsed  # last: another thread takes a parsed digest as read
+        return True
 
     def reuse(self, digest: str) -> bool:
         """`--since`: take a manifest body (and its image config's time) from the earlier
@@ -490,25 +561,29 @@ class _Scan:
 
     # -- the blob store -------------------------------------------------------------------------
 
-    def blobs(self) -> None:
-        """The sweep's blob enumeration: every `data` file under blobs/, named by its path."""
-
-        def visit(entry: Entry) -> str | Failure | None:
-            if entry.is_dir or not entry.rel.endswith("/data"):
-                return None
-            digest, error = digest_from_path(self.tree.driver(entry.rel))
-            if digest is None:
-                return Failure("error", f"{entry.rel}: {error}")
-            if not is_digest(digest):
-                self.skip(None, entry.rel, "a blob of a digest algorithm other than sha256")
-            elif entry.rel != canonical_blob_path(digest):
-                self.skip(None, entry.rel, f"blob {digest[:19]} stored outside its place")
-            else:
-                self.b.add_blob(digest, entry.st.st_size, True)
-                self.progress.advance()
+    def blob(self, entry: Entry) -> str | Failure | None:
+        """The blob walk's visitor: a `data` file is a blob, named by its path."""
+        if entry.is_dir or not entry.rel.endswith("/data"):
             return None
+        digest, error = digest_from_path(self.tree.driver(entry.rel))
+        if digest is None:
+            return Failure("error", f"{entry.rel}: {error}")
+        if not is_digest(digest):
+            self.skip(None, entry.rel, "a blob of a digest algorithm other than sha256")
+        elif entry.rel != canonical_blob_path(digest):
+            self.skip(None, entry.rel, f"blob {digest[:19]} stored outside its place")
+        else:
+            self.b.add_blob(digest, entry.st.st_size, True)
+            self.progress.advance()
+        return None
 
-        failure = self.tree.walk("blobs", visit, DISTRIBUTION_3)
+    def blobs(self, pool: ThreadPoolExecutor | None = None) -> None:
+        """The sweep's blob enumeration: every `data` file under blobs/, named by its path;
+        with a `pool` (a directory tree), its prefixes are walked in parallel."""
+        if pool is not None and isinstance(self.tree, Tree):
+            failure = self.forked_walk("blobs", _Scan.blob, BLOB_PREFIX_DEPTH, pool)
+        else:
+            failure = self.tree.walk("blobs", self.blob, DISTRIBUTION_3)
         if failure is not None:
             self.fault(failure, list(ENGINES), phase="sweep")
             return
@@ -518,6 +593,78 @@ class _Scan:
             failing = [e for e in ENGINES if self.tree.missing_fails(e)]
             if failing:
                 self.fault(Failure(MISSING, "blobs: Path not found"), failing, phase="sweep")
+
+    def forked_walk(
+        self,
+        start: str,
+        visitor: Callable[[_Scan, Entry], str | Failure | None],
+        depth: int,
+        pool: ThreadPoolExecutor,
+    ) -> Failure | None:
+        """distribution 3's walk from `start` (a directory tree), each directory at `depth`
+        (slashes in its path) walked by a worker; their records are replayed here in the walk's
+        order, up to the first failure: what the sequential walk records and returns."""
+        tree = cast(Tree, self.tree)
+        top = _Worker(self)
+
+        def below(rel: str, st: os.stat_result, keys: tuple[DirKey, ...]) -> Any:
+            worker = _Worker(self)
+            try:
+                visit = cast(Visitor, lambda entry: visitor(worker, entry))
+                failure = walk_below(tree, rel, st, keys, visit, DISTRIBUTION_3)
+            except Exception as e:  # replayed, in its place, as the sequential walk raises it
+                worker.journal.append(("raise", "", (e,), {}))
+                failure = None
+            return worker.journal, failure
+
+        def fork(rel: str, st: os.stat_result, keys: tuple[DirKey, ...]) -> bool:
+            if rel.count("/") != depth:
+                return False
+            top.journal.append(("wait", "", (pool.submit(below, rel, st, keys),), {}))
+            return True
+
+        failure = walk(tree, start, lambda entry: visitor(top, entry), DISTRIBUTION_3, fork)
+        return self.replay(top.journal) or failure
+
+    def catalogs(self, pool: ThreadPoolExecutor | None) -> None:
+        """Each engine's catalog walk (in parallel with a pool), recorded in engine order."""
+        if pool is None:
+            for engine in ENGINES:
+                self.catalog(engine)
+            return
+
+        def one(engine: str) -> _Worker:
+            worker = _Worker(self)
+            try:
+                worker.catalog(engine)
+            except Exception as e:
+                worker.journal.append(("raise", "", (e,), {}))
+            return worker
+
+        for engine, worker in zip(ENGINES, list(pool.map(one, ENGINES)), strict=True):
+            self.seen[engine] = worker.seen[engine]
+            self.replay(worker.journal)
+
+    def repositories(self, repos: list[str], pool: ThreadPoolExecutor | None) -> None:
+        """Each repository's links, tags, manifests and uploads; with a pool, read by workers
+        and recorded here in the repositories' order."""
+        if pool is None:
+            for repo in repos:
+                self.repository(repo)
+                self.progress.advance()
+            return
+
+        def one(repo: str) -> list[Call]:
+            worker = _Worker(self)
+            try:
+                worker.repository(repo)
+            except Exception as e:
+                worker.journal.append(("raise", "", (e,), {}))
+            return worker.journal
+
+        for journal in pool.map(one, repos):
+            self.replay(journal)
+            self.progress.advance()
 
     def extra(self) -> dict[str, object]:
         out: dict[str, object] = {}
@@ -529,6 +676,29 @@ class _Scan:
         if unseen:
             out[EXTRA_UNSEEN] = unseen
         return out
+
+
+class _Worker(_Scan):
+    """The scan as a worker thread runs it: it reads the tree and shares the manifest caches
+    (`digests` guards them), and records every call that changes the inventory, a skip or a
+    fault, for the scan's own thread to replay in order (`_Scan.replay`)."""
+
+    def __init__(self, main: _Scan) -> None:
+        self.journal: list[Call] = []
+        super().__init__(
+            main.tree,
+            cast(InventoryBuilder, _Recorder(self.journal, "b")),
+            cast(Progress, _Recorder(self.journal, "progress")),
+            main.known,
+        )
+        self.created, self.parsed, self.sizes = main.created, main.parsed, main.sizes
+        self.seen_sets, self.digests = main.seen_sets, main.digests
+
+    def skip(self, repo: str | None, reference: str | None, reason: str) -> None:
+        self.journal.append(("scan", "skip", (repo, reference, reason), {}))
+
+    def fault(self, failure: Failure, engines: list[str], **how: object) -> None:
+        self.journal.append(("scan", "fault", (failure, engines), dict(how)))
 
 
 def _walk_order(name: str) -> list[bytes]:
@@ -582,6 +752,7 @@ def scan_storage(
     *,
     shard: Shard | None = None,
     since: Inventory | None = None,
+    workers: int = WALK_WORKERS,
 ) -> Inventory:
     """Read a registry's storage into a complete inventory.
 
@@ -597,13 +768,19 @@ def scan_storage(
     `analyzer.shards`); `analyzer.sources.merge` joins the shards. `since`, an earlier snapshot,
     saves reading the manifest bodies and image configs it holds (`analyzer.sources.known`):
     the savings are in `header.extra["since"]`.
+
+    A directory tree is read by `workers` threads (repositories, blob prefixes); the result is
+    the sequential scan's (`workers=1`), record for record.
     """
     progress = progress or NullProgress()
     known = KnownManifests(since) if since is not None else None
     tree = open_tree(storage, progress)
+    pool = ThreadPoolExecutor(workers) if workers > 1 and isinstance(tree, Tree) else None
     try:
-        return _scan(tree, storage, registry_url, repo_globs, progress, shard, known)
+        return _scan(tree, storage, registry_url, repo_globs, progress, shard, known, pool)
     finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
         tree.close()
 
 
@@ -615,13 +792,13 @@ def _scan(
     progress: Progress,
     shard: Shard | None = None,
     known: KnownManifests | None = None,
+    pool: ThreadPoolExecutor | None = None,
 ) -> Inventory:
     builder = InventoryBuilder()
     scan = _Scan(tree, builder, progress, known)
     for part, why in tree.unread_parts():
         scan.unread(None, part, why)
-    for engine in ENGINES:
-        scan.catalog(engine)
+    scan.catalogs(pool)
     scan.seen_sets = {e: set(names) for e, names in scan.seen.items()}
     union = sorted(set().union(*scan.seen_sets.values()), key=_walk_order)
     repos = [r for r in union if not repo_globs or any(fnmatchcase(r, g) for g in repo_globs)]
@@ -630,12 +807,10 @@ def _scan(
     global_skips = builder.count("skips")  # before any repository's: the merge keeps one copy
     tree.prepare(repos, known if known is not None else ())
     progress.stage("repositories", len(repos))
-    for repo in repos:
-        scan.repository(repo)
-        progress.advance()
+    scan.repositories(repos, pool)
     if shard is None or shard.records_blob_store:
         progress.stage("blobs", None)
-        scan.blobs()
+        scan.blobs(pool)
     complete = not repo_globs and not scan.incomplete
     notes = incomplete_notes(scan.incomplete)
     extra = {**scan.extra(), **_store_extra(tree, storage)}
