@@ -251,7 +251,13 @@ class StorageTree(ABC):
         """blobStore.readlink: the digest a link file holds, or why the collector fails on it."""
         if not driver_path_ok(self.driver(rel)):
             return Failure(ERROR, "invalid path (the storage driver refuses it)")
-        content = self.read(rel, MAX_LINK_BYTES)
+        return self._link(rel, self.read(rel, MAX_LINK_BYTES))
+
+    def read_walked_link(self, entry: Entry) -> str | Failure:
+        """`read_link` of a file the walk has just `Stat`ed (`entry`)."""
+        return self.read_link(entry.rel)
+
+    def _link(self, rel: str, content: bytes | Failure) -> str | Failure:
         if isinstance(content, Failure):
             return content
         if len(content) > MAX_LINK_BYTES:
@@ -334,6 +340,15 @@ class Tree(StorageTree):
         st = self.stat(rel)
         if isinstance(st, Failure):
             return st
+        return self._read_file(rel, cap, st)
+
+    def read_walked_link(self, entry: Entry) -> str | Failure:
+        # The walk's Stat of the link is the one `read` would make: not made twice.
+        if not driver_path_ok(self.driver(entry.rel)):
+            return Failure(ERROR, "invalid path (the storage driver refuses it)")
+        return self._link(entry.rel, self._read_file(entry.rel, MAX_LINK_BYTES, entry.st))
+
+    def _read_file(self, rel: str, cap: int, st: os.stat_result) -> bytes | Failure:
         failure = _content_failure(st.st_mode)
         if failure is not None:
             return failure
@@ -347,11 +362,12 @@ class Tree(StorageTree):
             chunks: list[bytes] = []
             left = cap + 1
             while left > 0:
-                chunk = os.read(fd, min(left, 1 << 16))
-                if not chunk:
-                    break
+                asked = min(left, 1 << 16)
+                chunk = os.read(fd, asked)
                 chunks.append(chunk)
                 left -= len(chunk)
+                if len(chunk) < asked:
+                    break  # a regular file reads short only at its end: no read for the EOF
             return b"".join(chunks)
         except OSError as e:
             return _os_failure(e)

@@ -94,8 +94,10 @@ EXTRA_S3 = "s3"
 # skips such a revision too, so it leaves the snapshot complete.
 MISSING_BLOB_SKIP = "revision link points to a missing blob"
 # Threads reading a directory tree at once (repositories, blob prefixes, the two catalogs): the
-# reads are system calls, which run outside the interpreter's lock. 1: the sequential reference.
-WALK_WORKERS = 8
+# reads are system calls, which run outside the interpreter's lock, but each thread costs CPU
+# in lock hand-offs (measured on 2 cores: 2 threads +15% CPU, 8 threads +100%, for no faster
+# a scan under load): one per core, at most 8. 1: the sequential reference.
+WALK_WORKERS = min(8, os.cpu_count() or 1)
 # The depth ("blobs/sha256/xx": two slashes) at which the blob store's walk is shared out.
 BLOB_PREFIX_DEPTH = 2
 
@@ -245,6 +247,9 @@ class _Scan:
         self.sizes: dict[str, int] = {}
         self._skipped: set[tuple[str | None, str | None, str]] = set()
         self.digests = _DigestLocks()
+        # Blobs the blob walk found at their canonical place (a file, not a directory), when it
+        # ran before the repositories: linkedBlobStatter's Stat of one is what the walk saw.
+        self.present: frozenset[str] = frozenset()
 
     # -- worker threads: they read, this thread records (the builder is not thread-safe) ------
 
@@ -353,6 +358,8 @@ class _Scan:
         target = digest if read_at == canonical else self.tree.read_link(canonical)
         if isinstance(target, Failure):
             return None if target.kind == MISSING else target
+        if target in self.present:
+            return target  # the blob walk Stat'ed this very path: not a directory
         st = self.tree.stat(canonical_blob_path(target))
         if isinstance(st, Failure):
             return None if st.kind == MISSING else st
@@ -365,7 +372,7 @@ class _Scan:
         def visit(entry: Entry) -> str | Failure | None:
             if entry.is_dir or not entry.rel.endswith("/link"):
                 return None
-            digest = self.tree.read_link(entry.rel)
+            digest = self.tree.read_walked_link(entry)
             if isinstance(digest, Failure):
                 return Failure(digest.kind, f"{entry.rel}: {digest.detail}")
             target = self.linked(rev_dir, digest, entry.rel)
@@ -519,7 +526,7 @@ class _Scan:
         def visit(entry: Entry) -> str | Failure | None:
             if entry.is_dir or not entry.rel.endswith("/link"):
                 return None
-            digest = self.tree.read_link(entry.rel)
+            digest = self.tree.read_walked_link(entry)
             if isinstance(digest, Failure):
                 return Failure(digest.kind, f"{entry.rel}: {digest.detail}")
             target = self.linked(layer_dir, digest, entry.rel)
@@ -577,11 +584,30 @@ class _Scan:
             self.progress.advance()
         return None
 
-    def blobs(self, pool: ThreadPoolExecutor | None = None) -> None:
+    def blobs_ahead(self, pool: ThreadPoolExecutor) -> tuple[list[Call], Failure | None]:
+        """The blob walk of a directory tree, its prefixes in parallel, before the repositories
+        are read: recorded (for `blobs` to replay in its place), and the blobs it found kept in
+        `present`, which saves `linked` a Stat per link."""
+        journal, failure = self.forked_walk("blobs", _Scan.blob, BLOB_PREFIX_DEPTH, pool)
+        found: set[str] = set()
+        for target, name, args, _ in journal:
+            calls = args[0].result()[0] if target == "wait" else [(target, name, args, {})]
+            found.update(a[0] for t, n, a, _ in calls if t == "b" and n == "add_blob")
+        self.present = frozenset(found)
+        return journal, failure
+
+    def blobs(
+        self,
+        pool: ThreadPoolExecutor | None = None,
+        ahead: tuple[list[Call], Failure | None] | None = None,
+    ) -> None:
         """The sweep's blob enumeration: every `data` file under blobs/, named by its path;
-        with a `pool` (a directory tree), its prefixes are walked in parallel."""
-        if pool is not None and isinstance(self.tree, Tree):
-            failure = self.forked_walk("blobs", _Scan.blob, BLOB_PREFIX_DEPTH, pool)
+        with a `pool` (a directory tree), its prefixes are walked in parallel (`ahead`: the
+        walk `blobs_ahead` made)."""
+        if ahead is None and pool is not None and isinstance(self.tree, Tree):
+            ahead = self.blobs_ahead(pool)
+        if ahead is not None:
+            failure = self.replay(ahead[0]) or ahead[1]
         else:
             failure = self.tree.walk("blobs", self.blob, DISTRIBUTION_3)
         if failure is not None:
@@ -600,10 +626,10 @@ class _Scan:
         visitor: Callable[[_Scan, Entry], str | Failure | None],
         depth: int,
         pool: ThreadPoolExecutor,
-    ) -> Failure | None:
+    ) -> tuple[list[Call], Failure | None]:
         """distribution 3's walk from `start` (a directory tree), each directory at `depth`
         (slashes in its path) walked by a worker; their records are replayed here in the walk's
-        order, up to the first failure: what the sequential walk records and returns."""
+        order (the journal, for `replay`), and the walk's own failure, which comes after it."""
         tree = cast(Tree, self.tree)
         top = _Worker(self)
 
@@ -624,7 +650,7 @@ class _Scan:
             return True
 
         failure = walk(tree, start, lambda entry: visitor(top, entry), DISTRIBUTION_3, fork)
-        return self.replay(top.journal) or failure
+        return top.journal, failure
 
     def catalogs(self, pool: ThreadPoolExecutor | None) -> None:
         """Each engine's catalog walk (in parallel with a pool), recorded in engine order."""
@@ -692,7 +718,7 @@ class _Worker(_Scan):
             main.known,
         )
         self.created, self.parsed, self.sizes = main.created, main.parsed, main.sizes
-        self.seen_sets, self.digests = main.seen_sets, main.digests
+        self.seen_sets, self.digests, self.present = main.seen_sets, main.digests, main.present
 
     def skip(self, repo: str | None, reference: str | None, reason: str) -> None:
         self.journal.append(("scan", "skip", (repo, reference, reason), {}))
@@ -807,10 +833,12 @@ def _scan(
     global_skips = builder.count("skips")  # before any repository's: the merge keeps one copy
     tree.prepare(repos, known if known is not None else ())
     progress.stage("repositories", len(repos))
+    blob_store = shard is None or shard.records_blob_store
+    ahead = scan.blobs_ahead(pool) if blob_store and pool is not None else None
     scan.repositories(repos, pool)
-    if shard is None or shard.records_blob_store:
+    if blob_store:
         progress.stage("blobs", None)
-        scan.blobs(pool)
+        scan.blobs(pool, ahead)
     complete = not repo_globs and not scan.incomplete
     notes = incomplete_notes(scan.incomplete)
     extra = {**scan.extra(), **_store_extra(tree, storage)}
