@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -21,10 +22,11 @@ from typing import Any
 
 import pytest
 
+from analyzer.engines.distribution.names import DISTRIBUTION_3
 from analyzer.generate import generate_registry, write_storage_tree
 from analyzer.inventory import Inventory
 from analyzer.shards import Shard
-from analyzer.sources.layout import canonical_blob_path
+from analyzer.sources.layout import Entry, Failure, Tree, canonical_blob_path, walk
 from analyzer.sources.storage import scan_storage
 from sources.test_storage_hostile import CASES, Case, _as_nobody
 
@@ -145,3 +147,39 @@ def _answers_as_nobody(case: Case, base: Path) -> Any:
         assert time.monotonic() < deadline, f"{case.name}: the scans did not return"
         time.sleep(0.01)
     return json.loads(result.read_text())
+
+
+def _read_to_end(path: str, cap: int) -> bytes:
+    """The reference bounded read: read until EOF (an empty read) or past `cap`."""
+    with open(path, "rb") as f:
+        out = b""
+        while len(out) <= cap:
+            chunk = f.read(min(cap + 1 - len(out), 1 << 16))
+            if not chunk:
+                break
+            out += chunk
+        return out
+
+
+@pytest.mark.parametrize("case", HOSTILE, ids=[c.name for c in HOSTILE])
+def test_reads_without_a_second_stat(case: Case, tmp_path: Path) -> None:
+    """A link the walk has Stat'ed reads as `read_link` reads it (which Stats it again), and
+    a file reads whole, to EOF, without the read that returns nothing."""
+    b = case.prepare(tmp_path / "storage")
+    tree = Tree(str(b.tree.v2))
+    checked = 0
+
+    def visit(entry: Entry) -> str | Failure | None:
+        nonlocal checked
+        if entry.is_dir:
+            return None
+        assert tree.read_walked_link(entry) == tree.read_link(entry.rel), entry.rel
+        if stat.S_ISREG(entry.st.st_mode):
+            for cap in (0, 1, 135, 4 << 20):
+                assert tree.read(entry.rel, cap) == _read_to_end(tree.abs(entry.rel), cap)
+        checked += 1
+        return None
+
+    for start in ("repositories", "blobs"):
+        walk(tree, start, visit, DISTRIBUTION_3)
+    assert checked > 10
