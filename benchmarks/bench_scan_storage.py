@@ -1,6 +1,7 @@
 """Benchmark: `reclaim scan --storage` against the real `garbage-collect --dry-run` on one tree.
 
-    .venv/bin/python benchmarks/bench_scan_storage.py             # ~30,000 manifests
+    .venv/bin/python benchmarks/bench_scan_storage.py             # ~300, 3,000, 30,000 manifests
+    .venv/bin/python benchmarks/bench_scan_storage.py --repositories 200 --sizes 1   # one size
 
 Writes a seeded registry (`analyzer.generate`) as a storage tree: manifests and configs are
 real, layers are sparse files of their declared sizes (a tree to scan and collect, not to pull).
@@ -13,7 +14,8 @@ Then, each in its own process, timed, with its peak memory:
 * an incremental rescan (`scan --since SNAP`) when `reclaim scan` offers it; until then the
   row says "not implemented" (no figure is made up).
 
-Each runs twice: first with the tree's file data evicted from the page cache ("cold data":
+At each of `--sizes` (fractions of `--repositories`: 1/100, 1/10 and the full size by
+default), so that growth is visible. Each runs twice: first with the tree's file data evicted from the page cache ("cold data":
 posix_fadvise DONTNEED on every file; directory entries and inodes stay cached, which only
 `--drop-caches` clears, for the whole machine, as root), then again at once ("warm"). The ratio
 is scan / garbage-collect of the same temperature (goal: at most 0.4). The blob count the
@@ -23,6 +25,7 @@ engine lists is checked against `reclaim analyze` on the scanned snapshot.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -89,31 +92,16 @@ def gc_listed(output: Path) -> int:
     return len(set(ELIGIBLE.findall(output.read_bytes())))
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--repositories", type=int, default=1500)
-    parser.add_argument("--manifests-per-repo", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--workdir", type=Path, help="keep the tree here (reused next time)")
-    parser.add_argument("--v3-binary", type=Path, default=V3_BINARY, help="distribution 3's")
-    parser.add_argument(
-        "--drop-caches",
-        action="store_true",
-        help="cold runs drop the whole machine's page cache (root; affects everyone on it)",
-    )
-    parser.add_argument("--step-timeout", type=float, default=3600)
-    args = parser.parse_args()
+Rows = list[tuple[str, str, Run, str]]  # (step, temperature, run, reference step)
 
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="reclaim-bench-storage-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    print(f"machine before: {machine_line()}")
-    manifests, build_s = build_tree(workdir, args.seed, args.repositories, args.manifests_per_repo)
+
+def run_size(args: argparse.Namespace, workdir: Path, repositories: int) -> tuple[int, Rows]:
+    """Every step on one tree of `repositories` repositories; prints its table."""
+    manifests, build_s = build_tree(workdir, args.seed, repositories, args.manifests_per_repo)
     storage = workdir / "storage"
     files = sum(len(f) for _, _, f in os.walk(storage))
     print(
-        f"tree: {args.repositories} repositories, {manifests:,} manifests, {files:,} files "
+        f"\ntree: {repositories} repositories, {manifests:,} manifests, {files:,} files "
         + (f"(generated and written in {build_s:.1f} s)" if build_s else "(reused)")
     )
     server = RegistryServer(workdir / "server")
@@ -126,7 +114,7 @@ def main() -> int:
     if args.v3_binary.is_file():
         engines.append(("distribution 3", str(args.v3_binary)))
 
-    rows: list[tuple[str, str, Run, str]] = []  # (step, temperature, run, reference step)
+    rows: Rows = []
     snap = workdir / "snapshot"
 
     def measure(
@@ -155,9 +143,9 @@ def main() -> int:
             output,
         )
         print(f"  {name} lists {gc_listed(output):,} blobs eligible for deletion")
-    if has_since():  # issue 11's incremental rescan, once it exists: unchanged tree, warm
+    if has_since():  # issue 11's incremental rescan: unchanged tree, warm
         measure(
-            "reclaim scan --storage --since SNAP (rescan)",
+            RESCAN,
             [*scan_cmd, "--since", str(kept)],
             "reclaim scan --storage",
             cold=False,
@@ -171,22 +159,92 @@ def main() -> int:
         print(f"  reclaim analyze (distribution-2.8, plain) predicts {predicted:,} blobs")
 
     print(f"\n{'step':<46} {'':<10} {'seconds':>8} {'peak MB':>8} {'x GC':>6} {'µs/manifest':>12}")
-    by_key = {(s, t): r for s, t, r, _ in rows}
-    for step, temperature, run, reference in rows:
-        ref = by_key.get((reference, temperature))
-        ratio = f"{run.wall / ref.wall:.2f}x" if ref and ref.status == run.status == "ok" else ""
-        if not reference:
-            ratio = "1.00x" if step == first_gc else ""
+    for step, temperature, run, ratio in with_ratios(rows):
         status = "" if run.status == "ok" else f"  ({run.status} {run.error})"
         print(
             f"{step:<46} {temperature:<10} {run.wall:>8.1f} {run.peak_mb or 0:>8.0f} "
             f"{ratio:>6} {run.wall / manifests * 1e6:>12.0f}{status}"
         )
     if not has_since():
-        print(f"{'reclaim scan --storage --since SNAP (rescan)':<46} {'':<10} not implemented")
+        print(f"{RESCAN:<46} {'':<10} not implemented")
+    return manifests, rows
+
+
+RESCAN = "reclaim scan --storage --since SNAP (rescan)"
+
+
+def with_ratios(rows: Rows) -> list[tuple[str, str, Run, str]]:
+    """Each row with its ratio to its reference step of the same temperature ("" if none)."""
+    by_key = {(s, t): r for s, t, r, _ in rows}
+    first_gc = next((s for s, _, _, ref in rows if not ref), "")
+    out = []
+    for step, temperature, run, reference in rows:
+        ref = by_key.get((reference, temperature))
+        ratio = f"{run.wall / ref.wall:.2f}x" if ref and ref.status == run.status == "ok" else ""
+        if not reference:
+            ratio = "1.00x" if step == first_gc else ""
+        out.append((step, temperature, run, ratio))
+    return out
+
+
+def print_growth(results: list[tuple[int, Rows]]) -> None:
+    """Per size: each step's warm and cold seconds and ratio; then the growth in time."""
+    print("\nper size (ratio: to the 2.8 dry run of the same temperature; rescan: to the scan)")
+    steps = [(s, t) for s, t, _, _ in results[0][1]]
+    head = " ".join(f"{f'{m:,} manifests':>22}" for m, _ in results)
+    print(f"{'step':<46} {'':<10} {head}")
+    for i, (step, temperature) in enumerate(steps):
+        cells = []
+        for _, rows in results:
+            _, _, run, ratio = with_ratios(rows)[i]
+            cells.append(f"{f'{run.wall:.1f} s {ratio}':>22}")
+        print(f"{step:<46} {temperature:<10} " + " ".join(cells))
+    if len(results) > 1:
+        print("growth in time (x size -> x seconds):")
+        for i, (step, temperature) in enumerate(steps):
+            cells = []
+            for (ma, ra), (mb, rb) in itertools.pairwise(results):
+                a, b = ra[i][2].wall, rb[i][2].wall
+                cells.append(f"x{mb / ma:.0f} -> x{b / a:.1f}" if a else "-")
+            print(f"{step:<46} {temperature:<10} " + "   ".join(cells))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repositories", type=int, default=1500, help="the full size's")
+    parser.add_argument("--manifests-per-repo", type=int, default=20)
+    parser.add_argument(
+        "--sizes",
+        default="0.01,0.1,1",
+        help="fractions of --repositories to run, smallest first (default 0.01,0.1,1)",
+    )
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workdir", type=Path, help="keep the trees here (reused next time)")
+    parser.add_argument("--v3-binary", type=Path, default=V3_BINARY, help="distribution 3's")
+    parser.add_argument(
+        "--drop-caches",
+        action="store_true",
+        help="cold runs drop the whole machine's page cache (root; affects everyone on it)",
+    )
+    parser.add_argument("--step-timeout", type=float, default=3600)
+    args = parser.parse_args()
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="reclaim-bench-storage-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    sizes = sorted({max(1, round(args.repositories * float(f))) for f in args.sizes.split(",")})
+    print(f"machine before: {machine_line()}")
+    results = []
+    for repositories in sizes:
+        # The full size keeps the top directory (trees written by earlier versions are reused).
+        where = workdir if repositories == args.repositories else workdir / f"r{repositories}"
+        where.mkdir(parents=True, exist_ok=True)
+        results.append(run_size(args, where, repositories))
+    print_growth(results)
     startup = run_process([reclaim_command(), "--version"], 60, 16_000)
     print(
-        f"(the scan's time includes {startup.wall:.1f} s of interpreter start: reclaim --version)"
+        f"(each scan's time includes the interpreter start: reclaim --version {startup.wall:.2f} s)"
     )
     print(f"\nmachine after: {machine_line()}")
     if args.workdir is None:
