@@ -620,8 +620,10 @@ class Client(oras.provider.Registry):
         return url
 
     def resolve_tag(self, repo: str, tag: str) -> str | None:
-        """The digest a tag points to (HEAD, so the body is fetched once per digest); None when
-        the registry says the tag's manifest is gone (a HEAD 404 has no body: confirmed by GET)."""
+        """The digest a tag points to by HEAD, for when its body is probably not needed (a
+        `--since` rescan whose snapshot holds it, the writer's re-checks); None when the
+        registry says the tag's manifest is gone (a HEAD 404 has no body: confirmed by GET).
+        A scan that needs the body resolves a tag with `manifest(repo, tag)`: one request."""
         path = f"/v2/{repo}/manifests/{tag}"
         r = self.get(path, ", ".join(ACCEPT_MANIFESTS), "HEAD")
         if r.status_code == 404:
@@ -639,7 +641,12 @@ class Client(oras.provider.Registry):
     def manifest(self, repo: str, ref: str) -> Fetched | None:
         """GET a manifest by tag or digest, verified against its digest; None when the registry
         says it is gone. A body that does not match its digest is read once more (a cut or
-        garbled transfer) before it is an IntegrityError."""
+        garbled transfer) before it is an IntegrityError.
+
+        By digest, the body must hash to it and the registry's Docker-Content-Digest (if sent)
+        must name it. By tag, the body must hash to the Docker-Content-Digest the registry sends
+        with it: one GET both resolves the tag and fetches its verified body (a HEAD first would
+        cost a second request per tag). Without that header the digest is the body's hash."""
         where = f"{repo}@{ref}" if is_digest(ref) else f"{repo}:{ref}"
         url = f"{self.shared.base}/v2/{repo}/manifests/{ref}"
         for read in (1, 2):
@@ -727,6 +734,7 @@ def _verified_manifest(r: requests.Response, ref: str, where: str) -> Fetched:
     if header and header != ref and is_digest(ref):
         raise IntegrityError(f"manifest {where}: registry declares digest {header:.80}")
     if header and not is_digest(ref):
+        # by tag: the only digest the client knows is the one the registry declares
         verify_digest(body, header, f"manifest {where}")
     digest = ref if is_digest(ref) else sha256_digest(body)
     declared = r.headers.get("Content-Type", "").split(";", 1)[0].strip() or None
