@@ -136,6 +136,7 @@ class Measured:
     kinds: dict[str, int]
     statuses: dict[int, int]
     scan_seconds: float
+    scan_cpu: float  # the scan process's user + system CPU seconds
     peak_mb: float
     ceiling: dict[str, float]
     manifests_only: dict[str, float]
@@ -147,6 +148,21 @@ class Measured:
     @property
     def ratio(self) -> float:
         return self.scan_rate / self.ceiling["rate"]
+
+    def cpu_per_request(self, startup_cpu: float) -> float:
+        """Milliseconds of the scan's CPU per request, its interpreter start taken out."""
+        return max(0.0, self.scan_cpu - startup_cpu) / self.requests * 1000
+
+
+def timed_cpu(cmd: list[str], workdir: Path, name: str) -> tuple[list[str], Path]:
+    """`cmd` under GNU time writing its user + system CPU seconds to a file."""
+    out = workdir / f"{name}.cpu"
+    return ["/usr/bin/time", "-f", "%U %S", "-o", str(out), *cmd], out
+
+
+def read_cpu(path: Path) -> float:
+    fields = path.read_text().split()[-2:]
+    return sum(float(x) for x in fields)
 
 
 def _kind(method: str, path: str) -> str:
@@ -180,7 +196,7 @@ def measure(args: argparse.Namespace, repositories: int, workdir: Path) -> Measu
         shutil.rmtree(snap, ignore_errors=True)
         before = log.stat().st_size
         cmd = [
-            reclaim_command(),
+            args.reclaim,
             "scan",
             server.url,
             "-o",
@@ -188,6 +204,7 @@ def measure(args: argparse.Namespace, repositories: int, workdir: Path) -> Measu
             "--workers",
             str(args.workers),
         ]
+        cmd, cpu_file = timed_cpu(cmd, workdir, "scan")
         scan = run_process(cmd, timeout=3600, memory_mb=8000)
         if scan.status != "ok":
             raise SystemExit(f"scan {scan.status}: {scan.error}")
@@ -212,9 +229,18 @@ def measure(args: argparse.Namespace, repositories: int, workdir: Path) -> Measu
     finally:
         server.stop()
     return Measured(
-        repositories, manifests, scanned, len(made), kinds, statuses, scan.wall, scan.peak_mb,
-        same, only,
-    )  # fmt: skip
+        repositories=repositories,
+        generated=manifests,
+        scanned=scanned,
+        requests=len(made),
+        kinds=kinds,
+        statuses=statuses,
+        scan_seconds=scan.wall,
+        scan_cpu=read_cpu(cpu_file),
+        peak_mb=scan.peak_mb or 0.0,
+        ceiling=same,
+        manifests_only=only,
+    )
 
 
 def print_size(args: argparse.Namespace, m: Measured) -> None:
@@ -240,17 +266,22 @@ def print_size(args: argparse.Namespace, m: Measured) -> None:
     )
 
 
-def print_growth(args: argparse.Namespace, results: list[Measured]) -> None:
+def print_growth(args: argparse.Namespace, results: list[Measured], startup_cpu: float) -> None:
     print(f"\n{'repositories':>12} {'manifests':>10} {'requests':>9} {'req/manifest':>12} "
-          f"{'scan s':>8} {'scan req/s':>10} {'ceiling req/s':>13} {'ratio':>6}")  # fmt: skip
+          f"{'scan s':>8} {'scan req/s':>10} {'ceiling req/s':>13} {'ratio':>6} "
+          f"{'client CPU ms/req':>17}")  # fmt: skip
     for m in results:
         print(
             f"{m.repositories:>12,} {m.scanned:>10,} {m.requests:>9,} "
             f"{m.requests / m.scanned:>12.2f} {m.scan_seconds:>8.1f} {m.scan_rate:>10.0f} "
-            f"{m.ceiling['rate']:>13.0f} {m.ratio:>5.2f}x"
+            f"{m.ceiling['rate']:>13.0f} {m.ratio:>5.2f}x {m.cpu_per_request(startup_cpu):>17.2f}"
         )
     print(
         "goal: ratio at least 0.80x (the scan's requests per second / wrk's on the same requests)"
+    )
+    print(
+        "client CPU ms/req: the scan process's user + system CPU, less `reclaim --version`'s "
+        f"({startup_cpu:.1f} s), per request: what the scan takes from the registry's 2 cores"
     )
 
 
@@ -270,7 +301,14 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=32, help="reclaim scan --workers")
     parser.add_argument("--wrk-seconds", type=float, default=20)
     parser.add_argument("--workdir", type=Path, help="keep the storage trees here (reused)")
+    parser.add_argument(
+        "--reclaim",
+        default=None,
+        help="the reclaim executable to time (default: the one installed beside this Python); "
+        "another build's, to compare two revisions on the same trees",
+    )
     args = parser.parse_args()
+    args.reclaim = args.reclaim or reclaim_command()
     for tool in ("wrk", "/usr/bin/time"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (apt-get install wrk time)")
@@ -283,12 +321,14 @@ def main() -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="reclaim-bench-api-"))
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"machine before: {machine_line()}")
-    startup = run_process([reclaim_command(), "--version"], timeout=60, memory_mb=8000)
+    cmd, startup_file = timed_cpu([args.reclaim, "--version"], workdir, "startup")
+    startup = run_process(cmd, timeout=60, memory_mb=8000)
+    startup_cpu = read_cpu(startup_file)
     results = []
     for repositories in sizes:
         results.append(measure(args, repositories, workdir / f"repositories-{repositories}"))
         print_size(args, results[-1])
-    print_growth(args, results)
+    print_growth(args, results, startup_cpu)
     print(
         f"of each scan's time, {startup.wall:.1f} s is the interpreter start "
         "(`reclaim --version` takes that long)"
