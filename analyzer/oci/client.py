@@ -314,9 +314,12 @@ class Client(oras.provider.Registry):
                 whole = False
                 try:
                     body, whole = _read_body(r, limit if ok else MAX_ERROR_BYTES, ok, what)
-                except (urllib3.exceptions.HTTPError, OSError):
+                except (urllib3.exceptions.HTTPError, OSError) as e:
                     status = f"{r.status}, body cut short"
-                    if deadline.expired:
+                    # The socket's read timeout is the deadline's time too: whichever fires
+                    # first, the body did not come in time.
+                    slow = isinstance(e, urllib3.exceptions.ReadTimeoutError | TimeoutError)
+                    if deadline.expired or slow:
                         raise self._late(method, path) from None
                     raise _Transient(
                         f"registry {s.shown}: the connection broke while reading the body of "
