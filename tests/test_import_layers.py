@@ -56,6 +56,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "analyzer.oci.auth",
             "analyzer.oci.client",
+            "analyzer.oci.transport",
             "analyzer.oci.writer",
             "analyzer.sources",
             "analyzer.sources.",
@@ -124,6 +125,7 @@ IMPURE = (
     "analyzer.sources.",
     "analyzer.oci.auth",
     "analyzer.oci.client",
+    "analyzer.oci.transport",
     "analyzer.oci.writer",
     "analyzer.engines.distribution.runner",
     "analyzer.engines.distribution.serving",

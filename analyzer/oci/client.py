@@ -18,6 +18,8 @@ Built on oras-py 0.2.x (`oras.provider.Registry`). Its known gaps, and where the
    cut bodies, empty-body 404s) within a budget; 401/403 raise `AuthError` at once, never retried.
 6. Not thread-safe (one `requests.Session` and token per client): one `Client` per worker
    thread (`threading.local`); only the token cache, counters and small memos are shared.
+   Its requests session is not used: requests go through urllib3 directly, half the CPU per
+   request (`analyzer.oci.transport`: proxies, CA bundle, redirects kept).
 7-8. Docker config files and credential helpers: worked around in `analyzer.oci.auth`.
 9. TLS: oras chooses http or https from an `insecure` flag and disables urllib3's warnings
    globally when verification is off: this client keeps the URL's own scheme (plain HTTP only
@@ -37,6 +39,7 @@ import json
 import logging
 import os
 import random
+import ssl
 import threading
 import time
 import urllib.parse
@@ -48,7 +51,7 @@ from typing import Any
 import oras.auth.utils
 import oras.provider
 import oras.utils
-import requests
+import urllib3
 
 from analyzer.errors import AuthError, IntegrityError, SourceError, UsageError
 from analyzer.oci.auth import Credentials, TokenCache, scope_for
@@ -63,10 +66,10 @@ from analyzer.oci.manifest import (
     sha256_digest,
     verify_digest,
 )
+from analyzer.oci.transport import Answer, Transport
 from analyzer.sources.http import (
     RETRY_STATUSES,
     Deadline,
-    DeadlineAdapter,
     RetryPolicy,
     log_request,
     loggable_url,
@@ -192,6 +195,7 @@ class Shared:
     def close(self) -> None:
         with self.lock:
             for client in self.clients:
+                client.transport.close()
                 client.session.close()
             self.clients.clear()
 
@@ -229,26 +233,25 @@ class Shared:
         return None
 
 
-def _no_auth(r: requests.PreparedRequest) -> requests.PreparedRequest:
-    return r
-
-
-def _read_body(r: requests.Response, limit: int, strict: bool, what: str) -> bytes:
-    """Up to `limit` bytes of the body; beyond it IntegrityError (`strict`) or cut off."""
+def _read_body(
+    r: urllib3.BaseHTTPResponse, limit: int, strict: bool, what: str
+) -> tuple[bytes, bool]:
+    """Up to `limit` bytes of the body, and whether it was read to its end; beyond `limit`
+    IntegrityError (`strict`) or cut off."""
     chunks: list[bytes] = []
     total = 0
-    for chunk in r.iter_content(64 << 10):
+    for chunk in r.stream(64 << 10):
         total += len(chunk)
         if total > limit:
             if strict:
                 raise IntegrityError(f"{what}: body is larger than {limit} bytes")
             chunks.append(chunk[: limit - (total - len(chunk))])
-            break
+            return b"".join(chunks), False
         chunks.append(chunk)
-    return b"".join(chunks)
+    return b"".join(chunks), True
 
 
-def _retryable(method: str, r: requests.Response) -> bool:
+def _retryable(method: str, r: Answer) -> bool:
     """A safe request's answer worth another attempt. An empty-body 404 to a GET is one: a
     registry's own 404 carries its error code, so an empty one is a proxy's or a fault's."""
     if method not in ("GET", "HEAD"):
@@ -258,7 +261,7 @@ def _retryable(method: str, r: requests.Response) -> bool:
     return method == "GET" and r.status_code == 404 and not r.content.strip()
 
 
-def _error_codes(r: requests.Response) -> set[str]:
+def _error_codes(r: Answer) -> set[str]:
     """The `code`s of a distribution error body (`{"errors": [{"code": ...}]}`)."""
     try:
         doc = json.loads(r.content)
@@ -280,33 +283,15 @@ class Client(oras.provider.Registry):
         super().__init__(hostname=parts.netloc, insecure=parts.scheme == "http")
         self.shared = shared
         self.rng = random.Random()
-        # A session-level auth (a no-op) stops requests from adding ~/.netrc credentials, which
-        # would silently replace the Authorization header this client chose.
-        self.session.auth = _no_auth
-        for prefix in ("http://", "https://"):
-            self.session.mount(prefix, DeadlineAdapter())
-        self._environment: dict[tuple[str, str], dict[str, Any]] = {}
+        # Requests go through urllib3 directly (`analyzer.oci.transport`); oras's requests
+        # session is never used (and so never adds ~/.netrc credentials either).
+        self.transport = Transport(shared.verify)
 
     # -- transport
 
-    def _send(self, method: str, url: str, headers: dict[str, str], seconds: float) -> Any:
-        """`session.request(..., stream=True)`, with the environment's settings (proxies,
-        REQUESTS_CA_BUNDLE) read once per origin: requests reads them again for every request,
-        scanning the whole environment twice, a third of a scan's own CPU per request."""
-        prepared = self.session.prepare_request(requests.Request(method, url, headers=headers))
-        parts = urllib.parse.urlsplit(prepared.url)
-        origin = (parts.scheme, parts.netloc)
-        settings = self._environment.get(origin)
-        if settings is None:
-            settings = self.session.merge_environment_settings(
-                prepared.url, {}, True, self.shared.verify, None
-            )
-            self._environment[origin] = settings
-        return self.session.send(prepared, timeout=seconds, allow_redirects=True, **settings)
-
     def _attempt(
         self, method: str, url: str, headers: dict[str, str], seconds: float, limit: int
-    ) -> requests.Response:
+    ) -> Answer:
         """One request and its whole body within `seconds`. A failure another attempt may not
         meet is _Transient; anything else (refused, TLS) is a SourceError."""
         s = self.shared
@@ -316,33 +301,37 @@ class Client(oras.provider.Registry):
         try:
             with Deadline(seconds) as deadline:
                 try:
-                    r = self._send(method, url, headers, seconds)
-                except requests.exceptions.RequestException as e:
+                    r = self.transport.open(method, url, headers, seconds)
+                except (urllib3.exceptions.HTTPError, OSError) as e:
                     if deadline.expired:
                         raise _Transient(
                             f"registry {s.shown} did not answer {method} {path} within {s.timeout:g} s"
                         ) from None
                     raise self._unreached(e, method, path) from None
-                status = r.status_code
-                ok = r.status_code < 300
+                status = r.status
+                ok = r.status < 300
                 what = f"registry {s.shown}: {method} {path}"
+                whole = False
                 try:
-                    body = _read_body(r, limit if ok else MAX_ERROR_BYTES, ok, what)
-                except requests.exceptions.RequestException:
-                    status = f"{r.status_code}, body cut short"
-                    if deadline.expired:
+                    body, whole = _read_body(r, limit if ok else MAX_ERROR_BYTES, ok, what)
+                except (urllib3.exceptions.HTTPError, OSError) as e:
+                    status = f"{r.status}, body cut short"
+                    # The socket's read timeout is the deadline's time too: whichever fires
+                    # first, the body did not come in time.
+                    slow = isinstance(e, urllib3.exceptions.ReadTimeoutError | TimeoutError)
+                    if deadline.expired or slow:
                         raise self._late(method, path) from None
                     raise _Transient(
                         f"registry {s.shown}: the connection broke while reading the body of "
                         f"{method} {path}"
                     ) from None
                 finally:
-                    r.close()
+                    if not whole:
+                        r.close()  # a connection with unread bytes is not used again
+                    r.release_conn()
         finally:
             log_request(method, url, status, time.monotonic() - started)
-        r._content = body  # read in full under the deadline; callers use r.content
-        r._content_consumed = True
-        return r
+        return Answer(method, url, r.status, r.headers, body)
 
     def _late(self, method: str, path: str) -> _Transient:
         s = self.shared
@@ -350,21 +339,25 @@ class Client(oras.provider.Registry):
             f"registry {s.shown} did not complete {method} {path} within {s.timeout:g} s"
         )
 
-    def _unreached(
-        self, e: requests.exceptions.RequestException, method: str, path: str
-    ) -> Exception:
+    def _unreached(self, e: Exception, method: str, path: str) -> Exception:
         s = self.shared
-        if isinstance(e, requests.exceptions.SSLError):
+        errors = urllib3.exceptions
+        if isinstance(e, errors.SSLError | ssl.SSLError):
             return SourceError(f"cannot reach registry {s.shown}: {_tls_reason(e)}")
-        if isinstance(e, requests.exceptions.ConnectTimeout):
+        # (urllib3's NewConnectionError is a ConnectTimeoutError too: a refusal is not a timeout)
+        if isinstance(e, errors.ConnectTimeoutError) and not isinstance(
+            e, errors.NewConnectionError
+        ):
             return _Transient(
                 f"cannot reach registry {s.shown}: no connection within {s.timeout:g} s"
             )
-        if isinstance(e, requests.exceptions.ReadTimeout):
+        if isinstance(e, errors.ReadTimeoutError | TimeoutError):
             return _Transient(
                 f"registry {s.shown} did not answer {method} {path} within {s.timeout:g} s"
             )
-        if isinstance(e, requests.exceptions.ConnectionError):
+        if isinstance(
+            e, errors.NewConnectionError | errors.ProtocolError | errors.ProxyError | OSError
+        ):
             reason = _connection_reason(e)
             if reason in ("connection refused", "host name does not resolve"):
                 return SourceError(f"cannot reach registry {s.shown}: {reason}")
@@ -375,7 +368,7 @@ class Client(oras.provider.Registry):
 
     def exchange(
         self, method: str, url: str, headers: dict[str, str], limit: int = MAX_LIST_BYTES
-    ) -> requests.Response:
+    ) -> Answer:
         """A request with its body read, retried when that is safe (gap 5).
 
         GET and HEAD are tried again on 429 (after its Retry-After), 500/502/503/504, an
@@ -392,7 +385,7 @@ class Client(oras.provider.Registry):
         for attempt in range(1, policy.attempts + 1):
             left = budget - (time.monotonic() - started)
             seconds = min(s.timeout, max(left, 0.05))
-            answer: requests.Response | None = None
+            answer: Answer | None = None
             try:
                 answer = self._attempt(method, url, headers, seconds, limit)
             except _Transient as e:
@@ -428,7 +421,7 @@ class Client(oras.provider.Registry):
             time.sleep(wait)
         raise AssertionError("unreachable: the loop returns or raises")
 
-    def _problem(self, method: str, url: str, r: requests.Response) -> str:
+    def _problem(self, method: str, url: str, r: Answer) -> str:
         path = urllib.parse.urlsplit(url).path
         if r.status_code == 429:
             return f"registry {self.shared.shown} rate-limited {method} {path} (429)"
@@ -444,7 +437,7 @@ class Client(oras.provider.Registry):
         headers: dict[str, str] | None = None,
         json: Any = None,
         stream: bool = False,
-    ) -> requests.Response:
+    ) -> Answer:
         """oras's do_request without @retry: retries only where safe (`exchange`); a 401/403
         raises AuthError at once, never retried (a refused login never looks like a flaky one).
 
@@ -461,7 +454,7 @@ class Client(oras.provider.Registry):
         method: str = "GET",
         headers: dict[str, str] | None = None,
         limit: int = MAX_LIST_BYTES,
-    ) -> requests.Response:
+    ) -> Answer:
         headers = dict(headers or {})
         scope = scope_for(urllib.parse.urlsplit(url).path)
         sent = self.shared.preemptive(scope)
@@ -480,7 +473,7 @@ class Client(oras.provider.Registry):
             )
         return response
 
-    def _answer(self, response: requests.Response, scope: str, sent: str | None) -> str:
+    def _answer(self, response: Answer, scope: str, sent: str | None) -> str:
         """The Authorization header answering a 401 challenge; AuthError when there is none."""
         s = self.shared
         challenge = response.headers.get("WWW-Authenticate", "")
@@ -531,13 +524,13 @@ class Client(oras.provider.Registry):
         accept: str | None = None,
         method: str = "GET",
         limit: int = MAX_LIST_BYTES,
-    ) -> requests.Response:
+    ) -> Answer:
         headers = {"Accept": accept} if accept else {}
         return self.request(self.shared.base + path, method, headers, limit)
 
     def get_confirmed(
         self, url: str, accept: str, codes: Iterable[str], limit: int
-    ) -> requests.Response | None:
+    ) -> Answer | None:
         """GET something just listed; None only when the registry says it is gone twice.
 
         A 404 is believed when it carries one of the registry's error `codes` and a second read
@@ -560,11 +553,11 @@ class Client(oras.provider.Registry):
                 log.info("reading %s again before believing its 404", loggable_url(url))
         return None
 
-    def fail(self, r: requests.Response, what: str) -> SourceError:
+    def fail(self, r: Answer, what: str) -> SourceError:
         """The error for an unexpected status (5xx and stray 4xx alike: nothing is guessed)."""
         r.close()
         return SourceError(
-            f"registry {self.shared.shown} answered {r.status_code} to {r.request.method} {what}"
+            f"registry {self.shared.shown} answered {r.status_code} to {r.method} {what}"
         )
 
     # -- the API
@@ -607,7 +600,7 @@ class Client(oras.provider.Registry):
             url = self._next_page(r, seen)
         return names
 
-    def _next_page(self, r: requests.Response, seen: set[str]) -> str:
+    def _next_page(self, r: Answer, seen: set[str]) -> str:
         link = r.links.get("next", {}).get("url")
         if not link:
             return ""
@@ -620,8 +613,10 @@ class Client(oras.provider.Registry):
         return url
 
     def resolve_tag(self, repo: str, tag: str) -> str | None:
-        """The digest a tag points to (HEAD, so the body is fetched once per digest); None when
-        the registry says the tag's manifest is gone (a HEAD 404 has no body: confirmed by GET)."""
+        """The digest a tag points to by HEAD, for when its body is probably not needed (a
+        `--since` rescan whose snapshot holds it, the writer's re-checks); None when the
+        registry says the tag's manifest is gone (a HEAD 404 has no body: confirmed by GET).
+        A scan that needs the body resolves a tag with `manifest(repo, tag)`: one request."""
         path = f"/v2/{repo}/manifests/{tag}"
         r = self.get(path, ", ".join(ACCEPT_MANIFESTS), "HEAD")
         if r.status_code == 404:
@@ -639,7 +634,12 @@ class Client(oras.provider.Registry):
     def manifest(self, repo: str, ref: str) -> Fetched | None:
         """GET a manifest by tag or digest, verified against its digest; None when the registry
         says it is gone. A body that does not match its digest is read once more (a cut or
-        garbled transfer) before it is an IntegrityError."""
+        garbled transfer) before it is an IntegrityError.
+
+        By digest, the body must hash to it and the registry's Docker-Content-Digest (if sent)
+        must name it. By tag, the body must hash to the Docker-Content-Digest the registry sends
+        with it: one GET both resolves the tag and fetches its verified body (a HEAD first would
+        cost a second request per tag). Without that header the digest is the body's hash."""
         where = f"{repo}@{ref}" if is_digest(ref) else f"{repo}:{ref}"
         url = f"{self.shared.base}/v2/{repo}/manifests/{ref}"
         for read in (1, 2):
@@ -719,7 +719,7 @@ class Client(oras.provider.Registry):
             return None
 
 
-def _verified_manifest(r: requests.Response, ref: str, where: str) -> Fetched:
+def _verified_manifest(r: Answer, ref: str, where: str) -> Fetched:
     body = r.content
     header = r.headers.get("Docker-Content-Digest")
     if is_digest(ref):
@@ -727,6 +727,7 @@ def _verified_manifest(r: requests.Response, ref: str, where: str) -> Fetched:
     if header and header != ref and is_digest(ref):
         raise IntegrityError(f"manifest {where}: registry declares digest {header:.80}")
     if header and not is_digest(ref):
+        # by tag: the only digest the client knows is the one the registry declares
         verify_digest(body, header, f"manifest {where}")
     digest = ref if is_digest(ref) else sha256_digest(body)
     declared = r.headers.get("Content-Type", "").split(";", 1)[0].strip() or None
@@ -737,14 +738,14 @@ def _verified_manifest(r: requests.Response, ref: str, where: str) -> Fetched:
 # --- response helpers ------------------------------------------------------------------------
 
 
-def _json_body(r: requests.Response, what: str) -> Any:
+def _json_body(r: Answer, what: str) -> Any:
     try:
         return json.loads(r.content)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise IntegrityError(f"{what}: answered a body that is not JSON") from None
 
 
-def _name_list(r: requests.Response, key: str, what: str) -> list[str]:
+def _name_list(r: Answer, key: str, what: str) -> list[str]:
     doc = _json_body(r, what)
     names = doc.get(key) if isinstance(doc, dict) else None
     if names is None and isinstance(doc, dict):
@@ -754,7 +755,7 @@ def _name_list(r: requests.Response, key: str, what: str) -> list[str]:
     return names
 
 
-def _looks_like_registry(r: requests.Response) -> bool:
+def _looks_like_registry(r: Answer) -> bool:
     """A 200 on /v2/ from a registry carries its API header or a JSON body (not HTML)."""
     if r.headers.get("Docker-Distribution-Api-Version", "").startswith("registry/2"):
         return True

@@ -78,13 +78,19 @@ class _RepoResult:
 
 
 def walk_repository(
-    client: Client, repo: str, page_size: int, known: KnownManifests | None = None
+    client: Client,
+    repo: str,
+    page_size: int,
+    known: KnownManifests | None = None,
+    since_tags: dict[tuple[str, str], str] | None = None,
 ) -> _RepoResult:
     """Tags, every manifest reachable from them (index children, referrers), each fetched once.
 
-    With `known` (`scan --since`), a manifest whose digest the earlier snapshot holds is not
-    fetched: a tag's HEAD already said it is there, and any other (an index child, a referrer)
-    is confirmed with a HEAD; its body, and its image config's time, come from the snapshot."""
+    A tag costs one request: a GET whose body is verified against the Docker-Content-Digest
+    sent with it (`_resolve_tag`). With `known` (`scan --since`), a manifest whose digest the
+    earlier snapshot holds is not fetched: a tag the snapshot had on such a manifest is resolved
+    by HEAD, any other known manifest (an index child, a referrer) is confirmed with a HEAD; its
+    body, and its image config's time, come from the snapshot."""
     res = _RepoResult(repo)
     try:
         tags = client.paged(f"/v2/{repo}/tags/list", "tags", page_size)
@@ -93,9 +99,11 @@ def walk_repository(
         return res
     res.has_tags_dir = tags is not None
     tag_digests: dict[str, str] = {}
+    bodies: dict[str, Fetched] = {}  # fetched by tag: not fetched again by digest
     for tag in tags or []:
+        before = since_tags.get((repo, tag)) if since_tags is not None else None
         try:
-            digest = client.resolve_tag(repo, tag)
+            digest = _resolve_tag(client, repo, tag, before, known, bodies)
         except Unsure as e:
             res.skips.append((tag, f"{UNREAD}the tag's manifest could not be read: {e}"))
             continue
@@ -104,6 +112,7 @@ def walk_repository(
             continue
         res.tags.append((tag, digest))
         tag_digests[tag] = digest
+    tagged = set(tag_digests.values())
     pending = deque(tag_digests.values())
     seen: set[str] = set()
     while pending:
@@ -111,9 +120,12 @@ def walk_repository(
         if digest in seen:
             continue
         seen.add(digest)
-        was = known.get(digest) if known is not None else None
+        fetched = bodies.get(digest)
+        was = known.get(digest) if known is not None and fetched is None else None
         try:
-            if was is not None and digest not in tag_digests.values():
+            if fetched is not None:
+                pass
+            elif was is not None and digest not in tagged:
                 # still there? (the body cannot have changed; the manifest may be gone)
                 if client.resolve_tag(repo, digest) is None:
                     was, fetched = None, None
@@ -137,6 +149,28 @@ def walk_repository(
             pending.extend(d.digest for d in fetched.parsed.manifests)
         pending.extend(_referrers(client, res, digest, tag_digests))
     return res
+
+
+def _resolve_tag(
+    client: Client,
+    repo: str,
+    tag: str,
+    was: str | None,
+    known: KnownManifests | None,
+    bodies: dict[str, Fetched],
+) -> str | None:
+    """The digest `repo:tag` points to, in one request. By GET, keeping the verified body in
+    `bodies`: the walk needs it, and a HEAD first would cost a second request. By HEAD only on
+    a rescan whose snapshot had this tag on a manifest it holds: the tag most likely still
+    points there, and then no body is needed at all (if it moved, the walk GETs the new digest).
+    None when the registry says the tag's manifest is gone."""
+    if known is not None and was is not None and was in known:
+        return client.resolve_tag(repo, tag)
+    fetched = client.manifest(repo, tag)
+    if fetched is None:
+        return None
+    bodies.setdefault(fetched.digest, fetched)
+    return fetched.digest
 
 
 def _record(client: Client, res: _RepoResult, fetched: Fetched) -> None:
@@ -374,6 +408,18 @@ def _catalog(client: Client, globs: list[str], page_size: int) -> tuple[list[str
     return [n for n in wanted if is_repository_name(n)], bad
 
 
+def _tags_of(since: Inventory) -> dict[tuple[str, str], str]:
+    """(repository, tag) -> digest of an earlier snapshot: which tags a rescan resolves by HEAD."""
+    t = since.tags
+    return dict(
+        zip(
+            zip(t["repository"].astype(str), t["tag"].astype(str), strict=True),
+            t["digest"].astype(str),
+            strict=True,
+        )
+    )
+
+
 def _add(builder: InventoryBuilder, res: _RepoResult) -> None:
     builder.add_repository(res.repository, res.has_tags_dir)
     for tag, digest in res.tags:
@@ -414,8 +460,8 @@ def scan_oci(
 
     `shard` reads only that shard's repositories (`analyzer.shards`; `analyzer.sources.merge`
     joins them). `since`, an earlier snapshot: a manifest it holds is not fetched again (tags
-    are still listed and resolved, other manifests confirmed with a HEAD); the savings are in
-    `header.extra["since"]`.
+    are still listed and resolved, by HEAD where that snapshot had the tag on a manifest it
+    holds; other manifests confirmed with a HEAD); the savings are in `header.extra["since"]`.
     """
     progress = progress or NullProgress()
     known = KnownManifests(since) if since is not None else None
@@ -462,8 +508,9 @@ def scan_oci(
             if book is not None and name in book.done:
                 consume(book.done[name])
         todo = [r for r in repos if book is None or r not in book.done]
+        since_tags = _tags_of(since) if since is not None else None
         _in_order(
-            lambda repo: walk_repository(shared.client(), repo, page_size, known),
+            lambda repo: walk_repository(shared.client(), repo, page_size, known, since_tags),
             todo,
             max(1, workers),
             consume,

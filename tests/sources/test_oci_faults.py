@@ -55,6 +55,7 @@ def no_home_docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 class Filled:
     lib_latest: str  # the tagged manifest that keeps SHARED_LAYER
     web_digest: str
+    app_amd: str  # an untagged index child: the one kind of manifest fetched by digest
 
 
 def fill(p: Pusher) -> Filled:
@@ -81,7 +82,7 @@ def fill(p: Pusher) -> Filled:
     p.index("team/web", referrers_tag(web), [sig_desc])
     p.image("zeta/tool", "t", [b"tool layer"], docker=True)
     assert DOCKER_MANIFEST and amd and arm and sig
-    return Filled(lib, web)
+    return Filled(lib, web, amd)
 
 
 @pytest.fixture
@@ -165,30 +166,56 @@ def test_transient_404s_on_listed_manifests_are_read_again(
 ) -> None:
     registry, f, clean = filled
     rules = [
-        # A HEAD 404 has no body: it is confirmed by GET before it is believed.
-        Rule("404-empty", r"^/v2/team/lib/manifests/latest$", method="HEAD"),
-        # A 404 with the registry's own MANIFEST_UNKNOWN (a lagging replica): read again.
-        Rule("404-manifest-unknown", rf"^/v2/team/lib/manifests/{f.lib_latest}$", method="GET"),
+        # An empty 404 to a tag's GET is no registry's answer: tried again.
+        Rule("404-empty", r"^/v2/team/lib/manifests/latest$", method="GET"),
+        # A 404 with the registry's own MANIFEST_UNKNOWN (a lagging replica): read again, by
+        # digest (an index child) and by tag.
+        Rule("404-manifest-unknown", rf"^/v2/team/app/manifests/{f.app_amd}$", method="GET"),
         Rule("404-manifest-unknown", r"^/v2/team/web/manifests/1.0$", method="GET"),
-        Rule("404-empty", r"^/v2/team/web/manifests/1.0$", method="HEAD"),
+        Rule("404-empty", r"^/v2/team/web/manifests/1.0$", method="GET"),
     ]
     with proxied(registry, rules=rules) as proxy:
         inv = scan_oci(proxy.url, timeout=STEADY, retry=FAST)
     assert sum(proxy.injected.values()) == 4
     assert same_tables(inv, clean)
     assert not wrong_claims(inv, clean)
+    assert inv.header.extra["rereads"] == 2 and inv.header.extra["retries"] == 2
+
+
+def test_a_rescan_confirms_a_head_404_by_get(
+    filled: tuple[RegistryServer, Filled, Inventory],
+) -> None:
+    """A rescan resolves the tags its snapshot holds by HEAD; a HEAD 404 has no body to tell
+    the registry's answer from a fault's, so it is confirmed by GET before it is believed."""
+    registry, _, clean = filled
+    rules = [Rule("404-empty", r"^/v2/team/lib/manifests/latest$", method="HEAD")]
+    with proxied(registry, rules=rules) as proxy:
+        inv = scan_oci(proxy.url, timeout=STEADY, retry=FAST, since=clean)
+    assert proxy.injected["404-empty"] == 1
+    assert ("GET", "/v2/team/lib/manifests/latest", "") in proxy.requests
+    assert same_tables(inv, clean)
+    assert inv.header.extra["rereads"] == 1
 
 
 def test_a_manifest_the_registry_says_is_gone_is_believed(
     filled: tuple[RegistryServer, Filled, Inventory],
 ) -> None:
-    """Twice MANIFEST_UNKNOWN: the tag's manifest is really gone (a plain skip, not unread)."""
+    """Twice MANIFEST_UNKNOWN: the manifest is really gone (a plain skip, not unread), whether
+    asked for by tag (its one GET) or by digest (an index child)."""
     registry, f, _ = filled
-    rule = Rule("404-manifest-unknown", rf"^/v2/team/lib/manifests/{f.lib_latest}$", times=None)
+    rule = Rule("404-manifest-unknown", r"^/v2/team/lib/manifests/latest$", times=None)
+    with proxied(registry, rules=[rule]) as proxy:
+        inv = scan_oci(proxy.url, timeout=STEADY, retry=FAST)
+    assert proxy.injected["404-manifest-unknown"] == 2
+    assert list(inv.skips.reason) == ["tag is listed but its manifest is unknown (404)"]
+    assert list(inv.skips.reference) == ["latest"]
+    assert len(inv.unread) == 0
+    rule = Rule("404-manifest-unknown", rf"^/v2/team/app/manifests/{f.app_amd}$", times=None)
     with proxied(registry, rules=[rule]) as proxy:
         inv = scan_oci(proxy.url, timeout=STEADY, retry=FAST)
     assert proxy.injected["404-manifest-unknown"] == 2
     assert list(inv.skips.reason) == ["manifest is referenced but unknown (404)"]
+    assert list(inv.skips.reference) == [f.app_amd]
     assert len(inv.unread) == 0
 
 
@@ -203,11 +230,11 @@ def test_each_fault_is_retried_and_counted(
         Rule("429-retry-after", r"^/v2/team/app/tags/list"),
         Rule("429", r"^/v2/team/lib/tags/list"),
         Rule("500", r"^/v2/_catalog"),
-        Rule("503", rf"^/v2/team/lib/manifests/{f.lib_latest}$"),
+        Rule("503", r"^/v2/team/lib/manifests/latest$"),
         Rule("502", r"^/v2/zeta/tool/tags/list"),
-        Rule("drop", r"^/v2/team/web/manifests/1.0$", method="HEAD"),
-        Rule("truncate", rf"^/v2/team/web/manifests/{f.web_digest}$"),
-        Rule("garble", r"^/v2/zeta/tool/manifests/sha256:"),  # a digest mismatch: read again
+        Rule("drop", r"^/v2/team/web/manifests/1.0$"),
+        Rule("truncate", rf"^/v2/team/app/manifests/{f.app_amd}$"),
+        Rule("garble", r"^/v2/zeta/tool/manifests/t$"),  # a digest mismatch: read again
     ]
     with proxied(registry, rules=rules) as proxy:
         result = run_cli(
@@ -289,8 +316,8 @@ def test_a_trickled_body_ends_at_the_deadline(
     filled: tuple[RegistryServer, Filled, Inventory], tmp_path: Path
 ) -> None:
     """--timeout bounds a whole request: a body sent a byte every 1.5 s cannot keep it alive."""
-    registry, f, _ = filled
-    rule = Rule("trickle", rf"^/v2/team/lib/manifests/{f.lib_latest}$", times=None)
+    registry, _, _ = filled
+    rule = Rule("trickle", r"^/v2/team/lib/manifests/latest$", times=None)
     with proxied(registry, rules=[rule], trickle_interval=1.5) as proxy:
         started = time.monotonic()
         result = run_cli(
@@ -302,7 +329,7 @@ def test_a_trickled_body_ends_at_the_deadline(
     assert len(error) == 1
     assert error[0].startswith(
         f"reclaim: error: registry {proxy.url} did not complete GET "
-        f"/v2/team/lib/manifests/{f.lib_latest} within 2 s (tried "
+        "/v2/team/lib/manifests/latest within 2 s (tried "
     )
     # Its retries share a budget of 3 x --timeout; today's per-read timeout ran past 90 s.
     assert elapsed < 30
@@ -312,11 +339,14 @@ def test_a_digest_mismatch_that_stays_is_an_integrity_error(
     filled: tuple[RegistryServer, Filled, Inventory],
 ) -> None:
     registry, f, _ = filled
-    rule = Rule("garble", rf"^/v2/team/lib/manifests/{f.lib_latest}$", times=None)
+    rule = Rule("garble", r"^/v2/team/lib/manifests/latest$", times=None)
     with proxied(registry, rules=[rule]) as proxy, pytest.raises(IntegrityError) as err:
         scan_oci(proxy.url, timeout=STEADY, retry=FAST)
     assert proxy.injected["garble"] == 2  # read once more, then refused
-    assert "digest mismatch" in str(err.value) and f"team/lib@{f.lib_latest}" in str(err.value)
+    # the tag's body is checked against the digest the registry declares with it
+    assert str(err.value).startswith(
+        f"manifest team/lib:latest: digest mismatch, expected {f.lib_latest}, body hashes to "
+    )
 
 
 # --- resumable scans ---------------------------------------------------------------------------

@@ -279,13 +279,18 @@ def test_merged_api_shards_equal_a_single_scan(filled: tuple[RegistryServer, Pat
     assert analyses(merged) == analyses(single)
 
 
-def manifest_gets(proxy: FaultProxy) -> list[str]:
-    """Digests whose manifest body the scan fetched (GET /v2/<name>/manifests/<digest>)."""
+def manifest_gets(proxy: FaultProxy, tags: Inventory) -> list[str]:
+    """Digests whose manifest body the scan fetched: GET /v2/<name>/manifests/<digest>, and
+    GET by tag (a tag's one request), named by the digest `tags` (a scan of now) gives it."""
+    pointed = {
+        (r, t): d
+        for r, t, d in zip(tags.tags.repository, tags.tags.tag, tags.tags.digest, strict=True)
+    }
     found = []
     for method, path, _ in proxy.requests:
         name, sep, ref = path.partition("/manifests/")
-        if method == "GET" and sep and name.startswith("/v2/") and ref.startswith("sha256:"):
-            found.append(ref)
+        if method == "GET" and sep and name.startswith("/v2/"):
+            found.append(ref if ref.startswith("sha256:") else pointed[name[4:], ref])
     return found
 
 
@@ -306,13 +311,14 @@ def test_api_rescan_since_equals_a_full_rescan_and_fetches_no_known_body(
         proxy.requests.clear()
         full = workdir / "api-inc-full"
         run("scan", proxy.url, "-o", str(full))
-        full_gets = manifest_gets(proxy)
+        want = read_snapshot(full)
+        full_gets = manifest_gets(proxy, want)
         proxy.requests.clear()
         rescan = workdir / "api-inc-since"
         text = run("scan", proxy.url, "--since", str(first), "-o", str(rescan))
-        since_gets = manifest_gets(proxy)
+        since_gets = manifest_gets(proxy, want)
 
-        got, want = read_snapshot(rescan), read_snapshot(full)
+        got = read_snapshot(rescan)
         assert_same_inventory(got, want)
         assert analyses(rescan) == analyses(full)
         known = set(before.manifests["digest"])
@@ -330,7 +336,7 @@ def test_api_rescan_since_equals_a_full_rescan_and_fetches_no_known_body(
         proxy.requests.clear()
         again = workdir / "api-inc-again"
         run("scan", proxy.url, "--since", str(full), "-o", str(again))
-        assert manifest_gets(proxy) == []
+        assert manifest_gets(proxy, want) == []
         assert_same_inventory(read_snapshot(again), want)
 
         # a journalled rescan resumes: the known manifests are journalled without a body and

@@ -1,0 +1,158 @@
+"""The OCI client's HTTP transport: urllib3 directly, one pool manager per worker thread.
+
+requests spends about twice urllib3's CPU on each request (sessions, hooks, cookie jars,
+re-preparing the URL; measured in benchmarks/README.md), and an API scan is bounded by its CPU
+per request: client and registry share the machine. So the client sends through urllib3 and
+keeps, itself, what it needs of requests:
+
+- proxies from the environment (HTTP_PROXY, HTTPS_PROXY, NO_PROXY, as requests reads them),
+  read once per origin, with a proxy URL's user-info sent as Proxy-Authorization;
+- TLS verification: `verify` is True (REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE if set, else
+  certifi's bundle, as requests), a CA file or directory (--ca-cert), or False (--insecure);
+- redirects (a blob GET may be sent to storage): followed, and the Authorization header is
+  dropped when one leads to another host (urllib3's `Retry.remove_headers_on_redirect`);
+- the deadline: connections tell the active `analyzer.sources.http.Deadline` their socket;
+- connection reuse: one pool manager per client, so per worker thread, one connection per
+  origin kept alive.
+
+Nothing is retried here (`Client.exchange` decides that); an error is urllib3's own exception
+(a `MaxRetryError` is unwrapped to its reason), which the client turns into words.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+import urllib.parse
+from typing import Any
+
+import requests.utils
+import urllib3
+from urllib3.exceptions import MaxRetryError
+
+from analyzer.sources.http import _WatchedHTTPPool, _WatchedHTTPSPool
+from analyzer.version import __version__
+
+USER_AGENT = f"reclaim/{__version__}"
+MAX_REDIRECTS = 10
+# No retry (the client's own loop retries what is safe), redirects followed.
+NO_RETRY = urllib3.Retry(
+    total=None, connect=0, read=False, status=0, other=0, redirect=MAX_REDIRECTS
+)
+
+
+class Answer:
+    """A response read in full: what the client uses of one (status, headers, body, Link)."""
+
+    __slots__ = ("content", "headers", "method", "status_code", "url")
+
+    def __init__(
+        self, method: str, url: str, status: int, headers: Any, content: bytes = b""
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.status_code = status
+        self.headers = headers  # urllib3's HTTPHeaderDict: case-insensitive, like requests'
+        self.content = content
+
+    @property
+    def links(self) -> dict[str, dict[str, str]]:
+        """The Link header by `rel` (requests' `Response.links`)."""
+        header = self.headers.get("Link")
+        if not header:
+            return {}
+        out: dict[str, dict[str, str]] = {}
+        for link in requests.utils.parse_header_links(header):
+            key = link.get("rel") or link.get("url")
+            if key:
+                out[key] = link
+        return out
+
+    def close(self) -> None:
+        """Nothing to release: the body was read in full (kept for callers' symmetry)."""
+
+
+def _ca_options(verify: bool | str) -> dict[str, Any]:
+    if verify is False:
+        return {"cert_reqs": "CERT_NONE"}
+    if verify is True:
+        verify = (
+            os.environ.get("REQUESTS_CA_BUNDLE")
+            or os.environ.get("CURL_CA_BUNDLE")
+            or requests.utils.DEFAULT_CA_BUNDLE_PATH
+        )
+    key = "ca_cert_dir" if os.path.isdir(verify) else "ca_certs"
+    return {"cert_reqs": "CERT_REQUIRED", key: verify}
+
+
+def _proxy_headers(proxy: str) -> dict[str, str]:
+    parts = urllib.parse.urlsplit(proxy)
+    if not parts.username:
+        return {}
+    login = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+    return {"Proxy-Authorization": "Basic " + base64.b64encode(login.encode()).decode()}
+
+
+class Transport:
+    """One client's (one thread's) connections: a pool manager per proxy, chosen per origin."""
+
+    def __init__(self, verify: bool | str) -> None:
+        self.verify = verify
+        self._tls = _ca_options(verify)
+        self._by_origin: dict[tuple[str, str], urllib3.PoolManager] = {}
+        self._managers: dict[str | None, urllib3.PoolManager] = {}
+        self._lock = threading.Lock()  # close() may come from another thread
+
+    def _manager(self, url: str) -> urllib3.PoolManager:
+        parts = urllib.parse.urlsplit(url)
+        origin = (parts.scheme, parts.netloc)
+        manager = self._by_origin.get(origin)
+        if manager is not None:
+            return manager
+        proxies = requests.utils.get_environ_proxies(url)
+        proxy = requests.utils.select_proxy(url, proxies) if proxies else None
+        with self._lock:
+            manager = self._managers.get(proxy)
+            if manager is None:
+                options: dict[str, Any] = {"num_pools": 8, "maxsize": 1, **self._tls}
+                if proxy:
+                    manager = urllib3.ProxyManager(
+                        proxy, proxy_headers=_proxy_headers(proxy), **options
+                    )
+                else:
+                    manager = urllib3.PoolManager(**options)
+                manager.pool_classes_by_scheme = {
+                    "http": _WatchedHTTPPool,
+                    "https": _WatchedHTTPSPool,
+                }
+                self._managers[proxy] = manager
+            self._by_origin[origin] = manager
+        return manager
+
+    def open(
+        self, method: str, url: str, headers: dict[str, str], seconds: float
+    ) -> urllib3.BaseHTTPResponse:
+        """Send the request; the answer's body is still to be read (`stream`)."""
+        sent = {"User-Agent": USER_AGENT, **headers}
+        try:
+            return self._manager(url).urlopen(
+                method,
+                url,
+                headers=sent,
+                body=None,
+                retries=NO_RETRY,
+                redirect=True,
+                timeout=urllib3.Timeout(connect=seconds, read=seconds),
+                preload_content=False,
+                decode_content=True,
+            )
+        except MaxRetryError as e:
+            raise (e.reason or e) from None
+
+    def close(self) -> None:
+        with self._lock:
+            for manager in self._managers.values():
+                manager.clear()
+            self._managers.clear()
+            self._by_origin.clear()
