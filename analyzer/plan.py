@@ -364,13 +364,15 @@ def plan_manifests(
     delete_untagged: bool = False,
     predict: Predictor | None = None,
     gc_type: str | None = None,
+    baseline: Prediction | None = None,
 ) -> Plan:
     """Price deleting these manifests (repository, digest, named_as; other columns such as
     `rule` are carried into the plan) followed by `engine`'s GC. An empty frame is a valid
     plan: it frees what the GC frees anyway.
 
     `predict` prices one inventory (default: the engine's own prediction with these options),
-    so that a caller that already has the baseline's prediction computes it once."""
+    so that a caller that already has the baseline's prediction computes it once; `baseline`
+    is that prediction of `inv` itself, when the caller has it (several policies share it)."""
     spec = resolve(engine)
     options = spec.options(delete_untagged, gc_type)
     if predict is None:
@@ -388,7 +390,8 @@ def plan_manifests(
     kinds = inv.manifests[["repository", "digest", "kind", "subject"]]
     deletions = deletions.merge(kinds, on=["repository", "digest"], how="left")
     after = predict(without(inv, deletions))
-    baseline = predict(inv)
+    if baseline is None:
+        baseline = predict(inv)
     return Plan(
         spec.name,
         options.delete_untagged,
