@@ -125,7 +125,13 @@ def _plan_policy(
     evaluation = evaluate_policy(inv, policy, now, revisions=shared.revisions)
     deletions = evaluation.deletions[["repository", "digest", "named_as", "rule", "reason"]]
     plan = plan_manifests(
-        inv, deletions, spec, delete_untagged, gc_type=gc_type, baseline=shared.baseline
+        inv,
+        deletions,
+        spec,
+        delete_untagged,
+        gc_type=gc_type,
+        baseline=shared.baseline,
+        revisions=shared.revisions,
     )
     shared.baseline = plan.baseline
     if shared.paths is None:

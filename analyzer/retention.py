@@ -50,6 +50,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from analyzer.frames import arrow_strings
 from analyzer.inventory import Inventory
 from analyzer.oci.manifest import KIND_INDEX
 from analyzer.policy import (
@@ -148,6 +149,13 @@ def sorted_codes(columns: list[pd.Series]) -> tuple[list[np.ndarray], pa.Array]:
     return [rank[c] for c in interned.codes], values
 
 
+def _lookup(values: pd.Series, interned: pa.Array) -> np.ndarray:
+    """Codes of `values` among `interned` strings, -1 for a missing or unknown value."""
+    data = arrow_strings(values).cast(pa.large_string())
+    found = pc.index_in(data, value_set=interned)
+    return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
 def _rows_of(pairs: np.ndarray, rev_pairs: np.ndarray) -> np.ndarray:
     """The revision row of each pair code, -1 where it is no revision."""
     order = np.argsort(rev_pairs, kind="stable")
@@ -170,10 +178,16 @@ class Revisions:
     repo: np.ndarray  # per revision: repository code (sorted order)
     digest: np.ndarray  # per revision: digest code (sorted order)
     repo_names: list[str]  # by repository code
+    repo_values: pa.Array  # the same, as Arrow strings
     digest_values: pa.Array  # digests by code
+    subject: np.ndarray  # per revision: its subject's digest code, -1 for none
+    ref_parent: np.ndarray  # index -> child manifest edges (digest codes), sorted by parent
+    ref_child: np.ndarray
     tag_row: np.ndarray  # per tag: the revision row it points to, -1 for none
     tag_repo: np.ndarray  # per tag: repository code
     tag_code: np.ndarray  # per tag: tag name code (sorted order)
+    tag_digest: np.ndarray  # per tag: digest code
+    tag_subject: np.ndarray  # per tag name code: the digest a referrers-schema tag names, or -1
     tag_names: list[str]  # by tag name code
     tag_referrer: np.ndarray  # per tag name code: a referrers-schema tag
     edge_row: np.ndarray  # holder edges: the held revision's row
@@ -222,15 +236,23 @@ class Revisions:
         tag_lists = _tag_lists(len(m), tag_row, tag_code, tag_names)
         user = tag_row[(tag_row >= 0) & ~tag_referrer[tag_code]] if len(tag_code) else tag_row
         pushed, created = _times(m, digest, parent, child)
+        ok = (parent >= 0) & (child >= 0)
+        by_parent = np.argsort(parent[ok], kind="stable")
         return cls(
             inv=inv,
             repo=repo,
             digest=digest,
             repo_names=[str(r) for r in repo_values.to_pylist()],
+            repo_values=repo_values,
             digest_values=digest_values,
+            subject=subject,
+            ref_parent=parent[ok][by_parent],
+            ref_child=child[ok][by_parent],
             tag_row=tag_row,
             tag_repo=tag_repo,
             tag_code=tag_code,
+            tag_digest=tag_digest,
+            tag_subject=named_code,
             tag_names=tag_names,
             tag_referrer=tag_referrer,
             edge_row=held,
@@ -241,6 +263,26 @@ class Revisions:
             pushed=pushed,
             created=created,
         )
+
+    @property
+    def n(self) -> int:
+        """Pair codes are repository * n + digest."""
+        return max(len(self.digest_values), 1)
+
+    def pairs(self, repos: pd.Series, digests: pd.Series) -> np.ndarray:
+        """Pair codes of (repository, digest) columns; -1 where either is not interned here
+        (such a pair is none of the inventory's, so it matches nothing)."""
+        r = _lookup(repos, self.repo_values)
+        d = _lookup(digests, self.digest_values)
+        return np.where((r >= 0) & (d >= 0), r * self.n + d, -1)
+
+    def listed(self, repo: np.ndarray, digest: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(repository, index, child) for every index -> child manifest edge of these (repository,
+        digest) pairs, one row per edge (a child listed twice comes twice)."""
+        first = np.searchsorted(self.ref_parent, digest, side="left")
+        counts = np.searchsorted(self.ref_parent, digest, side="right") - first
+        pos = np.repeat(first - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        return np.repeat(repo, counts), np.repeat(digest, counts), self.ref_child[pos]
 
     def repo_mask(self, globs: tuple[str, ...]) -> np.ndarray:
         """Per repository code: matches any glob (fnmatch once per distinct repository)."""
