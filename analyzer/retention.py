@@ -360,7 +360,9 @@ def _tag_lists(
     order = np.lexsort((codes, rows))
     rows, codes = rows[order], codes[order]
     lists: list[list[str]] = [[] for _ in range(revisions)]
-    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else rows
+    if not len(rows):
+        return lists
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
     ends = np.r_[starts[1:], len(rows)]
     named = np.asarray(names, dtype=object)[codes]
     for row, a, b in zip(rows[starts].tolist(), starts.tolist(), ends.tolist(), strict=True):

@@ -5,6 +5,7 @@ every engine, mode and shipped policy."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,13 @@ def small_invs() -> list[analyzer.Inventory]:
     return [generate_registry(seed=s, repositories=8).to_inventory() for s in (1, 5)]
 
 
+def _untagged(inv: analyzer.Inventory) -> analyzer.Inventory:
+    """The same registry with every tag gone (empty tables take their own paths)."""
+    tables = dict(inv.tables)
+    tables["tags"] = inv.tags.iloc[0:0]
+    return replace(inv, tables=tables)
+
+
 @pytest.fixture(params=["scale", "small", "sample"])
 def invs(
     request: pytest.FixtureRequest,
@@ -81,7 +89,7 @@ def invs(
     if request.param == "scale":
         return [scale_inv]
     if request.param == "small":
-        return small_invs
+        return [*small_invs, _untagged(small_invs[0])]
     return [analyzer.read_snapshot(Path(__file__).resolve().parent.parent / "sample_data/snapshot")]
 
 
