@@ -11,10 +11,12 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import reference_compare
 import reference_plan
 import reference_retention
 
 import analyzer
+import analyzer.compare as compare_module
 from analyzer.generate import generate_registry
 from analyzer.generate_scale import write_scale_snapshot
 from analyzer.plan import plan_manifests
@@ -176,3 +178,30 @@ def test_compared_policies_equal_each_planned_alone(
     assert _docs(together.plans) == _docs(alone)
     for a, b in zip(together.plans, alone, strict=True):
         pd.testing.assert_frame_equal(a.evaluation.decisions, b.evaluation.decisions)
+
+
+def _changed(inv: analyzer.Inventory, seed: int) -> analyzer.Inventory:
+    """The registry with a share of its revisions and tags gone (as if deleted since)."""
+    tables = dict(inv.tables)
+    tables["manifests"] = inv.manifests.sample(frac=0.7, random_state=seed)
+    tables["tags"] = inv.tags.sample(frac=0.6, random_state=seed)
+    return replace(inv, tables=tables)
+
+
+def test_compare_causes_on_codes_equal_the_dict_walk(
+    scale_inv: analyzer.Inventory, small_invs: list[analyzer.Inventory]
+) -> None:
+    for inv in [scale_inv, *small_invs]:
+        fewer = _changed(inv, 3)
+        for then, now in ((fewer, inv), (inv, fewer)):
+            new, gone = compare_module._root_pairs(then, now)
+            roots_then, roots_now = reference_compare._roots(then), reference_compare._roots(now)
+            assert new == sorted({(r, d) for _, r, d in roots_now - roots_then})
+            assert gone == sorted({(r, d) for _, r, d in roots_then - roots_now})
+            assert new or gone
+            for roots, where in ((new, now), (gone, then)):
+                ref = reference_compare._reach(roots, reference_compare._children(where))
+                assert compare_module._reach(roots, where, None) == ref
+                focus = frozenset([*list(ref)[::7], "sha256:" + "0" * 64])
+                narrowed = {d: ref[d] for d in focus if d in ref}
+                assert compare_module._reach(roots, where, focus) == narrowed
