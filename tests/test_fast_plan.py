@@ -14,15 +14,18 @@ import pytest
 import reference_compare
 import reference_plan
 import reference_retention
+import reference_why
 
 import analyzer
 import analyzer.compare as compare_module
+from analyzer.engines.registry import resolve
 from analyzer.generate import generate_registry
 from analyzer.generate_scale import write_scale_snapshot
 from analyzer.plan import plan_manifests
 from analyzer.policy import Policy, load_policy
 from analyzer.policy_plan import compare_policies, plan_policy
 from analyzer.retention import Revisions, evaluate_policy
+from analyzer.why import roots_keeping
 
 POLICIES = sorted((Path(__file__).resolve().parent.parent / "examples" / "policies").glob("*.yaml"))
 ENGINES = ["distribution-2.8", "distribution-3", "digitalocean"]
@@ -205,3 +208,30 @@ def test_compare_causes_on_codes_equal_the_dict_walk(
                 focus = frozenset([*list(ref)[::7], "sha256:" + "0" * 64])
                 narrowed = {d: ref[d] for d in focus if d in ref}
                 assert compare_module._reach(roots, where, focus) == narrowed
+
+
+@pytest.mark.parametrize("delete_untagged", [False, True], ids=["plain", "delete-untagged"])
+@pytest.mark.parametrize("engine", ENGINES)
+def test_why_roots_equal_the_walk_over_every_edge(
+    scale_inv: analyzer.Inventory,
+    small_invs: list[analyzer.Inventory],
+    engine: str,
+    delete_untagged: bool,
+) -> None:
+    spec = resolve(engine)
+    options = spec.options(delete_untagged)
+    kept = 0
+    for inv in [scale_inv, *small_invs]:
+        refs = inv.references
+        # shared layers, configs, index children, manifests, and a digest nothing references
+        targets = [
+            *refs["child"].value_counts().index[:3].tolist(),
+            *refs.loc[refs["kind"] == "manifest", "child"].iloc[:2].tolist(),
+            *inv.manifests["digest"].iloc[::997].tolist(),
+            "sha256:" + "0" * 64,
+        ]
+        for digest in targets:
+            fast = roots_keeping(inv, str(digest), spec, options)
+            assert fast == reference_why.roots_keeping(inv, str(digest), spec, options)
+            kept += len(fast)
+    assert kept  # some roots keep the targets
