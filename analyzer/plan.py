@@ -454,6 +454,43 @@ def plan_deletions(
     return plan_manifests(inv, deletions, engine, delete_untagged, predict, gc_type)
 
 
+def _with_tags_and_kinds(
+    inv: Inventory, deletions: pd.DataFrame, revisions: Revisions | None
+) -> pd.DataFrame:
+    """The deletions with each manifest's tags (sorted lists), kind and subject."""
+    deletions = deletions.drop(columns=["tags", "kind", "subject"], errors="ignore")
+    keys = ["repository", "digest"]
+    if revisions is not None and revisions.inv is inv and len(deletions) and len(inv.tags):
+        pairs = revisions.pairs(deletions["repository"], deletions["digest"])
+        rows = _rows(revisions, pairs[pairs >= 0]) if (pairs >= 0).all() else None
+        rev_pairs = revisions.repo * revisions.n + revisions.digest
+        if rows is not None and (rev_pairs[rows] == pairs).all():
+            # every deletion is a revision: its tags and kind by row, no merge on digests
+            m = inv.manifests
+            out = deletions.reset_index(drop=True).assign(
+                tags=pd.Series([list(revisions.tags[r]) for r in rows.tolist()], dtype=object),
+                kind=m["kind"].iloc[rows].reset_index(drop=True),
+                subject=m["subject"].iloc[rows].reset_index(drop=True),
+            )
+            # the key dtypes the merges below give (they depend on both sides' dtypes)
+            probe = _merged(inv.tags.iloc[:1], m.iloc[:1], deletions.iloc[:1])
+            return out.astype({k: probe[k].dtype for k in keys})
+    return _merged(inv.tags, inv.manifests, deletions)
+
+
+def _merged(tags: pd.DataFrame, manifests: pd.DataFrame, deletions: pd.DataFrame) -> pd.DataFrame:
+    """The deletions merged with their tag lists and kinds (the formulation on strings)."""
+    keys = ["repository", "digest"]
+    tag_lists = grouped_lists(tags, keys, "tag").rename("tags")
+    deletions = deletions.merge(tag_lists.reset_index(), on=keys, how="left")
+    # merge turns list cells into arrays; missing ones (untagged) are NaN
+    deletions["tags"] = deletions["tags"].apply(
+        lambda t: [] if not hasattr(t, "__len__") else list(t)
+    )
+    kinds = manifests[[*keys, "kind", "subject"]]
+    return deletions.merge(kinds, on=keys, how="left")
+
+
 def plan_manifests(
     inv: Inventory,
     deletions: pd.DataFrame,
@@ -478,15 +515,7 @@ def plan_manifests(
         def predict(i: Inventory) -> Prediction:
             return spec.predict(i, options)
 
-    deletions = deletions.drop(columns=["tags", "kind", "subject"], errors="ignore")
-    tag_lists = grouped_lists(inv.tags, ["repository", "digest"], "tag").rename("tags")
-    deletions = deletions.merge(tag_lists.reset_index(), on=["repository", "digest"], how="left")
-    # merge turns list cells into arrays; missing ones (untagged) are NaN
-    deletions["tags"] = deletions["tags"].apply(
-        lambda t: [] if not hasattr(t, "__len__") else list(t)
-    )
-    kinds = inv.manifests[["repository", "digest", "kind", "subject"]]
-    deletions = deletions.merge(kinds, on=["repository", "digest"], how="left")
+    deletions = _with_tags_and_kinds(inv, deletions, revisions)
     after = predict(without(inv, deletions))
     if baseline is None:
         baseline = predict(inv)

@@ -18,6 +18,7 @@ import reference_why
 
 import analyzer
 import analyzer.compare as compare_module
+import analyzer.plan as plan_module
 from analyzer.engines.registry import resolve
 from analyzer.generate import generate_registry
 from analyzer.generate_scale import write_scale_snapshot
@@ -235,3 +236,21 @@ def test_why_roots_equal_the_walk_over_every_edge(
             assert fast == reference_why.roots_keeping(inv, str(digest), spec, options)
             kept += len(fast)
     assert kept  # some roots keep the targets
+
+
+def test_deletions_tags_and_kinds_by_row_equal_the_merges(
+    invs: list[analyzer.Inventory],
+) -> None:
+    for inv in invs:
+        revisions = Revisions.of(inv)
+        frames = [
+            evaluate_policy(inv, load_policy(p)).deletions[
+                ["repository", "digest", "named_as", "rule", "reason"]
+            ]
+            for p in POLICIES
+        ]
+        frames.append(_named_deletions(inv, 0.4, 7))
+        for deletions in frames:
+            fast = plan_module._with_tags_and_kinds(inv, deletions, revisions)
+            ref = plan_module._merged(inv.tags, inv.manifests, deletions)
+            pd.testing.assert_frame_equal(fast, ref)
