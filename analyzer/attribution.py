@@ -108,6 +108,11 @@ def mark_paths(inv: Inventory, engine: EngineRef, delete_untagged: bool) -> Mark
     )
 
 
+def coded_mark_paths(inv: Inventory, engine: EngineRef, delete_untagged: bool) -> _CodedPaths:
+    """The mark phase's paths on codes, as `attribute(..., paths=)` takes them."""
+    return _mark_path_codes(inv, engine, delete_untagged)
+
+
 def _mark_path_codes(inv: Inventory, engine: EngineRef, delete_untagged: bool) -> _CodedPaths:
     spec = resolve(engine)
     roots = spec.roots(inv, spec.options(delete_untagged))[KEY].reset_index(drop=True)
@@ -204,8 +209,9 @@ class _Model:
     coded: _CodedPaths
 
 
-def _model(inv: Inventory, plan: Plan) -> _Model:
-    coded = _mark_path_codes(inv, plan.engine, plan.delete_untagged)
+def _model(inv: Inventory, plan: Plan, coded: _CodedPaths | None = None) -> _Model:
+    if coded is None:
+        coded = _mark_path_codes(inv, plan.engine, plan.delete_untagged)
     candidates = sweep_candidates(inv)
     blob = coded.digests.lookup(candidates["digest"])
     on_path = blob >= 0  # a candidate no path reaches is no one's
@@ -269,8 +275,11 @@ def _grouped(model: _Model, deletions: pd.DataFrame, by: list[str]) -> pd.DataFr
     return out.reset_index(drop=True)
 
 
-def attribute(inv: Inventory, plan: Plan) -> Attribution:
-    """Exclusive, marginal, co-freed and shared bytes of `plan`'s deletions (module docstring)."""
+def attribute(inv: Inventory, plan: Plan, paths: _CodedPaths | None = None) -> Attribution:
+    """Exclusive, marginal, co-freed and shared bytes of `plan`'s deletions (module docstring).
+
+    `paths`: `coded_mark_paths(inv, plan.engine, plan.delete_untagged)` when the caller
+    attributes several plans of one inventory, engine and mode (they share the mark phase)."""
     deletions = plan.deletions.copy()
     deletions[KEY] = deletions[KEY].astype(object)
     if "rule" not in deletions:
@@ -280,7 +289,7 @@ def attribute(inv: Inventory, plan: Plan) -> Attribution:
     if plan.after.gc.aborts:
         notes.append("the GC aborts without deleting anything: nothing to attribute")
         deletions = deletions.iloc[0:0]
-    model = _model(inv, plan)
+    model = _model(inv, plan, paths)
     due = set(plan.after.blobs_eligible["digest"]) - set(plan.baseline.blobs_eligible["digest"])
     if set(model.coded.digests.strings(model.freed.to_numpy()).tolist()) != due:
         notes.append(

@@ -8,18 +8,21 @@ distribution outcome). Causes are only claimed when the data shows them; otherwi
 from __future__ import annotations
 
 import os
-from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from analyzer.coverage import BOUND_EXACT, BOUND_LOWER, BOUND_NONE, BOUND_UPPER, BOUNDS
 from analyzer.engines.registry import find
 from analyzer.errors import CompareError
+from analyzer.frames import isin
 from analyzer.inventory import SOURCE_STORAGE, Inventory
 from analyzer.oci.manifest import GC_REFERENCE_KINDS
 from analyzer.outcome import Outcome, read_json_document
+from analyzer.tables import Interned, pair_codes
 
 KIND_PREDICTED_NOT_DELETED = "predicted-not-deleted"
 KIND_DELETED_NOT_PREDICTED = "deleted-not-predicted"
@@ -317,34 +320,63 @@ def _same_registry(a: str, b: str) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)
 
 
-def _children(inv: Inventory) -> dict[str, list[str]]:
+def _root_pairs(then: Inventory, now: Inventory) -> tuple[list[tuple[str, str]], ...]:
+    """(repository, digest) roots (a revision, or a tag's target) new in `now`, and gone from
+    `then`, each sorted: on interned codes of both inventories, not sets of string tuples."""
+    columns = [then.manifests, then.tags, now.manifests, now.tags]
+    repos = Interned([t["repository"] for t in columns])
+    digests = Interned([t["digest"] for t in columns])
+    n = max(digests.size, 1)
+    keys = [pair_codes(r, d, n) for r, d in zip(repos.codes, digests.codes, strict=True)]
+    rev_then, tag_then, rev_now, tag_now = keys
+    new = np.union1d(np.setdiff1d(rev_now, rev_then), np.setdiff1d(tag_now, tag_then))
+    gone = np.union1d(np.setdiff1d(rev_then, rev_now), np.setdiff1d(tag_then, tag_now))
+
+    def decoded(pairs: np.ndarray) -> list[tuple[str, str]]:
+        r = repos.strings(pairs // n).tolist()
+        d = digests.strings(pairs % n).tolist()
+        return sorted(zip(map(str, r), map(str, d), strict=True))
+
+    return decoded(new), decoded(gone)
+
+
+def _reach(
+    roots: list[tuple[str, str]], inv: Inventory, focus: frozenset[str] | None
+) -> dict[str, str]:
+    """digest -> "repo@root" for the digests the roots reach (references followed fully),
+    each named by the first root (in the order given) that reaches it; only digests in
+    `focus` when given. On codes: each digest takes the smallest root number of its parents,
+    level after level, until nothing changes."""
+    if not roots:
+        return {}
     refs = inv.references
-    refs = refs.loc[refs["kind"].isin(GC_REFERENCE_KINDS), ["parent", "child"]]
-    out: dict[str, list[str]] = defaultdict(list)
-    for parent, child in refs.itertuples(index=False, name=None):
-        out[parent].append(child)
-    return out
-
-
-def _reach(roots: Iterable[tuple[str, str]], children: dict[str, list[str]]) -> dict[str, str]:
-    """digest -> "repo@root" for every digest the roots reach (references followed fully)."""
-    seen: dict[str, str] = {}
-    for repo, root in roots:
-        stack = [root]
-        while stack:
-            digest = stack.pop()
-            if digest in seen:
-                continue
-            seen[digest] = f"{repo}@{root}"
-            stack.extend(children.get(digest, ()))
-    return seen
-
-
-def _roots(inv: Inventory) -> set[tuple[str, str, str]]:
-    """("revision"|"tag", repository, digest): what keeps blobs alive, by either GC mode."""
-    revs = inv.manifests[["repository", "digest"]].itertuples(index=False, name=None)
-    tags = inv.tags[["repository", "digest"]].itertuples(index=False, name=None)
-    return {("revision", r, d) for r, d in revs} | {("tag", r, d) for r, d in tags}
+    refs = refs.loc[isin(refs["kind"], GC_REFERENCE_KINDS), ["parent", "child"]]
+    start = pd.Series([d for _, d in roots], dtype="string")
+    digests = Interned([start, refs["parent"], refs["child"]])
+    root, parent, child = digests.codes
+    ok = (parent >= 0) & (child >= 0)
+    parent, child = parent[ok], child[ok]
+    none = len(roots)
+    label = np.full(digests.size, none, dtype=np.int64)
+    np.minimum.at(label, root, np.arange(len(roots)))
+    while True:
+        nxt = label.copy()
+        np.minimum.at(nxt, child, label[parent])
+        if np.array_equal(nxt, label):
+            break
+        label = nxt
+    if focus is None:
+        codes = np.flatnonzero(label < none)
+        names = [str(x) for x in digests.strings(codes).tolist()]
+    else:
+        names = sorted(focus)
+        codes = digests.lookup(pd.Series(names, dtype="string"))
+    named = [f"{r}@{d}" for r, d in roots]
+    return {
+        name: named[label[code]]
+        for name, code in zip(names, codes.tolist(), strict=True)
+        if code >= 0 and label[code] < none
+    }
 
 
 @dataclass
@@ -360,6 +392,9 @@ class _Evidence:
     freed_by_removed: dict[str, str] = field(default_factory=dict)
     current_blobs: set[str] | None = None
     covered: frozenset[str] | None = None  # the blobs the prediction covers (None: all)
+    # The digests causes will be asked about (None: every digest), so that what roots reach
+    # is decoded for them only.
+    focus: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         snap, now = self.snapshot, self.current
@@ -376,16 +411,10 @@ class _Evidence:
             (m.get("repository", ""), m.get("digest", "")) for m in self.outcome.manifests_deleted
         }
         deleted_digests = {d for _, d in deleted}
-        roots_then = _roots(snap)
-        roots_now = _roots(now)
-        new = {(r, d) for _, r, d in roots_now - roots_then}
-        removed = {
-            (r, d)
-            for _, r, d in roots_then - roots_now
-            if (r, d) not in deleted and d not in deleted_digests
-        }
-        self.kept_by_new = _reach(sorted(new), _children(now))
-        self.freed_by_removed = _reach(sorted(removed), _children(snap))
+        new, gone = _root_pairs(snap, now)
+        removed = [(r, d) for r, d in gone if (r, d) not in deleted and d not in deleted_digests]
+        self.kept_by_new = _reach(new, now, self.focus)
+        self.freed_by_removed = _reach(removed, snap, self.focus)
 
     @property
     def api_only(self) -> bool:
@@ -608,7 +637,13 @@ def compare(
     Both are optional and only sharpen the causes given for each discrepancy.
     """
     check_comparable(prediction, outcome, snapshot)
-    ev = _Evidence(snapshot, current, outcome, covered=_covered_digests(prediction))
+    ev = _Evidence(
+        snapshot,
+        current,
+        outcome,
+        covered=_covered_digests(prediction),
+        focus=_focus(prediction, outcome),
+    )
     actual_bytes = outcome.freed_bytes
     if prediction.blobs is not None and outcome.blob_digests is not None:
         found = _per_digest(prediction, outcome, ev)
@@ -660,6 +695,16 @@ def compare(
             None if prediction.layer_links is None or links_actual is None else len(links_actual)
         ),
     )
+
+
+def _focus(prediction: PredictionSummary, outcome: Outcome) -> frozenset[str]:
+    """Every digest a discrepancy can name: blobs on one side only, and `_layers` links."""
+    focus: set[str] = set()
+    if prediction.blobs is not None and outcome.blob_digests is not None:
+        focus |= prediction.blobs ^ set(outcome.blob_digests)
+    focus |= {d for _, d in prediction.layer_links or ()}
+    focus |= {str(m.get("digest")) for m in outcome.layer_links_removed or ()}
+    return frozenset(focus)
 
 
 def _covered_digests(prediction: PredictionSummary) -> frozenset[str] | None:

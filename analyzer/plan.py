@@ -11,7 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from analyzer.analysis import Prediction
 from analyzer.engines.registry import EngineRef, resolve
@@ -19,8 +21,8 @@ from analyzer.errors import UsageError
 from analyzer.frames import grouped_lists, isin
 from analyzer.inventory import Inventory
 from analyzer.oci.manifest import is_digest, is_repository_name, is_tag
-from analyzer.retention import REFERRER_TAG
-from analyzer.tables import anti_join, manifest_edges
+from analyzer.retention import Revisions
+from analyzer.tables import anti_join
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,11 @@ def _safety(
     deletions: pd.DataFrame,
     after: Prediction,
     baseline: Prediction | None = None,
+    revisions: Revisions | None = None,
 ) -> list[dict[str, Any]]:
+    """The plan's safety notes. Every check runs on the inventory's int64 codes (`Revisions`;
+    pass it when several plans share one inventory); strings are decoded for the notes only.
+    The pandas formulation these checks replaced is tests/reference_plan.py."""
     notes: list[dict[str, Any]] = []
     cols = deletions[["repository", "digest", "named_as", "tags"]]
     for repo, digest, named, tags in cols.itertuples(index=False, name=None):
@@ -179,14 +185,15 @@ def _safety(
                     f"{', '.join(extra)} (the API deletes manifests, not tags)",
                 }
             )
-    gone = set(deletions["digest"])
-    children = _children_left(inv, deletions)
-    if len(children):
+    revs = revisions if revisions is not None and revisions.inv is inv else Revisions.of(inv)
+    gone = _Gone(revs, deletions)
+    left = _children_left_count(revs, gone)
+    if left:
         notes.append(
             {
                 "type": "index-children-left",
-                "count": int(children["child"].nunique()),
-                "detail": f"{children['child'].nunique()} child manifests of deleted "
+                "count": left,
+                "detail": f"{left} child manifests of deleted "
                 "indexes stay as untagged revisions"
                 + (
                     "; --delete-untagged removes them"
@@ -195,50 +202,91 @@ def _safety(
                 ),
             }
         )
-    referrers = inv.manifests.loc[
-        isin(inv.manifests["subject"], gone) & ~isin(inv.manifests["digest"], gone)
-    ]
-    # A subject deleted from one repository still exists in another: only same-repository
-    # referrers dangle.
-    referrers = referrers.merge(
-        deletions[["repository", "digest"]].rename(columns={"digest": "subject"}),
-        on=["repository", "subject"],
-    )
-    for repo, digest, subject in referrers[["repository", "digest", "subject"]].itertuples(
-        index=False, name=None
-    ):
-        notes.append(
-            {
-                "type": "referrer-dangling",
-                "repository": repo,
-                "digest": digest,
-                "subject": subject,
-                "detail": f"{repo}@{digest[:19]} refers to deleted {subject[:19]} and is not "
-                "in the plan: it is left dangling",
-            }
-        )
-    notes += structure_safety(inv, deletions)
+    notes += _referrers_dangling(revs, gone)
+    notes += structure_safety(inv, deletions, revs)
     return notes + _engine_hazards(after, baseline)
 
 
-def _children_left(inv: Inventory, deletions: pd.DataFrame) -> pd.DataFrame:
-    """repository, child: untagged children of deleted indexes that the plan leaves behind."""
-    keys = ["repository", "digest"]
-    refs = manifest_edges(inv)
-    children = deletions[keys].merge(refs, left_on="digest", right_on="parent")
-    children = children[["repository", "child"]].rename(columns={"child": "digest"})
-    children = children.merge(inv.manifests[keys], on=keys)  # revisions of that repository
-    # Not left over: deleted too, tagged, or still held by an index or a subject that stays.
-    staying = anti_join(inv.manifests[keys], deletions, keys)
-    listed = staying.merge(refs, left_on="digest", right_on="parent")[["repository", "child"]]
-    subjects = inv.manifests[[*keys, "subject"]].dropna(subset=["subject"])
-    referrers = subjects.merge(
-        staying.rename(columns={"digest": "subject"}), on=["repository", "subject"]
-    )[keys]
-    held = [listed.rename(columns={"child": "digest"}), referrers]
-    for gone in (deletions[keys], inv.tags[keys], *held):
-        children = anti_join(children, gone, keys)[keys]
-    return children.drop_duplicates().rename(columns={"digest": "child"})
+class _Gone:
+    """The deletions as codes: `pairs` (repository * n + digest, -1 for a pair that is no
+    revision of the inventory's), their sorted distinct set, and what stays."""
+
+    def __init__(self, revs: Revisions, deletions: pd.DataFrame) -> None:
+        self.revs = revs
+        self.rows = revs.pairs(deletions["repository"], deletions["digest"])
+        self.set = np.unique(self.rows[self.rows >= 0])
+        rev_pairs = revs.repo * revs.n + revs.digest
+        self.deleted = np.isin(rev_pairs, self.set)  # per revision row
+        self.rev_pairs = rev_pairs
+
+    def has(self, pairs: np.ndarray) -> np.ndarray:
+        return np.isin(pairs, self.set) & (pairs >= 0)
+
+
+def _children_left_count(revs: Revisions, gone: _Gone) -> int:
+    """Distinct digests of untagged children of deleted indexes that the plan leaves behind:
+    revisions of that repository, not deleted too, not tagged, not held by an index or a
+    subject that stays."""
+    n = revs.n
+    repo, _, child = revs.listed(gone.set // n, gone.set % n)
+    children = np.unique(repo * n + child)
+    children = children[np.isin(children, gone.rev_pairs)]
+    staying = ~gone.deleted
+    s_repo, _, s_child = revs.listed(revs.repo[staying], revs.digest[staying])
+    held_by_subject = (revs.subject >= 0) & np.isin(
+        revs.repo * n + np.maximum(revs.subject, 0), gone.rev_pairs[staying]
+    )
+    tag_pairs = revs.tag_repo * n + revs.tag_digest
+    out = [
+        gone.set,
+        tag_pairs[(revs.tag_digest >= 0) & (revs.tag_repo >= 0)],
+        s_repo * n + s_child,
+        gone.rev_pairs[held_by_subject],
+    ]
+    for other in out:
+        children = children[~np.isin(children, other)]
+    return len(np.unique(children % n))
+
+
+def _referrers_dangling(revs: Revisions, gone: _Gone) -> list[dict[str, Any]]:
+    """Referrers (by `subject`) of a manifest deleted from their own repository, not deleted
+    themselves: a subject deleted from one repository still exists in another."""
+    n = revs.n
+    has = revs.subject >= 0
+    subject_pairs = np.where(has, revs.repo * n + np.maximum(revs.subject, 0), -1)
+    deleted_digests = np.unique(gone.set % n)
+    dangling = has & np.isin(subject_pairs, gone.set) & ~np.isin(revs.digest, deleted_digests)
+    rows = np.flatnonzero(dangling)
+    # one note per matching deletion row, as a join with the deletions gives
+    times = _multiplicity(subject_pairs[rows], gone.rows)
+    rows = np.repeat(rows, times)
+    repos = _names(revs.repo_values, revs.repo[rows])
+    digests = _names(revs.digest_values, revs.digest[rows])
+    subjects = _names(revs.digest_values, revs.subject[rows])
+    return [
+        {
+            "type": "referrer-dangling",
+            "repository": repo,
+            "digest": digest,
+            "subject": subject,
+            "detail": f"{repo}@{digest[:19]} refers to deleted {subject[:19]} and is not "
+            "in the plan: it is left dangling",
+        }
+        for repo, digest, subject in zip(repos, digests, subjects, strict=True)
+    ]
+
+
+def _multiplicity(pairs: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """How many times each pair occurs in `rows`."""
+    values, counts = np.unique(rows[rows >= 0], return_counts=True)
+    if not len(values):
+        return np.zeros(len(pairs), dtype=np.int64)
+    at = np.minimum(np.searchsorted(values, pairs), len(values) - 1)
+    return np.where(values[at] == pairs, counts[at], 0)
+
+
+def _names(values: pa.Array, codes: np.ndarray) -> list[str]:
+    return [str(v) for v in values.take(pa.array(codes, type=pa.int64())).to_pylist()]
 
 
 def _engine_hazards(after: Prediction, baseline: Prediction | None) -> list[dict[str, Any]]:
@@ -252,7 +300,9 @@ def _engine_hazards(after: Prediction, baseline: Prediction | None) -> list[dict
     ]
 
 
-def structure_safety(inv: Inventory, deletions: pd.DataFrame) -> list[dict[str, Any]]:
+def structure_safety(
+    inv: Inventory, deletions: pd.DataFrame, revisions: Revisions | None = None
+) -> list[dict[str, Any]]:
     """What the deletions themselves break or fail to free, before any GC runs.
 
     * index-child-deleted: an index that stays lists a deleted manifest (pulling it fails);
@@ -261,14 +311,23 @@ def structure_safety(inv: Inventory, deletions: pd.DataFrame) -> list[dict[str, 
     * kept-elsewhere: a deleted manifest, or an untagged child of a deleted index, stays as a
       revision in another repository, so its blobs are not freed.
     """
-    keys = ["repository", "digest"]
-    gone = deletions[keys].drop_duplicates()
-    notes = _index_child_deleted(inv, gone)
-    tags = inv.tags[["repository", "tag", "digest"]].astype(object)
-    hexes = tags["tag"].str.extract(REFERRER_TAG, expand=False)
-    schema = tags.loc[hexes.notna()].assign(subject="sha256:" + hexes.dropna())
-    schema = schema.merge(gone.rename(columns={"digest": "subject"}), on=["repository", "subject"])
-    schema = anti_join(schema, gone, keys)
+    revs = revisions if revisions is not None and revisions.inv is inv else Revisions.of(inv)
+    gone = _Gone(revs, deletions)
+    notes = _index_child_deleted(revs, gone)
+    n = revs.n
+    named = revs.tag_subject[revs.tag_code] if len(revs.tag_code) else revs.tag_code
+    subject_pairs = np.where(
+        (named >= 0) & (revs.tag_repo >= 0), revs.tag_repo * n + np.maximum(named, 0), -1
+    )
+    tag_pairs = np.where(
+        (revs.tag_digest >= 0) & (revs.tag_repo >= 0), revs.tag_repo * n + revs.tag_digest, -1
+    )
+    rows = np.flatnonzero(gone.has(subject_pairs) & ~gone.has(tag_pairs))
+    tags = inv.tags
+    repos = tags["repository"].to_numpy(dtype=object)[rows]
+    names = tags["tag"].to_numpy(dtype=object)[rows]
+    digests = tags["digest"].to_numpy(dtype=object)[rows]
+    subjects = _names(revs.digest_values, named[rows])
     notes += [
         {
             "type": "referrer-index-dangling",
@@ -279,59 +338,97 @@ def structure_safety(inv: Inventory, deletions: pd.DataFrame) -> list[dict[str, 
             "detail": f"{repo}:{tag} stays but names deleted {subject[:19]}: a dangling "
             "referrers entry",
         }
-        for repo, tag, digest, subject in schema.itertuples(index=False, name=None)
+        for repo, tag, digest, subject in zip(repos, names, digests, subjects, strict=True)
     ]
-    return notes + _kept_elsewhere(inv, gone)
+    return notes + _kept_elsewhere(revs, gone)
 
 
-def _index_child_deleted(inv: Inventory, gone: pd.DataFrame) -> list[dict[str, Any]]:
-    keys = ["repository", "digest"]
-    refs = manifest_edges(inv)
-    kept = anti_join(inv.manifests[keys], gone, keys)
-    edges = kept.merge(refs, left_on="digest", right_on="parent")
-    edges = edges.merge(gone.rename(columns={"digest": "child"}), on=["repository", "child"])
-    tag_lists = grouped_lists(inv.tags, keys, "tag").rename("tags").reset_index()
-    grouped = grouped_lists(edges, keys, "child").reset_index()
-    grouped = grouped.merge(tag_lists, on=keys, how="left")
+def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends) of the runs of equal values in sorted `keys`."""
+    if not len(keys):
+        return keys, keys
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    return starts, np.r_[starts[1:], len(keys)]
+
+
+def _index_child_deleted(revs: Revisions, gone: _Gone) -> list[dict[str, Any]]:
+    """Indexes that stay but list a deleted manifest of their repository, in (repository,
+    index) order, each with its children deleted (sorted, as listed) and its tags."""
+    n = revs.n
+    kept = np.flatnonzero(~gone.deleted)
+    repo, index, child = revs.listed(revs.repo[kept], revs.digest[kept])
+    hit = gone.has(repo * n + child)
+    repo, index, child = repo[hit], index[hit], child[hit]
+    order = np.lexsort((child, index, repo))
+    repo, index, child = repo[order], index[order], child[order]
+    starts, ends = _groups(repo * n + index)
+    children = _names(revs.digest_values, child)
+    index_rows = _rows(revs, repo[starts] * n + index[starts])
     out = []
-    for repo, index, children, tag_list in grouped.itertuples(index=False, name=None):
-        tags = [str(t) for t in tag_list] if isinstance(tag_list, list) else []
+    for a, b, row in zip(starts.tolist(), ends.tolist(), index_rows.tolist(), strict=True):
+        name, digest = revs.repo_names[repo[a]], _digest_of(revs, index[a])
+        tags = list(revs.tags[row])
         out.append(
             {
                 "type": "index-child-deleted",
-                "repository": repo,
-                "digest": index,
+                "repository": name,
+                "digest": digest,
                 "tags": tags,
-                "children": list(children),
-                "detail": f"{repo}@{index[:19]} ({', '.join(tags) or 'untagged'}) stays but "
-                f"{len(children)} of its child manifests are deleted: pulling it fails",
+                "children": children[a:b],
+                "detail": f"{name}@{digest[:19]} ({', '.join(tags) or 'untagged'}) stays but "
+                f"{b - a} of its child manifests are deleted: pulling it fails",
             }
         )
     return out
 
 
-def _kept_elsewhere(inv: Inventory, gone: pd.DataFrame) -> list[dict[str, Any]]:
-    keys = ["repository", "digest"]
-    refs = manifest_edges(inv)
-    children = gone.merge(refs, left_on="digest", right_on="parent")[["repository", "child"]]
-    children = children.rename(columns={"child": "digest"}).merge(inv.manifests[keys], on=keys)
-    children = anti_join(children, inv.tags[keys], keys)
-    kept = anti_join(inv.manifests[keys], gone, keys)
+def _digest_of(revs: Revisions, code: int | np.integer[Any]) -> str:
+    return str(revs.digest_values[int(code)].as_py())
+
+
+def _rows(revs: Revisions, pairs: np.ndarray) -> np.ndarray:
+    """Revision rows of pair codes (each must be a revision)."""
+    rev_pairs = revs.repo * revs.n + revs.digest
+    order = np.argsort(rev_pairs)
+    return order[np.searchsorted(rev_pairs[order], pairs)]
+
+
+def _kept_elsewhere(revs: Revisions, gone: _Gone) -> list[dict[str, Any]]:
+    """Deleted manifests, and untagged children of deleted indexes, that stay as revisions of
+    another repository (their blobs are not freed), each with those repositories (sorted)."""
+    n = revs.n
+    repo, _, child = revs.listed(gone.set // n, gone.set % n)
+    children = np.unique(repo * n + child)
+    children = children[np.isin(children, gone.rev_pairs)]
+    tag_pairs = revs.tag_repo * n + revs.tag_digest
+    children = children[~np.isin(children, tag_pairs[revs.tag_digest >= 0])]
+    kept = np.flatnonzero(~gone.deleted)
+    by_digest = kept[np.lexsort((revs.repo[kept], revs.digest[kept]))]
+    kept_digest = revs.digest[by_digest]
     out = []
-    for role, frame in (("deleted", gone), ("child", children.drop_duplicates())):
-        elsewhere = frame.merge(kept, on="digest", suffixes=("", "_other"))
-        elsewhere = elsewhere.loc[elsewhere["repository"] != elsewhere["repository_other"]]
-        grouped = elsewhere.groupby(keys)["repository_other"].agg(sorted).reset_index()
-        for repo, digest, others in grouped.itertuples(index=False, name=None):
-            what = "deleted manifest" if role == "deleted" else "untagged child of a deleted index"
+    for role, frame in (("deleted", gone.set), ("child", children)):
+        f_repo, f_digest = frame // n, frame % n
+        first = np.searchsorted(kept_digest, f_digest, side="left")
+        counts = np.searchsorted(kept_digest, f_digest, side="right") - first
+        pos = np.repeat(first - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        owner = np.repeat(np.arange(len(frame)), counts)
+        other = revs.repo[by_digest[pos]]
+        elsewhere = other != f_repo[owner]
+        owner, other = owner[elsewhere], other[elsewhere]
+        starts, ends = _groups(owner)  # frame is sorted: (repository, digest) order
+        what = "deleted manifest" if role == "deleted" else "untagged child of a deleted index"
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+            i = owner[a]
+            name, digest = revs.repo_names[f_repo[i]], _digest_of(revs, f_digest[i])
+            others = [revs.repo_names[r] for r in other[a:b].tolist()]
             out.append(
                 {
                     "type": "kept-elsewhere",
                     "role": role,
-                    "repository": repo,
+                    "repository": name,
                     "digest": digest,
-                    "other_repositories": list(others),
-                    "detail": f"{repo}@{digest[:19]} ({what}) stays as a revision in "
+                    "other_repositories": others,
+                    "detail": f"{name}@{digest[:19]} ({what}) stays as a revision in "
                     f"{', '.join(others)}: its blobs are not freed",
                 }
             )
@@ -357,6 +454,43 @@ def plan_deletions(
     return plan_manifests(inv, deletions, engine, delete_untagged, predict, gc_type)
 
 
+def _with_tags_and_kinds(
+    inv: Inventory, deletions: pd.DataFrame, revisions: Revisions | None
+) -> pd.DataFrame:
+    """The deletions with each manifest's tags (sorted lists), kind and subject."""
+    deletions = deletions.drop(columns=["tags", "kind", "subject"], errors="ignore")
+    keys = ["repository", "digest"]
+    if revisions is not None and revisions.inv is inv and len(deletions) and len(inv.tags):
+        pairs = revisions.pairs(deletions["repository"], deletions["digest"])
+        rows = _rows(revisions, pairs[pairs >= 0]) if (pairs >= 0).all() else None
+        rev_pairs = revisions.repo * revisions.n + revisions.digest
+        if rows is not None and (rev_pairs[rows] == pairs).all():
+            # every deletion is a revision: its tags and kind by row, no merge on digests
+            m = inv.manifests
+            out = deletions.reset_index(drop=True).assign(
+                tags=pd.Series([list(revisions.tags[r]) for r in rows.tolist()], dtype=object),
+                kind=m["kind"].iloc[rows].reset_index(drop=True),
+                subject=m["subject"].iloc[rows].reset_index(drop=True),
+            )
+            # the key dtypes the merges below give (they depend on both sides' dtypes)
+            probe = _merged(inv.tags.iloc[:1], m.iloc[:1], deletions.iloc[:1])
+            return out.astype({k: probe[k].dtype for k in keys})
+    return _merged(inv.tags, inv.manifests, deletions)
+
+
+def _merged(tags: pd.DataFrame, manifests: pd.DataFrame, deletions: pd.DataFrame) -> pd.DataFrame:
+    """The deletions merged with their tag lists and kinds (the formulation on strings)."""
+    keys = ["repository", "digest"]
+    tag_lists = grouped_lists(tags, keys, "tag").rename("tags")
+    deletions = deletions.merge(tag_lists.reset_index(), on=keys, how="left")
+    # merge turns list cells into arrays; missing ones (untagged) are NaN
+    deletions["tags"] = deletions["tags"].apply(
+        lambda t: [] if not hasattr(t, "__len__") else list(t)
+    )
+    kinds = manifests[[*keys, "kind", "subject"]]
+    return deletions.merge(kinds, on=keys, how="left")
+
+
 def plan_manifests(
     inv: Inventory,
     deletions: pd.DataFrame,
@@ -364,13 +498,16 @@ def plan_manifests(
     delete_untagged: bool = False,
     predict: Predictor | None = None,
     gc_type: str | None = None,
+    baseline: Prediction | None = None,
+    revisions: Revisions | None = None,
 ) -> Plan:
     """Price deleting these manifests (repository, digest, named_as; other columns such as
     `rule` are carried into the plan) followed by `engine`'s GC. An empty frame is a valid
     plan: it frees what the GC frees anyway.
 
     `predict` prices one inventory (default: the engine's own prediction with these options),
-    so that a caller that already has the baseline's prediction computes it once."""
+    so that a caller that already has the baseline's prediction computes it once; `baseline`
+    is that prediction of `inv` itself, when the caller has it (several policies share it)."""
     spec = resolve(engine)
     options = spec.options(delete_untagged, gc_type)
     if predict is None:
@@ -378,24 +515,17 @@ def plan_manifests(
         def predict(i: Inventory) -> Prediction:
             return spec.predict(i, options)
 
-    deletions = deletions.drop(columns=["tags", "kind", "subject"], errors="ignore")
-    tag_lists = grouped_lists(inv.tags, ["repository", "digest"], "tag").rename("tags")
-    deletions = deletions.merge(tag_lists.reset_index(), on=["repository", "digest"], how="left")
-    # merge turns list cells into arrays; missing ones (untagged) are NaN
-    deletions["tags"] = deletions["tags"].apply(
-        lambda t: [] if not hasattr(t, "__len__") else list(t)
-    )
-    kinds = inv.manifests[["repository", "digest", "kind", "subject"]]
-    deletions = deletions.merge(kinds, on=["repository", "digest"], how="left")
+    deletions = _with_tags_and_kinds(inv, deletions, revisions)
     after = predict(without(inv, deletions))
-    baseline = predict(inv)
+    if baseline is None:
+        baseline = predict(inv)
     return Plan(
         spec.name,
         options.delete_untagged,
         deletions,
         baseline,
         after,
-        _safety(inv, deletions, after, baseline),
+        _safety(inv, deletions, after, baseline, revisions),
         inv.header.registry,
         inv.header.storage_root,
     )

@@ -16,20 +16,21 @@ with the policy and the attribution added under `policy` and `attribution`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from analyzer.attribution import Attribution, attribute
-from analyzer.engines.registry import EngineRef, resolve
+from analyzer.analysis import Prediction
+from analyzer.attribution import Attribution, attribute, coded_mark_paths
+from analyzer.engines.registry import EngineRef, EngineSpec, resolve
 from analyzer.inventory import Inventory
 from analyzer.plan import Plan, plan_manifests
 from analyzer.policy import Policy, load_policy
 from analyzer.progress import NullProgress, Progress
-from analyzer.retention import Evaluation, evaluate_policy
+from analyzer.retention import Evaluation, Revisions, evaluate_policy
 
 COMPARISON_COLUMNS = [
     "policy",
@@ -95,12 +96,47 @@ def plan_policy(
     (`gc_type`: DigitalOcean's collection type)."""
     spec = resolve(engine)
     spec.options(delete_untagged, gc_type)  # refuse bad options before any evaluation
+    return _plan_policy(inv, policy, spec, delete_untagged, now, gc_type, _Shared())
+
+
+@dataclass
+class _Shared:
+    """What every policy planned on one inventory, engine and mode shares, computed once:
+    the inventory's codes, the GC's prediction without deletions, the mark phase's paths."""
+
+    revisions: Revisions | None = None
+    baseline: Prediction | None = None
+    paths: Any = field(default=None)
+
+
+def _plan_policy(
+    inv: Inventory,
+    policy: Policy | str | Path,
+    spec: EngineSpec,
+    delete_untagged: bool,
+    now: datetime | pd.Timestamp | None,
+    gc_type: str | None,
+    shared: _Shared,
+) -> PolicyPlan:
     if not isinstance(policy, Policy):
         policy = load_policy(policy)
-    evaluation = evaluate_policy(inv, policy, now)
+    if shared.revisions is None:
+        shared.revisions = Revisions.of(inv)
+    evaluation = evaluate_policy(inv, policy, now, revisions=shared.revisions)
     deletions = evaluation.deletions[["repository", "digest", "named_as", "rule", "reason"]]
-    plan = plan_manifests(inv, deletions, spec, delete_untagged, gc_type=gc_type)
-    attribution = attribute(inv, plan)
+    plan = plan_manifests(
+        inv,
+        deletions,
+        spec,
+        delete_untagged,
+        gc_type=gc_type,
+        baseline=shared.baseline,
+        revisions=shared.revisions,
+    )
+    shared.baseline = plan.baseline
+    if shared.paths is None:
+        shared.paths = coded_mark_paths(inv, plan.engine, plan.delete_untagged)
+    attribution = attribute(inv, plan, shared.paths)
     plan.extra = {"policy": evaluation.summary(), "attribution": attribution.to_dict()}
     return PolicyPlan(policy, evaluation, plan, attribution)
 
@@ -182,7 +218,8 @@ def compare_policies(
     loaded = [p if isinstance(p, Policy) else load_policy(p) for p in policies]
     progress.stage("policies", len(loaded))
     plans = []
+    shared = _Shared()  # the inventory's codes, the baseline, the mark paths: once for all
     for p in loaded:
-        plans.append(plan_policy(inv, p, spec, delete_untagged, now, gc_type))
+        plans.append(_plan_policy(inv, p, spec, delete_untagged, now, gc_type, shared))
         progress.advance()
     return PolicyComparison(spec.name, options.delete_untagged, plans)

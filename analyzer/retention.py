@@ -45,13 +45,15 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from analyzer.frames import grouped_lists
+from analyzer.frames import arrow_strings
 from analyzer.inventory import Inventory
 from analyzer.oci.manifest import KIND_INDEX
 from analyzer.policy import (
-    DELETE,
     KEEP,
     NEWEST_BY_CREATED,
     TAGGED,
@@ -60,7 +62,7 @@ from analyzer.policy import (
     Rule,
     TagPattern,
 )
-from analyzer.tables import manifest_edges
+from analyzer.tables import Interned, manifest_edges
 
 # The referrers tag schema (OCI distribution 1.1) and cosign's legacy tags: sha256-<hex>[.sig]
 REFERRER_TAG = re.compile(r"^sha256-([0-9a-f]{64})(?:\.[A-Za-z0-9_-]+)?$")
@@ -122,78 +124,268 @@ class Evaluation:
         }
 
 
-# -- the manifests and how they hang together ----------------------------------------------------
+# -- the manifests and how they hang together, on integer codes -------------------------------
+#
+# Every table is turned into int64 codes once per inventory (`Revisions.of`): repositories,
+# digests and tag names are interned in sorted order, so comparing codes compares the strings,
+# and a manifest revision is identified by its row. Rules, verdicts and the holding fixpoint
+# then run on numpy arrays; strings are decoded only for the decisions frame. The pandas
+# formulation this replaced is tests/reference_retention.py, and tests/test_fast_plan.py checks
+# that both give the same decisions for every shipped policy on generated registries.
+
+RELATION_INDEX = 0  # the holder is an index listing the manifest
+RELATION_SUBJECT = 1  # the manifest is a referrer of the holder
 
 
-def _tag_table(inv: Inventory) -> pd.DataFrame:
-    """repository, tag, digest, referrer_of: the subject digest a referrer tag names, or NA."""
-    tags = inv.tags[["repository", "tag", "digest"]].astype(object)
-    hexes = tags["tag"].str.extract(REFERRER_TAG, expand=False)
-    return tags.assign(referrer_of=("sha256:" + hexes).where(hexes.notna(), None))
+def sorted_codes(columns: list[pd.Series]) -> tuple[list[np.ndarray], pa.Array]:
+    """String columns interned together, codes in the strings' sort order (binary, which is
+    Python's order for str): (codes per column, -1 for a missing value; the strings by code)."""
+    interned = Interned(columns)
+    order = pc.sort_indices(interned.values).to_numpy().astype(np.int64)
+    rank = np.empty(len(order) + 1, dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    rank[-1] = -1  # code -1 (missing) stays -1
+    values = interned.values.take(pa.array(order, type=pa.int64()))
+    return [rank[c] for c in interned.codes], values
 
 
-def holder_edges(inv: Inventory) -> pd.DataFrame:
-    """repository, digest, holder, relation: `digest` belongs to `holder` in that repository.
-
-    relation "index": the holder is an index listing the manifest; "subject": the manifest is a
-    referrer of the holder (by its `subject` field or by a referrers-schema tag).
-    """
-    revs = inv.manifests[[*KEY, "kind", "subject"]].astype(object)
-    present = revs[KEY]
-    mrefs = manifest_edges(inv)
-    indexes = revs.loc[revs["kind"] == KIND_INDEX, KEY].rename(columns={"digest": "holder"})
-    children = indexes.merge(mrefs.astype(object), left_on="holder", right_on="parent")
-    children = children.rename(columns={"child": "digest"})[["repository", "digest", "holder"]]
-    by_subject = revs.loc[revs["subject"].notna(), [*KEY, "subject"]].rename(
-        columns={"subject": "holder"}
-    )
-    tags = _tag_table(inv)
-    by_tag = tags.loc[tags["referrer_of"].notna(), ["repository", "digest", "referrer_of"]]
-    by_tag = by_tag.rename(columns={"referrer_of": "holder"})
-    subjects = pd.concat([by_subject, by_tag], ignore_index=True)
-    edges = pd.concat(
-        [children.assign(relation="index"), subjects.assign(relation="subject")], ignore_index=True
-    )
-    # Only holders that are revisions of the same repository bind: elsewhere they cannot be
-    # deleted together, and a referrer of an absent subject is just an untagged manifest.
-    held_in_repo = present.rename(columns={"digest": "holder"})
-    edges = edges.merge(held_in_repo, on=["repository", "holder"])
-    edges = edges.merge(present, on=KEY)
-    edges = edges.loc[edges["digest"] != edges["holder"]]
-    return edges.drop_duplicates().reset_index(drop=True)
+def _lookup(values: pd.Series, interned: pa.Array) -> np.ndarray:
+    """Codes of `values` among `interned` strings, -1 for a missing or unknown value."""
+    data = arrow_strings(values).cast(pa.large_string())
+    found = pc.index_in(data, value_set=interned)
+    return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
-def _own_tags(inv: Inventory) -> pd.DataFrame:
-    """repository, digest, tags (sorted, all), user_tags (sorted, without referrer tags)."""
-    tags = _tag_table(inv)
-    all_tags = grouped_lists(tags, KEY, "tag").rename("tags")
-    users = grouped_lists(tags.loc[tags["referrer_of"].isna()], KEY, "tag").rename("user_tags")
-    return pd.concat([all_tags, users], axis=1).reset_index()
+def _rows_of(pairs: np.ndarray, rev_pairs: np.ndarray) -> np.ndarray:
+    """The revision row of each pair code, -1 where it is no revision."""
+    order = np.argsort(rev_pairs, kind="stable")
+    ordered = rev_pairs[order]
+    if not len(ordered):
+        return np.full(len(pairs), -1, dtype=np.int64)
+    at = np.minimum(np.searchsorted(ordered, pairs), len(ordered) - 1)
+    return np.where(ordered[at] == pairs, order[at], -1).astype(np.int64)
 
 
-def _times(inv: Inventory) -> pd.DataFrame:
-    """repository, digest, pushed, created: an index's created is its newest child's."""
-    m = inv.manifests[[*KEY, "created", "pushed_at"]]
-    mrefs = manifest_edges(inv)
-    child_created = (
-        mrefs.merge(
-            m[["digest", "created"]].drop_duplicates("digest"), left_on="child", right_on="digest"
+@dataclass
+class Revisions:
+    """An inventory's revisions, tags and holder edges as codes: what every policy evaluated on
+    it shares (compute once with `Revisions.of`, pass to `evaluate_policy(..., revisions=)`).
+
+    Revisions are identified by their row in `inv.manifests` (keys are unique there: the
+    inventory checks it). Tags carry the row of the revision they point to (-1: none)."""
+
+    inv: Inventory
+    repo: np.ndarray  # per revision: repository code (sorted order)
+    digest: np.ndarray  # per revision: digest code (sorted order)
+    repo_names: list[str]  # by repository code
+    repo_values: pa.Array  # the same, as Arrow strings
+    digest_values: pa.Array  # digests by code
+    subject: np.ndarray  # per revision: its subject's digest code, -1 for none
+    ref_parent: np.ndarray  # index -> child manifest edges (digest codes), sorted by parent
+    ref_child: np.ndarray
+    tag_row: np.ndarray  # per tag: the revision row it points to, -1 for none
+    tag_repo: np.ndarray  # per tag: repository code
+    tag_code: np.ndarray  # per tag: tag name code (sorted order)
+    tag_digest: np.ndarray  # per tag: digest code
+    tag_subject: np.ndarray  # per tag name code: the digest a referrers-schema tag names, or -1
+    tag_names: list[str]  # by tag name code
+    tag_referrer: np.ndarray  # per tag name code: a referrers-schema tag
+    edge_row: np.ndarray  # holder edges: the held revision's row
+    edge_holder: np.ndarray  # the holder revision's row (same repository)
+    edge_relation: np.ndarray  # RELATION_INDEX | RELATION_SUBJECT
+    tags: list[list[str]]  # per revision: its tags, sorted (referrer tags included)
+    user_tag_count: np.ndarray  # per revision: tags that are not referrer tags
+    pushed: pd.Series  # per revision (UTC, ns)
+    created: pd.Series  # per revision; an index without one: its newest child's
+    _tag_hits: dict[str, np.ndarray] = field(default_factory=dict)
+    _repo_hits: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, inv: Inventory) -> Revisions:
+        m, tags = inv.manifests, inv.tags
+        edges = manifest_edges(inv)
+        (repo, tag_repo), repo_values = sorted_codes([m["repository"], tags["repository"]])
+        (digest, subject, tag_digest, parent, child), digest_values = sorted_codes(
+            [m["digest"], m["subject"], tags["digest"], edges["parent"], edges["child"]]
         )
-        .groupby("parent")["created"]
-        .max()
-    )
-    # One unit and zone for both columns, whatever the source wrote, so they compare and fill.
-    created = _utc(m["created"])
-    if len(child_created):  # mapping through an empty datetime Series fails in pandas
-        created = created.fillna(_utc(m["digest"].map(child_created)))
-    return pd.DataFrame(
-        {
-            "repository": m["repository"].astype(object),
-            "digest": m["digest"].astype(object),
-            "pushed": _utc(m["pushed_at"]),
-            "created": created,
-        }
-    )
+        (tag_code,), tag_values = sorted_codes([tags["tag"]])
+        tag_names = [str(t) for t in tag_values.to_pylist()]
+        n = max(len(digest_values), 1)
+        rev_pairs = repo * n + digest
+        tag_row = _rows_of(np.where(tag_digest >= 0, tag_repo * n + tag_digest, -1), rev_pairs)
+        # referrers-schema tags name their subject: sha256-<hex> -> sha256:<hex>
+        hexes = pd.Series(tag_names, dtype=object).str.extract(REFERRER_TAG, expand=False)
+        tag_referrer = hexes.notna().to_numpy(dtype=bool)
+        named = pd.Series(("sha256:" + hexes.dropna()).tolist(), dtype="string")
+        named_code = np.full(len(tag_names), -1, dtype=np.int64)
+        if len(named):
+            found = pc.index_in(
+                pa.array(named.tolist(), type=pa.large_string()), value_set=digest_values
+            )
+            named_code[tag_referrer] = found.fill_null(-1).to_numpy(zero_copy_only=False)
+        held, holder, relation = _holder_codes(
+            repo,
+            digest,
+            (m["kind"] == KIND_INDEX).to_numpy(dtype=bool, na_value=False),
+            subject,
+            (tag_repo, tag_digest, named_code[tag_code] if len(tag_code) else tag_code),
+            (parent, child),
+            rev_pairs,
+            n,
+        )
+        tag_lists = _tag_lists(len(m), tag_row, tag_code, tag_names)
+        user = tag_row[(tag_row >= 0) & ~tag_referrer[tag_code]] if len(tag_code) else tag_row
+        pushed, created = _times(m, digest, parent, child)
+        ok = (parent >= 0) & (child >= 0)
+        by_parent = np.argsort(parent[ok], kind="stable")
+        return cls(
+            inv=inv,
+            repo=repo,
+            digest=digest,
+            repo_names=[str(r) for r in repo_values.to_pylist()],
+            repo_values=repo_values,
+            digest_values=digest_values,
+            subject=subject,
+            ref_parent=parent[ok][by_parent],
+            ref_child=child[ok][by_parent],
+            tag_row=tag_row,
+            tag_repo=tag_repo,
+            tag_code=tag_code,
+            tag_digest=tag_digest,
+            tag_subject=named_code,
+            tag_names=tag_names,
+            tag_referrer=tag_referrer,
+            edge_row=held,
+            edge_holder=holder,
+            edge_relation=relation,
+            tags=tag_lists,
+            user_tag_count=np.bincount(user, minlength=len(m)),
+            pushed=pushed,
+            created=created,
+        )
+
+    @property
+    def n(self) -> int:
+        """Pair codes are repository * n + digest."""
+        return max(len(self.digest_values), 1)
+
+    def pairs(self, repos: pd.Series, digests: pd.Series) -> np.ndarray:
+        """Pair codes of (repository, digest) columns; -1 where either is not interned here
+        (such a pair is none of the inventory's, so it matches nothing)."""
+        r = _lookup(repos, self.repo_values)
+        d = _lookup(digests, self.digest_values)
+        return np.where((r >= 0) & (d >= 0), r * self.n + d, -1)
+
+    def listed(self, repo: np.ndarray, digest: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(repository, index, child) for every index -> child manifest edge of these (repository,
+        digest) pairs, one row per edge (a child listed twice comes twice)."""
+        first = np.searchsorted(self.ref_parent, digest, side="left")
+        counts = np.searchsorted(self.ref_parent, digest, side="right") - first
+        pos = np.repeat(first - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        return np.repeat(repo, counts), np.repeat(digest, counts), self.ref_child[pos]
+
+    def repo_mask(self, globs: tuple[str, ...]) -> np.ndarray:
+        """Per repository code: matches any glob (fnmatch once per distinct repository)."""
+        if globs not in self._repo_hits:
+            self._repo_hits[globs] = np.array(
+                [any(fnmatchcase(r, g) for g in globs) for r in self.repo_names], dtype=bool
+            )
+        return self._repo_hits[globs]
+
+    def tag_mask(self, patterns: tuple[TagPattern, ...]) -> np.ndarray:
+        """Per tag name code: some pattern matches the whole tag (RE2; each distinct tag once
+        per pattern, remembered across the policies evaluated on these revisions)."""
+        out = np.zeros(len(self.tag_names), dtype=bool)
+        for p in patterns:
+            if p.pattern not in self._tag_hits:
+                self._tag_hits[p.pattern] = np.fromiter(
+                    (p.fullmatch(t) for t in self.tag_names), dtype=bool, count=len(self.tag_names)
+                )
+            out |= self._tag_hits[p.pattern]
+        return out
+
+
+def _holder_codes(
+    repo: np.ndarray,
+    digest: np.ndarray,
+    is_index: np.ndarray,
+    subject: np.ndarray,
+    tag_subjects: tuple[np.ndarray, np.ndarray, np.ndarray],
+    manifest_refs: tuple[np.ndarray, np.ndarray],
+    rev_pairs: np.ndarray,
+    n: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Holder edges as revision rows (held, holder, relation), distinct.
+
+    An index holds the manifests it lists; a subject holds its referrers (by `subject` field
+    or by a referrers-schema tag). Only holders that are revisions of the same repository bind:
+    elsewhere they cannot be deleted together, and a referrer of an absent subject is just an
+    untagged manifest."""
+    parent, child = manifest_refs
+    ok = (parent >= 0) & (child >= 0)
+    parent, child = parent[ok], child[ok]
+    order = np.argsort(parent, kind="stable")
+    parent, child = parent[order], child[order]
+    idx_repo, idx_digest = repo[is_index], digest[is_index]
+    first = np.searchsorted(parent, idx_digest, side="left")
+    counts = np.searchsorted(parent, idx_digest, side="right") - first
+    pos = np.repeat(first - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+    listed = (np.repeat(idx_repo, counts), child[pos], np.repeat(idx_digest, counts))
+    tag_repo, tag_digest, tag_subject = tag_subjects
+    has_subject = subject >= 0
+    by_tag = (tag_subject >= 0) & (tag_digest >= 0)
+    parts = [
+        (*listed, RELATION_INDEX),
+        (repo[has_subject], digest[has_subject], subject[has_subject], RELATION_SUBJECT),
+        (tag_repo[by_tag], tag_digest[by_tag], tag_subject[by_tag], RELATION_SUBJECT),
+    ]
+    e_repo = np.concatenate([p[0] for p in parts]).astype(np.int64)
+    e_digest = np.concatenate([p[1] for p in parts]).astype(np.int64)
+    e_holder = np.concatenate([p[2] for p in parts]).astype(np.int64)
+    e_rel = np.concatenate([np.full(len(p[0]), p[3], dtype=np.int64) for p in parts])
+    held = _rows_of(e_repo * n + e_digest, rev_pairs)
+    holder = _rows_of(e_repo * n + e_holder, rev_pairs)
+    keep = (held >= 0) & (holder >= 0) & (e_digest != e_holder)
+    coded = np.stack([held[keep], holder[keep], e_rel[keep]])
+    coded = np.unique(coded, axis=1) if coded.shape[1] else coded
+    return coded[0], coded[1], coded[2]
+
+
+def _tag_lists(
+    revisions: int, tag_row: np.ndarray, tag_code: np.ndarray, names: list[str]
+) -> list[list[str]]:
+    """Per revision row: its tags sorted by name, from one sort of the tags."""
+    hit = tag_row >= 0
+    rows, codes = tag_row[hit], tag_code[hit]
+    order = np.lexsort((codes, rows))
+    rows, codes = rows[order], codes[order]
+    lists: list[list[str]] = [[] for _ in range(revisions)]
+    if not len(rows):
+        return lists
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    ends = np.r_[starts[1:], len(rows)]
+    named = np.asarray(names, dtype=object)[codes]
+    for row, a, b in zip(rows[starts].tolist(), starts.tolist(), ends.tolist(), strict=True):
+        lists[row] = named[a:b].tolist()
+    return lists
+
+
+def _times(
+    m: pd.DataFrame, digest: np.ndarray, parent: np.ndarray, child: np.ndarray
+) -> tuple[pd.Series, pd.Series]:
+    """(pushed, created) per revision, UTC; an index's missing created is its newest child's
+    (a child digest's created is that of its first revision row)."""
+    pushed = _utc(m["pushed_at"]).reset_index(drop=True)
+    created = _utc(m["created"]).reset_index(drop=True)
+    firsts, first_row = np.unique(digest, return_index=True)
+    at = np.minimum(np.searchsorted(firsts, child), max(len(firsts) - 1, 0))
+    found = (len(firsts) > 0) & (child >= 0) & (parent >= 0)
+    found &= firsts[at] == child if len(firsts) else found
+    if found.any():  # mapping through an empty datetime Series fails in pandas
+        values = created.iloc[first_row[at[found]]].reset_index(drop=True)
+        newest = values.groupby(parent[found]).max()
+        created = created.fillna(_utc(newest.reindex(digest).reset_index(drop=True)))
+    return pushed, created
 
 
 def _utc(values: pd.Series) -> pd.Series:
@@ -211,262 +403,286 @@ def _pick_time(times: pd.DataFrame, newest_by: str) -> tuple[pd.Series, pd.Serie
     return time, source
 
 
-def manifest_table(inv: Inventory, policy: Policy) -> pd.DataFrame:
-    """One row per revision: repository, digest, tags, user_tags, role, protected_repo, time,
-    time_source (under the policy's newest_by), pushed, created."""
-    revs = inv.manifests[KEY].astype(object)
-    revs = revs.merge(_own_tags(inv), on=KEY, how="left")
-    for col in ("tags", "user_tags"):
-        revs[col] = revs[col].map(lambda v: list(v) if isinstance(v, list) else [])
-    edges = holder_edges(inv)
-    referrers = edges.loc[edges["relation"] == "subject", KEY].drop_duplicates()
-    children = edges.loc[edges["relation"] == "index", KEY].drop_duplicates()
-    is_ref = _member(revs, referrers)
-    is_child = _member(revs, children)
-    has_tags = revs["user_tags"].map(len) > 0
-    role = pd.Series(ROLE_UNTAGGED, index=revs.index, dtype=object)
-    role = role.mask(has_tags, ROLE_TAGGED).mask(is_child, ROLE_CHILD).mask(is_ref, ROLE_REFERRER)
-    globs = policy.protect.repositories
-    protected = _repo_mask(revs["repository"], globs) if globs else pd.Series(False, revs.index)
-    times = _times(inv)
-    time, source = _pick_time(times, policy.newest_by)
-    # revs and times are both in inventory order; set_axis keeps dtypes (and time zones).
-    return revs.assign(
-        role=role,
-        protected_repo=protected.to_numpy(),
-        time=time.set_axis(revs.index),
-        time_source=source.set_axis(revs.index),
-        pushed=times["pushed"].set_axis(revs.index),
-        created=times["created"].set_axis(revs.index),
+def holder_edges(inv: Inventory) -> pd.DataFrame:
+    """repository, digest, holder, relation: `digest` belongs to `holder` in that repository.
+
+    relation "index": the holder is an index listing the manifest; "subject": the manifest is a
+    referrer of the holder (by its `subject` field or by a referrers-schema tag).
+    """
+    revs = Revisions.of(inv)
+    m = inv.manifests.reset_index(drop=True)
+    return pd.DataFrame(
+        {
+            "repository": m["repository"].to_numpy(dtype=object)[revs.edge_row],
+            "digest": m["digest"].to_numpy(dtype=object)[revs.edge_row],
+            "holder": m["digest"].to_numpy(dtype=object)[revs.edge_holder],
+            "relation": np.where(revs.edge_relation == RELATION_INDEX, "index", "subject"),
+        }
     )
-
-
-def _member(df: pd.DataFrame, keys: pd.DataFrame) -> pd.Series:
-    merged = df[KEY].merge(keys.drop_duplicates(), on=KEY, how="left", indicator=True)
-    return pd.Series((merged["_merge"] == "both").to_numpy(), index=df.index)
-
-
-def _repo_mask(repos: pd.Series, globs: tuple[str, ...]) -> pd.Series:
-    """repos matching any glob; fnmatch once per distinct repository, not per row."""
-    names = pd.unique(repos)
-    hit = {n: any(fnmatchcase(str(n), g) for g in globs) for n in names}
-    return repos.map(hit).astype(bool)
-
-
-def _tag_mask(tags: pd.Series, patterns: tuple[TagPattern, ...]) -> pd.Series:
-    """Tags any pattern matches as a whole (RE2, the engine that checked the pattern: linear
-    time). Each distinct tag is matched once per pattern."""
-    out = pd.Series(False, index=tags.index)
-    names = [t for t in pd.unique(tags) if isinstance(t, str)]
-    for p in patterns:
-        hit = {t: p.fullmatch(t) for t in names}
-        out |= tags.map(hit).fillna(False).astype(bool)
-    return out
 
 
 # -- rules ---------------------------------------------------------------------------------------
 
-
-def _rule_candidates(
-    rule: Rule, table: pd.DataFrame, tags: pd.DataFrame
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(tags the rule's tag filters select, untagged manifests it may select), in its repositories."""
-    judged = tags.loc[_repo_mask(tags["repository"], rule.repositories)]
-    if rule.tag_status == UNTAGGED:
-        judged = judged.iloc[0:0]
-    if rule.tags:
-        judged = judged.loc[_tag_mask(judged["tag"], rule.tags)]
-    if rule.exclude_tags:
-        judged = judged.loc[~_tag_mask(judged["tag"], rule.exclude_tags)]
-    loose = table.loc[(table["verdict_source"] == ROLE_UNTAGGED)]
-    loose = loose.loc[_repo_mask(loose["repository"], rule.repositories), KEY]
-    if rule.tag_status == TAGGED:
-        loose = loose.iloc[0:0]
-    return judged, loose
+# How a revision is judged (`_judged_by`), as small integers.
+_J_UNTAGGED, _J_TAGGED, _J_CHILD, _J_REFERRER, _J_PROTECTED = range(5)
+# A tagged manifest's verdict comes from its strongest tag: protected > kept > unselected > delete.
+_S_DELETE, _S_UNSELECTED, _S_KEEP, _S_PROTECTED = range(4)
+_NONE = np.iinfo(np.int64).max  # "no rule" in min-of-rule-order arrays
 
 
-def _select(rule: Rule, candidates: pd.DataFrame, now: pd.Timestamp) -> pd.Series:
-    """Which candidate manifests (repository, digest, time) the rule's time conditions pass.
+@dataclass
+class _Table:
+    """One policy's view of the revisions: roles, how each is judged, its time."""
+
+    role: np.ndarray  # object: ROLE_*
+    judged: np.ndarray  # _J_*
+    time: pd.Series
+    source: pd.Series
+
+
+def _table(revs: Revisions, policy: Policy) -> _Table:
+    rows = len(revs.repo)
+    is_ref = np.zeros(rows, dtype=bool)
+    is_child = np.zeros(rows, dtype=bool)
+    is_ref[revs.edge_row[revs.edge_relation == RELATION_SUBJECT]] = True
+    is_child[revs.edge_row[revs.edge_relation == RELATION_INDEX]] = True
+    has_tags = revs.user_tag_count > 0
+    role = np.full(rows, ROLE_UNTAGGED, dtype=object)
+    role[has_tags] = ROLE_TAGGED
+    role[is_child] = ROLE_CHILD
+    role[is_ref] = ROLE_REFERRER
+    # A child with tags of its own is judged by them too; referrers always follow.
+    judged = np.full(rows, _J_UNTAGGED, dtype=np.int64)
+    judged[is_child] = _J_CHILD
+    judged[has_tags] = _J_TAGGED
+    judged[is_ref] = _J_REFERRER
+    globs = policy.protect.repositories
+    if globs:
+        judged[revs.repo_mask(globs)[revs.repo]] = _J_PROTECTED
+    time, source = _pick_time(_times_frame(revs), policy.newest_by)
+    return _Table(role, judged, time, source)
+
+
+def _times_frame(revs: Revisions) -> pd.DataFrame:
+    return pd.DataFrame({"pushed": revs.pushed, "created": revs.created})
+
+
+def _ns(time: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 nanoseconds since the epoch, known) of a UTC time column."""
+    known = time.notna().to_numpy()
+    naive = time.dt.tz_convert(None) if time.dt.tz is not None else time
+    return naive.to_numpy(dtype="datetime64[ns]").view(np.int64), known
+
+
+def _select(
+    rule: Rule,
+    revs: Revisions,
+    rows: np.ndarray,
+    ns: np.ndarray,
+    known: np.ndarray,
+    now: pd.Timestamp,
+) -> np.ndarray:
+    """Which candidate revision rows the rule's time conditions pass.
 
     Counts rank the candidates of each repository newest first (ties by digest); a manifest with
     no time matches a keep rule's time conditions and never a delete rule's.
     """
-    known = candidates["time"].notna()
+    t, k = ns[rows], known[rows]
     unknown_ok = rule.action == KEEP
-    ok = pd.Series(True, index=candidates.index)
+    ok = np.ones(len(rows), dtype=bool)
     if rule.newest is not None or rule.except_newest is not None:
-        ranked = candidates.loc[known].sort_values(
-            ["repository", "time", "digest"], ascending=[True, False, True]
-        )
-        rank = ranked.groupby("repository").cumcount().reindex(candidates.index)
+        ranked = np.flatnonzero(k)
+        repo = revs.repo[rows[ranked]]
+        order = ranked[np.lexsort((revs.digest[rows[ranked]], -t[ranked], repo))]
+        repo = revs.repo[rows[order]]
+        starts = np.r_[True, repo[1:] != repo[:-1]] if len(order) else np.zeros(0, dtype=bool)
+        group_start = np.maximum.accumulate(np.where(starts, np.arange(len(order)), 0))
+        rank = np.full(len(rows), -1, dtype=np.int64)
+        rank[order] = np.arange(len(order)) - group_start
         if rule.newest is not None:
-            ok &= (rank < rule.newest) | (~known & unknown_ok)
+            ok &= (k & (rank < rule.newest)) | (~k & unknown_ok)
         else:
-            ok &= (rank >= (rule.except_newest or 0)) & known
+            ok &= k & (rank >= (rule.except_newest or 0))
     if rule.older_than is not None:
-        ok &= (candidates["time"] < now - rule.older_than).where(known, unknown_ok).astype(bool)
+        ok &= np.where(k, t < (now - rule.older_than).value, unknown_ok)
     if rule.newer_than is not None:
-        ok &= (candidates["time"] >= now - rule.newer_than).where(known, unknown_ok).astype(bool)
+        ok &= np.where(k, t >= (now - rule.newer_than).value, unknown_ok)
     return ok
 
 
-def rule_hits(
-    policy: Policy, table: pd.DataFrame, tags: pd.DataFrame, now: pd.Timestamp
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """What each rule selects: (tag hits: repository, tag, digest, order, action; untagged hits:
-    repository, digest, order, action; timed: repository, digest, newest_by, source for the
-    candidates of rules with time conditions). `order` is the rule's position in the file."""
-    tag_hits = [pd.DataFrame(columns=["repository", "tag", "digest", "order", "action"])]
-    loose_hits = [pd.DataFrame(columns=[*KEY, "order", "action"])]
-    timed = [pd.DataFrame(columns=[*KEY, "newest_by", "source"])]
+@dataclass
+class _Hits:
+    """The first rule (file order) of each action that selects each tag / untagged revision."""
+
+    tag_keep: np.ndarray  # per tag row
+    tag_delete: np.ndarray
+    loose_keep: np.ndarray  # per revision row
+    loose_delete: np.ndarray
+    timed: list[tuple[str, np.ndarray, np.ndarray]]  # newest_by, candidate rows, their sources
+
+
+def _rule_hits(
+    policy: Policy, revs: Revisions, table: _Table, judged_tags: np.ndarray, now: pd.Timestamp
+) -> _Hits:
+    rows = len(revs.repo)
+    hits = _Hits(
+        np.full(len(revs.tag_row), _NONE, dtype=np.int64),
+        np.full(len(revs.tag_row), _NONE, dtype=np.int64),
+        np.full(rows, _NONE, dtype=np.int64),
+        np.full(rows, _NONE, dtype=np.int64),
+        [],
+    )
+    loose_all = table.judged == _J_UNTAGGED
+    times = _times_frame(revs)
     for order, rule in enumerate(policy.rules):
-        judged, loose = _rule_candidates(rule, table, tags)
-        time, source = table["time"], table["time_source"]
+        in_repos = revs.repo_mask(rule.repositories)
+        judged = judged_tags & in_repos[revs.tag_repo]
+        if rule.tag_status == UNTAGGED:
+            judged &= False
+        if rule.tags:
+            judged &= revs.tag_mask(rule.tags)[revs.tag_code]
+        if rule.exclude_tags:
+            judged &= ~revs.tag_mask(rule.exclude_tags)[revs.tag_code]
+        loose = loose_all & in_repos[revs.repo]
+        if rule.tag_status == TAGGED:
+            loose &= False
+        time, source = table.time, table.source
         if rule.newest_by != policy.newest_by:
-            time, source = _pick_time(table[["pushed", "created"]], rule.newest_by)
-        cands = pd.concat([judged[KEY], loose], ignore_index=True).drop_duplicates()
-        cands = cands.merge(table[KEY].assign(time=time, source=source), on=KEY, how="left")
+            time, source = _pick_time(times, rule.newest_by)
+        ns, known = _ns(time)
+        cands = np.union1d(revs.tag_row[judged], np.flatnonzero(loose))
         if rule.uses_time:
-            timed.append(cands[[*KEY, "source"]].assign(newest_by=rule.newest_by))
-        chosen = cands.loc[_select(rule, cands, now), KEY]
-        tag_hits.append(
-            judged[["repository", "tag", "digest"]]
-            .merge(chosen, on=KEY)
-            .assign(order=order, action=rule.action)
+            hits.timed.append((rule.newest_by, cands, source.to_numpy(dtype=object)[cands]))
+        chosen = np.zeros(rows, dtype=bool)
+        chosen[cands[_select(rule, revs, cands, ns, known, now)]] = True
+        tag_hit = judged & chosen[np.maximum(revs.tag_row, 0)]
+        loose_hit = loose & chosen
+        tag_first, loose_first = (
+            (hits.tag_keep, hits.loose_keep)
+            if rule.action == KEEP
+            else (hits.tag_delete, hits.loose_delete)
         )
-        loose_hits.append(loose.merge(chosen, on=KEY).assign(order=order, action=rule.action))
-    stacked = [pd.concat(x, ignore_index=True) for x in (tag_hits, loose_hits, timed)]
-    return stacked[0], stacked[1], stacked[2].drop_duplicates()
+        np.minimum(tag_first, np.where(tag_hit, order, _NONE), out=tag_first)
+        np.minimum(loose_first, np.where(loose_hit, order, _NONE), out=loose_first)
+    return hits
 
 
 # -- verdicts ------------------------------------------------------------------------------------
 
-# A tagged manifest's verdict comes from its strongest tag: protected > kept > unselected > delete.
-_TAG_STATE_RANK = {"protected": 3, KEEP: 2, "unselected": 1, DELETE: 0}
+
+@dataclass
+class _Verdicts:
+    """Per revision row: verdict (object: delete|keep|follow), rule (name or None), reason."""
+
+    verdict: np.ndarray
+    rule: np.ndarray
+    reason: np.ndarray
 
 
-def _first(hits: pd.DataFrame, by: list[str], action: str) -> pd.Series:
-    """The first rule (file order) of `action` per group."""
-    chosen = hits.loc[hits["action"] == action, [*by, "order"]]
-    # int64: hits concatenated with the empty frames of rules that select nothing come as
-    # object, and a groupby min over objects runs in Python, one group at a time
-    return chosen.astype({"order": "int64"}).groupby(by)["order"].min()
+def _rule_name(names: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Rule names by order, None where no rule (_NONE)."""
+    out = np.full(len(order), None, dtype=object)
+    some = order != _NONE
+    out[some] = names[order[some]]
+    return out
 
 
-def _tag_states(policy: Policy, tags: pd.DataFrame, hits: pd.DataFrame) -> pd.DataFrame:
-    """Per tag: state (protected|keep|unselected|delete), keep (first keep rule), delete."""
-    tk = ["repository", "tag"]
-    per_tag = tags.set_index(tk)
-    per_tag["keep"] = _first(hits, tk, KEEP).reindex(per_tag.index)
-    per_tag["delete"] = _first(hits, tk, DELETE).reindex(per_tag.index)
-    per_tag = per_tag.reset_index()
-    state = pd.Series("unselected", index=per_tag.index, dtype=object)
-    state = state.mask(per_tag["delete"].notna(), DELETE).mask(per_tag["keep"].notna(), KEEP)
+def _tagged_verdicts(
+    policy: Policy, revs: Revisions, judged_tags: np.ndarray, hits: _Hits, out: _Verdicts
+) -> None:
+    """Verdicts of revisions judged by their tags: the strongest tag decides (protected > kept
+    > unselected > delete), the first by name among equals."""
+    names = np.asarray([r.name for r in policy.rules], dtype=object)
+    tags = np.flatnonzero(judged_tags)
+    keep, delete = hits.tag_keep[tags], hits.tag_delete[tags]
+    state = np.full(len(tags), _S_UNSELECTED, dtype=np.int64)
+    state[delete != _NONE] = _S_DELETE
+    state[keep != _NONE] = _S_KEEP
     if policy.protect.tags:
-        state = state.mask(_tag_mask(per_tag["tag"], policy.protect.tags), "protected")
-    return per_tag.assign(state=state, rank=state.map(_TAG_STATE_RANK))
-
-
-def _tagged_verdicts(policy: Policy, tags: pd.DataFrame, hits: pd.DataFrame) -> pd.DataFrame:
-    """repository, digest, verdict, rule, reason for manifests judged by their tags."""
-    per_tag = _tag_states(policy, tags, hits)
-    # The deciding tag: the strongest state, then the first tag by name.
-    decider = per_tag.sort_values([*KEY, "rank", "tag"], ascending=[True, True, False, True])
-    decider = decider.drop_duplicates(KEY).reset_index(drop=True)
-    first_delete = per_tag.groupby(KEY)["delete"].min().rename("first_delete").reset_index()
-    decider = decider.merge(first_delete, on=KEY)
-    names = pd.Series([r.name for r in policy.rules], dtype=object)
-    state, tag = decider["state"], decider["tag"].astype(str)
-    deleted = state == DELETE
-    reason = pd.Series("every tag selected for deletion", index=decider.index, dtype=object)
-    reason = reason.mask(state == "unselected", "tag " + tag + " is not selected by any rule")
-    reason = reason.mask(state == KEEP, "kept tag " + tag)
-    reason = reason.mask(state == "protected", "protected tag " + tag)
-    rule = decider["first_delete"].map(names).where(deleted, decider["keep"].map(names))
-    return pd.DataFrame(
-        {
-            "repository": decider["repository"],
-            "digest": decider["digest"],
-            "verdict": deleted.map({True: VERDICT_DELETE, False: VERDICT_KEEP}),
-            "rule": rule.where(state != "protected", None),
-            "reason": reason,
-        }
+        state[revs.tag_mask(policy.protect.tags)[revs.tag_code[tags]]] = _S_PROTECTED
+    row, code = revs.tag_row[tags], revs.tag_code[tags]
+    order = np.lexsort((code, -state, row))
+    firsts = order[np.r_[True, row[order][1:] != row[order][:-1]]] if len(order) else order
+    first_delete = np.full(len(revs.repo), _NONE, dtype=np.int64)
+    np.minimum.at(first_delete, row, delete)
+    decided = row[firsts]
+    st = state[firsts]
+    tag = np.asarray(revs.tag_names, dtype=object)[code[firsts]]
+    deleted = st == _S_DELETE
+    reason = np.full(len(firsts), "every tag selected for deletion", dtype=object)
+    reason[st == _S_UNSELECTED] = [
+        f"tag {t} is not selected by any rule" for t in tag[st == _S_UNSELECTED]
+    ]
+    reason[st == _S_KEEP] = ["kept tag " + t for t in tag[st == _S_KEEP]]
+    reason[st == _S_PROTECTED] = ["protected tag " + t for t in tag[st == _S_PROTECTED]]
+    rule = np.where(
+        deleted, _rule_name(names, first_delete[decided]), _rule_name(names, keep[firsts])
     )
+    rule[st == _S_PROTECTED] = None
+    out.verdict[decided] = np.where(deleted, VERDICT_DELETE, VERDICT_KEEP)
+    out.rule[decided] = rule
+    out.reason[decided] = reason
 
 
-def _untagged_verdicts(policy: Policy, loose: pd.DataFrame, hits: pd.DataFrame) -> pd.DataFrame:
-    """repository, digest, verdict, rule, reason for untagged manifests nothing holds."""
-    names = pd.Series([r.name for r in policy.rules], dtype=object)
-    out = loose[KEY].set_index(KEY)
-    out["keep"] = _first(hits, KEY, KEEP).reindex(out.index)
-    out["delete"] = _first(hits, KEY, DELETE).reindex(out.index)
-    out = out.reset_index()
-    kept, deleted = out["keep"].notna(), out["delete"].notna() & out["keep"].isna()
-    reason = pd.Series("untagged, not selected by any rule", index=out.index, dtype=object)
-    reason = reason.mask(kept, "untagged, kept by a keep rule")
-    reason = reason.mask(deleted, "untagged, selected for deletion")
-    return pd.DataFrame(
-        {
-            "repository": out["repository"],
-            "digest": out["digest"],
-            "verdict": deleted.map({True: VERDICT_DELETE, False: VERDICT_KEEP}),
-            "rule": out["delete"].map(names).where(deleted, out["keep"].map(names)),
-            "reason": reason,
-        }
-    )
+def _untagged_verdicts(policy: Policy, loose: np.ndarray, hits: _Hits, out: _Verdicts) -> None:
+    """Verdicts of untagged revisions nothing holds: a keep rule wins over a delete rule."""
+    names = np.asarray([r.name for r in policy.rules], dtype=object)
+    rows = np.flatnonzero(loose)
+    keep, delete = hits.loose_keep[rows], hits.loose_delete[rows]
+    kept, deleted = keep != _NONE, (delete != _NONE) & (keep == _NONE)
+    reason = np.full(len(rows), "untagged, not selected by any rule", dtype=object)
+    reason[kept] = "untagged, kept by a keep rule"
+    reason[deleted] = "untagged, selected for deletion"
+    out.verdict[rows] = np.where(deleted, VERDICT_DELETE, VERDICT_KEEP)
+    out.rule[rows] = np.where(deleted, _rule_name(names, delete), _rule_name(names, keep))
+    out.reason[rows] = reason
 
 
-def _follow(table: pd.DataFrame, edges: pd.DataFrame) -> pd.DataFrame:
+def _follow(revs: Revisions, out: _Verdicts) -> None:
     """Resolve followers: a manifest goes only when all its holders go (fixpoint, vectorised).
 
     Starts from every candidate (own verdict delete, or follower) and drops, until nothing
     changes, each one that a holder outside the set still holds: the greatest set closed under
     "all holders gone". Content addressing rules out cycles, so it is also the only such set.
     """
-    gone = table.loc[table["verdict"].isin([VERDICT_DELETE, VERDICT_FOLLOW]), KEY]
+    held, holder = revs.edge_row, revs.edge_holder
+    gone = (out.verdict == VERDICT_DELETE) | (out.verdict == VERDICT_FOLLOW)
     while True:
-        held = edges.merge(gone, on=KEY)
-        holders = held[["repository", "holder"]].rename(columns={"holder": "digest"})
-        stuck = held.loc[~_member(holders, gone).to_numpy(), KEY].drop_duplicates()
-        if stuck.empty:
+        stuck = held[gone[held] & ~gone[holder]]
+        if not len(stuck):
             break
-        gone = gone.loc[~_member(gone, stuck)]
-    deleted = _member(table, gone)
-    out = table.copy()
-    followers = out["verdict"] == VERDICT_FOLLOW
-    held_back = (out["verdict"] == VERDICT_DELETE) & ~deleted
-    out.loc[held_back, "reason"] = "selected, but an index or subject that stays holds it"
-    out.loc[held_back, "rule"] = None
-    out.loc[followers & ~deleted, "reason"] = "follows an index or subject that stays"
-    out["verdict"] = deleted.map({True: VERDICT_DELETE, False: VERDICT_KEEP})
-    return _attribute_followers(out, edges, followers & deleted)
+        gone[stuck] = False
+    followers = out.verdict == VERDICT_FOLLOW
+    held_back = (out.verdict == VERDICT_DELETE) & ~gone
+    out.reason[held_back] = "selected, but an index or subject that stays holds it"
+    out.rule[held_back] = None
+    out.reason[followers & ~gone] = "follows an index or subject that stays"
+    out.verdict = np.where(gone, VERDICT_DELETE, VERDICT_KEEP).astype(object)
+    _attribute_followers(revs, out, followers & gone)
 
 
-def _attribute_followers(
-    table: pd.DataFrame, edges: pd.DataFrame, pending: pd.Series
-) -> pd.DataFrame:
-    """Give each deleted follower the rule of a deleted holder, and say which one it follows.
-
-    One pass per level of holding (index -> child -> its referrers ...), not per manifest.
-    """
-    out = table.copy()
+def _attribute_followers(revs: Revisions, out: _Verdicts, pending: np.ndarray) -> None:
+    """Give each deleted follower the rule of a deleted holder (the first by digest; an index
+    before a subject), and say which one it follows. One pass per level of holding."""
+    held, holder, relation = revs.edge_row, revs.edge_holder, revs.edge_relation
     pending = pending.copy()
     while pending.any():
-        decided = out.loc[~pending & (out["verdict"] == VERDICT_DELETE), [*KEY, "rule"]]
-        decided = decided.rename(columns={"digest": "holder", "rule": "holder_rule"})
-        via = edges.merge(decided, on=["repository", "holder"])
-        rows = out.loc[pending, KEY].reset_index()
-        via = rows.merge(via, on=KEY).sort_values(["index", "holder"]).drop_duplicates("index")
-        if via.empty:
+        decided = ~pending & (out.verdict == VERDICT_DELETE)
+        via = np.flatnonzero(decided[holder] & pending[held])
+        if not len(via):
             break  # every deleted follower has a deleted holder; never loop forever regardless
-        short = via["holder"].str[:19]
-        reason = ("referrer of deleted " + short).where(
-            via["relation"] == "subject", "child of deleted index " + short
+        order = via[np.lexsort((relation[via], revs.digest[holder[via]], held[via]))]
+        first = order[np.r_[True, held[order][1:] != held[order][:-1]]]
+        rows, holders = held[first], holder[first]
+        short = [
+            str(d)[:19] for d in revs.digest_values.take(pa.array(revs.digest[holders])).to_pylist()
+        ]
+        prefix = np.where(
+            relation[first] == RELATION_SUBJECT, "referrer of deleted ", "child of deleted index "
         )
-        out.loc[via["index"].to_numpy(), "rule"] = via["holder_rule"].to_numpy()
-        out.loc[via["index"].to_numpy(), "reason"] = reason.to_numpy()
-        pending.loc[via["index"].to_numpy()] = False
-    return out
+        out.rule[rows] = out.rule[holders]
+        out.reason[rows] = [p + s for p, s in zip(prefix.tolist(), short, strict=True)]
+        pending[rows] = False
 
 
 def _now(inv: Inventory, now: datetime | pd.Timestamp | None) -> pd.Timestamp:
@@ -479,13 +695,14 @@ def _now(inv: Inventory, now: datetime | pd.Timestamp | None) -> pd.Timestamp:
         return pd.Timestamp(datetime.now(UTC))
 
 
-def _time_notes(timed: pd.DataFrame) -> list[str]:
+def _time_notes(timed: list[tuple[str, np.ndarray, np.ndarray]]) -> list[str]:
     """Say where "newest" came from when it could not come from where a rule asked, counting
-    only the manifests that rules with time conditions judge."""
+    only the manifests that rules with time conditions judge (each once)."""
     notes = []
-    for newest_by, group in timed.groupby("newest_by", sort=True):
+    for newest_by in sorted({t[0] for t in timed}):
         other = "created" if newest_by == "pushed" else "pushed"
-        fell_back = int(group.loc[group["source"] == other, "digest"].count())
+        rows = [r[s == other] for n, r, s in timed if n == newest_by]
+        fell_back = len(np.unique(np.concatenate(rows))) if rows else 0
         if fell_back:
             what = "push time" if newest_by == "pushed" else "image `created` time"
             instead = "image `created`" if other == "created" else "push time"
@@ -493,7 +710,8 @@ def _time_notes(timed: pd.DataFrame) -> list[str]:
                 f"newest_by {newest_by}: {fell_back} manifests have no {what}; their "
                 f"{instead} was used instead"
             )
-    none = int(timed.loc[timed["source"] == "none", KEY].drop_duplicates().shape[0])
+    unknown = [r[s == "none"] for _, r, s in timed]
+    none = len(np.unique(np.concatenate(unknown))) if unknown else 0
     if none:
         notes.append(
             f"{none} manifests have neither a push time nor a created time: rules never delete "
@@ -502,46 +720,57 @@ def _time_notes(timed: pd.DataFrame) -> list[str]:
     return notes
 
 
-def _judged_by(table: pd.DataFrame) -> pd.Series:
-    """How each manifest is judged: protected, referrer / child (follows), tagged (by its
-    tags), untagged (by untagged rules). A child with tags of its own is judged by them too."""
-    has_tags = table["user_tags"].map(len) > 0
-    out = pd.Series(ROLE_UNTAGGED, index=table.index, dtype=object)
-    out = out.mask(table["role"] == ROLE_CHILD, ROLE_CHILD).mask(has_tags, ROLE_TAGGED)
-    out = out.mask(table["role"] == ROLE_REFERRER, ROLE_REFERRER)
-    return out.mask(table["protected_repo"].astype(bool), "protected")
-
-
 def evaluate_policy(
-    inv: Inventory, policy: Policy, now: datetime | pd.Timestamp | None = None
+    inv: Inventory,
+    policy: Policy,
+    now: datetime | pd.Timestamp | None = None,
+    revisions: Revisions | None = None,
 ) -> Evaluation:
     """Apply `policy` to `inv`: a verdict and a reason for every manifest revision.
 
-    `now` defaults to the snapshot's time, so ages are those the snapshot saw.
+    `now` defaults to the snapshot's time, so ages are those the snapshot saw. `revisions`
+    (`Revisions.of(inv)`) lets several policies share the inventory's codes.
     """
     at = _now(inv, now)
-    table = manifest_table(inv, policy)
-    table["verdict_source"] = _judged_by(table)
-    user_tags = _tag_table(inv)
-    user_tags = user_tags.loc[user_tags["referrer_of"].isna(), ["repository", "tag", "digest"]]
-    user_tags = user_tags.merge(table.loc[table["verdict_source"] == ROLE_TAGGED, KEY], on=KEY)
-    tag_hits, loose_hits, timed = rule_hits(policy, table, user_tags, at)
-    verdicts = pd.concat(
-        [
-            _tagged_verdicts(policy, user_tags, tag_hits),
-            _untagged_verdicts(
-                policy, table.loc[table["verdict_source"] == ROLE_UNTAGGED], loose_hits
-            ),
-        ],
-        ignore_index=True,
+    revs = revisions if revisions is not None and revisions.inv is inv else Revisions.of(inv)
+    table = _table(revs, policy)
+    rows = len(revs.repo)
+    tag_row = revs.tag_row
+    judged_tags = tag_row >= 0
+    if len(tag_row):
+        judged_tags &= ~revs.tag_referrer[revs.tag_code]
+        judged_tags &= table.judged[np.maximum(tag_row, 0)] == _J_TAGGED
+    hits = _rule_hits(policy, revs, table, judged_tags, at)
+    out = _Verdicts(
+        np.full(rows, None, dtype=object),
+        np.full(rows, None, dtype=object),
+        np.full(rows, None, dtype=object),
     )
-    table = table.merge(verdicts, on=KEY, how="left")
-    table.loc[table["verdict_source"] == "protected", "reason"] = "protected repository"
-    table.loc[table["verdict_source"] == "protected", "verdict"] = VERDICT_KEEP
-    follows = table["verdict_source"].isin([ROLE_REFERRER, ROLE_CHILD])
-    table.loc[follows, "verdict"] = VERDICT_FOLLOW
-    table = _follow(table, holder_edges(inv))
-    decisions = table[
-        [*KEY, "role", "tags", "time", "time_source", "verdict", "rule", "reason"]
-    ].sort_values(KEY)
-    return Evaluation(policy, at, decisions.reset_index(drop=True), _time_notes(timed))
+    _tagged_verdicts(policy, revs, judged_tags, hits, out)
+    _untagged_verdicts(policy, table.judged == _J_UNTAGGED, hits, out)
+    protected = table.judged == _J_PROTECTED
+    out.reason[protected] = "protected repository"
+    out.verdict[protected] = VERDICT_KEEP
+    out.verdict[(table.judged == _J_REFERRER) | (table.judged == _J_CHILD)] = VERDICT_FOLLOW
+    _follow(revs, out)
+    order = np.lexsort((revs.digest, revs.repo))
+    m = inv.manifests
+    columns = {
+        "repository": m["repository"].to_numpy(dtype=object)[order],
+        "digest": m["digest"].to_numpy(dtype=object)[order],
+        "role": table.role[order],
+        "tags": [revs.tags[i] for i in order.tolist()],
+        "time": table.time.iloc[order].reset_index(drop=True),
+        "time_source": table.source.to_numpy(dtype=object)[order],
+        "verdict": pd.Series(out.verdict[order], dtype="str"),  # never missing
+        "rule": out.rule[order],  # None: no rule decided
+        "reason": out.reason[order],
+    }
+    # object columns, as the pandas formulation gave (pandas would infer its string dtype)
+    decisions = pd.DataFrame(
+        {
+            k: v if isinstance(v, pd.Series) else pd.Series(v, dtype=object)
+            for k, v in columns.items()
+        }
+    )
+    return Evaluation(policy, at, decisions, _time_notes(hits.timed))

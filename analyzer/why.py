@@ -21,6 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from analyzer.engines.registry import EngineRef, EngineSpec, resolve
@@ -31,7 +32,7 @@ from analyzer.inventory import Inventory
 from analyzer.marking import sweep_candidates
 from analyzer.oci.manifest import is_digest
 from analyzer.plan import parse_reference
-from analyzer.tables import revisions
+from analyzer.tables import Interned, revisions
 
 REASON_SWEPT = "swept: no root marks it"
 REASON_MARKED = "marked by the roots listed in kept_by"
@@ -174,24 +175,53 @@ def explain(
 def roots_keeping(
     inv: Inventory, digest: str, spec: EngineSpec, options: EngineOptions
 ) -> list[KeptBy]:
-    """Every root whose marking reaches `digest`, with the shortest path of references."""
-    roots = spec.roots(inv, options)
-    edges = spec.marking(inv, roots).edges
-    tags = grouped_lists(inv.tags, ["repository", "digest"], "tag")
-    out: list[KeptBy] = []
-    root_set = set(roots[["repository", "digest"]].itertuples(index=False, name=None))
-    by_repo = edges.loc[edges["repository"].isin(_repositories_reaching(edges, roots, digest))]
-    for repo, repo_edges in by_repo.groupby("repository", sort=True):
+    """Every root whose marking reaches `digest`, with the shortest path of references.
+
+    Only the followed edges that lead to `digest` (found backwards on int64 codes) are walked
+    in Python, and only the roots and tags on them are looked at; the formulation over every
+    edge and root this replaced is tests/reference_why.py."""
+    roots = spec.roots(inv, options)[["repository", "digest"]]
+    edges = _edges_toward(spec.marking(inv, roots).edges, digest)
+    nodes = pd.concat([edges["parent"], edges["child"]]).drop_duplicates()
+    near = roots.loc[isin(roots["digest"], nodes) | (roots["digest"] == digest)]
+    root_set = set(near.astype(object).itertuples(index=False, name=None))
+    out: list[tuple[str, str, list[str]]] = []
+    for repo, repo_edges in edges.groupby("repository", sort=True):
         for root, path in _paths_to(str(repo), repo_edges, root_set, digest):
-            out.append(KeptBy(str(repo), root, [str(t) for t in tags.get((repo, root), [])], path))
+            out.append((str(repo), root, path))
     for repo, root in sorted(root_set):
         if root == digest:
-            out.append(KeptBy(repo, root, [str(t) for t in tags.get((repo, root), [])], [root]))
-    return sorted(out, key=lambda k: (k.repository, k.root, len(k.path)))
+            out.append((repo, root, [root]))
+    found = inv.tags.loc[isin(inv.tags["digest"], pd.Series([r for _, r, _ in out], dtype=object))]
+    tags = grouped_lists(found, ["repository", "digest"], "tag")
+    kept = [
+        KeptBy(repo, root, [str(t) for t in tags.get((repo, root), [])], path)
+        for repo, root, path in out
+    ]
+    return sorted(kept, key=lambda k: (k.repository, k.root, len(k.path)))
 
 
-def _repositories_reaching(edges: pd.DataFrame, roots: pd.DataFrame, digest: str) -> set[str]:
-    return set(edges.loc[edges["child"] == digest, "repository"])
+def _edges_toward(edges: pd.DataFrame, digest: str) -> pd.DataFrame:
+    """The followed edges (repository, parent, child) from which `digest` is reachable in
+    their repository: level after level backwards, on interned codes."""
+    digests = Interned([edges["parent"], edges["child"]])
+    repos = Interned([edges["repository"]])
+    target = digests.lookup(pd.Series([digest], dtype="string"))[0]
+    if target < 0:
+        return edges.iloc[0:0]
+    parent, child = digests.codes
+    n = max(digests.size, 1)
+    repo = repos.codes[0]
+    child_pair, parent_pair = repo * n + child, repo * n + parent
+    frontier = np.unique(child_pair[child == target])
+    seen = frontier
+    take = np.zeros(len(edges), dtype=bool)
+    while len(frontier):
+        hit = np.isin(child_pair, frontier) & ~take
+        take |= hit
+        frontier = np.setdiff1d(np.unique(parent_pair[hit]), seen)
+        seen = np.union1d(seen, frontier)
+    return edges.loc[take]
 
 
 def _paths_to(
