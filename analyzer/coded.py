@@ -1,0 +1,379 @@
+"""An inventory's digests and repositories interned once as integer codes (`Coded`).
+
+Why: every step of the analysis joins tables on 71-character digests, and hashing them again in
+each merge was most of its time at a million manifests. Here each digest column is read once,
+straight from its Arrow buffers, as the 32 bytes the digest spells (four big-endian 64-bit
+words); digests get codes in their own sort order (code order is string order), so a sorted
+output is sorted codes and no string is compared. Strings are made again, from the words, only
+for what a result shows.
+
+Interning is exact: a code is given by the first word, and every row is then checked to equal
+its code's four words (the whole digest). It applies only when every value is a well-formed
+`sha256:` digest in lower case (what `check_tables` admits); otherwise `coded` returns None and
+callers take their reference formulation on strings.
+"""
+
+from __future__ import annotations
+
+import binascii
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from analyzer.inventory import Inventory
+from analyzer.oci.manifest import KIND_INDEX, REF_CONFIG, REF_LAYER, REF_MANIFEST, REF_SUBJECT
+
+PREFIX = b"sha256:"
+WIDTH = len(PREFIX) + 64
+_PREFIX_BYTES = np.frombuffer(PREFIX, dtype=np.uint8)
+# reference kinds as small integers (-1: a kind no engine knows)
+KINDS = (REF_CONFIG, REF_LAYER, REF_MANIFEST, REF_SUBJECT)
+K_CONFIG, K_LAYER, K_MANIFEST, K_SUBJECT = range(4)
+_STEP = 1 << 20  # rows handled at once: temporaries stay small at 50 million rows
+_CACHE_ATTR = "_coded_cache"
+# False: `coded` returns None, so every caller takes its reference formulation on strings (the
+# tests compare the two; see `reference_paths`)
+ENABLED = True
+
+
+class DigestSpace:
+    """Every digest of an inventory, code order = string order: `words[code]` are its 32 bytes
+    as four big-endian uint64 words (so `words[:, 0]` is sorted and distinct)."""
+
+    def __init__(self, words: np.ndarray) -> None:
+        self.words = words
+        self.size = len(words)
+
+    def strings(self, codes: np.ndarray) -> pa.LargeStringArray:
+        """The digests of `codes` (none may be -1) as an Arrow string array."""
+        picked = self.words[np.asarray(codes, dtype=np.int64)]
+        m = len(picked)
+        text = np.empty((m, WIDTH), dtype=np.uint8)
+        text[:, : len(PREFIX)] = _PREFIX_BYTES
+        if m:
+            raw = picked.astype(">u8").tobytes()
+            hexed = np.frombuffer(binascii.b2a_hex(raw), dtype=np.uint8)
+            text[:, len(PREFIX) :] = hexed.reshape(m, 64)
+        offsets = np.arange(0, (m + 1) * WIDTH, WIDTH, dtype=np.int64)
+        return pa.LargeStringArray.from_buffers(
+            m, pa.py_buffer(offsets), pa.py_buffer(text.tobytes())
+        )
+
+    def series(self, codes: np.ndarray, index: Any = None) -> pd.Series:
+        """The digests of `codes` as a pandas string column (the inventory's dtype)."""
+        values = self.strings(codes).cast(pa.string())
+        out = pd.Series(pd.arrays.ArrowStringArray(values), dtype="string", index=index)
+        return out
+
+    def lookup(self, values: pd.Series | pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """The codes of `values`; -1 where a value is missing, malformed or not in the space."""
+        column = values if isinstance(values, pa.Array | pa.ChunkedArray) else _arrow(values)
+        parsed = digest_words(column)
+        n = len(column)
+        if parsed is None:  # some value is not a digest: look each one up by its string
+            return self._lookup_strings(column)
+        words, valid = parsed
+        out = np.full(n, -1, dtype=np.int64)
+        if not self.size or not valid.any():
+            return out
+        at = np.minimum(np.searchsorted(self.words[:, 0], words[:, 0]), self.size - 1)
+        hit = valid & (self.words[at] == words).all(axis=1)
+        out[hit] = at[hit]
+        return out
+
+    def _lookup_strings(self, column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        strings = column.cast(pa.large_string())
+        found = pc.index_in(strings, value_set=self.strings(np.arange(self.size)))
+        return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _arrow(values: pd.Series | pd.Index) -> pa.Array | pa.ChunkedArray:
+    data = pa.array(values.array, from_pandas=True)
+    if not (pa.types.is_string(data.type) or pa.types.is_large_string(data.type)):
+        data = data.cast(pa.large_string())
+    return data
+
+
+def digest_words(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(words, valid): each row's digest as four uint64 words (zeros where the value is missing)
+    and whether it is present; None when some present value is not a lower-case sha256 digest."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    parts: list[tuple[np.ndarray, np.ndarray]] = []
+    for chunk in chunks:
+        part = _chunk_words(chunk)
+        if part is None:
+            return None
+        parts.append(part)
+    if not parts:
+        return np.zeros((0, 4), dtype=np.uint64), np.zeros(0, dtype=bool)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _chunk_words(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray] | None:
+    n = len(chunk)
+    words = np.zeros((n, 4), dtype=np.uint64)
+    valid = np.ones(n, dtype=bool)
+    if chunk.null_count == n:
+        return words, np.zeros(n, dtype=bool)
+    if chunk.null_count:
+        valid = np.asarray(chunk.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        chunk = chunk.drop_null()
+        dense = _chunk_words(chunk)
+        if dense is None:
+            return None
+        words[valid] = dense[0]
+        return words, valid
+    if pa.types.is_large_string(chunk.type):
+        offset_type: Any = np.int64
+    elif pa.types.is_string(chunk.type):
+        offset_type = np.int32
+    else:
+        return None
+    offsets = np.frombuffer(chunk.buffers()[1], dtype=offset_type)[
+        chunk.offset : chunk.offset + n + 1
+    ]
+    if not (np.diff(offsets) == WIDTH).all():
+        return None
+    data = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    rows = data.reshape(n, WIDTH)
+    for a in range(0, n, _STEP):
+        part = rows[a : a + _STEP]
+        if not (part[:, : len(PREFIX)] == _PREFIX_BYTES).all():
+            return None
+        hexed = part[:, len(PREFIX) :]
+        if (np.subtract(hexed, ord("A"), dtype=np.uint8) < 6).any():
+            return None  # upper-case hex would decode like lower case: not the same string
+        try:
+            raw = binascii.a2b_hex(hexed.tobytes())
+        except binascii.Error:
+            return None
+        words[a : a + len(part)] = np.frombuffer(raw, dtype=">u8").reshape(-1, 4)
+    return words, valid
+
+
+def intern_digests(
+    columns: list[pa.Array | pa.ChunkedArray],
+) -> tuple[DigestSpace, list[np.ndarray]] | None:
+    """One `DigestSpace` for `columns` and each column's codes (-1 where missing); None when
+    a value is not a lower-case sha256 digest."""
+    parsed = []
+    for column in columns:
+        p = digest_words(column)
+        if p is None:
+            return None
+        parsed.append(p)
+    keys = np.concatenate([w[v, 0] for w, v in parsed]) if parsed else np.zeros(0, np.uint64)
+    first_codes, uniques = pd.factorize(keys)
+    first_codes = first_codes.astype(np.int64)
+    words = np.concatenate([w[v] for w, v in parsed]) if parsed else np.zeros((0, 4), np.uint64)
+    first = np.empty(len(uniques), dtype=np.int64)
+    first[first_codes[::-1]] = np.arange(len(keys) - 1, -1, -1)
+    representative = words[first]
+    for a in range(0, len(keys), _STEP):
+        if not (representative[first_codes[a : a + _STEP]] == words[a : a + _STEP]).all():
+            return None  # two digests share their first 64 bits: leave it to the strings
+    order = np.argsort(np.asarray(uniques, dtype=np.uint64), kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    codes = rank[first_codes]
+    out: list[np.ndarray] = []
+    at = 0
+    for _, valid in parsed:
+        column_codes = np.full(len(valid), -1, dtype=np.int64)
+        count = int(valid.sum())
+        column_codes[valid] = codes[at : at + count]
+        at += count
+        out.append(column_codes)
+    return DigestSpace(representative[order]), out
+
+
+def intern_strings(columns: list[pa.Array | pa.ChunkedArray]) -> tuple[pa.Array, list[np.ndarray]]:
+    """Sorted distinct values of string `columns` and each column's codes (-1 where missing)."""
+    joined = pa.chunked_array(
+        [c.cast(pa.large_string()) for col in columns for c in _chunks(col)],
+        type=pa.large_string(),
+    )
+    encoded = joined.combine_chunks().dictionary_encode() if len(joined) else None
+    if encoded is None:
+        return pa.array([], type=pa.large_string()), [np.zeros(0, np.int64) for _ in columns]
+    values = encoded.dictionary
+    order = np.asarray(pc.sort_indices(values).to_numpy(), dtype=np.int64)
+    rank = np.empty(len(order) + 1, dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    rank[-1] = -1  # a missing value (index -1 below) stays -1
+    indices = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
+    codes = rank[indices]
+    out = []
+    at = 0
+    for col in columns:
+        out.append(codes[at : at + len(col)])
+        at += len(col)
+    return values.take(pa.array(order)), out
+
+
+def _chunks(column: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
+    return list(column.chunks) if isinstance(column, pa.ChunkedArray) else [column]
+
+
+@dataclass(eq=False)
+class Coded:
+    """The inventory's tables as integer columns over one `DigestSpace` and one sorted list of
+    repository names (`repos`; code order = name order). -1: missing. A pair (repository,
+    digest) is the int64 `repo * digests.size + digest` (`pair`)."""
+
+    digests: DigestSpace
+    repos: pa.Array
+    repo_has_tags_dir: np.ndarray  # per repository code: 1, 0, or -1 (unknown / not listed)
+    m_repo: np.ndarray
+    m_digest: np.ndarray
+    m_subject: np.ndarray
+    m_index: np.ndarray  # bool: the manifest is an index
+    r_parent: np.ndarray
+    r_child: np.ndarray
+    r_kind: np.ndarray  # int8, KINDS' positions
+    r_size: np.ndarray  # int64, -1 unknown
+    t_repo: np.ndarray
+    t_digest: np.ndarray
+    b_digest: np.ndarray
+    b_size: np.ndarray  # int64, -1 unknown
+    b_present: np.ndarray  # int8: 1, 0, -1 (NA: known only from a descriptor)
+    l_repo: np.ndarray
+    l_digest: np.ndarray
+
+    @property
+    def n(self) -> int:
+        """The pair base: at least 1, so `pair // n` and `pair % n` are defined."""
+        return max(self.digests.size, 1)
+
+    def pair(self, repo: np.ndarray, digest: np.ndarray) -> np.ndarray:
+        return repo.astype(np.int64) * self.n + digest
+
+    def repo_strings(self, codes: np.ndarray) -> pd.Series:
+        taken = self.repos.take(pa.array(np.asarray(codes, dtype=np.int64), type=pa.int64()))
+        return pd.Series(
+            pd.arrays.ArrowStringArray(taken.cast(pa.string())), dtype="string"
+        ).reset_index(drop=True)
+
+    def pairs_frame(self, pairs: np.ndarray) -> pd.DataFrame:
+        """repository, digest string columns of pair codes (in the order given)."""
+        return pd.DataFrame(
+            {
+                "repository": self.repo_strings(pairs // self.n),
+                "digest": self.digests.series(pairs % self.n),
+            }
+        )
+
+    def repos_lookup(self, names: pd.Series) -> np.ndarray:
+        """Repository codes of `names` (-1 where a name is not interned)."""
+        found = pc.index_in(_arrow(names).cast(pa.large_string()), value_set=self.repos)
+        return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+    def b_size_of(self, digests: np.ndarray) -> np.ndarray:
+        """The stored size of each digest code's blob (-1 unknown or not in the blobs table)."""
+        size_of = np.full(self.n, -1, dtype=np.int64)
+        ok = self.b_digest >= 0
+        size_of[self.b_digest[ok]] = self.b_size[ok]
+        return size_of[digests]
+
+    def gc_edges(self) -> np.ndarray:
+        """Mask of the references the collectors follow (config, layers, index children)."""
+        return (self.r_kind >= K_CONFIG) & (self.r_kind <= K_MANIFEST)
+
+
+def _table_ids(inv: Inventory) -> tuple[int, ...]:
+    return tuple(id(inv.tables[t]) for t in sorted(inv.tables))
+
+
+def coded(inv: Inventory) -> Coded | None:
+    """`inv` interned (cached on the inventory while its tables stay the same objects); None
+    when some digest is not a lower-case sha256 digest (callers then use the strings)."""
+    if not ENABLED:
+        return None
+    cached = getattr(inv, _CACHE_ATTR, None)
+    ids = _table_ids(inv)
+    if cached is not None and cached[0] == ids:
+        return cached[1]
+    result = _build(inv)
+    setattr(inv, _CACHE_ATTR, (ids, result))
+    return result
+
+
+def _build(inv: Inventory) -> Coded | None:
+    m, r, t, b, ll = inv.manifests, inv.references, inv.tags, inv.blobs, inv.layer_links
+    interned = intern_digests(
+        [
+            _arrow(m["digest"]),
+            _arrow(m["subject"]),
+            _arrow(r["parent"]),
+            _arrow(r["child"]),
+            _arrow(t["digest"]),
+            _arrow(b["digest"]),
+            _arrow(ll["digest"]),
+        ]
+    )
+    if interned is None:
+        return None
+    space, (m_digest, m_subject, r_parent, r_child, t_digest, b_digest, l_digest) = interned
+    repos_table = inv.repositories
+    names, (rr, m_repo, t_repo, l_repo) = intern_strings(
+        [
+            _arrow(repos_table["repository"]),
+            _arrow(m["repository"]),
+            _arrow(t["repository"]),
+            _arrow(ll["repository"]),
+        ]
+    )
+    has_tags = np.full(len(names), -1, dtype=np.int8)
+    flags = repos_table["has_tags_dir"]
+    known = flags.notna().to_numpy() & (rr >= 0)
+    has_tags[rr[known]] = flags.to_numpy(dtype=object)[known].astype(bool)
+    kind = pc.index_in(_arrow(r["kind"]), value_set=pa.array(KINDS, type=pa.large_string()))
+    return Coded(
+        digests=space,
+        repos=names,
+        repo_has_tags_dir=has_tags,
+        m_repo=m_repo,
+        m_digest=m_digest,
+        m_subject=m_subject,
+        m_index=(m["kind"] == KIND_INDEX).fillna(False).to_numpy(dtype=bool),
+        r_parent=r_parent,
+        r_child=r_child,
+        r_kind=np.asarray(kind.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int8),
+        r_size=_sizes(r["size"]),
+        t_repo=t_repo,
+        t_digest=t_digest,
+        b_digest=b_digest,
+        b_size=_sizes(b["size"]),
+        b_present=_flags(b["present"]),
+        l_repo=l_repo,
+        l_digest=l_digest,
+    )
+
+
+def _sizes(column: pd.Series) -> np.ndarray:
+    return np.asarray(column.fillna(-1).to_numpy(dtype=np.int64))
+
+
+def _flags(column: pd.Series) -> np.ndarray:
+    known = column.notna().to_numpy()
+    out = np.full(len(column), -1, dtype=np.int8)
+    out[known] = column.to_numpy(dtype=object)[known].astype(bool)
+    return out
+
+
+@contextmanager
+def reference_paths() -> Iterator[None]:
+    """Within it, everything runs its reference formulation on strings (what the fast paths on
+    codes are tested against)."""
+    global ENABLED
+    saved, ENABLED = ENABLED, False
+    try:
+        yield
+    finally:
+        ENABLED = saved
