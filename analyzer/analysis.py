@@ -495,7 +495,7 @@ def _by_repository_codes(inv: Inventory, gc: GCResult, codes: ResultCodes) -> pd
     ]
     out = pd.DataFrame(np.concatenate([table, extra]), columns=columns, dtype="int64")
     label = pd.concat(
-        [names.astype(object), pd.Series([SHARED_ROW, UNREFERENCED_ROW], dtype=object)],
+        [names.astype("string"), pd.Series([SHARED_ROW, UNREFERENCED_ROW], dtype="string")],
         ignore_index=True,
     )
     out.insert(0, "repository", label)
