@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from analyzer.coded import K_MANIFEST, Coded
 
@@ -541,16 +542,34 @@ def _broken_indexes_codes(inv: Inventory, codes: ResultCodes) -> list[dict[str, 
     swept[codes.blobs] = True
     lost = _member(c.pair(tagged[row] // n, child), codes.manifests) | swept[child]
     totals = np.bincount(row, minlength=len(tagged))
-    hit = np.unique(row[lost])
-    tag_lists = _tag_lists_of(c, inv, tagged[hit])
-    out = []
-    for i in hit.tolist():
-        pair = int(tagged[i])
-        children = c.digests.strings(child[(row == i) & lost]).to_pylist()
-        repo = c.repo_strings(np.array([pair // n]))[0]
-        digest = c.digests.strings(np.array([pair % n]))[0].as_py()
-        out.append(_broken_index_entry(repo, digest, tag_lists[pair], children, int(totals[i])))
-    return out
+    groups = _groups(c, row[lost], child[lost])
+    if not groups:
+        return []
+    pairs = tagged[[i for i, _ in groups]]
+    tag_lists = _tag_lists_of(c, inv, pairs)
+    repos, digests = _pair_strings(c, pairs)
+    return [
+        _broken_index_entry(repo, digest, tag_lists[pair], children, int(totals[i]))
+        for (i, children), pair, repo, digest in zip(
+            groups, pairs.tolist(), repos, digests, strict=True
+        )
+    ]
+
+
+def _groups(c: Coded, row: np.ndarray, child: np.ndarray) -> list[tuple[int, list[str]]]:
+    """(row, its children's digests) for each run of equal `row` (rows come in order)."""
+    if not len(row):
+        return []
+    c_strings = c.digests.strings(child).to_pylist()
+    starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]]).tolist()
+    ends = [*starts[1:], len(row)]
+    return [(int(row[a]), c_strings[a:b]) for a, b in zip(starts, ends, strict=True)]
+
+
+def _pair_strings(c: Coded, pairs: np.ndarray) -> tuple[list[str], list[str]]:
+    """Repository names and digests of `pairs`, decoded in one go each."""
+    names = c.repos.take(pa.array(pairs // c.n)).to_pylist()
+    return names, c.digests.strings(pairs % c.n).to_pylist()
 
 
 def _deleted_referrers_codes(inv: Inventory, codes: ResultCodes) -> list[dict[str, Any]]:
@@ -583,14 +602,13 @@ def _kept_but_gutted_codes(inv: Inventory, codes: ResultCodes) -> list[dict[str,
     if not len(row):
         return []
     child = c.r_child[blob_edges[edge]]
-    out = []
-    starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
-    for a, b in zip(starts.tolist(), [*starts[1:].tolist(), len(row)], strict=True):
-        pair = int(kept[row[a]])
-        repo = c.repo_strings(np.array([pair // n]))[0]
-        digest = c.digests.strings(np.array([pair % n]))[0].as_py()
-        out.append(_gutted_entry(repo, digest, c.digests.strings(child[a:b]).to_pylist()))
-    return out
+    groups = _groups(c, row, child)
+    pairs = kept[[i for i, _ in groups]]
+    repos, digests = _pair_strings(c, pairs)
+    return [
+        _gutted_entry(repo, digest, children)
+        for (_, children), repo, digest in zip(groups, repos, digests, strict=True)
+    ]
 
 
 def _hazards_codes(inv: Inventory, gc: GCResult, codes: ResultCodes) -> list[dict[str, Any]]:
