@@ -19,15 +19,17 @@ import binascii
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analyzer.inventory import Inventory
 from analyzer.oci.manifest import KIND_INDEX, REF_CONFIG, REF_LAYER, REF_MANIFEST, REF_SUBJECT
+
+if TYPE_CHECKING:
+    from analyzer.inventory import Inventory
 
 PREFIX = b"sha256:"
 WIDTH = len(PREFIX) + 64

@@ -36,6 +36,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from analyzer.coded import coded
 from analyzer.errors import SnapshotError
 from analyzer.inventory import TABLES, Inventory, SnapshotHeader, check_tables, conform
 
@@ -348,11 +349,13 @@ def read_snapshot(path: str | os.PathLike[str]) -> Inventory:
     target = Path(path)
     raw = _checked_header(target)
     tables = {t: _read_table(target, t, raw["tables"][t]) for t in TABLES}
+    inv = Inventory(_header_object(raw), tables)
     try:
-        check_tables(tables)
+        # interned once here: it checks every digest's form in passing, and the analysis
+        # that follows (nearly every reader's next step) reuses the codes
+        check_tables(tables, coded(inv))
     except ValueError as e:
         raise SnapshotError(f"{target}: {e}") from None
-    inv = Inventory(_header_object(raw), tables)
     inv.snapshot_id = snapshot_identity(raw)
     inv.snapshot_path = str(target.absolute())
     return inv

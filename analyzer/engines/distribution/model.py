@@ -230,6 +230,8 @@ def engine_view(inv: Inventory, engine: str) -> Inventory:
 
 def _unseen_note(inv: Inventory, engine: str) -> list[str]:
     unseen = inv.header.extra.get(EXTRA_UNSEEN, {}).get(engine, [])
+    if not unseen:
+        return []
     held = sorted(set(unseen) & set(inv.manifests["repository"]))
     if not held:
         return []
