@@ -102,35 +102,83 @@ def _arrow(values: pd.Series | pd.Index) -> pa.Array | pa.ChunkedArray:
     return data
 
 
+@dataclass(eq=False)
+class ParsedDigests:
+    """A digest column parsed: `words[k]` the four words of its k-th distinct run of rows, and
+    `rows[i]` the run of row i (-1: missing); `rows` None: row i is `words[i]`."""
+
+    words: np.ndarray
+    rows: np.ndarray | None
+
+    def expand(self, values: np.ndarray) -> np.ndarray:
+        """Per row, `values[run]` (-1 where the row is missing)."""
+        if self.rows is None:
+            return values
+        if not len(values):
+            return np.full(len(self.rows), -1, dtype=np.int64)
+        out = values[np.maximum(self.rows, 0)]
+        return np.where(self.rows >= 0, out, -1)
+
+
 def digest_words(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray] | None:
     """(words, valid): each row's digest as four uint64 words (zeros where the value is missing)
     and whether it is present; None when some present value is not a lower-case sha256 digest."""
+    parsed = parse_digests(column)
+    if parsed is None:
+        return None
+    n = len(column)
+    if parsed.rows is None:
+        return parsed.words, np.ones(n, dtype=bool)
+    valid = parsed.rows >= 0
+    words = np.zeros((n, 4), dtype=np.uint64)
+    words[valid] = parsed.words[parsed.rows[valid]]
+    return words, valid
+
+
+def parse_digests(column: pa.Array | pa.ChunkedArray, runs: bool = False) -> ParsedDigests | None:
+    """`column` parsed (None when some present value is not a lower-case sha256 digest).
+    `runs`: rows repeating the row before them share its run (a parent column lists each
+    manifest's references together: a fifth of the rows to decode and intern)."""
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-    parts: list[tuple[np.ndarray, np.ndarray]] = []
+    parts: list[ParsedDigests] = []
     for chunk in chunks:
-        part = _chunk_words(chunk)
+        part = _chunk_words(chunk, runs)
         if part is None:
             return None
         parts.append(part)
+    return _joined(parts, [len(c) for c in chunks])
+
+
+def _joined(parts: list[ParsedDigests], lengths: list[int]) -> ParsedDigests:
     if not parts:
-        return np.zeros((0, 4), dtype=np.uint64), np.zeros(0, dtype=bool)
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        return ParsedDigests(np.zeros((0, 4), dtype=np.uint64), None)
+    if len(parts) == 1:
+        return parts[0]
+    words = np.concatenate([p.words for p in parts])
+    if all(p.rows is None for p in parts):
+        return ParsedDigests(words, None)
+    rows = []
+    at = 0
+    for p, n in zip(parts, lengths, strict=True):
+        r = np.arange(n, dtype=np.int64) if p.rows is None else p.rows
+        rows.append(np.where(r >= 0, r + at, -1))
+        at += len(p.words)
+    return ParsedDigests(words, np.concatenate(rows))
 
 
-def _chunk_words(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray] | None:
+def _chunk_words(chunk: pa.Array, runs: bool) -> ParsedDigests | None:
     n = len(chunk)
-    words = np.zeros((n, 4), dtype=np.uint64)
-    valid = np.ones(n, dtype=bool)
-    if chunk.null_count == n:
-        return words, np.zeros(n, dtype=bool)
     if chunk.null_count:
         valid = np.asarray(chunk.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-        chunk = chunk.drop_null()
-        dense = _chunk_words(chunk)
-        if dense is None:
+        dense = _chunk_words(chunk.drop_null(), runs) if chunk.null_count < n else None
+        if dense is None and chunk.null_count < n:
             return None
-        words[valid] = dense[0]
-        return words, valid
+        rows = np.full(n, -1, dtype=np.int64)
+        if dense is None:
+            return ParsedDigests(np.zeros((0, 4), dtype=np.uint64), rows)
+        inner = np.arange(len(dense.words)) if dense.rows is None else dense.rows
+        rows[valid] = inner
+        return ParsedDigests(dense.words, rows)
     if pa.types.is_large_string(chunk.type):
         offset_type: Any = np.int64
     elif pa.types.is_string(chunk.type):
@@ -143,9 +191,16 @@ def _chunk_words(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray] | None:
     if not (np.diff(offsets) == WIDTH).all():
         return None
     data = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
-    rows = data.reshape(n, WIDTH)
-    for a in range(0, n, _STEP):
-        part = rows[a : a + _STEP]
+    text = data.reshape(n, WIDTH)
+    run_rows = None
+    if runs and n > 1:
+        heads = np.ones(n, dtype=bool)
+        heads[1:] = (text[1:] != text[:-1]).any(axis=1)
+        run_rows = np.cumsum(heads) - 1
+        text = text[heads]
+    words = np.empty((len(text), 4), dtype=np.uint64)
+    for a in range(0, len(text), _STEP):
+        part = text[a : a + _STEP]
         if not (part[:, : len(PREFIX)] == _PREFIX_BYTES).all():
             return None
         hexed = part[:, len(PREFIX) :]
@@ -156,42 +211,43 @@ def _chunk_words(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray] | None:
         except binascii.Error:
             return None
         words[a : a + len(part)] = np.frombuffer(raw, dtype=">u8").reshape(-1, 4)
-    return words, valid
+    return ParsedDigests(words, run_rows)
 
 
 def intern_digests(
-    columns: list[pa.Array | pa.ChunkedArray],
+    columns: list[pa.Array | pa.ChunkedArray], runs: tuple[int, ...] = ()
 ) -> tuple[DigestSpace, list[np.ndarray]] | None:
     """One `DigestSpace` for `columns` and each column's codes (-1 where missing); None when
-    a value is not a lower-case sha256 digest."""
+    a value is not a lower-case sha256 digest. `runs`: the columns to parse by runs."""
     parsed = []
-    for column in columns:
-        p = digest_words(column)
+    for i, column in enumerate(columns):
+        p = parse_digests(column, runs=i in runs)
         if p is None:
             return None
         parsed.append(p)
-    keys = np.concatenate([w[v, 0] for w, v in parsed]) if parsed else np.zeros(0, np.uint64)
+    return intern_parsed(parsed)
+
+
+def intern_parsed(parsed: list[ParsedDigests]) -> tuple[DigestSpace, list[np.ndarray]] | None:
+    """`intern_digests` of parsed columns (None when two digests share their first word)."""
+    keys = np.concatenate([p.words[:, 0] for p in parsed]) if parsed else np.zeros(0, np.uint64)
     first_codes, uniques = pd.factorize(keys)
-    first_codes = first_codes.astype(np.int64)
-    words = np.concatenate([w[v] for w, v in parsed]) if parsed else np.zeros((0, 4), np.uint64)
-    first = np.empty(len(uniques), dtype=np.int64)
-    first[first_codes[::-1]] = np.arange(len(keys) - 1, -1, -1)
-    representative = words[first]
-    for a in range(0, len(keys), _STEP):
-        if not (representative[first_codes[a : a + _STEP]] == words[a : a + _STEP]).all():
-            return None  # two digests share their first 64 bits: leave it to the strings
-    order = np.argsort(np.asarray(uniques, dtype=np.uint64), kind="stable")
+    representative = np.zeros((len(uniques), 4), dtype=np.uint64)
+    bounds = np.cumsum([0, *(len(p.words) for p in parsed)])
+    for p, a, b in zip(parsed, bounds[:-1], bounds[1:], strict=True):
+        representative[first_codes[a:b]] = p.words  # any row of a code will do: all are checked
+    for p, a, b in zip(parsed, bounds[:-1], bounds[1:], strict=True):
+        for s in range(0, b - a, _STEP):
+            rows = p.words[s : s + _STEP, 1:]
+            if not (representative[first_codes[a + s : a + s + len(rows)], 1:] == rows).all():
+                return None  # two digests share their first 64 bits: leave it to the strings
+    order = np.argsort(np.asarray(uniques, dtype=np.uint64))
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
-    codes = rank[first_codes]
-    out: list[np.ndarray] = []
-    at = 0
-    for _, valid in parsed:
-        column_codes = np.full(len(valid), -1, dtype=np.int64)
-        count = int(valid.sum())
-        column_codes[valid] = codes[at : at + count]
-        at += count
-        out.append(column_codes)
+    out = [
+        p.expand(rank[first_codes[a:b]])
+        for p, a, b in zip(parsed, bounds[:-1], bounds[1:], strict=True)
+    ]
     return DigestSpace(representative[order]), out
 
 
@@ -317,7 +373,8 @@ def _build(inv: Inventory) -> Coded | None:
             _arrow(t["digest"]),
             _arrow(b["digest"]),
             _arrow(ll["digest"]),
-        ]
+        ],
+        runs=(2,),
     )
     if interned is None:
         return None
