@@ -345,7 +345,16 @@ class Coded:
 
 
 def _table_ids(inv: Inventory) -> tuple[int, ...]:
+    # a table a snapshot left on disk counts by its placeholder: loading it changes nothing
+    token = getattr(inv.tables, "token", None)
+    if token is not None:
+        return tuple(token(t) for t in sorted(inv.tables))
     return tuple(id(inv.tables[t]) for t in sorted(inv.tables))
+
+
+def remember(inv: Inventory, codes: Coded | None) -> None:
+    """Cache `codes` as `inv`'s (a reader that interned the tables itself)."""
+    setattr(inv, _CACHE_ATTR, (_table_ids(inv), codes))
 
 
 def coded(inv: Inventory) -> Coded | None:
@@ -362,37 +371,87 @@ def coded(inv: Inventory) -> Coded | None:
     return result
 
 
-def _build(inv: Inventory) -> Coded | None:
+@dataclass(eq=False)
+class TableColumns:
+    """What `Coded` is made of, column by column: parsed digests (None: some value is not a
+    digest), repository names as Arrow strings, and the few other columns as numpy."""
+
+    m_digest: ParsedDigests | None
+    m_subject: ParsedDigests | None
+    r_parent: ParsedDigests | None
+    r_child: ParsedDigests | None
+    t_digest: ParsedDigests | None
+    b_digest: ParsedDigests | None
+    l_digest: ParsedDigests | None
+    repo_names: pa.Array | pa.ChunkedArray  # the repositories table's
+    m_repo: pa.Array | pa.ChunkedArray
+    t_repo: pa.Array | pa.ChunkedArray
+    l_repo: pa.Array | pa.ChunkedArray
+    has_tags_dir: np.ndarray  # int8 per repositories row: 1, 0, -1
+    m_index: np.ndarray
+    r_kind: np.ndarray
+    r_size: np.ndarray
+    b_size: np.ndarray
+    b_present: np.ndarray
+
+
+def table_columns(inv: Inventory) -> TableColumns:
+    """The columns of an inventory held in memory."""
     m, r, t, b, ll = inv.manifests, inv.references, inv.tags, inv.blobs, inv.layer_links
-    interned = intern_digests(
-        [
-            _arrow(m["digest"]),
-            _arrow(m["subject"]),
-            _arrow(r["parent"]),
-            _arrow(r["child"]),
-            _arrow(t["digest"]),
-            _arrow(b["digest"]),
-            _arrow(ll["digest"]),
-        ],
-        runs=(2,),
+    return TableColumns(
+        m_digest=parse_digests(_arrow(m["digest"])),
+        m_subject=parse_digests(_arrow(m["subject"])),
+        r_parent=parse_digests(_arrow(r["parent"]), runs=True),
+        r_child=parse_digests(_arrow(r["child"])),
+        t_digest=parse_digests(_arrow(t["digest"])),
+        b_digest=parse_digests(_arrow(b["digest"])),
+        l_digest=parse_digests(_arrow(ll["digest"])),
+        repo_names=_arrow(inv.repositories["repository"]),
+        m_repo=_arrow(m["repository"]),
+        t_repo=_arrow(t["repository"]),
+        l_repo=_arrow(ll["repository"]),
+        has_tags_dir=flags(inv.repositories["has_tags_dir"]),
+        m_index=(m["kind"] == KIND_INDEX).fillna(False).to_numpy(dtype=bool),
+        r_kind=kind_codes(_arrow(r["kind"])),
+        r_size=sizes(r["size"]),
+        b_size=sizes(b["size"]),
+        b_present=flags(b["present"]),
     )
+
+
+def kind_codes(kinds: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Reference kinds as positions in KINDS (-1: missing or a kind no engine knows)."""
+    found = pc.index_in(kinds.cast(pa.large_string()), value_set=pa.array(KINDS, pa.large_string()))
+    return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int8)
+
+
+def _build(inv: Inventory) -> Coded | None:
+    return assemble(table_columns(inv))
+
+
+def assemble(cols: TableColumns) -> Coded | None:
+    """`Coded` of the columns; None when a digest column holds something else."""
+    parsed = [
+        cols.m_digest,
+        cols.m_subject,
+        cols.r_parent,
+        cols.r_child,
+        cols.t_digest,
+        cols.b_digest,
+        cols.l_digest,
+    ]
+    if any(p is None for p in parsed):
+        return None
+    interned = intern_parsed([p for p in parsed if p is not None])
     if interned is None:
         return None
     space, (m_digest, m_subject, r_parent, r_child, t_digest, b_digest, l_digest) = interned
-    repos_table = inv.repositories
     names, (rr, m_repo, t_repo, l_repo) = intern_strings(
-        [
-            _arrow(repos_table["repository"]),
-            _arrow(m["repository"]),
-            _arrow(t["repository"]),
-            _arrow(ll["repository"]),
-        ]
+        [cols.repo_names, cols.m_repo, cols.t_repo, cols.l_repo]
     )
     has_tags = np.full(len(names), -1, dtype=np.int8)
-    flags = repos_table["has_tags_dir"]
-    known = flags.notna().to_numpy() & (rr >= 0)
-    has_tags[rr[known]] = flags.to_numpy(dtype=object)[known].astype(bool)
-    kind = pc.index_in(_arrow(r["kind"]), value_set=pa.array(KINDS, type=pa.large_string()))
+    known = rr >= 0
+    has_tags[rr[known]] = cols.has_tags_dir[known]
     return Coded(
         digests=space,
         repos=names,
@@ -400,26 +459,28 @@ def _build(inv: Inventory) -> Coded | None:
         m_repo=m_repo,
         m_digest=m_digest,
         m_subject=m_subject,
-        m_index=(m["kind"] == KIND_INDEX).fillna(False).to_numpy(dtype=bool),
+        m_index=cols.m_index,
         r_parent=r_parent,
         r_child=r_child,
-        r_kind=np.asarray(kind.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int8),
-        r_size=_sizes(r["size"]),
+        r_kind=cols.r_kind,
+        r_size=cols.r_size,
         t_repo=t_repo,
         t_digest=t_digest,
         b_digest=b_digest,
-        b_size=_sizes(b["size"]),
-        b_present=_flags(b["present"]),
+        b_size=cols.b_size,
+        b_present=cols.b_present,
         l_repo=l_repo,
         l_digest=l_digest,
     )
 
 
-def _sizes(column: pd.Series) -> np.ndarray:
+def sizes(column: pd.Series) -> np.ndarray:
+    """Sizes as int64, -1 where unknown."""
     return np.asarray(column.fillna(-1).to_numpy(dtype=np.int64))
 
 
-def _flags(column: pd.Series) -> np.ndarray:
+def flags(column: pd.Series) -> np.ndarray:
+    """A nullable boolean column as int8: 1, 0, -1 (missing)."""
     known = column.notna().to_numpy()
     out = np.full(len(column), -1, dtype=np.int8)
     out[known] = column.to_numpy(dtype=object)[known].astype(bool)

@@ -21,6 +21,7 @@ from analyzer.analysis import Prediction
 from analyzer.coded import coded, digest_words, intern_digests, reference_paths
 from analyzer.engines.digitalocean.names import GC_TYPES
 from analyzer.engines.registry import analyze
+from analyzer.errors import SnapshotError
 from analyzer.generate import generate_registry
 from analyzer.generate_scale import write_scale_snapshot
 from analyzer.inventory import SOURCE_OCI, UNREAD, Inventory, frame
@@ -189,3 +190,68 @@ def test_codes_follow_string_order_and_round_trip(inventories: dict[str, Invento
     looked: Any = c.digests.lookup(inv.blobs["digest"])
     assert (looked == c.b_digest).all()
     assert (c.digests.lookup(pd.Series([_digest("f"), None], dtype="string")) == -1).all()
+
+
+@pytest.fixture(scope="module")
+def scale_path(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    path = tmp_path_factory.mktemp("large") / "snap"
+    write_scale_snapshot(path, 2000, seed=3, chunk_manifests=500)
+    return path
+
+
+def test_a_large_snapshot_keeps_its_big_tables_on_disk_and_analyses_the_same(
+    scale_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Out of core (issue 11): from LAZY_REFERENCES references on, references, blobs and
+    layer_links are checked and interned batch by batch and read only when used; every
+    prediction is the same, and a table read later equals the table read whole."""
+    from analyzer import snapshot
+
+    eager = analyzer.read_snapshot(scale_path)
+    monkeypatch.setattr(snapshot, "LAZY_REFERENCES", 0)
+    lazy = analyzer.read_snapshot(scale_path)
+    assert isinstance(lazy.tables, snapshot.DiskTables)
+    assert sorted(lazy.tables.on_disk()) == sorted(snapshot.ON_DISK)
+    assert lazy.snapshot_id == eager.snapshot_id
+    for run in RUNS:
+        fast = _predict(lazy, run)
+        assert fast.gc.codes is not None
+        assert fast.to_dict() == _predict(eager, run).to_dict()
+    assert sorted(lazy.tables.on_disk()) == sorted(snapshot.ON_DISK)  # analysis read none
+    codes = coded(lazy)
+    for table in snapshot.ON_DISK:
+        pd.testing.assert_frame_equal(lazy.tables[table], eager.tables[table])
+    assert coded(lazy) is codes  # reading a table changes nothing the codes say
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "value", "message"),
+    [
+        ("references", "child", "sha256:XYZ", "is not a valid digest"),
+        ("references", "kind", "blob", "unknown kind"),
+        ("blobs", "size", -5, "negative size"),
+    ],
+)
+def test_a_large_snapshot_with_a_bad_value_is_refused_as_a_small_one_is(
+    scale_path: Any,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    table: str,
+    column: str,
+    value: Any,
+    message: str,
+) -> None:
+    from analyzer import snapshot
+
+    inv = analyzer.read_snapshot(scale_path)
+    df = inv.tables[table].copy()
+    df.loc[3, column] = value
+    bad = Inventory(inv.header, {**inv.tables, table: df})
+    target = tmp_path / "bad"
+    # written as a scan would not: the writer's own checks are what is being bypassed
+    monkeypatch.setattr(snapshot, "check_tables", lambda *a, **k: None)
+    snapshot.write_snapshot(bad, target)
+    monkeypatch.undo()
+    monkeypatch.setattr(snapshot, "LAZY_REFERENCES", 0)
+    with pytest.raises(SnapshotError, match=message):
+        analyzer.read_snapshot(target)
