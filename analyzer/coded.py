@@ -16,6 +16,8 @@ callers take their reference formulation on strings.
 from __future__ import annotations
 
 import binascii
+import dataclasses
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -84,7 +86,12 @@ class DigestSpace:
         out = np.full(n, -1, dtype=np.int64)
         if not self.size or not valid.any():
             return out
-        at = np.minimum(np.searchsorted(self.words[:, 0], words[:, 0]), self.size - 1)
+        # the queries in key order: a binary search over millions of codes in random order
+        # misses the cache at every step
+        order = np.argsort(words[:, 0])
+        found = np.searchsorted(self.words[:, 0], words[order, 0])
+        at = np.empty(n, dtype=np.int64)
+        at[order] = np.minimum(found, self.size - 1)
         hit = valid & (self.words[at] == words).all(axis=1)
         out[hit] = at[hit]
         return out
@@ -357,6 +364,13 @@ def remember(inv: Inventory, codes: Coded | None) -> None:
     setattr(inv, _CACHE_ATTR, (_table_ids(inv), codes))
 
 
+# The big tables of the inventories interned lately, and their codes: an inventory derived
+# from another one that keeps those very tables and changes only manifests and tags (a plan's
+# `without`, an engine's view) reuses its digest space instead of interning again.
+_SHARED = ("repositories", "references", "blobs", "layer_links")
+_recent: list[tuple[tuple[weakref.ref[Any], ...], weakref.ref[Coded]]] = []
+
+
 def coded(inv: Inventory) -> Coded | None:
     """`inv` interned (cached on the inventory while its tables stay the same objects); None
     when some digest is not a lower-case sha256 digest (callers then use the strings)."""
@@ -366,9 +380,66 @@ def coded(inv: Inventory) -> Coded | None:
     ids = _table_ids(inv)
     if cached is not None and cached[0] == ids:
         return cached[1]
-    result = _build(inv)
+    result = _derived(inv)
+    if result is None:
+        result = _build(inv)
+        _remember_shared(inv, result)
     setattr(inv, _CACHE_ATTR, (ids, result))
     return result
+
+
+def _shared_tables(inv: Inventory) -> list[Any] | None:
+    if getattr(inv.tables, "token", None) is not None:
+        return None  # tables on disk: the reader interned them already
+    return [inv.tables[t] for t in _SHARED]
+
+
+def _remember_shared(inv: Inventory, codes: Coded | None) -> None:
+    tables = _shared_tables(inv)
+    if codes is None or tables is None:
+        return
+    _recent[:] = [e for e in _recent if e[1]() is not None][-3:]
+    _recent.append((tuple(weakref.ref(t) for t in tables), weakref.ref(codes)))
+
+
+def _derived(inv: Inventory) -> Coded | None:
+    """Codes of `inv` from a recent inventory's with the same big tables (None: none such, or
+    a manifest or tag names a digest that inventory did not have)."""
+    tables = _shared_tables(inv)
+    if tables is None:
+        return None
+    for refs, codes_ref in reversed(_recent):
+        base = codes_ref()
+        if base is None or not all(r() is t for r, t in zip(refs, tables, strict=True)):
+            continue
+        return _with_manifests_and_tags(base, inv)
+    return None
+
+
+def _with_manifests_and_tags(base: Coded, inv: Inventory) -> Coded | None:
+    m, t = inv.manifests, inv.tags
+    m_digest = base.digests.lookup(m["digest"])
+    m_subject = base.digests.lookup(m["subject"])
+    t_digest = base.digests.lookup(t["digest"])
+    m_repo, t_repo = base.repos_lookup(m["repository"]), base.repos_lookup(t["repository"])
+    missing = (
+        (m_digest < 0).any()
+        or (t_digest < 0).any()
+        or ((m_subject < 0) & m["subject"].notna().to_numpy()).any()
+        or (m_repo < 0).any()
+        or (t_repo < 0).any()
+    )
+    if missing:
+        return None
+    return dataclasses.replace(
+        base,
+        m_repo=m_repo,
+        m_digest=m_digest,
+        m_subject=m_subject,
+        m_index=(m["kind"] == KIND_INDEX).fillna(False).to_numpy(dtype=bool),
+        t_repo=t_repo,
+        t_digest=t_digest,
+    )
 
 
 @dataclass(eq=False)

@@ -255,3 +255,27 @@ def test_a_large_snapshot_with_a_bad_value_is_refused_as_a_small_one_is(
     monkeypatch.setattr(snapshot, "LAZY_REFERENCES", 0)
     with pytest.raises(SnapshotError, match=message):
         analyzer.read_snapshot(target)
+
+
+def test_an_inventory_with_fewer_manifests_reuses_the_digest_space(
+    inventories: dict[str, Inventory],
+) -> None:
+    """A plan's inventory without some manifests (and their tags) keeps the big tables: its
+    codes come from the first inventory's digest space, and analyse as a fresh interning."""
+    inv = _fresh(inventories["scale"])
+    base = coded(inv)
+    assert base is not None
+    m, t = inv.manifests, inv.tags
+    gone = m.iloc[::3][["repository", "digest"]]
+    keep_t = ~t.set_index(["repository", "digest"]).index.isin(
+        gone.set_index(["repository", "digest"]).index
+    )
+    smaller = _with(inv, manifests=m.drop(index=m.index[::3]), tags=t.loc[keep_t])
+    derived = coded(smaller)
+    assert derived is not None and derived.digests is base.digests
+    for run in RUNS:
+        fast = _predict(smaller, run)
+        assert fast.gc.codes is not None and fast.gc.codes.coded is derived
+        with reference_paths():
+            reference = _predict(_fresh(smaller), run)
+        assert fast.to_dict() == reference.to_dict()
