@@ -48,7 +48,9 @@ class GCResult:
 
     engine: str
     delete_untagged: bool
-    marked: pd.Index
+    # every digest the marking reaches (`marked`); None where `codes` hold it (decoded on use:
+    # at ten million manifests the strings alone are a gigabyte)
+    marked_digests: pd.Index | None
     blobs_eligible: pd.DataFrame  # digest, size
     manifests_eligible: pd.DataFrame  # repository, digest
     layer_links_eligible: pd.DataFrame  # repository, digest (distribution 3 only)
@@ -74,6 +76,21 @@ class GCResult:
     # the same result as codes, when the model computed it on codes (None: only the frames);
     # whoever changes the frames above afterwards sets it to None
     codes: ResultCodes | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def marked(self) -> pd.Index:
+        """Every digest the marking reaches."""
+        if self.marked_digests is None:
+            if self.codes is None:
+                return pd.Index([], dtype="string")
+            c = self.codes.coded
+            self.marked_digests = pd.Index(c.digests.series(np.flatnonzero(self.codes.marked)))
+        return self.marked_digests
+
+    def drop_codes(self) -> None:
+        """Forget `codes` (before changing the frames they describe); `marked` stays."""
+        self.marked_digests = self.marked
+        self.codes = None
 
     def codes_for(self, inv: Inventory) -> ResultCodes | None:
         """`codes` when they describe `inv` (the same interned inventory), else None."""

@@ -165,7 +165,7 @@ def _simulate_coded(inv: Inventory, c: Coded, delete_untagged: bool, sweeps: boo
     result = GCResult(
         ENGINE,
         delete_untagged,
-        pd.Index(c.digests.series(np.flatnonzero(marked))),
+        None,  # GCResult.marked decodes `marked` when asked
         blobs_frame(c, rows) if sweeps else empty_blobs(),
         c.pairs_frame(untagged),
         empty_pairs(),

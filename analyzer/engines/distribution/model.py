@@ -377,7 +377,7 @@ def _simulate_on_tree(inv: Inventory, engine: str, delete_untagged: bool) -> GCR
     result.notes.extend(_unseen_note(inv, engine))
     unseen = inv.header.extra.get(EXTRA_UNSEEN, {}).get(engine, [])
     if unseen:  # revisions the walk never reaches keep their links; some lose their blobs
-        result.codes = None  # the frames change below
+        result.drop_codes()  # the frames change below
         rev = revisions(inv)
         lost = blobs_swept_dangling(
             inv, rev.loc[isin(rev["repository"], unseen)], result.blobs_eligible["digest"]
@@ -566,7 +566,7 @@ def _simulate_coded(
     result = GCResult(
         engine,
         delete_untagged,
-        pd.Index(c.digests.series(np.flatnonzero(marked))),
+        None,  # GCResult.marked decodes `marked` when asked
         blobs_frame(c, rows),
         c.pairs_frame(eligible),
         links,
