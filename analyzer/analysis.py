@@ -10,6 +10,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+
+from analyzer.coded import K_MANIFEST, Coded
 
 # The bound names live in analyzer.coverage; re-exported here where callers have found them.
 from analyzer.coverage import BOUND_EXACT as BOUND_EXACT
@@ -20,10 +23,12 @@ from analyzer.coverage import BOUNDS as BOUNDS
 from analyzer.coverage import Coverage, assess
 from analyzer.frames import grouped_lists, isin
 from analyzer.inventory import SOURCE_GENERATED, SOURCE_STORAGE, Inventory
-from analyzer.marking import GCResult
+from analyzer.marking import GCResult, ResultCodes, sizes_array
 from analyzer.oci.manifest import KIND_INDEX, REF_MANIFEST
 from analyzer.tables import (
     Interned,
+    _member,
+    _unique,
     anti_join,
     closure,
     closure_codes,
@@ -277,6 +282,10 @@ def _deleted_referrers(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:
     ]
     gone = referrers.merge(gc.manifests_eligible, on=["repository", "digest"])
     gone = gone.loc[~isin(gone["subject"], gc.blobs_eligible["digest"])]
+    return _referrer_entries(gone.itertuples(index=False, name=None))
+
+
+def _referrer_entries(rows: Any) -> list[dict[str, Any]]:
     return [
         {
             "type": "referrer-deleted",
@@ -289,7 +298,7 @@ def _deleted_referrers(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:
                 f"is deleted as untagged while its subject {subject[:19]} stays"
             ),
         }
-        for repo, digest, subject, artifact in gone.itertuples(index=False, name=None)
+        for repo, digest, subject, artifact in rows
     ]
 
 
@@ -307,18 +316,22 @@ def _kept_but_gutted(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:
         return []
     grouped = lost.groupby(keys)["child"].agg(list).reset_index()
     return [
-        {
-            "type": "manifest-loses-blobs",
-            "repository": repo,
-            "digest": digest,
-            "blobs": list(children),
-            "detail": (
-                f"{repo}@{digest[:19]} stays but {len(children)} of the blobs it references are "
-                "swept: it lists but cannot be pulled afterwards"
-            ),
-        }
+        _gutted_entry(repo, digest, list(children))
         for repo, digest, children in grouped.itertuples(index=False, name=None)
     ]
+
+
+def _gutted_entry(repo: str, digest: str, children: list[str]) -> dict[str, Any]:
+    return {
+        "type": "manifest-loses-blobs",
+        "repository": repo,
+        "digest": digest,
+        "blobs": children,
+        "detail": (
+            f"{repo}@{digest[:19]} stays but {len(children)} of the blobs it references are "
+            "swept: it lists but cannot be pulled afterwards"
+        ),
+    }
 
 
 def hazards(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:
@@ -326,6 +339,10 @@ def hazards(inv: Inventory, gc: GCResult) -> list[dict[str, Any]]:
     if gc.aborts:
         return [{"type": "gc-aborts", "detail": gc.aborts}]
     out = _broken_indexes(inv, gc) + _deleted_referrers(inv, gc) + _kept_but_gutted(inv, gc)
+    return _with_engine_hazards(out, gc)
+
+
+def _with_engine_hazards(out: list[dict[str, Any]], gc: GCResult) -> list[dict[str, Any]]:
     out.extend(gc.hazards)  # the engine's own (a possible abort)
     why = gc.dangling_why
     out.extend(
@@ -399,17 +416,221 @@ def predict(inv: Inventory, gc: GCResult) -> Prediction:
 def prediction_parts(inv: Inventory, gc: GCResult) -> dict[str, Any]:
     """What every engine's prediction derives the same way from its mark & sweep."""
     sizes = gc.blobs_eligible["size"]
+    codes = gc.codes_for(inv)
     return {
         "complete": inv.header.complete,
         "gc": gc,
         "reclaimable_bytes": int(sizes.fillna(0).sum()),
         "unknown_size_blobs": int(sizes.isna().sum()),
-        "by_repository": by_repository(inv, gc),
-        "hazards": hazards(inv, gc),
-        "orphaned_now": orphaned_now(inv),
+        "by_repository": by_repository(inv, gc)
+        if codes is None
+        else _by_repository_codes(inv, gc, codes),
+        "hazards": hazards(inv, gc) if codes is None else _hazards_codes(inv, gc, codes),
+        "orphaned_now": orphaned_now(inv) if codes is None else _orphaned_now_codes(inv, codes),
         "orphans_known": orphans_known(inv),
         "uploads": inv.uploads,
         "registry": inv.header.registry,
         "storage_root": inv.header.storage_root,
         "layer_links_known": gc.layer_links_known,
     }
+
+
+# The same analysis on codes (`analyzer.coded`), when the engine model worked on codes
+# (`GCResult.codes`): what `by_repository`, `hazards` and `orphaned_now` return, without a
+# string join. tests/test_fast_paths.py holds each equal to its formulation above.
+
+
+def _by_repository_codes(inv: Inventory, gc: GCResult, codes: ResultCodes) -> pd.DataFrame:
+    c = codes.coded
+    n = c.n
+    edges = c.gc_edges()
+    start = pair_codes(c.m_repo, c.m_digest, n)
+    pairs = closure_codes(start, c.r_parent[edges], c.r_child[edges], n)
+    repo, digest = pairs // n, pairs % n
+    size_of = np.zeros(n, dtype=np.int64)
+    known = (c.b_size >= 0) & (c.b_digest >= 0)
+    size_of[c.b_digest[known]] = c.b_size[known]
+    holders = np.bincount(digest, minlength=n)
+    reclaimed = np.zeros(n, dtype=bool)
+    reclaimed[codes.blobs] = True
+    size = size_of[digest]
+    exclusive = holders[digest] == 1
+    sums = (
+        pd.DataFrame(
+            {
+                "stored_bytes": size,
+                "exclusive_bytes": np.where(exclusive, size, 0),
+                "shared_bytes": np.where(exclusive, 0, size),
+                "reclaimable_bytes": np.where(exclusive & reclaimed[digest], size, 0),
+            }
+        )
+        .groupby(repo)
+        .sum()
+    )
+    per_repo = np.zeros((len(c.repos), 4), dtype=np.int64)
+    per_repo[sums.index.to_numpy()] = sums.to_numpy()
+    counts = np.stack(
+        [
+            np.bincount(c.m_repo[c.m_repo >= 0], minlength=len(c.repos)),
+            np.bincount(c.t_repo[c.t_repo >= 0], minlength=len(c.repos)),
+            np.bincount(codes.manifests // n, minlength=len(c.repos)),
+        ],
+        axis=1,
+    )
+    names = inv.repositories["repository"]
+    rows = c.repos_lookup(names)
+    table = np.concatenate([counts[rows], per_repo[rows]], axis=1)
+    eligible_holders = holders[codes.blobs]
+    eligible_bytes = np.maximum(c.b_size_of(codes.blobs), 0)
+    extra = np.zeros((2, 7), dtype=np.int64)
+    extra[0, 6] = eligible_bytes[eligible_holders > 1].sum()
+    extra[1, 6] = eligible_bytes[eligible_holders == 0].sum()
+    columns = [
+        "manifests",
+        "tags",
+        "manifests_eligible",
+        "stored_bytes",
+        "exclusive_bytes",
+        "shared_bytes",
+        "reclaimable_bytes",
+    ]
+    out = pd.DataFrame(np.concatenate([table, extra]), columns=columns, dtype="int64")
+    label = pd.concat(
+        [names.astype("string"), pd.Series([SHARED_ROW, UNREFERENCED_ROW], dtype="string")],
+        ignore_index=True,
+    )
+    out.insert(0, "repository", label)
+    return out
+
+
+def _expand(parents: np.ndarray, edge_parent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row of `parents`, edge index) for every edge whose parent is that row's digest, rows in
+    order and each row's edges in table order (what a merge on the digest gives)."""
+    order = np.argsort(edge_parent, kind="stable")
+    ordered = edge_parent[order]
+    lo = np.searchsorted(ordered, parents, side="left")
+    hi = np.searchsorted(ordered, parents, side="right")
+    counts = hi - lo
+    row = np.repeat(np.arange(len(parents)), counts)
+    at = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+    return row, order[at]
+
+
+def _tag_lists_of(c: Coded, inv: Inventory, pairs: np.ndarray) -> dict[int, list[str]]:
+    """Sorted tags of each of `pairs` (only those asked: a handful of hazards)."""
+    rows = np.flatnonzero(_member(c.pair(c.t_repo, c.t_digest), _unique(pairs)))
+    keys = c.pair(c.t_repo[rows], c.t_digest[rows])
+    tags = inv.tags["tag"].to_numpy(dtype=object)[rows]
+    out: dict[int, list[str]] = {}
+    for key, tag in zip(keys.tolist(), tags.tolist(), strict=True):
+        out.setdefault(key, []).append(str(tag))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def _broken_indexes_codes(inv: Inventory, codes: ResultCodes) -> list[dict[str, Any]]:
+    c = codes.coded
+    n = c.n
+    tag_pairs = _unique(c.pair(c.t_repo[c.t_digest >= 0], c.t_digest[c.t_digest >= 0]))
+    indexes = _unique(c.pair(c.m_repo[c.m_index], c.m_digest[c.m_index]))
+    tagged = indexes[_member(indexes, tag_pairs)]
+    mref = np.flatnonzero((c.r_kind == K_MANIFEST) & (c.r_parent >= 0) & (c.r_child >= 0))
+    row, edge = _expand(tagged % n, c.r_parent[mref])
+    if not len(row):
+        return []
+    child = c.r_child[mref[edge]]
+    swept = np.zeros(n, dtype=bool)
+    swept[codes.blobs] = True
+    lost = _member(c.pair(tagged[row] // n, child), codes.manifests) | swept[child]
+    totals = np.bincount(row, minlength=len(tagged))
+    groups = _groups(c, row[lost], child[lost])
+    if not groups:
+        return []
+    pairs = tagged[[i for i, _ in groups]]
+    tag_lists = _tag_lists_of(c, inv, pairs)
+    repos, digests = _pair_strings(c, pairs)
+    return [
+        _broken_index_entry(repo, digest, tag_lists[pair], children, int(totals[i]))
+        for (i, children), pair, repo, digest in zip(
+            groups, pairs.tolist(), repos, digests, strict=True
+        )
+    ]
+
+
+def _groups(c: Coded, row: np.ndarray, child: np.ndarray) -> list[tuple[int, list[str]]]:
+    """(row, its children's digests) for each run of equal `row` (rows come in order)."""
+    if not len(row):
+        return []
+    c_strings = c.digests.strings(child).to_pylist()
+    starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]]).tolist()
+    ends = [*starts[1:], len(row)]
+    return [(int(row[a]), c_strings[a:b]) for a, b in zip(starts, ends, strict=True)]
+
+
+def _pair_strings(c: Coded, pairs: np.ndarray) -> tuple[list[str], list[str]]:
+    """Repository names and digests of `pairs`, decoded in one go each."""
+    names = c.repos.take(pa.array(pairs // c.n)).to_pylist()
+    return names, c.digests.strings(pairs % c.n).to_pylist()
+
+
+def _deleted_referrers_codes(inv: Inventory, codes: ResultCodes) -> list[dict[str, Any]]:
+    c = codes.coded
+    swept = np.zeros(c.n, dtype=bool)
+    swept[codes.blobs] = True
+    rows = np.flatnonzero(c.m_subject >= 0)
+    rows = rows[_member(c.pair(c.m_repo[rows], c.m_digest[rows]), codes.manifests)]
+    rows = rows[~swept[c.m_subject[rows]]]
+    m = inv.manifests
+    return _referrer_entries(
+        m.iloc[rows][["repository", "digest", "subject", "artifact_type"]].itertuples(
+            index=False, name=None
+        )
+    )
+
+
+def _kept_but_gutted_codes(inv: Inventory, codes: ResultCodes) -> list[dict[str, Any]]:
+    c = codes.coded
+    n = c.n
+    rev = _unique(c.pair(c.m_repo, c.m_digest))
+    kept = rev[~_member(rev, codes.manifests) & ~_member(rev, codes.dangling)]
+    swept = np.zeros(n, dtype=bool)
+    swept[codes.blobs] = True
+    blob_edges = np.flatnonzero(
+        c.gc_edges() & (c.r_kind != K_MANIFEST) & (c.r_child >= 0) & (c.r_parent >= 0)
+    )
+    blob_edges = blob_edges[swept[c.r_child[blob_edges]]]  # only edges to a swept blob matter
+    row, edge = _expand(kept % n, c.r_parent[blob_edges])
+    if not len(row):
+        return []
+    child = c.r_child[blob_edges[edge]]
+    groups = _groups(c, row, child)
+    pairs = kept[[i for i, _ in groups]]
+    repos, digests = _pair_strings(c, pairs)
+    return [
+        _gutted_entry(repo, digest, children)
+        for (_, children), repo, digest in zip(groups, repos, digests, strict=True)
+    ]
+
+
+def _hazards_codes(inv: Inventory, gc: GCResult, codes: ResultCodes) -> list[dict[str, Any]]:
+    if gc.aborts:
+        return [{"type": "gc-aborts", "detail": gc.aborts}]
+    out = (
+        _broken_indexes_codes(inv, codes)
+        + _deleted_referrers_codes(inv, codes)
+        + _kept_but_gutted_codes(inv, codes)
+    )
+    return _with_engine_hazards(out, gc)
+
+
+def _orphaned_now_codes(inv: Inventory, codes: ResultCodes) -> pd.DataFrame:
+    if not orphans_known(inv):
+        return inv.blobs.iloc[0:0][["digest", "size"]].reset_index(drop=True)
+    c = codes.coded
+    referenced = np.zeros(c.n, dtype=bool)
+    referenced[c.m_digest[c.m_digest >= 0]] = True
+    edges = c.gc_edges() & (c.r_child >= 0)
+    referenced[c.r_child[edges]] = True
+    rows = np.flatnonzero((c.b_present > 0) & ~referenced[np.maximum(c.b_digest, 0)])
+    return pd.DataFrame(
+        {"digest": c.digests.series(c.b_digest[rows]), "size": sizes_array(c.b_size[rows])}
+    )

@@ -31,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from analyzer.frames import isin
@@ -41,7 +42,13 @@ from analyzer.inventory import (
     SOURCE_STORAGE,
     Inventory,
 )
-from analyzer.marking import GCResult, mark_one_level, sweep_candidates
+from analyzer.marking import (
+    GCResult,
+    blobs_frame,
+    mark_one_level,
+    sweep_candidate_mask,
+    sweep_candidates,
+)
 from analyzer.shards import shard_record
 from analyzer.tables import tagged_revisions
 
@@ -83,6 +90,16 @@ class Coverage:
             "run_bounds": self.run_bounds,
             "if_completed": self.if_completed,
         }
+
+
+def _candidates(inv: Inventory, gc: GCResult) -> pd.DataFrame:
+    """`sweep_candidates`, from the model's codes when it worked on codes (a snapshot's blobs
+    table may still be on disk: `analyzer.snapshot.DiskTables`)."""
+    codes = gc.codes_for(inv)
+    if codes is None:
+        return sweep_candidates(inv)
+    c = codes.coded
+    return blobs_frame(c, np.flatnonzero(sweep_candidate_mask(c, inv)))
 
 
 def _total(df: pd.DataFrame) -> int:
@@ -303,7 +320,7 @@ def assess(
     `sweep` False: the run deletes manifests only (DigitalOcean "untagged manifests only");
     `estimate`: bytes outside the covered part by an outside figure (DigitalOcean's usage).
     """
-    candidates = sweep_candidates(inv)
+    candidates = _candidates(inv, gc)
     completed = _covered(inv, gc, candidates, sweep)
     excluded = _excluded(inv, candidates, sweep and not gc.aborts, estimate)
     risky = [] if gc.aborts or not sweep else abort_risk(inv, gc)

@@ -37,8 +37,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from analyzer.oci.manifest import (
@@ -51,6 +52,9 @@ from analyzer.oci.manifest import (
     STORED_NAME_PATTERN,
     ParsedManifest,
 )
+
+if TYPE_CHECKING:
+    from analyzer.coded import Coded
 
 SCHEMAS: dict[str, dict[str, str]] = {
     "repositories": {"repository": "string", "has_tags_dir": "boolean"},
@@ -156,12 +160,18 @@ SIZE_COLUMNS: dict[str, str] = {
 NAMED_REPOSITORY_TABLES = ("tags", "manifests")
 
 
-def check_tables(tables: dict[str, pd.DataFrame]) -> None:
+def check_tables(tables: dict[str, pd.DataFrame], codes: Coded | None = None) -> None:
     """Raise ValueError (one line) at the first value no scan can produce: a malformed digest,
-    a negative size, a missing required value, a duplicated key, an unknown kind."""
+    a negative size, a missing required value, a duplicated key, an unknown kind.
+
+    `codes`: the tables interned (`analyzer.coded`), which proves every digest well formed and
+    checks the keys on integers; without them, every digest is matched with a pattern."""
     for table, columns in DIGEST_COLUMNS.items():
         for col, nullable in columns:
-            _check_pattern(tables[table], table, col, DIGEST_PATTERN, nullable, "digest")
+            if codes is None:
+                _check_pattern(tables[table], table, col, DIGEST_PATTERN, nullable, "digest")
+            elif not nullable and tables[table][col].isna().any():
+                raise ValueError(f"table {table}: {col} missing in some rows")
     for table in NAMED_REPOSITORY_TABLES:
         _check_pattern(tables[table], table, "repository", STORED_NAME_PATTERN, False, "name")
         # Not MAX_REPOSITORY_LENGTH: a longer name in a storage tree is what makes the collector
@@ -177,12 +187,29 @@ def check_tables(tables: dict[str, pd.DataFrame]) -> None:
         if (sizes.fillna(0) < 0).any():
             raise ValueError(f"table {table}: negative {size} {int(sizes.min())}")
     for table, keys in KEY_COLUMNS.items():
+        if codes is not None and table in _CODED_KEYS and _codes_unique(codes, table):
+            continue  # no two rows share the key: nothing to word
         dup = tables[table].duplicated(list(keys))
         if dup.any():
             row = tables[table].loc[dup, list(keys)].iloc[0].tolist()
             raise ValueError(f"table {table}: duplicated key {row}")
     _check_values(tables["manifests"], "manifests", "kind", {KIND_IMAGE, KIND_INDEX})
     _check_values(tables["references"], "references", "kind", {*GC_REFERENCE_KINDS, REF_SUBJECT})
+
+
+# the tables whose key `_codes_unique` checks on interned codes
+_CODED_KEYS = ("manifests", "blobs", "layer_links")
+
+
+def _codes_unique(codes: Coded, table: str) -> bool:
+    if table == "blobs":
+        keys = codes.b_digest
+    elif table == "manifests":
+        keys = codes.pair(codes.m_repo, codes.m_digest)
+    else:
+        keys = codes.pair(codes.l_repo, codes.l_digest)
+    ordered = np.sort(keys)
+    return not (ordered[1:] == ordered[:-1]).any()
 
 
 def _check_pattern(

@@ -11,12 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from analyzer.coded import Coded, coded
 from analyzer.frames import isin
 from analyzer.inventory import SOURCE_STORAGE, Inventory
 from analyzer.tables import (
     KEYS,
+    _member,
+    _unique,
     anti_join,
     closure,
     empty_pairs,
@@ -26,13 +30,27 @@ from analyzer.tables import (
 )
 
 
+@dataclass(eq=False)
+class ResultCodes:
+    """A `GCResult` as codes of the inventory's `Coded` (set by a model that worked on codes;
+    the analysis then derives the prediction without touching a string)."""
+
+    coded: Coded
+    marked: np.ndarray  # bool per digest code
+    blobs: np.ndarray  # digest codes of blobs_eligible, sorted
+    manifests: np.ndarray  # pair codes of manifests_eligible, sorted
+    dangling: np.ndarray  # pair codes of dangling_revisions, sorted
+
+
 @dataclass
 class GCResult:
     """The engine's mark & sweep on an inventory, as plain data."""
 
     engine: str
     delete_untagged: bool
-    marked: pd.Index
+    # every digest the marking reaches (`marked`); None where `codes` hold it (decoded on use:
+    # at ten million manifests the strings alone are a gigabyte)
+    marked_digests: pd.Index | None
     blobs_eligible: pd.DataFrame  # digest, size
     manifests_eligible: pd.DataFrame  # repository, digest
     layer_links_eligible: pd.DataFrame  # repository, digest (distribution 3 only)
@@ -55,6 +73,30 @@ class GCResult:
     # True when a partial view can mark *more* than the run (distribution 3 -m: walk order):
     # the covered bound then counts only what every walk marks (one level from tagged roots)
     partial_view_marks_more: bool = False
+    # the same result as codes, when the model computed it on codes (None: only the frames);
+    # whoever changes the frames above afterwards sets it to None
+    codes: ResultCodes | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def marked(self) -> pd.Index:
+        """Every digest the marking reaches."""
+        if self.marked_digests is None:
+            if self.codes is None:
+                return pd.Index([], dtype="string")
+            c = self.codes.coded
+            self.marked_digests = pd.Index(c.digests.series(np.flatnonzero(self.codes.marked)))
+        return self.marked_digests
+
+    def drop_codes(self) -> None:
+        """Forget `codes` (before changing the frames they describe); `marked` stays."""
+        self.marked_digests = self.marked
+        self.codes = None
+
+    def codes_for(self, inv: Inventory) -> ResultCodes | None:
+        """`codes` when they describe `inv` (the same interned inventory), else None."""
+        if self.codes is None or coded(inv) is not self.codes.coded:
+            return None
+        return self.codes
 
 
 def roots(inv: Inventory, delete_untagged: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -133,3 +175,71 @@ def marking_closure(inv: Inventory, marked_from: pd.DataFrame, recursive: bool) 
         ["repository", "parent", "child"]
     ].drop_duplicates()
     return Marking(pairs, edges.reset_index(drop=True), followed.reset_index(drop=True))
+
+
+# The same steps on codes (`analyzer.coded`): the models' fast path. Each returns what its
+# string formulation above returns, as codes; tests/test_fast_paths.py holds them equal.
+
+
+def revision_codes(c: Coded) -> np.ndarray:
+    """Sorted distinct (repository, digest) pair codes of every revision."""
+    return _unique(c.pair(c.m_repo, c.m_digest))
+
+
+def root_codes(c: Coded, delete_untagged: bool) -> tuple[np.ndarray, np.ndarray]:
+    """`roots` on codes: (root pairs, untagged pairs listed for deletion), both sorted."""
+    rev = revision_codes(c)
+    if not delete_untagged:
+        return rev, rev[:0]
+    tags = c.t_digest >= 0
+    tagged = _unique(c.pair(c.t_repo[tags], c.t_digest[tags]))
+    tagged = tagged[_member(tagged, rev)]
+    return tagged, rev[~_member(rev, tagged)]
+
+
+def mark_one_level_codes(c: Coded, root_pairs: np.ndarray) -> np.ndarray:
+    """`mark_one_level` on codes: a bool per digest code."""
+    marked = np.zeros(c.n, dtype=bool)
+    marked[root_pairs % c.n] = True
+    edges = c.gc_edges() & (c.r_parent >= 0) & (c.r_child >= 0)
+    from_root = edges & marked[np.maximum(c.r_parent, 0)]
+    marked[c.r_child[from_root]] = True
+    return marked
+
+
+def sweep_candidate_mask(c: Coded, inv: Inventory) -> np.ndarray:
+    """`sweep_candidates` on codes: a bool per row of the blobs table."""
+    if len(inv.unread):
+        return np.zeros(len(c.b_digest), dtype=bool)
+    stored = np.where(c.b_present < 0, inv.header.source != SOURCE_STORAGE, c.b_present > 0)
+    if inv.header.complete:
+        return np.asarray(stored, dtype=bool)
+    seen = np.zeros(c.n, dtype=bool)
+    seen[c.m_digest[c.m_digest >= 0]] = True
+    seen[c.r_parent[c.r_parent >= 0]] = True
+    edges = c.gc_edges() & (c.r_child >= 0)
+    seen[c.r_child[edges]] = True
+    return np.asarray(stored & (c.b_digest >= 0) & seen[np.maximum(c.b_digest, 0)], dtype=bool)
+
+
+def sweep_codes(c: Coded, inv: Inventory, marked: np.ndarray) -> np.ndarray:
+    """`sweep` on codes: the blobs table's rows the sweep deletes, in digest order."""
+    rows = np.flatnonzero(sweep_candidate_mask(c, inv) & ~marked[np.maximum(c.b_digest, 0)])
+    return rows[np.argsort(c.b_digest[rows], kind="stable")]
+
+
+def blobs_frame(c: Coded, rows: np.ndarray) -> pd.DataFrame:
+    """digest, size of the blobs table's `rows` (the frame `sweep` returns)."""
+    size = c.b_size[rows]
+    return pd.DataFrame(
+        {
+            "digest": c.digests.series(c.b_digest[rows]),
+            "size": sizes_array(size),
+        }
+    )
+
+
+def sizes_array(size: np.ndarray) -> pd.arrays.IntegerArray:
+    """int64 sizes with -1 for unknown, as the tables' nullable Int64."""
+    unknown = size < 0
+    return pd.arrays.IntegerArray(np.where(unknown, 0, size).astype(np.int64), unknown)

@@ -23,21 +23,47 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import io
 import json
 import os
 import secrets
 import shutil
+from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from analyzer.coded import (
+    Coded,
+    ParsedDigests,
+    TableColumns,
+    _arrow,
+    _joined,
+    assemble,
+    coded,
+    flags,
+    kind_codes,
+    parse_digests,
+    remember,
+)
 from analyzer.errors import SnapshotError
-from analyzer.inventory import TABLES, Inventory, SnapshotHeader, check_tables, conform
+from analyzer.inventory import (
+    SCHEMAS,
+    TABLES,
+    Inventory,
+    SnapshotHeader,
+    _codes_unique,
+    check_tables,
+    conform,
+)
+from analyzer.oci.manifest import KIND_INDEX
 
 HEADER_FILE = "header.json"
 FORMAT_NAME = "reclaim-snapshot"
@@ -339,20 +365,227 @@ def _read_table(path: Path, table: str, entry: dict[str, Any]) -> pd.DataFrame:
         raise SnapshotError(f"{file}: table does not fit its schema ({str(e)[:100]})") from None
 
 
+# From this many references on, `read_snapshot` leaves the three big tables (references, blobs,
+# layer_links) on disk: it checks and interns them row group by row group, and loads one as a
+# DataFrame only when something asks for it. At 50 million references their digest strings
+# alone are 7 GB; their codes are a tenth of that.
+LAZY_REFERENCES = 20_000_000
+ON_DISK = ("references", "blobs", "layer_links")
+
+
+class DiskTables(MutableMapping[str, pd.DataFrame]):
+    """An inventory's tables where some are still on disk: each is read (checked as
+    `read_snapshot` reads any table) the first time it is asked for."""
+
+    def __init__(
+        self, loaded: dict[str, pd.DataFrame], pending: dict[str, Callable[[], pd.DataFrame]]
+    ) -> None:
+        self._loaded = loaded
+        self._pending = pending
+        self._tokens = {name: id(load) for name, load in pending.items()}
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        if name in self._pending:
+            self._loaded[name] = self._pending.pop(name)()
+        return self._loaded[name]
+
+    def __setitem__(self, name: str, table: pd.DataFrame) -> None:
+        self._pending.pop(name, None)
+        self._tokens.pop(name, None)
+        self._loaded[name] = table
+
+    def __delitem__(self, name: str) -> None:
+        if self._pending.pop(name, None) is None:
+            del self._loaded[name]
+        self._tokens.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([t for t in TABLES if t in self._loaded or t in self._pending])
+
+    def __len__(self) -> int:
+        return len(self._loaded) + len(self._pending)
+
+    def on_disk(self) -> list[str]:
+        """The tables not read yet."""
+        return list(self._pending)
+
+    def token(self, name: str) -> int:
+        """What identifies the table's content for caches: the same before and after loading."""
+        return self._tokens.get(name, id(self._loaded.get(name)))
+
+
 def read_snapshot(path: str | os.PathLike[str]) -> Inventory:
     """Load a snapshot written by `write_snapshot` (or `reclaim scan -o`), checked whole.
 
     Returns an `Inventory`; its `.tables` are DataFrames with the columns documented in
     `analyzer.inventory`. Raises SnapshotError (one line) when anything does not check out.
+    From `LAZY_REFERENCES` references on, the references, blobs and layer_links tables are
+    checked and interned here but read as DataFrames only when first used (`DiskTables`).
     """
     target = Path(path)
     raw = _checked_header(target)
+    if raw["tables"]["references"]["rows"] >= LAZY_REFERENCES:
+        inv = _read_large(target, raw)
+        if inv is not None:
+            return _identified(inv, raw, target)
     tables = {t: _read_table(target, t, raw["tables"][t]) for t in TABLES}
+    inv = Inventory(_header_object(raw), tables)
     try:
-        check_tables(tables)
+        # interned once here: it checks every digest's form in passing, and the analysis
+        # that follows (nearly every reader's next step) reuses the codes
+        check_tables(tables, coded(inv))
     except ValueError as e:
         raise SnapshotError(f"{target}: {e}") from None
-    inv = Inventory(_header_object(raw), tables)
+    return _identified(inv, raw, target)
+
+
+def _identified(inv: Inventory, raw: dict[str, Any], target: Path) -> Inventory:
     inv.snapshot_id = snapshot_identity(raw)
     inv.snapshot_path = str(target.absolute())
     return inv
+
+
+def _read_large(target: Path, raw: dict[str, Any]) -> Inventory | None:
+    """`read_snapshot` of a big snapshot, its big tables left on disk (see LAZY_REFERENCES).
+    None when a value of theirs does not check out: the caller then reads every table whole,
+    whose checks word the problem."""
+    entries = raw["tables"]
+    loaded = {t: _read_table(target, t, entries[t]) for t in TABLES if t not in ON_DISK}
+    for t in ON_DISK:
+        _check_file(target, t, entries[t])
+    columns = _disk_columns(target, loaded)
+    if columns is None:
+        return None
+    codes = assemble(columns)
+    if codes is None or not _disk_values_ok(columns, codes):
+        return None
+    pending: dict[str, Callable[[], pd.DataFrame]] = {
+        t: functools.partial(_read_table, target, t, entries[t]) for t in ON_DISK
+    }
+    tables = DiskTables(loaded, pending)
+    small = {t: loaded[t] for t in loaded}
+    try:
+        check_tables(_with_empty_disk_tables(small), None)
+    except ValueError as e:
+        raise SnapshotError(f"{target}: {e}") from None
+    inv = Inventory(_header_object(raw), tables)  # type: ignore[arg-type]
+    remember(inv, codes)
+    return inv
+
+
+def _with_empty_disk_tables(small: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The loaded tables, and empty ones in place of those on disk (checked by their codes)."""
+    return {**small, **{t: conform(t, pd.DataFrame(columns=list(SCHEMAS[t]))) for t in ON_DISK}}
+
+
+def _check_file(target: Path, table: str, entry: dict[str, Any]) -> None:
+    """The file's byte count, sha256 and row count are the header's (read in slices)."""
+    file = target / f"{table}.parquet"
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with file.open("rb") as f:
+            while block := f.read(1 << 24):
+                digest.update(block)
+                size += len(block)
+        rows = pq.ParquetFile(file).metadata.num_rows
+    except FileNotFoundError:
+        raise SnapshotError(f"{target}: snapshot lacks {file.name}") from None
+    except (OSError, pa.ArrowException) as e:
+        raise SnapshotError(f"{file}: unreadable ({str(e)[:100]})") from None
+    if size != entry["bytes"] or digest.hexdigest() != entry["sha256"]:
+        raise SnapshotError(
+            f"{file}: does not match the checksum in {HEADER_FILE} (torn or edited snapshot)"
+        )
+    if rows != entry["rows"]:
+        raise SnapshotError(f"{file}: {rows} rows, the header says {entry['rows']}")
+
+
+def _batches(target: Path, table: str, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    yield from pq.ParquetFile(target / f"{table}.parquet").iter_batches(
+        batch_size=1 << 20, columns=columns
+    )
+
+
+def _disk_columns(target: Path, loaded: dict[str, pd.DataFrame]) -> TableColumns | None:
+    """`TableColumns` with the big tables' columns read batch by batch (digests parsed as
+    they come, their strings dropped); None when a column is missing or of another type."""
+    try:
+        return _columns_of(target, loaded)
+    except (KeyError, ValueError, TypeError, pa.ArrowException):
+        return None
+
+
+def _columns_of(target: Path, loaded: dict[str, pd.DataFrame]) -> TableColumns | None:
+    refs = _parsed_batches(target, "references", ["parent", "child"], ["kind", "size"])
+    blobs = _parsed_batches(target, "blobs", ["digest"], ["size", "present"])
+    links = _parsed_batches(target, "layer_links", ["digest"], ["repository"])
+    if refs is None or blobs is None or links is None:
+        return None
+    m, t = loaded["manifests"], loaded["tags"]
+    return TableColumns(
+        m_digest=parse_digests(_arrow(m["digest"])),
+        m_subject=parse_digests(_arrow(m["subject"])),
+        r_parent=refs[0]["parent"],
+        r_child=refs[0]["child"],
+        t_digest=parse_digests(_arrow(t["digest"])),
+        b_digest=blobs[0]["digest"],
+        l_digest=links[0]["digest"],
+        repo_names=_arrow(loaded["repositories"]["repository"]),
+        m_repo=_arrow(m["repository"]),
+        t_repo=_arrow(t["repository"]),
+        l_repo=links[1]["repository"],
+        has_tags_dir=flags(loaded["repositories"]["has_tags_dir"]),
+        m_index=(m["kind"] == KIND_INDEX).fillna(False).to_numpy(dtype=bool),
+        r_kind=kind_codes(refs[1]["kind"]),
+        r_size=_int_column(refs[1]["size"]),
+        b_size=_int_column(blobs[1]["size"]),
+        b_present=_flag_column(blobs[1]["present"]),
+    )
+
+
+def _parsed_batches(
+    target: Path, table: str, digests: list[str], others: list[str]
+) -> tuple[dict[str, ParsedDigests], dict[str, pa.ChunkedArray]] | None:
+    """The table's digest columns parsed batch by batch and its other columns as Arrow."""
+    parts: dict[str, list[ParsedDigests]] = {c: [] for c in digests}
+    lengths: list[int] = []
+    rest: dict[str, list[pa.Array]] = {c: [] for c in others}
+    for batch in _batches(target, table, [*digests, *others]):
+        for c in digests:
+            parsed = parse_digests(batch.column(c), runs=c == "parent")
+            if parsed is None or (parsed.rows is not None and (parsed.rows < 0).any()):
+                return None  # malformed or missing: the whole read words it
+            parts[c].append(parsed)
+        for c in others:
+            rest[c].append(batch.column(c))
+        lengths.append(batch.num_rows)
+    joined = {c: _joined(parts[c], lengths) for c in digests}
+    return joined, {c: pa.chunked_array(v, type=_type(v)) for c, v in rest.items()}
+
+
+def _type(chunks: list[pa.Array]) -> pa.DataType | None:
+    return chunks[0].type if chunks else pa.null()
+
+
+def _int_column(column: pa.ChunkedArray) -> np.ndarray:
+    """Sizes as int64, -1 where missing; ValueError at a negative one (the whole read words it)."""
+    values = column.cast(pa.int64())
+    least = pc.min(values).as_py()
+    if least is not None and least < 0:
+        raise ValueError("negative size")
+    values = values.fill_null(-1)
+    return np.asarray(values.to_numpy(), dtype=np.int64)
+
+
+def _flag_column(column: pa.ChunkedArray) -> np.ndarray:
+    values = column.cast(pa.int8()).fill_null(-1)
+    return np.asarray(values.to_numpy(), dtype=np.int8)
+
+
+def _disk_values_ok(columns: TableColumns, codes: Coded) -> bool:
+    """What `check_tables` checks of the big tables, on their codes: known reference kinds,
+    sizes >= 0 (or missing), a repository on every layer link, no duplicated key."""
+    if (columns.r_kind < 0).any() or (codes.l_repo < 0).any():
+        return False
+    return _codes_unique(codes, "blobs") and _codes_unique(codes, "layer_links")

@@ -21,6 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "analyzer.version",
             "analyzer.progress",
             "analyzer.frames",
+            "analyzer.coded",  # imports the inventory for its types only
             "analyzer.oci.manifest",
             "analyzer.output",
             "analyzer.outcome",

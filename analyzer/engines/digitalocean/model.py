@@ -28,15 +28,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from analyzer.analysis import Prediction, prediction_parts
+from analyzer.coded import Coded, coded
 from analyzer.coverage import Coverage, assess
 from analyzer.engines.digitalocean.names import ENGINE, GC_UNTAGGED_AND_BLOBS, GCType, gc_type
 from analyzer.engines.digitalocean.usage import unlisted_garbage
-from analyzer.engines.distribution.model import mark_3
+from analyzer.engines.distribution.model import mark_3, mark_3_codes
 from analyzer.inventory import SOURCE_GENERATED, SOURCE_STORAGE, Inventory
-from analyzer.marking import GCResult, mark_one_level, roots, sweep
+from analyzer.marking import (
+    GCResult,
+    ResultCodes,
+    blobs_frame,
+    mark_one_level,
+    mark_one_level_codes,
+    root_codes,
+    roots,
+    sweep,
+    sweep_codes,
+)
 from analyzer.tables import empty_blobs, empty_pairs
 
 A_INDEX_CHILDREN = "index-children"
@@ -90,21 +102,25 @@ def _swept(inv: Inventory, marked: pd.Index, sweeps: bool) -> pd.DataFrame:
 
 def simulate_digitalocean(inv: Inventory, delete_untagged: bool, sweep: bool = True) -> GCResult:
     """Mark and sweep as modelled for DigitalOcean (see the module doc for the assumptions)."""
-    marked_from, untagged = _untagged(inv, delete_untagged)
-    marked = mark_one_level(inv, marked_from)
     notes = [f"assumption: {_TEXT[a]}" for a in (A_INDEX_CHILDREN, A_REFERRERS)]
     if not sweep:
         notes.append(f"assumption: {_TEXT[A_UNTAGGED_ONLY]}")
-    result = GCResult(
-        ENGINE,
-        delete_untagged,
-        marked,
-        _swept(inv, marked, sweep),
-        untagged,
-        empty_pairs(),
-        empty_pairs(),
-        notes=notes,
-    )
+    c = coded(inv)
+    if c is not None:
+        result = _simulate_coded(inv, c, delete_untagged, sweep)
+    else:
+        marked_from, untagged = _untagged(inv, delete_untagged)
+        marked = mark_one_level(inv, marked_from)
+        result = GCResult(
+            ENGINE,
+            delete_untagged,
+            marked,
+            _swept(inv, marked, sweep),
+            untagged,
+            empty_pairs(),
+            empty_pairs(),
+        )
+    result.notes = notes
     # a delete-untagged run may fail on a repository that never had a tag (2.8 does)
     if delete_untagged and inv.header.source not in (SOURCE_STORAGE, SOURCE_GENERATED):
         result.abort_risk = _never_tagged(inv)
@@ -141,9 +157,49 @@ def _never_tagged(inv: Inventory) -> list[str]:
     return sorted(with_manifests - tagged)
 
 
+def _simulate_coded(inv: Inventory, c: Coded, delete_untagged: bool, sweeps: bool) -> GCResult:
+    """`simulate_digitalocean`'s mark and sweep on codes (`analyzer.coded`)."""
+    root_pairs, untagged = root_codes(c, delete_untagged)
+    marked = mark_one_level_codes(c, root_pairs)
+    rows = sweep_codes(c, inv, marked) if sweeps else np.zeros(0, dtype=np.int64)
+    result = GCResult(
+        ENGINE,
+        delete_untagged,
+        None,  # GCResult.marked decodes `marked` when asked
+        blobs_frame(c, rows) if sweeps else empty_blobs(),
+        c.pairs_frame(untagged),
+        empty_pairs(),
+        empty_pairs(),
+    )
+    result.codes = ResultCodes(c, marked, c.b_digest[rows], untagged, untagged[:0])
+    return result
+
+
+def _alternative_codes(inv: Inventory, c: Coded, t: GCType, gc: GCResult) -> dict[str, Any] | None:
+    """`_alternative` on codes; None when distribution 3's walk order matters here."""
+    root_pairs, untagged = root_codes(c, t.delete_untagged)
+    marks = mark_3_codes(c, root_pairs)
+    if marks is None:
+        return None
+    marked = marks[0]
+    rows = sweep_codes(c, inv, marked) if t.sweep else np.zeros(0, dtype=np.int64)
+    kept = untagged[marked[untagged % c.n]]
+    ours = int(gc.blobs_eligible["size"].fillna(0).sum())
+    theirs = int(np.maximum(c.b_size[rows], 0).sum())
+    return {
+        "if_children_were_recursed_bytes": theirs,
+        "bytes_depending_on_it": ours - theirs,
+        "manifests_depending_on_it": c.pairs_frame(kept).to_dict(orient="records"),
+    }
+
+
 def _alternative(inv: Inventory, t: GCType, gc: GCResult) -> dict[str, Any]:
     """What hangs on the index-children assumption: the same run with distribution 3's marking
     (children recursed into, an untagged child of a tagged index kept)."""
+    c = coded(inv)
+    fast = None if c is None else _alternative_codes(inv, c, t, gc)
+    if fast is not None:
+        return fast
     marked_from, untagged = _untagged(inv, t.delete_untagged)
     marked = mark_3(inv, marked_from)
     blobs = _swept(inv, marked, t.sweep)

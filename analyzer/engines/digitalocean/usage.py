@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from analyzer.coded import coded
 from analyzer.inventory import Inventory
 
 
@@ -30,9 +31,16 @@ def unlisted_garbage(inv: Inventory) -> dict[str, Any]:
     extra = inv.header.extra
     usage = extra.get("storage_usage_bytes")
     usage = usage if isinstance(usage, int) and not isinstance(usage, bool) else None
-    sizes = inv.blobs["size"]
-    listed = int(sizes.fillna(0).sum())
-    unknown = int(sizes.isna().sum())
+    c = coded(inv)  # the blobs table may still be on disk (analyzer.snapshot.DiskTables)
+    if c is not None:
+        listed, unknown, count = (
+            int(c.b_size[c.b_size > 0].sum()),
+            int((c.b_size < 0).sum()),
+            len(c.b_size),
+        )
+    else:
+        sizes = inv.blobs["size"]
+        listed, unknown, count = int(sizes.fillna(0).sum()), int(sizes.isna().sum()), len(sizes)
     updated = extra.get("storage_usage_bytes_updated_at")
     raw = None if usage is None else usage - listed
     return {
@@ -42,7 +50,7 @@ def unlisted_garbage(inv: Inventory) -> dict[str, Any]:
         "storage_usage_bytes_updated_at": updated,
         "usage_age_seconds": _age_seconds(updated, inv.header.created_at),
         "listed_bytes": listed,
-        "listed_blobs": len(sizes),
+        "listed_blobs": count,
         "listed_unknown_size_blobs": unknown,
         "difference_bytes": raw,
     }

@@ -32,14 +32,35 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from analyzer.coded import K_MANIFEST, Coded, coded
 from analyzer.engines.distribution.names import DISTRIBUTION_3, DISTRIBUTION_28
 from analyzer.frames import isin
 from analyzer.inventory import SOURCE_GENERATED, SOURCE_STORAGE, Inventory
-from analyzer.marking import GCResult, mark_one_level, roots, sweep
+from analyzer.marking import (
+    GCResult,
+    ResultCodes,
+    blobs_frame,
+    mark_one_level,
+    mark_one_level_codes,
+    root_codes,
+    roots,
+    sweep,
+    sweep_codes,
+)
 from analyzer.oci.manifest import REF_MANIFEST
-from analyzer.tables import closure, empty_blobs, empty_pairs, gc_references, revisions
+from analyzer.tables import (
+    _member,
+    _unique,
+    closure,
+    closure_codes,
+    empty_blobs,
+    empty_pairs,
+    gc_references,
+    revisions,
+)
 
 
 def _repos_without_tags_dir(inv: Inventory) -> pd.Index:
@@ -209,6 +230,8 @@ def engine_view(inv: Inventory, engine: str) -> Inventory:
 
 def _unseen_note(inv: Inventory, engine: str) -> list[str]:
     unseen = inv.header.extra.get(EXTRA_UNSEEN, {}).get(engine, [])
+    if not unseen:
+        return []
     held = sorted(set(unseen) & set(inv.manifests["repository"]))
     if not held:
         return []
@@ -354,6 +377,7 @@ def _simulate_on_tree(inv: Inventory, engine: str, delete_untagged: bool) -> GCR
     result.notes.extend(_unseen_note(inv, engine))
     unseen = inv.header.extra.get(EXTRA_UNSEEN, {}).get(engine, [])
     if unseen:  # revisions the walk never reaches keep their links; some lose their blobs
+        result.drop_codes()  # the frames change below
         rev = revisions(inv)
         lost = blobs_swept_dangling(
             inv, rev.loc[isin(rev["repository"], unseen)], result.blobs_eligible["digest"]
@@ -368,6 +392,11 @@ def _simulate_on_tree(inv: Inventory, engine: str, delete_untagged: bool) -> GCR
 
 
 def _simulate_distribution(inv: Inventory, engine: str, delete_untagged: bool) -> GCResult:
+    c = coded(inv)
+    if c is not None:
+        fast = _simulate_coded(inv, c, engine, delete_untagged)
+        if fast is not None:
+            return fast
     marked_from, untagged = roots(inv, delete_untagged)
     empty = empty_pairs()
     no_tags = _repos_without_tags_dir(inv)
@@ -413,3 +442,135 @@ def _simulate_distribution(inv: Inventory, engine: str, delete_untagged: bool) -
         links.reset_index(drop=True),
         dangling.reset_index(drop=True),
     )
+
+
+# The same simulation on codes (`analyzer.coded`): what `_simulate_distribution` computes, for
+# inventories whose digests intern (every snapshot), without a string join. It declines (None)
+# where the string formulation has a rule of its own to apply: 2.8 -m's abort, and distribution
+# 3 when the walk order can change what is marked (`_v3_order_sensitive`, then walked exactly).
+
+
+def _no_tags_dir(c: Coded) -> np.ndarray:
+    """Bool per repository code: the repository has no tags directory (known to lack one)."""
+    return np.asarray(c.repo_has_tags_dir == 0, dtype=bool)
+
+
+def _v3_order_sensitive_codes(c: Coded, rev: np.ndarray) -> bool:
+    """`_v3_order_sensitive` on codes."""
+    n = c.n
+    is_manifest = np.zeros(n, dtype=bool)
+    is_manifest[c.m_digest[c.m_digest >= 0]] = True
+    edges = c.gc_edges() & (c.r_parent >= 0) & (c.r_child >= 0)
+    child_ok = np.maximum(c.r_child, 0)
+    mref = edges & ((c.r_kind == K_MANIFEST) | is_manifest[child_ok])
+    if not mref.any():
+        return False
+    parent, child = c.r_parent[mref], c.r_child[mref]
+    if np.isin(child, parent).any():  # an index of indexes: a second level of recursion
+        return True
+    on_manifest = is_manifest[child]
+    parent, child = parent[on_manifest], child[on_manifest]
+    # every repository holding the parent as a revision must hold the child as one too
+    placed = closure_codes(rev, parent, child, n, rev[:0])  # one level from each revision
+    return bool((~_member(placed, rev)).any())
+
+
+def repository_ranks(c: Coded) -> np.ndarray:
+    """Per repository code, its place in the catalog walk (`repository_order`)."""
+    names = c.repos.to_pylist()
+    order = repository_order(pd.Series(names, dtype=object))
+    place = {name: i for i, name in enumerate(order)}
+    return np.asarray([place[name] for name in names], dtype=np.int64)
+
+
+def _first_marks(
+    c: Coded, root_pairs: np.ndarray, rev: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(marked, first): distribution 3's breadth-first marking; `first[d]` is the walk place
+    of the repository whose walk marks digest d first (-1: unmarked)."""
+    n = c.n
+    edges = c.gc_edges()
+    pairs = closure_codes(root_pairs, c.r_parent[edges], c.r_child[edges], n, rev)
+    ranks = repository_ranks(c)
+    first = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, pairs % n, ranks[pairs // n])
+    marked = first != np.iinfo(np.int64).max
+    first[~marked] = -1
+    return marked, first
+
+
+def _layer_link_rows(c: Coded, first: np.ndarray) -> np.ndarray:
+    """`layer_links_3` on codes: rows of the layer_links table distribution 3 lists, ordered
+    by repository and digest."""
+    stored = np.zeros(c.n, dtype=bool)
+    stored[c.b_digest[(c.b_present > 0) & (c.b_digest >= 0)]] = True
+    ok = (c.l_digest >= 0) & (c.l_repo >= 0)
+    rows = np.flatnonzero(ok & stored[np.maximum(c.l_digest, 0)])
+    ranks = repository_ranks(c)
+    when = first[c.l_digest[rows]]
+    listed = (when < 0) | (when > ranks[c.l_repo[rows]])
+    rows = rows[listed]
+    return rows[np.argsort(c.pair(c.l_repo[rows], c.l_digest[rows]), kind="stable")]
+
+
+def _dangling_codes(c: Coded, skipped: np.ndarray, swept: np.ndarray) -> np.ndarray:
+    """`blobs_swept_dangling` on codes: the `skipped` pairs whose blobs the sweep removes."""
+    if not len(skipped):
+        return skipped
+    n = c.n
+    gone = np.zeros(n, dtype=bool)
+    gone[swept] = True
+    edges = c.gc_edges() & (c.r_parent >= 0) & (c.r_child >= 0)
+    losing = np.zeros(n, dtype=bool)
+    losing[c.r_parent[edges & gone[np.maximum(c.r_child, 0)]]] = True
+    d = skipped % n
+    return skipped[gone[d] | losing[d]]
+
+
+def mark_3_codes(c: Coded, root_pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """`mark_3_first` on codes: (marked, first) as `_first_marks`; None when the walk order can
+    change what is marked (the exact walk then runs on strings)."""
+    rev = _unique(c.pair(c.m_repo, c.m_digest))
+    if _v3_order_sensitive_codes(c, rev):
+        return None
+    return _first_marks(c, root_pairs, rev)
+
+
+def _simulate_coded(
+    inv: Inventory, c: Coded, engine: str, delete_untagged: bool
+) -> GCResult | None:
+    n = c.n
+    root_pairs, untagged = root_codes(c, delete_untagged)
+    no_tags = _no_tags_dir(c)
+    stuck = no_tags[untagged // n] if len(no_tags) else np.zeros(len(untagged), dtype=bool)
+    if engine == DISTRIBUTION_28:
+        if delete_untagged and stuck.any():
+            return None  # the run aborts: the string formulation words it
+        marked = mark_one_level_codes(c, root_pairs)
+        eligible = untagged
+        first = None
+    else:
+        marks = mark_3_codes(c, root_pairs)
+        if marks is None:
+            return None
+        marked, first = marks
+        eligible = untagged[~stuck & ~marked[untagged % n]]
+    rows = sweep_codes(c, inv, marked)
+    swept = c.b_digest[rows]
+    links = empty_pairs()
+    dangling = untagged[:0]
+    if first is not None:
+        link_rows = _layer_link_rows(c, first)
+        links = c.pairs_frame(c.pair(c.l_repo[link_rows], c.l_digest[link_rows]))
+        dangling = _dangling_codes(c, untagged[stuck], swept)
+    result = GCResult(
+        engine,
+        delete_untagged,
+        None,  # GCResult.marked decodes `marked` when asked
+        blobs_frame(c, rows),
+        c.pairs_frame(eligible),
+        links,
+        c.pairs_frame(dangling),
+    )
+    result.codes = ResultCodes(c, marked, swept, eligible, dangling)
+    return result
