@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -189,11 +190,7 @@ def test_ctrl_c_asks_whether_to_cancel_on_the_server(do: DOEnv, answer: str) -> 
         cwd=MAIN,
     )
     assert proc.stderr is not None and proc.stdin is not None
-    lines = []
-    for line in proc.stderr:
-        lines.append(line)
-        if STATUS_WAITING in line:
-            break
+    lines = _lines_until(proc, STATUS_WAITING, do)
     proc.send_signal(signal.SIGINT)
     # The timeout only catches a hang: the CLI answers at once, but a machine under heavy load
     # (load average 9-16 seen in CI) took over a minute to let it.
@@ -209,6 +206,31 @@ def test_ctrl_c_asks_whether_to_cancel_on_the_server(do: DOEnv, answer: str) -> 
         assert "goes on on the server" in stderr and "--attach" in stderr
         do.server.wait_idle()
         assert do.server.jobs[0].status == "succeeded"  # not cancelled: it ran to its end
+
+
+def _lines_until(proc: subprocess.Popen[str], status: str, do: DOEnv) -> list[str]:
+    """stderr lines of `proc` up to the one naming `status`. The bound only turns a hang into a
+    failure that says where the run stood (it was once seen to wait for ever under heavy load):
+    the line comes as soon as the server is in `status`."""
+    assert proc.stderr is not None
+    stream = proc.stderr
+    lines: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        for line in stream:
+            lines.append(line)
+            if status in line:
+                found.set()
+                return
+        found.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    if not found.wait(600) or not any(status in line for line in lines):
+        proc.kill()
+        history = [job.history for job in do.server.jobs]
+        pytest.fail(f"no {status!r} line; stderr so far {lines!r}; collections {history}")
+    return lines
 
 
 def test_missing_and_misspelled_fields(do: DOEnv) -> None:
