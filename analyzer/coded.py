@@ -282,6 +282,10 @@ def intern_strings(columns: list[pa.Array | pa.ChunkedArray]) -> tuple[pa.Array,
     return values.take(pa.array(order)), out
 
 
+def _concat(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
 def _chunks(column: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
     return list(column.chunks) if isinstance(column, pa.ChunkedArray) else [column]
 
@@ -445,15 +449,16 @@ def _with_manifests_and_tags(base: Coded, inv: Inventory) -> Coded | None:
 @dataclass(eq=False)
 class TableColumns:
     """What `Coded` is made of, column by column: parsed digests (None: some value is not a
-    digest), repository names as Arrow strings, and the few other columns as numpy."""
+    digest; a list: the column's batches in order, never joined, so a large table's words are
+    never held twice), repository names as Arrow strings, and the few other columns as numpy."""
 
-    m_digest: ParsedDigests | None
-    m_subject: ParsedDigests | None
-    r_parent: ParsedDigests | None
-    r_child: ParsedDigests | None
-    t_digest: ParsedDigests | None
-    b_digest: ParsedDigests | None
-    l_digest: ParsedDigests | None
+    m_digest: ParsedDigests | list[ParsedDigests] | None
+    m_subject: ParsedDigests | list[ParsedDigests] | None
+    r_parent: ParsedDigests | list[ParsedDigests] | None
+    r_child: ParsedDigests | list[ParsedDigests] | None
+    t_digest: ParsedDigests | list[ParsedDigests] | None
+    b_digest: ParsedDigests | list[ParsedDigests] | None
+    l_digest: ParsedDigests | list[ParsedDigests] | None
     repo_names: pa.Array | pa.ChunkedArray  # the repositories table's
     m_repo: pa.Array | pa.ChunkedArray
     t_repo: pa.Array | pa.ChunkedArray
@@ -511,12 +516,23 @@ def assemble(cols: TableColumns) -> Coded | None:
         cols.b_digest,
         cols.l_digest,
     ]
-    if any(p is None for p in parsed):
-        return None
-    interned = intern_parsed([p for p in parsed if p is not None])
+    flat: list[ParsedDigests] = []
+    owner: list[int] = []
+    for i, column in enumerate(parsed):
+        if column is None:
+            return None
+        parts = column if isinstance(column, list) else [column]
+        flat.extend(parts)
+        owner.extend([i] * len(parts))
+    interned = intern_parsed(flat)
     if interned is None:
         return None
-    space, (m_digest, m_subject, r_parent, r_child, t_digest, b_digest, l_digest) = interned
+    space, part_codes = interned
+    joined = [
+        _concat([c for c, o in zip(part_codes, owner, strict=True) if o == i])
+        for i in range(len(parsed))
+    ]
+    m_digest, m_subject, r_parent, r_child, t_digest, b_digest, l_digest = joined
     names, (rr, m_repo, t_repo, l_repo) = intern_strings(
         [cols.repo_names, cols.m_repo, cols.t_repo, cols.l_repo]
     )

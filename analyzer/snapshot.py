@@ -45,7 +45,6 @@ from analyzer.coded import (
     ParsedDigests,
     TableColumns,
     _arrow,
-    _joined,
     assemble,
     coded,
     flags,
@@ -546,10 +545,10 @@ def _columns_of(target: Path, loaded: dict[str, pd.DataFrame]) -> TableColumns |
 
 def _parsed_batches(
     target: Path, table: str, digests: list[str], others: list[str]
-) -> tuple[dict[str, ParsedDigests], dict[str, pa.ChunkedArray]] | None:
-    """The table's digest columns parsed batch by batch and its other columns as Arrow."""
+) -> tuple[dict[str, list[ParsedDigests]], dict[str, pa.ChunkedArray]] | None:
+    """The table's digest columns parsed batch by batch (the batches kept apart: see
+    `TableColumns`) and its other columns as Arrow."""
     parts: dict[str, list[ParsedDigests]] = {c: [] for c in digests}
-    lengths: list[int] = []
     rest: dict[str, list[pa.Array]] = {c: [] for c in others}
     for batch in _batches(target, table, [*digests, *others]):
         for c in digests:
@@ -559,9 +558,7 @@ def _parsed_batches(
             parts[c].append(parsed)
         for c in others:
             rest[c].append(batch.column(c))
-        lengths.append(batch.num_rows)
-    joined = {c: _joined(parts[c], lengths) for c in digests}
-    return joined, {c: pa.chunked_array(v, type=_type(v)) for c, v in rest.items()}
+    return parts, {c: pa.chunked_array(v, type=_type(v)) for c, v in rest.items()}
 
 
 def _type(chunks: list[pa.Array]) -> pa.DataType | None:

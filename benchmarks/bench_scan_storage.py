@@ -42,7 +42,8 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.measure import Run, machine_line, reclaim_command, run_process  # noqa: E402
 from tests.registry import RegistryServer, registry_binary  # noqa: E402
 
-V3_BINARY = Path("/root/.cache/reclaim-build/out/registry-v3")
+# what the tests use (scripts/test.sh and benchmarks/run set it), else an older build's place
+V3_BINARY = Path(os.environ.get("REGISTRY_V3") or "/root/.cache/reclaim-build/out/registry-v3")
 ELIGIBLE = re.compile(rb"blob eligible for deletion: (sha256:[0-9a-f]{64})")
 
 
