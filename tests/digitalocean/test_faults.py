@@ -188,6 +188,9 @@ def test_ctrl_c_asks_whether_to_cancel_on_the_server(do: DOEnv, answer: str) -> 
         text=True,
         env=env,
         cwd=MAIN,
+        # Ctrl-C as a terminal sends it: a suite started in the background by a script (`.ci/run
+        # &`) runs with SIGINT ignored, and a child would inherit that and never see it
+        preexec_fn=_default_sigint,
     )
     assert proc.stderr is not None and proc.stdin is not None
     lines = _lines_until(proc, STATUS_WAITING, do)
@@ -206,6 +209,10 @@ def test_ctrl_c_asks_whether_to_cancel_on_the_server(do: DOEnv, answer: str) -> 
         assert "goes on on the server" in stderr and "--attach" in stderr
         do.server.wait_idle()
         assert do.server.jobs[0].status == "succeeded"  # not cancelled: it ran to its end
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _lines_until(proc: subprocess.Popen[str], status: str, do: DOEnv) -> list[str]:
