@@ -38,6 +38,17 @@ from analyzer.tables import (
     revisions,
 )
 
+# by_repository's columns, in order
+BY_REPOSITORY = [
+    "repository",
+    "manifests",
+    "tags",
+    "manifests_eligible",
+    "stored_bytes",
+    "exclusive_bytes",
+    "shared_bytes",
+    "reclaimable_bytes",
+]
 SHARED_ROW = "(shared)"
 UNREFERENCED_ROW = "(unreferenced)"
 
@@ -216,18 +227,7 @@ def by_repository(inv: Inventory, gc: GCResult) -> pd.DataFrame:
         index=pd.Index([SHARED_ROW, UNREFERENCED_ROW], name="repository"),
     )
     out = pd.concat([out, extra]).fillna(0).astype("int64").reset_index()
-    return out[
-        [
-            "repository",
-            "manifests",
-            "tags",
-            "manifests_eligible",
-            "stored_bytes",
-            "exclusive_bytes",
-            "shared_bytes",
-            "reclaimable_bytes",
-        ]
-    ]
+    return out[BY_REPOSITORY]
 
 
 def _tag_lists(inv: Inventory) -> pd.DataFrame:
@@ -485,16 +485,7 @@ def _by_repository_codes(inv: Inventory, gc: GCResult, codes: ResultCodes) -> pd
     extra = np.zeros((2, 7), dtype=np.int64)
     extra[0, 6] = eligible_bytes[eligible_holders > 1].sum()
     extra[1, 6] = eligible_bytes[eligible_holders == 0].sum()
-    columns = [
-        "manifests",
-        "tags",
-        "manifests_eligible",
-        "stored_bytes",
-        "exclusive_bytes",
-        "shared_bytes",
-        "reclaimable_bytes",
-    ]
-    out = pd.DataFrame(np.concatenate([table, extra]), columns=columns, dtype="int64")
+    out = pd.DataFrame(np.concatenate([table, extra]), columns=BY_REPOSITORY[1:], dtype="int64")
     label = pd.concat(
         [names.astype("string"), pd.Series([SHARED_ROW, UNREFERENCED_ROW], dtype="string")],
         ignore_index=True,

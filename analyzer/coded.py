@@ -473,26 +473,37 @@ class TableColumns:
 
 def table_columns(inv: Inventory) -> TableColumns:
     """The columns of an inventory held in memory."""
-    m, r, t, b, ll = inv.manifests, inv.references, inv.tags, inv.blobs, inv.layer_links
+    r, b, ll = inv.references, inv.blobs, inv.layer_links
     return TableColumns(
-        m_digest=parse_digests(_arrow(m["digest"])),
-        m_subject=parse_digests(_arrow(m["subject"])),
+        **manifest_and_tag_columns(inv.repositories, inv.manifests, inv.tags),
         r_parent=parse_digests(_arrow(r["parent"]), runs=True),
         r_child=parse_digests(_arrow(r["child"])),
-        t_digest=parse_digests(_arrow(t["digest"])),
         b_digest=parse_digests(_arrow(b["digest"])),
         l_digest=parse_digests(_arrow(ll["digest"])),
-        repo_names=_arrow(inv.repositories["repository"]),
-        m_repo=_arrow(m["repository"]),
-        t_repo=_arrow(t["repository"]),
         l_repo=_arrow(ll["repository"]),
-        has_tags_dir=flags(inv.repositories["has_tags_dir"]),
-        m_index=(m["kind"] == KIND_INDEX).fillna(False).to_numpy(dtype=bool),
         r_kind=kind_codes(_arrow(r["kind"])),
         r_size=sizes(r["size"]),
         b_size=sizes(b["size"]),
         b_present=flags(b["present"]),
     )
+
+
+def manifest_and_tag_columns(
+    repositories: pd.DataFrame, manifests: pd.DataFrame, tags: pd.DataFrame
+) -> dict[str, Any]:
+    """The `TableColumns` fields of the repositories, manifests and tags tables (held in
+    memory by every reader, a snapshot's on-disk tables aside)."""
+    m, t = manifests, tags
+    return {
+        "m_digest": parse_digests(_arrow(m["digest"])),
+        "m_subject": parse_digests(_arrow(m["subject"])),
+        "t_digest": parse_digests(_arrow(t["digest"])),
+        "repo_names": _arrow(repositories["repository"]),
+        "m_repo": _arrow(m["repository"]),
+        "t_repo": _arrow(t["repository"]),
+        "has_tags_dir": flags(repositories["has_tags_dir"]),
+        "m_index": (m["kind"] == KIND_INDEX).fillna(False).to_numpy(dtype=bool),
+    }
 
 
 def kind_codes(kinds: pa.Array | pa.ChunkedArray) -> np.ndarray:

@@ -44,11 +44,10 @@ from analyzer.coded import (
     Coded,
     ParsedDigests,
     TableColumns,
-    _arrow,
     assemble,
     coded,
-    flags,
     kind_codes,
+    manifest_and_tag_columns,
     parse_digests,
     remember,
 )
@@ -62,7 +61,6 @@ from analyzer.inventory import (
     check_tables,
     conform,
 )
-from analyzer.oci.manifest import KIND_INDEX
 
 HEADER_FILE = "header.json"
 FORMAT_NAME = "reclaim-snapshot"
@@ -461,12 +459,12 @@ def _read_large(target: Path, raw: dict[str, Any]) -> Inventory | None:
     pending: dict[str, Callable[[], pd.DataFrame]] = {
         t: functools.partial(_read_table, target, t, entries[t]) for t in ON_DISK
     }
-    tables = DiskTables(loaded, pending)
-    small = {t: loaded[t] for t in loaded}
     try:
-        check_tables(_with_empty_disk_tables(small), None)
+        # the loaded tables' digests were parsed into `codes`: no pattern to match again
+        check_tables(_with_empty_disk_tables(loaded), codes)
     except ValueError as e:
         raise SnapshotError(f"{target}: {e}") from None
+    tables = DiskTables(loaded, pending)
     inv = Inventory(_header_object(raw), tables)  # type: ignore[arg-type]
     remember(inv, codes)
     return inv
@@ -521,21 +519,13 @@ def _columns_of(target: Path, loaded: dict[str, pd.DataFrame]) -> TableColumns |
     links = _parsed_batches(target, "layer_links", ["digest"], ["repository"])
     if refs is None or blobs is None or links is None:
         return None
-    m, t = loaded["manifests"], loaded["tags"]
     return TableColumns(
-        m_digest=parse_digests(_arrow(m["digest"])),
-        m_subject=parse_digests(_arrow(m["subject"])),
+        **manifest_and_tag_columns(loaded["repositories"], loaded["manifests"], loaded["tags"]),
         r_parent=refs[0]["parent"],
         r_child=refs[0]["child"],
-        t_digest=parse_digests(_arrow(t["digest"])),
         b_digest=blobs[0]["digest"],
         l_digest=links[0]["digest"],
-        repo_names=_arrow(loaded["repositories"]["repository"]),
-        m_repo=_arrow(m["repository"]),
-        t_repo=_arrow(t["repository"]),
         l_repo=links[1]["repository"],
-        has_tags_dir=flags(loaded["repositories"]["has_tags_dir"]),
-        m_index=(m["kind"] == KIND_INDEX).fillna(False).to_numpy(dtype=bool),
         r_kind=kind_codes(refs[1]["kind"]),
         r_size=_int_column(refs[1]["size"]),
         b_size=_int_column(blobs[1]["size"]),

@@ -484,14 +484,13 @@ def repository_ranks(c: Coded) -> np.ndarray:
 
 
 def _first_marks(
-    c: Coded, root_pairs: np.ndarray, rev: np.ndarray
+    c: Coded, root_pairs: np.ndarray, rev: np.ndarray, ranks: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """(marked, first): distribution 3's breadth-first marking; `first[d]` is the walk place
     of the repository whose walk marks digest d first (-1: unmarked)."""
     n = c.n
     edges = c.gc_edges()
     pairs = closure_codes(root_pairs, c.r_parent[edges], c.r_child[edges], n, rev)
-    ranks = repository_ranks(c)
     first = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(first, pairs % n, ranks[pairs // n])
     marked = first != np.iinfo(np.int64).max
@@ -499,14 +498,13 @@ def _first_marks(
     return marked, first
 
 
-def _layer_link_rows(c: Coded, first: np.ndarray) -> np.ndarray:
+def _layer_link_rows(c: Coded, first: np.ndarray, ranks: np.ndarray) -> np.ndarray:
     """`layer_links_3` on codes: rows of the layer_links table distribution 3 lists, ordered
     by repository and digest."""
     stored = np.zeros(c.n, dtype=bool)
     stored[c.b_digest[(c.b_present > 0) & (c.b_digest >= 0)]] = True
     ok = (c.l_digest >= 0) & (c.l_repo >= 0)
     rows = np.flatnonzero(ok & stored[np.maximum(c.l_digest, 0)])
-    ranks = repository_ranks(c)
     when = first[c.l_digest[rows]]
     listed = (when < 0) | (when > ranks[c.l_repo[rows]])
     rows = rows[listed]
@@ -527,13 +525,16 @@ def _dangling_codes(c: Coded, skipped: np.ndarray, swept: np.ndarray) -> np.ndar
     return skipped[gone[d] | losing[d]]
 
 
-def mark_3_codes(c: Coded, root_pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+def mark_3_codes(
+    c: Coded, root_pairs: np.ndarray, ranks: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
     """`mark_3_first` on codes: (marked, first) as `_first_marks`; None when the walk order can
-    change what is marked (the exact walk then runs on strings)."""
+    change what is marked (the exact walk then runs on strings). `ranks`: `repository_ranks`
+    when the caller has them already."""
     rev = _unique(c.pair(c.m_repo, c.m_digest))
     if _v3_order_sensitive_codes(c, rev):
         return None
-    return _first_marks(c, root_pairs, rev)
+    return _first_marks(c, root_pairs, rev, repository_ranks(c) if ranks is None else ranks)
 
 
 def _simulate_coded(
@@ -550,7 +551,8 @@ def _simulate_coded(
         eligible = untagged
         first = None
     else:
-        marks = mark_3_codes(c, root_pairs)
+        ranks = repository_ranks(c)  # the marking and the layer links both need the walk order
+        marks = mark_3_codes(c, root_pairs, ranks)
         if marks is None:
             return None
         marked, first = marks
@@ -560,7 +562,7 @@ def _simulate_coded(
     links = empty_pairs()
     dangling = untagged[:0]
     if first is not None:
-        link_rows = _layer_link_rows(c, first)
+        link_rows = _layer_link_rows(c, first, ranks)
         links = c.pairs_frame(c.pair(c.l_repo[link_rows], c.l_digest[link_rows]))
         dangling = _dangling_codes(c, untagged[stuck], swept)
     result = GCResult(
