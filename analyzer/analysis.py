@@ -97,12 +97,7 @@ class Prediction:
             "storage_root": self.storage_root,
             "aborts": self.gc.aborts,
             "blobs_eligible": sorted(self.gc.blobs_eligible["digest"].tolist()),
-            "manifests_eligible": [
-                {"repository": r, "digest": d}
-                for r, d in self.gc.manifests_eligible[["repository", "digest"]].itertuples(
-                    index=False
-                )
-            ],
+            "manifests_eligible": _pair_records(self.gc.manifests_eligible),
             "reclaimable_bytes": self.reclaimable_bytes,
             "unknown_size_blobs": self.unknown_size_blobs,
             "by_repository": by_repo.to_dict(orient="records"),
@@ -119,10 +114,7 @@ class Prediction:
             },
             "layer_links_eligible": len(self.gc.layer_links_eligible),
             "layer_links_removed": self.layer_links_removed(),
-            "dangling_revisions": [
-                {"repository": r, "digest": d}
-                for r, d in self.gc.dangling_revisions.itertuples(index=False)
-            ],
+            "dangling_revisions": _pair_records(self.gc.dangling_revisions),
             "notes": self.notes,
             **(self.coverage.to_dict() if self.coverage else {}),
         }
@@ -625,3 +617,11 @@ def _orphaned_now_codes(inv: Inventory, codes: ResultCodes) -> pd.DataFrame:
     return pd.DataFrame(
         {"digest": c.digests.series(c.b_digest[rows]), "size": sizes_array(c.b_size[rows])}
     )
+
+
+def _pair_records(pairs: pd.DataFrame) -> list[dict[str, Any]]:
+    """{repository, digest} per row, the columns read whole (row by row, pandas boxes every
+    Arrow string on its own: seconds at a million rows)."""
+    repos = pairs["repository"].tolist()
+    digests = pairs["digest"].tolist()
+    return [{"repository": r, "digest": d} for r, d in zip(repos, digests, strict=True)]

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 PREFIX = b"sha256:"
 WIDTH = len(PREFIX) + 64
 _PREFIX_BYTES = np.frombuffer(PREFIX, dtype=np.uint8)
+_LOWER_HEX = b"0123456789abcdef"
 # reference kinds as small integers (-1: a kind no engine knows)
 KINDS = (REF_CONFIG, REF_LAYER, REF_MANIFEST, REF_SUBJECT)
 K_CONFIG, K_LAYER, K_MANIFEST, K_SUBJECT = range(4)
@@ -61,19 +62,18 @@ class DigestSpace:
         text = np.empty((m, WIDTH), dtype=np.uint8)
         text[:, : len(PREFIX)] = _PREFIX_BYTES
         if m:
-            raw = picked.astype(">u8").tobytes()
-            hexed = np.frombuffer(binascii.b2a_hex(raw), dtype=np.uint8)
+            # byteswap: the words' big-endian bytes, in a buffer b2a_hex reads as it is
+            hexed = np.frombuffer(binascii.b2a_hex(picked.byteswap().data), dtype=np.uint8)
             text[:, len(PREFIX) :] = hexed.reshape(m, 64)
         offsets = np.arange(0, (m + 1) * WIDTH, WIDTH, dtype=np.int64)
-        return pa.LargeStringArray.from_buffers(
-            m, pa.py_buffer(offsets), pa.py_buffer(text.tobytes())
-        )
+        # the Arrow array wraps the numpy buffers: no copy
+        return pa.LargeStringArray.from_buffers(m, pa.py_buffer(offsets), pa.py_buffer(text))
 
     def series(self, codes: np.ndarray, index: Any = None) -> pd.Series:
-        """The digests of `codes` as a pandas string column (the inventory's dtype)."""
-        values = self.strings(codes).cast(pa.string())
-        out = pd.Series(pd.arrays.ArrowStringArray(values), dtype="string", index=index)
-        return out
+        """The digests of `codes` as a pandas string column (the inventory's dtype: pandas
+        keeps large_string as it is)."""
+        values = pd.arrays.ArrowStringArray(self.strings(codes))
+        return pd.Series(values, dtype="string", index=index)
 
     def lookup(self, values: pd.Series | pa.Array | pa.ChunkedArray) -> np.ndarray:
         """The codes of `values`; -1 where a value is missing, malformed or not in the space."""
@@ -146,14 +146,24 @@ def parse_digests(column: pa.Array | pa.ChunkedArray, runs: bool = False) -> Par
     """`column` parsed (None when some present value is not a lower-case sha256 digest).
     `runs`: rows repeating the row before them share its run (a parent column lists each
     manifest's references together: a fifth of the rows to decode and intern)."""
-    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    parts = parse_parts(column, runs)
+    if parts is None:
+        return None
+    return _joined(parts, [len(c) for c in _chunks(column)])
+
+
+def parse_parts(
+    column: pa.Array | pa.ChunkedArray, runs: bool = False
+) -> list[ParsedDigests] | None:
+    """`parse_digests` chunk by chunk, the parts left apart (joining them copies every word:
+    `intern_parsed` takes them as they are)."""
     parts: list[ParsedDigests] = []
-    for chunk in chunks:
+    for chunk in _chunks(column):
         part = _chunk_words(chunk, runs)
         if part is None:
             return None
         parts.append(part)
-    return _joined(parts, [len(c) for c in chunks])
+    return parts
 
 
 def _joined(parts: list[ParsedDigests], lengths: list[int]) -> ParsedDigests:
@@ -210,12 +220,15 @@ def _chunk_words(chunk: pa.Array, runs: bool) -> ParsedDigests | None:
         part = text[a : a + _STEP]
         if not (part[:, : len(PREFIX)] == _PREFIX_BYTES).all():
             return None
-        hexed = part[:, len(PREFIX) :]
-        if (np.subtract(hexed, ord("A"), dtype=np.uint8) < 6).any():
-            return None  # upper-case hex would decode like lower case: not the same string
+        hexed = part[:, len(PREFIX) :].tobytes()
         try:
-            raw = binascii.a2b_hex(hexed.tobytes())
+            raw = binascii.a2b_hex(hexed)
         except binascii.Error:
+            return None
+        # upper-case hex decodes like lower case but is not the same string. `islower` (one C
+        # pass) is True when some letter is present and none is upper case; only a part of
+        # digits alone, or one with an upper-case letter, is looked at byte by byte.
+        if not hexed.islower() and hexed.translate(None, _LOWER_HEX):
             return None
         words[a : a + len(part)] = np.frombuffer(raw, dtype=">u8").reshape(-1, 4)
     return ParsedDigests(words, run_rows)
@@ -375,9 +388,10 @@ _SHARED = ("repositories", "references", "blobs", "layer_links")
 _recent: list[tuple[tuple[weakref.ref[Any], ...], weakref.ref[Coded]]] = []
 
 
-def coded(inv: Inventory) -> Coded | None:
+def coded(inv: Inventory, parsed: ParsedTables | None = None) -> Coded | None:
     """`inv` interned (cached on the inventory while its tables stay the same objects); None
-    when some digest is not a lower-case sha256 digest (callers then use the strings)."""
+    when some digest is not a lower-case sha256 digest (callers then use the strings).
+    `parsed`: digest columns a reader parsed already (`parse_table`)."""
     if not ENABLED:
         return None
     cached = getattr(inv, _CACHE_ATTR, None)
@@ -386,7 +400,7 @@ def coded(inv: Inventory) -> Coded | None:
         return cached[1]
     result = _derived(inv)
     if result is None:
-        result = _build(inv)
+        result = assemble(table_columns(inv, parsed))
         _remember_shared(inv, result)
     setattr(inv, _CACHE_ATTR, (ids, result))
     return result
@@ -471,15 +485,42 @@ class TableColumns:
     b_present: np.ndarray
 
 
-def table_columns(inv: Inventory) -> TableColumns:
-    """The columns of an inventory held in memory."""
+# The digest columns `Coded` parses, per table, and whether to parse the column by runs (see
+# `parse_digests`).
+DIGEST_PARSE: dict[str, tuple[tuple[str, bool], ...]] = {
+    "manifests": (("digest", False), ("subject", False)),
+    "references": (("parent", True), ("child", False)),
+    "tags": (("digest", False),),
+    "blobs": (("digest", False),),
+    "layer_links": (("digest", False),),
+}
+Parsed = ParsedDigests | list[ParsedDigests] | None
+ParsedTables = dict[tuple[str, str], Parsed]
+
+
+def parse_table(table: str, df: pd.DataFrame) -> ParsedTables:
+    """The digest columns of `table` parsed (what `table_columns` would parse): a reader
+    parses each table as soon as it has it, in the thread that read it."""
+    return {(table, c): parse_parts(_arrow(df[c]), runs) for c, runs in DIGEST_PARSE.get(table, ())}
+
+
+def _parsed(parsed: ParsedTables, table: str, df: pd.DataFrame, column: str) -> Parsed:
+    if (table, column) in parsed:
+        return parsed[(table, column)]
+    runs = dict(DIGEST_PARSE[table])[column]
+    return parse_parts(_arrow(df[column]), runs)
+
+
+def table_columns(inv: Inventory, parsed: ParsedTables | None = None) -> TableColumns:
+    """The columns of an inventory held in memory (`parsed`: digest columns parsed already)."""
     r, b, ll = inv.references, inv.blobs, inv.layer_links
+    done = parsed or {}
     return TableColumns(
-        **manifest_and_tag_columns(inv.repositories, inv.manifests, inv.tags),
-        r_parent=parse_digests(_arrow(r["parent"]), runs=True),
-        r_child=parse_digests(_arrow(r["child"])),
-        b_digest=parse_digests(_arrow(b["digest"])),
-        l_digest=parse_digests(_arrow(ll["digest"])),
+        **manifest_and_tag_columns(inv.repositories, inv.manifests, inv.tags, done),
+        r_parent=_parsed(done, "references", r, "parent"),
+        r_child=_parsed(done, "references", r, "child"),
+        b_digest=_parsed(done, "blobs", b, "digest"),
+        l_digest=_parsed(done, "layer_links", ll, "digest"),
         l_repo=_arrow(ll["repository"]),
         r_kind=kind_codes(_arrow(r["kind"])),
         r_size=sizes(r["size"]),
@@ -489,15 +530,19 @@ def table_columns(inv: Inventory) -> TableColumns:
 
 
 def manifest_and_tag_columns(
-    repositories: pd.DataFrame, manifests: pd.DataFrame, tags: pd.DataFrame
+    repositories: pd.DataFrame,
+    manifests: pd.DataFrame,
+    tags: pd.DataFrame,
+    parsed: ParsedTables | None = None,
 ) -> dict[str, Any]:
     """The `TableColumns` fields of the repositories, manifests and tags tables (held in
     memory by every reader, a snapshot's on-disk tables aside)."""
     m, t = manifests, tags
+    done = parsed or {}
     return {
-        "m_digest": parse_digests(_arrow(m["digest"])),
-        "m_subject": parse_digests(_arrow(m["subject"])),
-        "t_digest": parse_digests(_arrow(t["digest"])),
+        "m_digest": _parsed(done, "manifests", m, "digest"),
+        "m_subject": _parsed(done, "manifests", m, "subject"),
+        "t_digest": _parsed(done, "tags", t, "digest"),
         "repo_names": _arrow(repositories["repository"]),
         "m_repo": _arrow(m["repository"]),
         "t_repo": _arrow(t["repository"]),
@@ -510,10 +555,6 @@ def kind_codes(kinds: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Reference kinds as positions in KINDS (-1: missing or a kind no engine knows)."""
     found = pc.index_in(kinds.cast(pa.large_string()), value_set=pa.array(KINDS, pa.large_string()))
     return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int8)
-
-
-def _build(inv: Inventory) -> Coded | None:
-    return assemble(table_columns(inv))
 
 
 def assemble(cols: TableColumns) -> Coded | None:
@@ -583,6 +624,11 @@ def flags(column: pd.Series) -> np.ndarray:
     out = np.full(len(column), -1, dtype=np.int8)
     out[known] = column.to_numpy(dtype=object)[known].astype(bool)
     return out
+
+
+def enabled() -> bool:
+    """Whether `coded` interns (False inside `reference_paths`)."""
+    return ENABLED
 
 
 @contextmanager

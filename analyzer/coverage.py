@@ -92,14 +92,30 @@ class Coverage:
         }
 
 
-def _candidates(inv: Inventory, gc: GCResult) -> pd.DataFrame:
-    """`sweep_candidates`, from the model's codes when it worked on codes (a snapshot's blobs
-    table may still be on disk: `analyzer.snapshot.DiskTables`)."""
-    codes = gc.codes_for(inv)
-    if codes is None:
-        return sweep_candidates(inv)
-    c = codes.coded
-    return blobs_frame(c, np.flatnonzero(sweep_candidate_mask(c, inv)))
+class _Candidates:
+    """`sweep_candidates`: their number and bytes at once, from the model's codes when it worked
+    on codes (a snapshot's blobs table may still be on disk: `analyzer.snapshot.DiskTables`);
+    their digests only when a figure names them (a complete inventory's never does, and
+    decoding millions of digests cost more than the rest of `assess`)."""
+
+    def __init__(self, inv: Inventory, gc: GCResult) -> None:
+        codes = gc.codes_for(inv)
+        self._frame: pd.DataFrame | None = None
+        if codes is None:
+            self._frame = sweep_candidates(inv)
+            self.count, self.bytes = len(self._frame), _total(self._frame)
+            return
+        self._coded = codes.coded
+        self._rows = np.flatnonzero(sweep_candidate_mask(self._coded, inv))
+        size = self._coded.b_size[self._rows]
+        self.count, self.bytes = len(self._rows), int(size[size >= 0].sum())
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """digest, size."""
+        if self._frame is None:
+            self._frame = blobs_frame(self._coded, self._rows)
+        return self._frame
 
 
 def _total(df: pd.DataFrame) -> int:
@@ -138,15 +154,16 @@ def abort_risk(inv: Inventory, gc: GCResult) -> list[str]:
     return list(gc.abort_risk)
 
 
-def _one_level(inv: Inventory, candidates: pd.DataFrame) -> pd.DataFrame:
+def _one_level(inv: Inventory, candidates: _Candidates) -> pd.DataFrame:
     """Covered blobs not marked by every possible distribution 3 walk: each tagged manifest is
     visited whatever the order, and marks what it references directly."""
     marked = mark_one_level(inv, tagged_revisions(inv))
-    return candidates.loc[~isin(candidates["digest"], marked)]
+    frame = candidates.frame
+    return frame.loc[~isin(frame["digest"], marked)]
 
 
 def _excluded(
-    inv: Inventory, candidates: pd.DataFrame, sweep: bool, estimate: int | None
+    inv: Inventory, candidates: _Candidates, sweep: bool, estimate: int | None
 ) -> dict[str, Any]:
     """At most what the run can delete outside the covered part."""
     out: dict[str, Any] = {
@@ -173,7 +190,7 @@ def _excluded(
     if source == SOURCE_STORAGE:
         blobs = inv.blobs
         stored = blobs.loc[blobs["present"].fillna(False).astype(bool)]
-        outside = stored.loc[~isin(stored["digest"], candidates["digest"])]
+        outside = stored.loc[~isin(stored["digest"], candidates.frame["digest"])]
         out.update(
             description=(
                 "stored blobs the scanned repositories do not reference: the run deletes "
@@ -239,7 +256,7 @@ class _Covered:
     model_figure: bool = True  # the figure is the prediction's own (not a safer one)
 
 
-def _covered(inv: Inventory, gc: GCResult, candidates: pd.DataFrame, sweep: bool) -> _Covered:
+def _covered(inv: Inventory, gc: GCResult, candidates: _Candidates, sweep: bool) -> _Covered:
     predicted = gc.blobs_eligible[["digest", "size"]]
     if gc.aborts or not sweep:
         why = "the run fails before deleting anything" if gc.aborts else "the run sweeps no blobs"
@@ -320,7 +337,7 @@ def assess(
     `sweep` False: the run deletes manifests only (DigitalOcean "untagged manifests only");
     `estimate`: bytes outside the covered part by an outside figure (DigitalOcean's usage).
     """
-    candidates = _candidates(inv, gc)
+    candidates = _Candidates(inv, gc)
     completed = _covered(inv, gc, candidates, sweep)
     excluded = _excluded(inv, candidates, sweep and not gc.aborts, estimate)
     risky = [] if gc.aborts or not sweep else abort_risk(inv, gc)
@@ -339,9 +356,9 @@ def assess(
         "why": covered.why,
         "blobs": len(covered.figure),
         "bytes": _total(covered.figure),
-        "of_blobs": len(candidates),
-        "of_bytes": _total(candidates),
-        "digests": None if whole_store else sorted(candidates["digest"].tolist()),
+        "of_blobs": candidates.count,
+        "of_bytes": candidates.bytes,
+        "digests": None if whole_store else sorted(candidates.frame["digest"].tolist()),
     }
     bound = _headline(covered, excluded)
     run_bounds = _run_bounds(covered, excluded)

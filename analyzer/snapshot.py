@@ -31,6 +31,7 @@ import os
 import secrets
 import shutil
 from collections.abc import Callable, Iterator, MutableMapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +44,15 @@ import pyarrow.parquet as pq
 from analyzer.coded import (
     Coded,
     ParsedDigests,
+    ParsedTables,
     TableColumns,
     assemble,
     coded,
+    enabled,
     kind_codes,
     manifest_and_tag_columns,
     parse_digests,
+    parse_table,
     remember,
 )
 from analyzer.errors import SnapshotError
@@ -425,15 +429,56 @@ def read_snapshot(path: str | os.PathLike[str]) -> Inventory:
         inv = _read_large(target, raw)
         if inv is not None:
             return _identified(inv, raw, target)
-    tables = {t: _read_table(target, t, raw["tables"][t]) for t in TABLES}
+    tables, parsed = _read_tables(target, raw["tables"])
     inv = Inventory(_header_object(raw), tables)
     try:
         # interned once here: it checks every digest's form in passing, and the analysis
         # that follows (nearly every reader's next step) reuses the codes
-        check_tables(tables, coded(inv))
+        check_tables(tables, coded(inv, parsed))
     except ValueError as e:
         raise SnapshotError(f"{target}: {e}") from None
     return _identified(inv, raw, target)
+
+
+# Tables `read_snapshot` reads at once. Hashing, Parquet decoding and most of parsing the digests
+# release the GIL, so a second thread takes a third off the read on two cores.
+READ_WORKERS = 2
+# The biggest first, so that the small ones fill in beside them.
+_READ_ORDER = (
+    "references",
+    "blobs",
+    "layer_links",
+    "manifests",
+    "tags",
+    "repositories",
+    "uploads",
+    "skips",
+)
+
+
+def _read_tables(
+    target: Path, entries: dict[str, Any]
+) -> tuple[dict[str, pd.DataFrame], ParsedTables]:
+    """Every table read and checked, and its digest columns parsed (for `coded`), in threads.
+    A bad table raises what a read in `TABLES` order would raise first."""
+    parse = enabled()
+
+    def read(table: str) -> tuple[pd.DataFrame, ParsedTables]:
+        df = _read_table(target, table, entries[table])
+        return df, (parse_table(table, df) if parse else {})
+
+    pool = ThreadPoolExecutor(READ_WORKERS, thread_name_prefix="read-snapshot")
+    futures: dict[str, Future[tuple[pd.DataFrame, ParsedTables]]] = {}
+    try:
+        for t in _READ_ORDER:
+            futures[t] = pool.submit(read, t)
+        done = {t: futures[t].result() for t in TABLES}
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    parsed: ParsedTables = {}
+    for _, p in done.values():
+        parsed.update(p)
+    return {t: df for t, (df, _) in done.items()}, parsed
 
 
 def _identified(inv: Inventory, raw: dict[str, Any], target: Path) -> Inventory:
@@ -447,10 +492,35 @@ def _read_large(target: Path, raw: dict[str, Any]) -> Inventory | None:
     None when a value of theirs does not check out: the caller then reads every table whole,
     whose checks word the problem."""
     entries = raw["tables"]
-    loaded = {t: _read_table(target, t, entries[t]) for t in TABLES if t not in ON_DISK}
-    for t in ON_DISK:
-        _check_file(target, t, entries[t])
-    columns = _disk_columns(target, loaded)
+    small = [t for t in TABLES if t not in ON_DISK]
+
+    def read(table: str) -> tuple[pd.DataFrame, ParsedTables]:
+        df = _read_table(target, table, entries[table])
+        return df, parse_table(table, df)
+
+    def disk(table: str) -> _Batches | None:
+        _check_file(target, table, entries[table])
+        digests, others = _DISK_COLUMNS[table]
+        try:
+            return _parsed_batches(target, table, digests, others)
+        except (KeyError, ValueError, TypeError, pa.ArrowException):
+            return None  # a column missing or of another type: the whole read words it
+
+    # the big tables first, so the small ones fill in beside them; results are taken in the
+    # order a sequential read meets them, so a bad snapshot fails as it always did
+    with ThreadPoolExecutor(READ_WORKERS, thread_name_prefix="read-snapshot") as pool:
+        on_disk = {t: pool.submit(disk, t) for t in ON_DISK}
+        in_memory = {t: pool.submit(read, t) for t in small}
+        try:
+            done = {t: in_memory[t].result() for t in small}
+            batches = {t: on_disk[t].result() for t in ON_DISK}
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    loaded = {t: df for t, (df, _) in done.items()}
+    parsed: ParsedTables = {}
+    for _, p in done.values():
+        parsed.update(p)
+    columns = _disk_columns(loaded, parsed, batches)
     if columns is None:
         return None
     codes = assemble(columns)
@@ -504,38 +574,45 @@ def _batches(target: Path, table: str, columns: list[str]) -> Iterator[pa.Record
     )
 
 
-def _disk_columns(target: Path, loaded: dict[str, pd.DataFrame]) -> TableColumns | None:
-    """`TableColumns` with the big tables' columns read batch by batch (digests parsed as
-    they come, their strings dropped); None when a column is missing or of another type."""
+# The columns of the big tables the analysis reads (digest columns, then the others).
+_DISK_COLUMNS: dict[str, tuple[list[str], list[str]]] = {
+    "references": (["parent", "child"], ["kind", "size"]),
+    "blobs": (["digest"], ["size", "present"]),
+    "layer_links": (["digest"], ["repository"]),
+}
+_Batches = tuple[dict[str, list[ParsedDigests]], dict[str, pa.ChunkedArray]]
+
+
+def _disk_columns(
+    loaded: dict[str, pd.DataFrame], parsed: ParsedTables, batches: dict[str, _Batches | None]
+) -> TableColumns | None:
+    """`TableColumns` of the small tables held in memory (their digests parsed already) and
+    of the big tables' batches; None when a column is missing or of another type."""
+    refs, blobs, links = batches["references"], batches["blobs"], batches["layer_links"]
+    if refs is None or blobs is None or links is None:
+        return None
     try:
-        return _columns_of(target, loaded)
+        return TableColumns(
+            **manifest_and_tag_columns(
+                loaded["repositories"], loaded["manifests"], loaded["tags"], parsed
+            ),
+            r_parent=refs[0]["parent"],
+            r_child=refs[0]["child"],
+            b_digest=blobs[0]["digest"],
+            l_digest=links[0]["digest"],
+            l_repo=links[1]["repository"],
+            r_kind=kind_codes(refs[1]["kind"]),
+            r_size=_int_column(refs[1]["size"]),
+            b_size=_int_column(blobs[1]["size"]),
+            b_present=_flag_column(blobs[1]["present"]),
+        )
     except (KeyError, ValueError, TypeError, pa.ArrowException):
         return None
 
 
-def _columns_of(target: Path, loaded: dict[str, pd.DataFrame]) -> TableColumns | None:
-    refs = _parsed_batches(target, "references", ["parent", "child"], ["kind", "size"])
-    blobs = _parsed_batches(target, "blobs", ["digest"], ["size", "present"])
-    links = _parsed_batches(target, "layer_links", ["digest"], ["repository"])
-    if refs is None or blobs is None or links is None:
-        return None
-    return TableColumns(
-        **manifest_and_tag_columns(loaded["repositories"], loaded["manifests"], loaded["tags"]),
-        r_parent=refs[0]["parent"],
-        r_child=refs[0]["child"],
-        b_digest=blobs[0]["digest"],
-        l_digest=links[0]["digest"],
-        l_repo=links[1]["repository"],
-        r_kind=kind_codes(refs[1]["kind"]),
-        r_size=_int_column(refs[1]["size"]),
-        b_size=_int_column(blobs[1]["size"]),
-        b_present=_flag_column(blobs[1]["present"]),
-    )
-
-
 def _parsed_batches(
     target: Path, table: str, digests: list[str], others: list[str]
-) -> tuple[dict[str, list[ParsedDigests]], dict[str, pa.ChunkedArray]] | None:
+) -> _Batches | None:
     """The table's digest columns parsed batch by batch (the batches kept apart: see
     `TableColumns`) and its other columns as Arrow."""
     parts: dict[str, list[ParsedDigests]] = {c: [] for c in digests}

@@ -19,7 +19,7 @@ from scenario import fill
 
 from analyzer import read_snapshot, scan_storage, write_snapshot
 from analyzer.errors import SnapshotError
-from analyzer.inventory import SCHEMAS, InventoryBuilder, SnapshotHeader
+from analyzer.inventory import SCHEMAS, TABLES, InventoryBuilder, SnapshotHeader
 
 
 def header() -> SnapshotHeader:
@@ -224,3 +224,46 @@ def test_a_killed_scan_never_leaves_a_snapshot_that_reads_whole(
     for partial in tmp_path.glob(".fresh.*"):  # what the kill left: hidden, and never whole
         with pytest.raises(SnapshotError, match=r"no header\.json"):
             read_snapshot(partial)
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["whole", "large"])
+def test_several_bad_tables_fail_on_the_first_in_table_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lazy: bool
+) -> None:
+    """Tables are read in threads, biggest first: a snapshot with several bad tables still
+    fails on the one a read in table order meets first, with the same words every time."""
+    import analyzer.snapshot as snapshot
+
+    if lazy:  # the large read (its big tables left on disk) from the first reference on
+        monkeypatch.setattr(snapshot, "LAZY_REFERENCES", 0)
+    good = tmp_path / "good"
+    made = run_cli("generate", "--seed", "7", "--repositories", "3", "-o", str(good))
+    assert made.exit_code == 0, made.stderr
+    assert len(read_snapshot(good).references) > 0
+
+    def broken(name: str, *tables: str) -> Path:
+        snap = tmp_path / name
+        shutil.copytree(good, snap)
+        for table in tables:
+            data = bytearray((snap / f"{table}.parquet").read_bytes())
+            data[len(data) // 2] ^= 0xFF
+            (snap / f"{table}.parquet").write_bytes(bytes(data))
+        return snap
+
+    # the large read reads the tables it holds in memory before it looks at those on disk
+    order = list(TABLES)
+    if lazy:
+        order = [t for t in TABLES if t not in snapshot.ON_DISK] + list(snapshot.ON_DISK)
+    cases = [
+        ("layer_links", "blobs", "tags"),
+        ("layer_links", "references", "blobs"),
+        ("layer_links", "blobs"),
+        ("skips", "layer_links"),
+    ]
+    for i, tables in enumerate(cases):
+        snap = broken(f"case{i}", *tables)
+        first = f"{min(tables, key=order.index)}.parquet"
+        for _ in range(3):
+            with pytest.raises(SnapshotError) as e:
+                read_snapshot(snap)
+            assert first in str(e.value) and "checksum" in str(e.value), (tables, str(e.value))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -1289,7 +1288,9 @@ def report_cmd(
     )
     doc = build_report(input_path, engine, delete_untagged, policies, history_dir, command)
     if fmt == "json":
-        text = json.dumps(doc.to_dict(), indent=2) + "\n"
+        from analyzer.output import dumps_indented
+
+        text = dumps_indented(doc.to_dict()) + "\n"
     elif fmt == "markdown":
         from analyzer.report.markdown import render_markdown
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import sys
@@ -194,7 +193,9 @@ def emit(doc: Any, fmt: str, **renderers: Callable[[], str]) -> None:
     """Print a result in the format asked for: `doc` (a JSON document) as JSON, otherwise the
     renderer named by the format (table=..., markdown=...), called only when chosen."""
     if fmt == "json":
-        click.echo(json.dumps(doc, indent=2))
+        from analyzer.output import dumps_indented
+
+        click.echo(dumps_indented(doc))
     else:
         click.echo(renderers[fmt]())
 

@@ -1,0 +1,66 @@
+"""`reclaim ... --format json` prints exactly what `json.dumps(doc, indent=2)` would: the fast
+encoder (`analyzer.output.dumps_indented`) changes the time, never a character."""
+
+from __future__ import annotations
+
+import enum
+import json
+from typing import Any
+
+import pytest
+
+from analyzer import analyze
+from analyzer.engines.registry import names
+from analyzer.generate import generate_registry
+from analyzer.output import dumps_indented
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+HOSTILE: list[Any] = [
+    {},
+    [],
+    (),
+    "",
+    0,
+    -0.0,
+    1e300,
+    10**40,
+    True,
+    None,
+    {"a": [], "b": {}, "c": [[[]]], "d": [{}]},
+    ["plain", 'quote " and \\ backslash', "tab\tnewline\ncr\r", "\x00\x1f\x7f", "é ü 漢 😀"],
+    {"é": "😀", 'key with "quote"': ["\u2028\u2029"]},
+    [1, 2.5, None, True, False, "x", [1, [2, {"y": ()}]]],
+    {"nan": float("nan"), "inf": [float("inf"), -float("inf")]},
+    {7: "int key", 2.5: "float key", False: "bool key", None: "none key"},
+    {"nested": {3: {"deeper": ("tuple", 1)}}},
+    {"enum": Level.HIGH, "enums": [Level.HIGH]},
+    (("a", "b"), ["c", ("d",)]),
+]
+
+
+@pytest.mark.parametrize("doc", HOSTILE, ids=range(len(HOSTILE)))
+def test_the_text_is_the_standard_librarys(doc: Any) -> None:
+    assert dumps_indented(doc) == json.dumps(doc, indent=2)
+
+
+def test_what_json_refuses_is_refused() -> None:
+    for doc in ({"x": object()}, [b"bytes"], {"s": {1, 2}}):
+        with pytest.raises(TypeError):
+            json.dumps(doc, indent=2)
+        with pytest.raises(TypeError):
+            dumps_indented(doc)
+
+
+@pytest.mark.parametrize("engine", names())
+@pytest.mark.parametrize("delete_untagged", [False, True])
+def test_predictions_print_as_the_standard_library_prints_them(
+    engine: str, delete_untagged: bool
+) -> None:
+    inv = generate_registry(11, 6, 12).to_inventory()
+    doc = analyze(inv, engine, delete_untagged).to_dict()
+    assert doc["blobs_eligible"] or doc["manifests_eligible"]  # a document worth printing
+    assert dumps_indented(doc) == json.dumps(doc, indent=2)
