@@ -423,6 +423,10 @@ def _remember_shared(inv: Inventory, codes: Coded | None) -> None:
 def _derived(inv: Inventory) -> Coded | None:
     """Codes of `inv` from a recent inventory's with the same big tables (None: none such, or
     a manifest or tag names a digest that inventory did not have)."""
+    base_codes = getattr(inv.tables, "base_codes", None)
+    if base_codes is not None:  # tables left on disk by the reader (`snapshot.DiskTables`)
+        base = base_codes()
+        return None if base is None else _with_manifests_and_tags(base, inv)
     tables = _shared_tables(inv)
     if tables is None:
         return None

@@ -34,6 +34,7 @@ skips
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -316,6 +317,14 @@ class Inventory:
         """Skips of content left unread (reason starts with UNREAD): it may keep any blob."""
         s = self.tables["skips"]
         return s.loc[s["reason"].str.startswith(UNREAD, na=False)]
+
+
+def with_tables(inv: Inventory, changes: dict[str, pd.DataFrame]) -> Inventory:
+    """`inv` with these tables in place of its own, the others shared. Tables a snapshot left
+    on disk (`analyzer.snapshot.DiskTables`) stay there: copying them into a dict reads them."""
+    replaced = getattr(inv.tables, "replaced", None)
+    tables = replaced(changes) if replaced is not None else {**inv.tables, **changes}
+    return dataclasses.replace(inv, tables=tables)
 
 
 class InventoryBuilder:

@@ -8,7 +8,7 @@ manifest and all its tags, and says so when tags go that were not named.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ from analyzer.analysis import Prediction
 from analyzer.engines.registry import EngineRef, resolve
 from analyzer.errors import UsageError
 from analyzer.frames import grouped_lists, isin
-from analyzer.inventory import Inventory
+from analyzer.inventory import Inventory, with_tables
 from analyzer.oci.manifest import is_digest, is_repository_name, is_tag
 from analyzer.retention import Revisions
 from analyzer.tables import anti_join
@@ -78,10 +78,7 @@ def without(inv: Inventory, deletions: pd.DataFrame) -> Inventory:
         gone = deletions[keys].astype(df[keys].dtypes.to_dict())
         return anti_join(df, gone, keys)
 
-    tables = dict(inv.tables)
-    tables["manifests"] = keep(inv.manifests)
-    tables["tags"] = keep(inv.tags)
-    return replace(inv, tables=tables)
+    return with_tables(inv, {"manifests": keep(inv.manifests), "tags": keep(inv.tags)})
 
 
 @dataclass

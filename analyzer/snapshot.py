@@ -370,7 +370,7 @@ def _read_table(path: Path, table: str, entry: dict[str, Any]) -> pd.DataFrame:
 # layer_links) on disk: it checks and interns them row group by row group, and loads one as a
 # DataFrame only when something asks for it. At 50 million references their digest strings
 # alone are 7 GB; their codes are a tenth of that.
-LAZY_REFERENCES = 20_000_000
+LAZY_REFERENCES = 2_000_000
 ON_DISK = ("references", "blobs", "layer_links")
 
 
@@ -384,6 +384,31 @@ class DiskTables(MutableMapping[str, pd.DataFrame]):
         self._loaded = loaded
         self._pending = pending
         self._tokens = {name: id(load) for name, load in pending.items()}
+        # the codes of the tables as read (set by the reader), and for tables derived from
+        # these by `replaced`, the tables read and the names changed since
+        self.codes: Coded | None = None
+        self._base: DiskTables = self
+        self._changed: frozenset[str] = frozenset()
+
+    def replaced(self, changes: dict[str, pd.DataFrame]) -> DiskTables:
+        """These tables with `changes` in place of some: the others are shared with these
+        (a table on disk is read once for both), so a plan's inventory after its deletions
+        leaves the big tables where they are."""
+        loaded = {n: t for n, t in self._loaded.items() if n not in changes}
+        loaded.update(changes)
+        shared = {n: functools.partial(self.__getitem__, n) for n in self._pending}
+        out = DiskTables(loaded, {n: load for n, load in shared.items() if n not in changes})
+        out._tokens.update({n: self._tokens[n] for n in self._pending if n not in changes})
+        out._base = self._base
+        out._changed = self._changed | frozenset(changes)
+        return out
+
+    def base_codes(self) -> Coded | None:
+        """The codes of the tables as read, while only manifests and tags changed since (the
+        digests and repositories they name are then the ones interned there, or fewer)."""
+        if not self._changed <= {"manifests", "tags"}:
+            return None
+        return self._base.codes
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         if name in self._pending:
@@ -535,6 +560,7 @@ def _read_large(target: Path, raw: dict[str, Any]) -> Inventory | None:
     except ValueError as e:
         raise SnapshotError(f"{target}: {e}") from None
     tables = DiskTables(loaded, pending)
+    tables.codes = codes
     inv = Inventory(_header_object(raw), tables)  # type: ignore[arg-type]
     remember(inv, codes)
     return inv

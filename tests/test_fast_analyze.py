@@ -279,3 +279,30 @@ def test_an_inventory_with_fewer_manifests_reuses_the_digest_space(
         with reference_paths():
             reference = _predict(_fresh(smaller), run)
         assert fast.to_dict() == reference.to_dict()
+
+
+def test_a_plan_on_a_large_snapshot_shares_its_tables_on_disk(
+    scale_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plan's inventory after its deletions (`plan.without`) keeps the big tables where the
+    reader left them: its codes derive from the snapshot's, nothing is read again, and a table
+    read through either inventory is read once for both."""
+    from analyzer import snapshot
+    from analyzer.plan import without
+
+    eager = analyzer.read_snapshot(scale_path)
+    monkeypatch.setattr(snapshot, "LAZY_REFERENCES", 0)
+    lazy = analyzer.read_snapshot(scale_path)
+    gone = lazy.manifests.iloc[::7][["repository", "digest"]]
+    after, after_eager = without(lazy, gone), without(eager, gone)
+    assert isinstance(after.tables, snapshot.DiskTables)
+    assert sorted(after.tables.on_disk()) == sorted(snapshot.ON_DISK)
+    assert len(after.manifests) == len(eager.manifests) - len(gone)
+    derived = coded(after)
+    assert derived is not None and derived.digests is coded(lazy).digests  # not interned again
+    for run in RUNS:
+        assert _predict(after, run).to_dict() == _predict(after_eager, run).to_dict()
+    assert sorted(lazy.tables.on_disk()) == sorted(snapshot.ON_DISK)  # the analysis read none
+    assert "blobs" in repr(after) and "blobs" in lazy.tables.on_disk()  # repr reads no table
+    assert after.references is lazy.references  # read once, for both
+    assert coded(after) is derived

@@ -82,16 +82,31 @@ def prediction_html(p: Any) -> str:
     )
 
 
+def _blob_totals(inv: Any) -> tuple[int, int]:
+    """(blobs, bytes stored). A blobs table a snapshot left on disk is counted on its codes:
+    showing an inventory in a notebook does not read a million rows."""
+    on_disk = getattr(inv.tables, "on_disk", None)
+    if on_disk is not None and "blobs" in on_disk():
+        from analyzer.coded import coded
+
+        c = coded(inv)
+        if c is not None:
+            stored = (c.b_present > 0) & (c.b_size >= 0)
+            return len(c.b_digest), int(c.b_size[stored].sum())
+    blobs = inv.blobs
+    stored_bytes = blobs.loc[blobs["present"].fillna(False).astype(bool), "size"].fillna(0).sum()
+    return len(blobs), int(stored_bytes)
+
+
 def inventory_line(inv: Any) -> str:
     h = inv.header
-    blobs = inv.blobs
-    stored = int(blobs.loc[blobs["present"].fillna(False).astype(bool), "size"].fillna(0).sum())
+    count, stored = _blob_totals(inv)
     where = h.registry or h.storage_root or "(no registry)"
     state = "complete" if h.complete else "incomplete"
     skips = f", {len(inv.skips)} skipped" if len(inv.skips) else ""
     return (
         f"<Inventory {h.source} {where} at {h.created_at}: {len(inv.repositories)} repositories, "
-        f"{len(inv.manifests)} manifests, {len(inv.tags)} tags, {len(inv.blobs)} blobs "
+        f"{len(inv.manifests)} manifests, {len(inv.tags)} tags, {count} blobs "
         f"({human_bytes(stored)} stored), {state}{skips}>"
     )
 
