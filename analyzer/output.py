@@ -14,6 +14,7 @@ import errno
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,21 +62,43 @@ def write_json(path: str | os.PathLike[str], data: Any, force: bool = False) -> 
     return write_text(path, dumps_indented(data) + "\n", force)
 
 
-# `json.dumps(doc, indent=2)`, the same text, several times faster. With an indent, the
-# standard library drops its C encoder for a Python one built of nested generators: a million
-# manifests' prediction took 40 s to print. Here the containers are walked by a plain recursive
+# `json.dumps(doc, indent=2)`, the same text, in a third less time and written as it goes. With
+# an indent, the standard library drops its C encoder for a Python one built of nested
+# generators: a million manifests' prediction took 12 s to encode, and its 300 MB were held
+# twice over before the first byte went out. Here the containers are walked by a plain recursive
 # function and every string is escaped by the C function json itself uses; anything else (a
 # dict with keys that are not strings, a value json encodes by a rule of its own) is handed to
 # `json.dumps`, so the text stays exactly the standard library's.
 _ESCAPE = json.encoder.encode_basestring_ascii
 _STEP = "  "
+_SPILL = 1 << 16  # pieces held before they are written
+
+
+class _Pieces(list[str]):
+    """The text so far, handed to `write` (when there is one) every `_SPILL` pieces."""
+
+    def __init__(self, write: Callable[[str], object] | None) -> None:
+        super().__init__()
+        self.write = write
+
+    def spill(self) -> None:
+        if self.write is not None:
+            self.write("".join(self))
+            self.clear()
 
 
 def dumps_indented(doc: Any) -> str:
     """`json.dumps(doc, indent=2)`, the same text (TypeError on what json cannot encode)."""
-    parts: list[str] = []
+    parts = _Pieces(None)
     _encode(doc, parts, "\n")
     return "".join(parts)
+
+
+def write_indented(doc: Any, write: Callable[[str], object]) -> None:
+    """`dumps_indented(doc)` handed to `write` piece by piece, never held whole."""
+    parts = _Pieces(write)
+    _encode(doc, parts, "\n")
+    parts.spill()
 
 
 def _scalar(value: Any) -> str | None:
@@ -97,7 +120,7 @@ def _scalar(value: Any) -> str | None:
 _INF = float("inf")
 
 
-def _encode(value: Any, parts: list[str], newline: str) -> None:
+def _encode(value: Any, parts: _Pieces, newline: str) -> None:
     """Append `value`'s text; `newline` is a line break and the indent of its own line."""
     text = _scalar(value)
     if text is not None:
@@ -110,7 +133,7 @@ def _encode(value: Any, parts: list[str], newline: str) -> None:
         parts.append(json.dumps(value, indent=2).replace("\n", newline))
 
 
-def _encode_dict(value: dict[str, Any], parts: list[str], newline: str) -> None:
+def _encode_dict(value: dict[str, Any], parts: _Pieces, newline: str) -> None:
     if not value:
         parts.append("{}")
         return
@@ -130,7 +153,7 @@ def _encode_dict(value: dict[str, Any], parts: list[str], newline: str) -> None:
     parts.append("}")
 
 
-def _encode_list(value: list[Any] | tuple[Any, ...], parts: list[str], newline: str) -> None:
+def _encode_list(value: list[Any] | tuple[Any, ...], parts: _Pieces, newline: str) -> None:
     if not value:
         parts.append("[]")
         return
@@ -145,6 +168,8 @@ def _encode_list(value: list[Any] | tuple[Any, ...], parts: list[str], newline: 
             parts.append(inner if first else "," + inner)
             first = False
             _encode(item, parts, inner)
+            if len(parts) > _SPILL:
+                parts.spill()
     parts.append(newline)
     parts.append("]")
 

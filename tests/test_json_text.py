@@ -64,3 +64,13 @@ def test_predictions_print_as_the_standard_library_prints_them(
     doc = analyze(inv, engine, delete_untagged).to_dict()
     assert doc["blobs_eligible"] or doc["manifests_eligible"]  # a document worth printing
     assert dumps_indented(doc) == json.dumps(doc, indent=2)
+
+
+def test_written_piece_by_piece_it_is_the_same_text() -> None:
+    from analyzer.output import _SPILL, write_indented
+
+    doc = {"many": [{"n": i, "s": f"é{i}"} for i in range(_SPILL)], "last": HOSTILE}
+    pieces: list[str] = []
+    write_indented(doc, pieces.append)
+    assert len(pieces) > 1  # written as it went, not held whole
+    assert "".join(pieces) == json.dumps(doc, indent=2)

@@ -193,9 +193,10 @@ def emit(doc: Any, fmt: str, **renderers: Callable[[], str]) -> None:
     """Print a result in the format asked for: `doc` (a JSON document) as JSON, otherwise the
     renderer named by the format (table=..., markdown=...), called only when chosen."""
     if fmt == "json":
-        from analyzer.output import dumps_indented
+        from analyzer.output import write_indented
 
-        click.echo(dumps_indented(doc))
+        write_indented(doc, lambda text: click.echo(text, nl=False))
+        click.echo()
     else:
         click.echo(renderers[fmt]())
 
