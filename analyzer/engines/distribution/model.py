@@ -38,7 +38,7 @@ import pandas as pd
 from analyzer.coded import K_MANIFEST, Coded, coded
 from analyzer.engines.distribution.names import DISTRIBUTION_3, DISTRIBUTION_28
 from analyzer.frames import isin
-from analyzer.inventory import SOURCE_GENERATED, SOURCE_STORAGE, Inventory
+from analyzer.inventory import SOURCE_GENERATED, SOURCE_STORAGE, Inventory, with_tables
 from analyzer.marking import (
     GCResult,
     ResultCodes,
@@ -221,11 +221,12 @@ def engine_view(inv: Inventory, engine: str) -> Inventory:
     unseen = inv.header.extra.get(EXTRA_UNSEEN, {}).get(engine, [])
     if not unseen:
         return inv
-    tables = dict(inv.tables)
+    changes = {}
     for name in ("repositories", "manifests", "tags", "layer_links"):
-        table = tables[name]
-        tables[name] = table.loc[~isin(table["repository"], unseen)].reset_index(drop=True)
-    return Inventory(inv.header, tables)
+        table = inv.tables[name]
+        changes[name] = table.loc[~isin(table["repository"], unseen)].reset_index(drop=True)
+    # the other tables shared as they are (a snapshot's on disk stay there)
+    return Inventory(inv.header, with_tables(inv, changes).tables)
 
 
 def _unseen_note(inv: Inventory, engine: str) -> list[str]:
