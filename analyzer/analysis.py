@@ -486,14 +486,14 @@ def _by_repository_codes(inv: Inventory, gc: GCResult, codes: ResultCodes) -> pd
     return out
 
 
-def _expand(parents: np.ndarray, edge_parent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _expand(parents: np.ndarray, edge_parent: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(row of `parents`, edge index) for every edge whose parent is that row's digest, rows in
-    order and each row's edges in table order (what a merge on the digest gives)."""
+    order and each row's edges in table order (what a merge on the digest gives). Digest codes
+    are below `n`: each one's edges start where the counts of the codes before it end."""
     order = np.argsort(edge_parent, kind="stable")
-    ordered = edge_parent[order]
-    lo = np.searchsorted(ordered, parents, side="left")
-    hi = np.searchsorted(ordered, parents, side="right")
-    counts = hi - lo
+    per_digest = np.bincount(edge_parent, minlength=n)
+    lo = (np.cumsum(per_digest) - per_digest)[parents]
+    counts = per_digest[parents]
     row = np.repeat(np.arange(len(parents)), counts)
     at = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
     return row, order[at]
@@ -517,7 +517,7 @@ def _broken_indexes_codes(inv: Inventory, codes: ResultCodes) -> list[dict[str, 
     indexes = _unique(c.pair(c.m_repo[c.m_index], c.m_digest[c.m_index]))
     tagged = indexes[_member(indexes, tag_pairs)]
     mref = np.flatnonzero((c.r_kind == K_MANIFEST) & (c.r_parent >= 0) & (c.r_child >= 0))
-    row, edge = _expand(tagged % n, c.r_parent[mref])
+    row, edge = _expand(tagged % n, c.r_parent[mref], n)
     if not len(row):
         return []
     child = c.r_child[mref[edge]]
@@ -581,7 +581,7 @@ def _kept_but_gutted_codes(inv: Inventory, codes: ResultCodes) -> list[dict[str,
         c.gc_edges() & (c.r_kind != K_MANIFEST) & (c.r_child >= 0) & (c.r_parent >= 0)
     )
     blob_edges = blob_edges[swept[c.r_child[blob_edges]]]  # only edges to a swept blob matter
-    row, edge = _expand(kept % n, c.r_parent[blob_edges])
+    row, edge = _expand(kept % n, c.r_parent[blob_edges], n)
     if not len(row):
         return []
     child = c.r_child[blob_edges[edge]]
