@@ -36,7 +36,10 @@ tests/reference_attribution.py holds the formulation on strings it is tested aga
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import gc
+import itertools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -289,6 +292,10 @@ class Attribution:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        with _no_gc():
+            return self._to_dict()
+
+    def _to_dict(self) -> dict[str, Any]:
         return {
             "definitions": "held = marginal + co_freed + shared; exclusive: freed if only this "
             "went; marginal: freed by the plan only because this goes (see analyzer.attribution)",
@@ -298,6 +305,19 @@ class Attribution:
             "by_manifest": _records(self.by_manifest),
             "notes": self.notes,
         }
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """The cyclic garbage collector paused: building a million small lists and dicts (none
+    of them in a cycle) otherwise sets off full collections over the whole heap."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _plain(value: Any) -> Any:
@@ -316,14 +336,28 @@ def _column(values: pd.Series) -> list[Any]:
     cells = values.tolist()
     if values.dtype == object and pd.api.types.infer_dtype(cells, skipna=False) == "string":
         return cells  # str only: `_plain` keeps each as it is
+    lists = _str_lists(cells)  # lists of str only (tags): `_plain` copies each
+    if lists is not None:
+        return lists
     return [[str(x) for x in v] if type(v) is list else _plain(v) for v in cells]
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
     """The rows as dicts, built column by column (a row-wise to_dict boxes every cell)."""
-    names = [str(k) for k in df.columns]
     cells = [_column(df[k]) for k in df.columns]
-    return [dict(zip(names, row, strict=True)) for row in zip(*cells, strict=True)]
+    if not cells:
+        return [{} for _ in range(len(df))]
+    return list(map(_row_maker([str(k) for k in df.columns]), *cells))
+
+
+def _row_maker(names: list[str]) -> Callable[..., dict[str, Any]]:
+    """A function of one value per column that returns the row's dict, written as a dict
+    display (twice as fast as dict(zip(names, row)) at a million rows). The source holds only
+    `repr` of each name and generated parameter names, so no name can inject code."""
+    params = [f"v{i}" for i in range(len(names))]
+    display = ", ".join(f"{name!r}: {p}" for name, p in zip(names, params, strict=True))
+    maker: Callable[..., dict[str, Any]] = eval(f"lambda {', '.join(params)}: {{{display}}}")
+    return maker
 
 
 @dataclass(eq=False)
@@ -458,54 +492,88 @@ def _pair_keys(high: np.ndarray, low: np.ndarray, base: int) -> np.ndarray:
     return high.astype(np.int64) * base + low
 
 
-def _group_ids(frame: pd.DataFrame, by: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(gid per row, first row of each gid): rows with equal `by` values (missing equal to
-    missing), numbered in order of first appearance, as `frame[by].drop_duplicates()` finds
-    them."""
-    key = np.zeros(len(frame), dtype=np.int64)
-    for name in by:
-        codes, uniques = pd.factorize(frame[name])
-        key = key * (len(uniques) + 1) + (codes + 1)  # missing (-1) is a value of its own
-        key = pd.factorize(key)[0].astype(np.int64)  # dense again: stays below the row count
-    groups = int(key.max()) + 1 if len(key) else 0
-    first = np.empty(groups, dtype=np.int64)
-    first[key[::-1]] = np.arange(len(key) - 1, -1, -1)
-    return key, first
+class _Labels:
+    """The deletions' label columns as integer codes (each column factorized once per
+    attribution; 0 stands for a missing value, so missing equals missing as in a merge)."""
+
+    def __init__(self, deletions: pd.DataFrame, pairs: np.ndarray) -> None:
+        self.deletions = deletions
+        self.pairs = pairs  # the rows' (repository, digest) pair codes, -1: not in the space
+        self._codes: dict[str, tuple[np.ndarray, int]] = {}
+
+    def column(self, name: str) -> tuple[np.ndarray, int]:
+        if name not in self._codes:
+            codes, uniques = pd.factorize(self.deletions[name])
+            self._codes[name] = codes.astype(np.int64) + 1, len(uniques) + 1
+        return self._codes[name]
+
+    def ids(self, by: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(gid per row, first row of each gid): rows with equal `by` values, numbered in
+        order of first appearance, as `deletions[by].drop_duplicates()` finds them."""
+        key = np.zeros(len(self.deletions), dtype=np.int64)
+        if by[:2] == KEY and (self.pairs >= 0).all():
+            # every row's manifest has a pair code: one int64 column, no strings hashed
+            key, by = pd.factorize(self.pairs)[0].astype(np.int64), by[2:]
+        for name in by:
+            codes, size = self.column(name)
+            key = key * size + codes
+            key = pd.factorize(key)[0].astype(np.int64)  # dense again: stays below the rows
+        groups = int(key.max()) + 1 if len(key) else 0
+        first = np.empty(groups, dtype=np.int64)
+        first[key[::-1]] = np.arange(len(key) - 1, -1, -1)
+        return key, first
 
 
 def _grouped(
-    model: _Model, deletions: pd.DataFrame, rev: np.ndarray, by: list[str]
-) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """(the groups' labels, manifests and BYTE_COLUMNS; gid per row; first row per gid)."""
-    gid, first = _group_ids(deletions, by)
-    labels = deletions[by].iloc[first].reset_index(drop=True)
-    labels["gid"] = np.arange(len(labels))
+    model: _Model, labels: _Labels, rev: np.ndarray, by: list[str]
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """(the groups' labels, manifests and BYTE_COLUMNS; first row per group): `by`'s
+    columns of `labels.deletions`, or `by` empty: every row, one group."""
+    deletions = labels.deletions
+    if by:
+        gid, first = labels.ids(by)
+        frame = deletions[by].iloc[first].reset_index(drop=True)
+    else:
+        gid = np.zeros(len(deletions), dtype=np.int64)
+        first = np.zeros(min(len(deletions), 1), dtype=np.int64)
+        frame = pd.DataFrame(index=pd.RangeIndex(len(first)))
+    frame["gid"] = np.arange(len(frame))
     sums = _group_bytes(model, rev, gid, len(first))
-    stats = pd.DataFrame(sums, columns=BYTE_COLUMNS, index=pd.Index(labels["gid"], name="gid"))
+    stats = pd.DataFrame(sums, columns=BYTE_COLUMNS, index=pd.Index(frame["gid"], name="gid"))
     stats.insert(0, "manifests", np.bincount(gid, minlength=len(first)))
-    out = labels.set_index("gid").join(stats).fillna(0)
+    out = frame.set_index("gid").join(stats).fillna(0)
     out[["manifests", *BYTE_COLUMNS]] = out[["manifests", *BYTE_COLUMNS]].astype("int64")
-    return out.reset_index(drop=True), gid, first
+    return out.reset_index(drop=True), first
+
+
+def _str_lists(values: list[Any]) -> list[list[str]] | None:
+    """`[str(x) for x in t]` of every cell when each is a list of str (a copy of each list,
+    made in C); None when some cell is not."""
+    if not all(type(t) is list for t in values):
+        return None
+    flat = list(itertools.chain.from_iterable(values))
+    if flat and pd.api.types.infer_dtype(flat, skipna=False) != "string":
+        return None
+    return [list(t) for t in values]
 
 
 def _tags(values: list[Any]) -> pd.Series:
     # merges hand list cells back as arrays; JSON and readers want lists of str
-    return pd.Series(
-        [
-            [str(x) for x in t] if hasattr(t, "__len__") and not isinstance(t, str) else []
-            for t in values
-        ],
-        dtype=object,
-    )
+    with _no_gc():
+        lists = _str_lists(values)
+        if lists is None:
+            lists = [
+                [str(x) for x in t] if hasattr(t, "__len__") and not isinstance(t, str) else []
+                for t in values
+            ]
+        return pd.Series(lists, dtype=object)
 
 
-def _with_tags(
-    by_manifest: pd.DataFrame, deletions: pd.DataFrame, first: np.ndarray
-) -> pd.DataFrame:
+def _with_tags(by_manifest: pd.DataFrame, labels: _Labels, first: np.ndarray) -> pd.DataFrame:
     """by_manifest (one row per group of `first`) with the tags of every deletion of its
     manifest: a left merge on (repository, digest), made on group numbers."""
-    key, _ = _group_ids(deletions, KEY)
-    tags = deletions["tags"].tolist()
+    key, _ = labels.ids(KEY)
+    tags = labels.deletions["tags"].tolist()
     if len(key) == 0 or np.bincount(key).max() == 1:  # each manifest once: its own row's tags
         return by_manifest.assign(tags=_tags([tags[i] for i in first.tolist()]))
     left = by_manifest.assign(_key=key[first])
@@ -524,11 +592,10 @@ def _freed_note(model: _Model, plan: Plan) -> list[str]:
     due = np.zeros(len(model.freed), dtype=bool)
     due[a[a >= 0]] = True
     due[b[b >= 0]] = False
+    # a digest the space lacks (never one the paths reach) is due when `before` lacks it too
     strange = set(after[a < 0]) - set(before) if (a < 0).any() else set()
     if not strange and (due == model.freed).all():
         return []
-    # a digest the space lacks is due only when `before` lacks it too; one `before` lacks by
-    # code may still be there by string (never: one space), so count as the sets would
     return [
         f"the path model frees {int(model.freed.sum())} blobs where the simulation frees "
         f"{int(due.sum()) + len(strange)} (distribution 3's walk order): attribution is approximate"
@@ -551,24 +618,23 @@ def attribute(inv: Inventory, plan: Plan, paths: _CodedPaths | None = None) -> A
     if plan.after.gc.aborts:
         notes.append("the GC aborts without deleting anything: nothing to attribute")
         deletions = deletions.iloc[0:0]
-    rev = _positions(
-        paths.revisions, paths.space.pairs(deletions["repository"], deletions["digest"])
-    )
+    pairs = paths.space.pairs(deletions["repository"], deletions["digest"])
+    rev = _positions(paths.revisions, pairs)
     gone = np.zeros(len(paths.revisions), dtype=bool)
     gone[rev[rev >= 0]] = True
     model = _model(inv, plan, paths, gone)
     notes += _freed_note(model, plan)
-    by_manifest, _, first = _grouped(model, deletions, rev, [*KEY, "rule"])
-    by_manifest = _with_tags(by_manifest.drop(columns="manifests"), deletions, first)
-    whole = deletions.assign(everything="plan")
-    total = _grouped(model, whole, rev, ["everything"])[0].drop(columns="everything")
+    labels = _Labels(deletions, pairs)
+    by_manifest, first = _grouped(model, labels, rev, [*KEY, "rule"])
+    by_manifest = _with_tags(by_manifest.drop(columns="manifests"), labels, first)
+    total = _grouped(model, labels, rev, [])[0]
     totals = {str(k): int(v) for k, v in total.iloc[0].items()} if len(total) else {}
     order = ["marginal_bytes", "exclusive_bytes"]
-    by_repository = _grouped(model, deletions, rev, ["repository"])[0]
+    by_repository = _grouped(model, labels, rev, ["repository"])[0]
     return Attribution(
         by_manifest=by_manifest.sort_values(order, ascending=False).reset_index(drop=True),
         by_repository=by_repository.sort_values(order, ascending=False).reset_index(drop=True),
-        by_rule=_grouped(model, deletions, rev, ["rule"])[0].reset_index(drop=True),
+        by_rule=_grouped(model, labels, rev, ["rule"])[0].reset_index(drop=True),
         total=totals,
         notes=notes,
     )
