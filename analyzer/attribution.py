@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analyzer.analysis import Prediction
 from analyzer.coded import Coded, coded
 from analyzer.engines.registry import EngineRef, resolve
 from analyzer.engines.spec import EngineSpec
@@ -229,11 +230,11 @@ def _walk(
     n = space.n
     ok = (parent >= 0) & (child >= 0)  # an edge with a missing end leads nowhere
     parent, child = parent[ok], child[ok]
-    order = np.lexsort((child, parent))
-    parent, child = parent[order], child[order]
-    distinct = np.ones(len(parent), dtype=bool)  # one edge per (parent, child): a path's blobs
-    distinct[1:] = (parent[1:] != parent[:-1]) | (child[1:] != child[:-1])
-    parent, child = parent[distinct], child[distinct]
+    nodes = None
+    if by_pair:  # parents numbered densely, so that (parent, child) fits one int64
+        nodes, parent = np.unique(parent, return_inverse=True)
+    edges = _unique(_pair_keys(parent, child, n))  # one per (parent, child), sorted
+    parent, child = edges // n, edges % n
     path_pid: list[np.ndarray] = [np.arange(len(roots), dtype=np.int64)]
     path_blob: list[np.ndarray] = [roots % n]
     dep_pid: list[np.ndarray] = [path_pid[0]]
@@ -242,7 +243,7 @@ def _walk(
     next_pid = len(roots)
     for level in range(MAX_DEPTH):
         last = runs[:, -1]
-        node = last if by_pair else last % n
+        node = last % n if nodes is None else _positions(nodes, last)
         first = np.searchsorted(parent, node, side="left")
         counts = np.searchsorted(parent, node, side="right") - first
         row = np.repeat(np.arange(len(node), dtype=np.int64), counts)
@@ -583,16 +584,16 @@ def _with_tags(by_manifest: pd.DataFrame, labels: _Labels, first: np.ndarray) ->
 
 
 def _freed_note(model: _Model, plan: Plan) -> list[str]:
-    """A note when the path model frees other blobs than the simulation (on codes: a digest
-    the space lacks is compared by its string)."""
+    """A note when the path model frees other blobs than the simulation."""
     space = model.paths.space
-    after = plan.after.blobs_eligible["digest"]
-    before = plan.baseline.blobs_eligible["digest"]
-    a, b = space.digest_codes(after), space.digest_codes(before)
+    after, before = plan.after.blobs_eligible["digest"], plan.baseline.blobs_eligible["digest"]
+    a, b = _eligible_codes(plan.after, space), _eligible_codes(plan.baseline, space)
+    if a is None or b is None:  # look the digests up (-1: a digest the space lacks)
+        a, b = space.digest_codes(after), space.digest_codes(before)
     due = np.zeros(len(model.freed), dtype=bool)
     due[a[a >= 0]] = True
     due[b[b >= 0]] = False
-    # a digest the space lacks (never one the paths reach) is due when `before` lacks it too
+    # a digest the space lacks (so no path's) is due when `before` lacks it too
     strange = set(after[a < 0]) - set(before) if (a < 0).any() else set()
     if not strange and (due == model.freed).all():
         return []
@@ -600,6 +601,15 @@ def _freed_note(model: _Model, plan: Plan) -> list[str]:
         f"the path model frees {int(model.freed.sum())} blobs where the simulation frees "
         f"{int(due.sum()) + len(strange)} (distribution 3's walk order): attribution is approximate"
     ]
+
+
+def _eligible_codes(prediction: Prediction, space: _Space) -> np.ndarray | None:
+    """The digest codes of `prediction`'s blobs_eligible, as its model computed them on the
+    same digest space (None: it did not, or on another space)."""
+    codes = prediction.gc.codes
+    if codes is None or space.coded is None or codes.coded.digests is not space.coded.digests:
+        return None
+    return codes.blobs
 
 
 def attribute(inv: Inventory, plan: Plan, paths: _CodedPaths | None = None) -> Attribution:
@@ -614,15 +624,15 @@ def attribute(inv: Inventory, plan: Plan, paths: _CodedPaths | None = None) -> A
     if "rule" not in deletions:
         deletions["rule"] = NAMED_RULE
     deletions["rule"] = deletions["rule"].astype(object).where(deletions["rule"].notna(), "-")
-    notes = []
-    if plan.after.gc.aborts:
-        notes.append("the GC aborts without deleting anything: nothing to attribute")
-        deletions = deletions.iloc[0:0]
     pairs = paths.space.pairs(deletions["repository"], deletions["digest"])
     rev = _positions(paths.revisions, pairs)
     gone = np.zeros(len(paths.revisions), dtype=bool)
     gone[rev[rev >= 0]] = True
-    model = _model(inv, plan, paths, gone)
+    notes = []
+    if plan.after.gc.aborts:
+        notes.append("the GC aborts without deleting anything: nothing to attribute")
+        deletions, pairs, rev = deletions.iloc[0:0], pairs[:0], rev[:0]
+    model = _model(inv, plan, paths, gone)  # the plan's model all the same: its note below
     notes += _freed_note(model, plan)
     labels = _Labels(deletions, pairs)
     by_manifest, first = _grouped(model, labels, rev, [*KEY, "rule"])
