@@ -97,9 +97,9 @@ class _Space:
 
 @dataclass(eq=False)
 class _CodedPaths:
-    """The mark phase's paths on codes of `space`. Path rows are sorted by pid (`start[pid]`,
-    `count[pid]`: its rows), distinct (pid, blob); dep rows distinct (pid, revision), the
-    revision a position in `revisions` (sorted distinct pair codes of the revisions on paths)."""
+    """The mark phase's paths on codes of `space`. Path rows are distinct (pid, blob), sorted
+    by pid; dep rows distinct (pid, revision), the revision a position in `revisions` (sorted
+    distinct pair codes of the revisions on paths)."""
 
     path_pid: np.ndarray
     path_blob: np.ndarray  # digest codes
@@ -108,6 +108,16 @@ class _CodedPaths:
     revisions: np.ndarray
     n_paths: int
     space: _Space
+    # the dep rows by revision: `rev_pids[rev_start[r] : rev_start[r] + rev_count[r]]` are
+    # the paths through revision r
+    rev_pids: np.ndarray = field(init=False)
+    rev_start: np.ndarray = field(init=False)
+    rev_count: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rev_pids = self.dep_pid[np.argsort(self.dep_rev, kind="stable")]
+        self.rev_count = np.bincount(self.dep_rev, minlength=len(self.revisions))
+        self.rev_start = np.cumsum(self.rev_count) - self.rev_count
 
 
 def mark_paths(inv: Inventory, engine: EngineRef, delete_untagged: bool) -> MarkPaths:
@@ -377,6 +387,23 @@ class _Model:
     n_paths: np.ndarray
     freed: np.ndarray
     cut: np.ndarray
+    _path_sums: np.ndarray | None = None
+
+    def path_sums(self) -> np.ndarray:
+        """BYTE_COLUMNS of each path as a group of its own (rows: pid): it holds its blobs,
+        alone it frees those no other path reaches, and it is marginal where the plan cuts
+        it only here (once: the group's one revision on it)."""
+        if self._path_sums is None:
+            blob = self.path_blob
+            freed = self.freed[blob]
+            inside = (self.cut == 1)[self.path_pid]
+            parts = _parts(self.size_of[blob], self.n_paths[blob] == 1, inside, freed)
+            sums = np.zeros((len(self.count), len(BYTE_COLUMNS)), dtype=np.int64)
+            some = np.flatnonzero(self.count)
+            if len(some):
+                sums[some] = np.add.reduceat(parts, self.start[some], axis=0)
+            self._path_sums = sums
+        return self._path_sums
 
 
 def _candidates(inv: Inventory, paths: _CodedPaths) -> tuple[np.ndarray, np.ndarray]:
@@ -441,34 +468,45 @@ def _group_bytes(model: _Model, rev: np.ndarray, gid: np.ndarray, groups: int) -
     """BYTE_COLUMNS per group (rows: gid) of deleted manifests: `rev` the revision (a position
     in the paths' revisions, -1: on no path) and `gid` the group of each member row."""
     out = np.zeros((groups, len(BYTE_COLUMNS)), dtype=np.int64)
-    ok = rev >= 0
-    order = np.argsort(rev[ok], kind="stable")
-    rev, gid = rev[ok][order], gid[ok][order]
     paths, n = model.paths, model.paths.space.n
-    # per path and group: how many of the path's revisions are the group's (a member row
-    # named twice counts twice, as a merge on the names would)
-    first = np.searchsorted(rev, paths.dep_rev, side="left")
-    counts = np.searchsorted(rev, paths.dep_rev, side="right") - first
-    hit = _pair_keys(np.repeat(paths.dep_pid, counts), gid[_expand(first, counts)], groups)
+    ok = rev >= 0
+    rev, gid = rev[ok], gid[ok]
+    # every (path, group) the group's revisions lie on: a member row named twice counts
+    # twice (how many of the path's revisions are the group's), as a merge on names would
+    counts = paths.rev_count[rev]
+    pid = paths.rev_pids[_expand(paths.rev_start[rev], counts)]
+    gid = np.repeat(gid, counts)
+    if not len(gid):
+        return out
+    if np.bincount(gid).max() == 1:
+        # each group lies on one path (a deleted root under one-level marking): its figures
+        # are that path's own
+        out[gid] = model.path_sums()[pid]
+        return out
+    hit = _pair_keys(pid, gid, groups)
     hit.sort()
     a, b = _runs(hit)
-    pid, group = hit[a] // max(groups, 1), hit[a] % max(groups, 1)
+    pid, group = hit[a] // groups, hit[a] % groups
     # marginal: a path the plan cuts only inside the group
     inside = (b - a + 1) == model.cut[pid]
     # every (group, blob) a hit path reaches, with whether that path is cut only inside
     counts = model.count[pid]
     blob = model.path_blob[_expand(model.start[pid], counts)]
-    reach = _pair_keys(np.repeat(group, counts), blob, n) * 2 + np.repeat(inside, counts)
-    reach.sort()
-    a, b = _runs(reach >> 1)
-    held = reach[b] >> 1
-    group, blob = held // n, held % n
-    marginal_path = (reach[b] & 1).astype(bool)  # the run's last key: its largest flag
+    group, inside = np.repeat(group, counts), np.repeat(inside, counts)
+    group, blob, hits, marginal_path = _held(group, blob, inside, groups, n)
     freed = model.freed[blob]
     # exclusive: the group's paths are every path to the blob
-    exclusive = (b - a + 1) == model.n_paths[blob]
-    size = model.size_of[blob]
-    parts = np.column_stack(
+    parts = _parts(model.size_of[blob], hits == model.n_paths[blob], marginal_path, freed)
+    g_first, _ = _runs(group)
+    out[group[g_first]] = np.add.reduceat(parts, g_first, axis=0)
+    return out
+
+
+def _parts(
+    size: np.ndarray, exclusive: np.ndarray, marginal_path: np.ndarray, freed: np.ndarray
+) -> np.ndarray:
+    """BYTE_COLUMNS of held blobs, one row each."""
+    return np.column_stack(
         [
             size,
             np.where(exclusive, size, 0),
@@ -477,10 +515,28 @@ def _group_bytes(model: _Model, rev: np.ndarray, gid: np.ndarray, groups: int) -
             np.where(freed, 0, size),
         ]
     )
-    g_first, _ = _runs(group)
-    if len(g_first):
-        out[group[g_first]] = np.add.reduceat(parts, g_first, axis=0)
-    return out
+
+
+_DENSE_CELLS = 1 << 24  # (group, blob) counted in arrays up to this size, else sorted
+
+
+def _held(
+    group: np.ndarray, blob: np.ndarray, inside: np.ndarray, groups: int, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct (group, blob) of reach rows, ordered by group, with how many rows (paths)
+    each has and whether any of those paths is cut only inside the group."""
+    if groups * n <= max(_DENSE_CELLS, n):  # few groups: counted, not sorted
+        key = _pair_keys(group, blob, n)
+        hits = np.bincount(key, minlength=groups * n)
+        inner = np.bincount(key[inside], minlength=groups * n)
+        held = np.flatnonzero(hits)
+        return held // n, held % n, hits[held], inner[held] > 0
+    reach = _pair_keys(group, blob, n) * 2 + inside
+    reach.sort()
+    a, b = _runs(reach >> 1)
+    held = reach[b] >> 1
+    # the run's last key has its largest flag: any path cut only inside
+    return held // n, held % n, b - a + 1, (reach[b] & 1).astype(bool)
 
 
 def _pair_keys(high: np.ndarray, low: np.ndarray, base: int) -> np.ndarray:
@@ -550,12 +606,12 @@ def _grouped(
 def _str_lists(values: list[Any]) -> list[list[str]] | None:
     """`[str(x) for x in t]` of every cell when each is a list of str (a copy of each list,
     made in C); None when some cell is not."""
-    if not all(type(t) is list for t in values):
+    if values and set(map(type, values)) != {list}:
         return None
     flat = list(itertools.chain.from_iterable(values))
     if flat and pd.api.types.infer_dtype(flat, skipna=False) != "string":
         return None
-    return [list(t) for t in values]
+    return list(map(list, values))
 
 
 def _tags(values: list[Any]) -> pd.Series:

@@ -16,7 +16,7 @@ import reference_attribution as reference
 
 import analyzer
 from analyzer import coded as coded_module
-from analyzer.attribution import Attribution, attribute, coded_mark_paths
+from analyzer.attribution import BYTE_COLUMNS, Attribution, attribute, coded_mark_paths
 from analyzer.engines.registry import resolve
 from analyzer.engines.spec import EngineSpec
 from analyzer.generate import generate_registry
@@ -116,7 +116,7 @@ def test_every_figure_is_exercised(small_invs: list[analyzer.Inventory], engine:
             plan = plan_manifests(inv, _named(inv, frac, seed), engine, True)
             ref = reference.attribute(inv, plan)
             assert_same(attribute(inv, plan), ref)
-            seen |= {k for k, v in ref.total.items() if v}
+            seen |= {k for k, v in ref.by_manifest[BYTE_COLUMNS].sum().items() if v}
     wanted = {"held_bytes", "exclusive_bytes", "marginal_bytes", "shared_bytes"}
     if engine == "distribution-3":
         wanted.add("co_freed_bytes")
