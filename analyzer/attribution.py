@@ -245,6 +245,9 @@ def _walk(
         nodes, parent = np.unique(parent, return_inverse=True)
     edges = _unique(_pair_keys(parent, child, n))  # one per (parent, child), sorted
     parent, child = edges // n, edges % n
+    # each parent's edges: child[start[p] : start[p] + width[p]]
+    width = np.bincount(parent, minlength=n if nodes is None else len(nodes))
+    start = np.cumsum(width) - width
     path_pid: list[np.ndarray] = [np.arange(len(roots), dtype=np.int64)]
     path_blob: list[np.ndarray] = [roots % n]
     dep_pid: list[np.ndarray] = [path_pid[0]]
@@ -254,8 +257,8 @@ def _walk(
     for level in range(MAX_DEPTH):
         last = runs[:, -1]
         node = last % n if nodes is None else _positions(nodes, last)
-        first = np.searchsorted(parent, node, side="left")
-        counts = np.searchsorted(parent, node, side="right") - first
+        first = start[node]
+        counts = np.where(node >= 0, width[node], 0)
         row = np.repeat(np.arange(len(node), dtype=np.int64), counts)
         reached = child[_expand(first, counts)]
         own = np.ones(len(row), dtype=bool)
@@ -553,32 +556,40 @@ class _Labels:
     """The deletions' label columns as integer codes (each column factorized once per
     attribution; 0 stands for a missing value, so missing equals missing as in a merge)."""
 
-    def __init__(self, deletions: pd.DataFrame, pairs: np.ndarray) -> None:
+    def __init__(self, deletions: pd.DataFrame, pairs: np.ndarray, n: int) -> None:
         self.deletions = deletions
         self.pairs = pairs  # the rows' (repository, digest) pair codes, -1: not in the space
+        self.n = n
+        # every row's manifest has a pair code: repositories and manifests by integers
+        self.coded = bool((pairs >= 0).all())
         self._codes: dict[str, tuple[np.ndarray, int]] = {}
 
     def column(self, name: str) -> tuple[np.ndarray, int]:
         if name not in self._codes:
-            codes, uniques = pd.factorize(self.deletions[name])
+            values: pd.Series | np.ndarray = self.deletions[name]
+            if name == "repository" and self.coded:
+                values = self.pairs // self.n
+            codes, uniques = pd.factorize(values)
             self._codes[name] = codes.astype(np.int64) + 1, len(uniques) + 1
         return self._codes[name]
 
-    def ids(self, by: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(gid per row, first row of each gid): rows with equal `by` values, numbered in
-        order of first appearance, as `deletions[by].drop_duplicates()` finds them."""
+    def ids(self, by: list[str]) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(gid per row, first row of each gid, whether some value is missing): rows with
+        equal `by` values, numbered in order of first appearance, as
+        `deletions[by].drop_duplicates()` finds them."""
         key = np.zeros(len(self.deletions), dtype=np.int64)
-        if by[:2] == KEY and (self.pairs >= 0).all():
-            # every row's manifest has a pair code: one int64 column, no strings hashed
+        if by[:2] == KEY and self.coded:
             key, by = pd.factorize(self.pairs)[0].astype(np.int64), by[2:]
+        missing = False
         for name in by:
             codes, size = self.column(name)
+            missing = missing or bool((codes == 0).any())
             key = key * size + codes
             key = pd.factorize(key)[0].astype(np.int64)  # dense again: stays below the rows
         groups = int(key.max()) + 1 if len(key) else 0
         first = np.empty(groups, dtype=np.int64)
         first[key[::-1]] = np.arange(len(key) - 1, -1, -1)
-        return key, first
+        return key, first, missing
 
 
 def _grouped(
@@ -587,8 +598,9 @@ def _grouped(
     """(the groups' labels, manifests and BYTE_COLUMNS; first row per group): `by`'s
     columns of `labels.deletions`, or `by` empty: every row, one group."""
     deletions = labels.deletions
+    missing = False
     if by:
-        gid, first = labels.ids(by)
+        gid, first, missing = labels.ids(by)
         frame = deletions[by].iloc[first].reset_index(drop=True)
     else:
         gid = np.zeros(len(deletions), dtype=np.int64)
@@ -598,7 +610,9 @@ def _grouped(
     sums = _group_bytes(model, rev, gid, len(first))
     stats = pd.DataFrame(sums, columns=BYTE_COLUMNS, index=pd.Index(frame["gid"], name="gid"))
     stats.insert(0, "manifests", np.bincount(gid, minlength=len(first)))
-    out = frame.set_index("gid").join(stats).fillna(0)
+    out = frame.set_index("gid").join(stats)
+    if missing:  # a label missing in some row: 0, as the frame's fillna(0) has always made it
+        out = out.fillna(0)
     out[["manifests", *BYTE_COLUMNS]] = out[["manifests", *BYTE_COLUMNS]].astype("int64")
     return out.reset_index(drop=True), first
 
@@ -629,7 +643,7 @@ def _tags(values: list[Any]) -> pd.Series:
 def _with_tags(by_manifest: pd.DataFrame, labels: _Labels, first: np.ndarray) -> pd.DataFrame:
     """by_manifest (one row per group of `first`) with the tags of every deletion of its
     manifest: a left merge on (repository, digest), made on group numbers."""
-    key, _ = labels.ids(KEY)
+    key = labels.ids(KEY)[0]
     tags = labels.deletions["tags"].tolist()
     if len(key) == 0 or np.bincount(key).max() == 1:  # each manifest once: its own row's tags
         return by_manifest.assign(tags=_tags([tags[i] for i in first.tolist()]))
@@ -675,12 +689,13 @@ def attribute(inv: Inventory, plan: Plan, paths: _CodedPaths | None = None) -> A
     attributes several plans of one inventory, engine and mode (they share the mark phase)."""
     if paths is None:
         paths = _mark_path_codes(inv, plan.engine, plan.delete_untagged)
+    # looked up in the plan's own columns (Arrow strings, read without a Python object each)
+    pairs = paths.space.pairs(plan.deletions["repository"], plan.deletions["digest"])
     deletions = plan.deletions.copy()
     deletions[KEY] = deletions[KEY].astype(object)
     if "rule" not in deletions:
         deletions["rule"] = NAMED_RULE
     deletions["rule"] = deletions["rule"].astype(object).where(deletions["rule"].notna(), "-")
-    pairs = paths.space.pairs(deletions["repository"], deletions["digest"])
     rev = _positions(paths.revisions, pairs)
     gone = np.zeros(len(paths.revisions), dtype=bool)
     gone[rev[rev >= 0]] = True
@@ -690,7 +705,7 @@ def attribute(inv: Inventory, plan: Plan, paths: _CodedPaths | None = None) -> A
         deletions, pairs, rev = deletions.iloc[0:0], pairs[:0], rev[:0]
     model = _model(inv, plan, paths, gone)  # the plan's model all the same: its note below
     notes += _freed_note(model, plan)
-    labels = _Labels(deletions, pairs)
+    labels = _Labels(deletions, pairs, paths.space.n)
     by_manifest, first = _grouped(model, labels, rev, [*KEY, "rule"])
     by_manifest = _with_tags(by_manifest.drop(columns="manifests"), labels, first)
     total = _grouped(model, labels, rev, [])[0]
