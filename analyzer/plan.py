@@ -234,10 +234,16 @@ def _revisions(inv: Inventory, revisions: Revisions | None) -> Revisions:
 def _tags_not_named(deletions: pd.DataFrame) -> list[dict[str, Any]]:
     """Deletions that remove tags the user did not name (an untagged one removes none)."""
     notes: list[dict[str, Any]] = []
-    cols = deletions[["repository", "digest", "named_as", "tags"]]
-    for repo, digest, named, tags in cols.itertuples(index=False, name=None):
+    columns = [deletions[c].tolist() for c in ("repository", "digest", "named_as", "tags")]
+    for repo, digest, named, tags in zip(*columns, strict=True):
         if not len(tags):
             continue
+        if len(tags) == 1 and len(named) == 1:
+            # the common case, a manifest named by its one tag: `REPO:TAG` names TAG exactly
+            # when neither holds `@` and the tag no `:` (what the general case finds)
+            tag, name = tags[0], named[0]
+            if name == f"{repo}:{tag}" and ":" not in tag and "@" not in name:
+                continue
         named_tags = {n.rpartition(":")[2] for n in named if "@" not in n}
         extra = sorted(set(tags) - named_tags)
         if extra:
@@ -513,7 +519,9 @@ def _with_tags_and_kinds(
             m = inv.manifests
             tag_lists = revisions.tags
             out = deletions.reset_index(drop=True).assign(
-                tags=pd.Series([list(tag_lists[r]) for r in rows.tolist()], dtype=object),
+                tags=pd.Series(
+                    list(map(list, map(tag_lists.__getitem__, rows.tolist()))), dtype=object
+                ),
                 kind=m["kind"].iloc[rows].reset_index(drop=True),
                 subject=m["subject"].iloc[rows].reset_index(drop=True),
             )

@@ -106,10 +106,15 @@ class Evaluation:
         """repository, digest, tags, rule, reason, named_as: what the policy deletes."""
         gone = self.decisions.loc[self.decisions["verdict"] == VERDICT_DELETE]
         out = gone[[*KEY, "tags", "rule", "reason"]].reset_index(drop=True)
-        named = [
-            [f"{r}:{t}" for t in tags] or [f"{r}@{d}"]
-            for r, d, tags in out[[*KEY, "tags"]].itertuples(index=False, name=None)
-        ]
+        named: list[list[str]] = []
+        add = named.append
+        columns = (out["repository"].tolist(), out["digest"].tolist(), out["tags"].tolist())
+        for r, d, tags in zip(*columns, strict=True):
+            # most manifests carry one tag: no inner comprehension for those
+            if len(tags) == 1:
+                add([f"{r}:{tags[0]}"])
+            else:
+                add([f"{r}:{t}" for t in tags] or [f"{r}@{d}"])
         return out.assign(named_as=pd.Series(named, index=out.index, dtype=object))
 
     def summary(self) -> dict[str, Any]:
@@ -278,9 +283,7 @@ class Revisions:
         rev_pairs = repo * n + digest
         tag_row = _rows_of(np.where(tag_digest >= 0, tag_repo * n + tag_digest, -1), rev_pairs)
         # referrers-schema tags name their subject: sha256-<hex> -> sha256:<hex>
-        hexes = pd.Series(tag_names, dtype=object).str.extract(REFERRER_TAG, expand=False)
-        tag_referrer = hexes.notna().to_numpy(dtype=bool)
-        named = ("sha256:" + hexes.dropna()).tolist()
+        tag_referrer, named = _referrer_tags(tag_values, tag_names)
         named_code = np.full(len(tag_names), -1, dtype=np.int64)
         if len(named):
             named_code[tag_referrer] = space.digest_lookup(pa.array(named, type=pa.large_string()))
@@ -420,6 +423,20 @@ def tag_matches(pattern: TagPattern, values: pa.Array, names: list[str]) -> np.n
     return out
 
 
+def _referrer_tags(values: pa.Array, names: list[str]) -> tuple[np.ndarray, list[str]]:
+    """(per tag name: a referrers-schema tag, the digests those name in order). Only a tag
+    starting `sha256-` can be one: Arrow finds those, the pattern judges them."""
+    maybe = np.flatnonzero(
+        np.asarray(pc.starts_with(values, "sha256-").to_numpy(zero_copy_only=False), dtype=bool)
+    )
+    hexes = pd.Series([names[i] for i in maybe.tolist()], dtype=object).str.extract(
+        REFERRER_TAG, expand=False
+    )
+    referrer = np.zeros(len(names), dtype=bool)
+    referrer[maybe] = hexes.notna().to_numpy(dtype=bool)
+    return referrer, ("sha256:" + hexes.dropna()).tolist()
+
+
 def _holder_codes(
     repo: np.ndarray,
     digest: np.ndarray,
@@ -480,9 +497,9 @@ def _tag_lists(
         return lists
     starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
     ends = np.r_[starts[1:], len(rows)]
-    named = np.asarray(names, dtype=object)[codes]
+    named = np.asarray(names, dtype=object)[codes].tolist()
     for row, a, b in zip(rows[starts].tolist(), starts.tolist(), ends.tolist(), strict=True):
-        lists[row] = named[a:b].tolist()
+        lists[row] = named[a:b]
     return lists
 
 
