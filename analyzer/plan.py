@@ -88,7 +88,10 @@ def _without(inv: Inventory, deletions: pd.DataFrame, gone: _Gone) -> Inventory:
     """`without`, the rows to drop known from the deletions' codes: no string is hashed, and
     the smaller inventory's codes are the inventory's own, its rows kept (`coded.rows_kept`)."""
     m, t = inv.manifests, inv.tags
-    if not (_by_codes(m, deletions) and _by_codes(t, deletions)) or gone.revs.inv is not inv:
+    checked: dict[Any, bool] = {}
+    if not (_by_codes(m, deletions, checked) and _by_codes(t, deletions, checked)):
+        return without(inv, deletions)
+    if gone.revs.inv is not inv:
         return without(inv, deletions)
     revs = gone.revs
     keep_m = ~gone.deleted
@@ -104,15 +107,17 @@ def _without(inv: Inventory, deletions: pd.DataFrame, gone: _Gone) -> Inventory:
     return out
 
 
-def _by_codes(table: pd.DataFrame, deletions: pd.DataFrame) -> bool:
+def _by_codes(table: pd.DataFrame, deletions: pd.DataFrame, checked: dict[Any, bool]) -> bool:
     """Whether `anti_join(table, deletions)` matches on codes (`tables._matched_codes`), so
     that a mask on codes gives the very frame it gives (the merge it takes otherwise has dtype
-    rules of its own)."""
+    rules of its own). `checked`: the deletions' verdicts by (key, dtype) so far."""
     if not (len(table) and len(deletions)):
         return False
     for key in ("repository", "digest"):
-        ours = deletions[key].astype(table[key].dtype)
-        if not (_plain_strings(table[key]) and _plain_strings(ours)):
+        dtype = table[key].dtype
+        if (key, dtype) not in checked:
+            checked[key, dtype] = _plain_strings(deletions[key].astype(dtype))
+        if not (checked[key, dtype] and _plain_strings(table[key])):
             return False
     return True
 

@@ -166,10 +166,15 @@ def _lookup_arrow(values: pa.Array | pa.ChunkedArray, interned: pa.Array) -> np.
     return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
-def _rows_of(pairs: np.ndarray, rev_pairs: np.ndarray) -> np.ndarray:
-    """The revision row of each pair code, -1 where it is no revision."""
+def _pair_index(rev_pairs: np.ndarray) -> np.ndarray:
+    """[rows in pair order, their pairs]: what `_rows_in` searches."""
     order = np.argsort(rev_pairs, kind="stable")
-    ordered = rev_pairs[order]
+    return np.stack([order, rev_pairs[order]])
+
+
+def _rows_in(pairs: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """The revision row of each pair code, -1 where it is no revision."""
+    order, ordered = index
     if not len(ordered):
         return np.full(len(pairs), -1, dtype=np.int64)
     at = np.minimum(np.searchsorted(ordered, pairs), len(ordered) - 1)
@@ -281,7 +286,8 @@ class Revisions:
         tag_names = [str(t) for t in tag_values.to_pylist()]
         n = space.n
         rev_pairs = repo * n + digest
-        tag_row = _rows_of(np.where(tag_digest >= 0, tag_repo * n + tag_digest, -1), rev_pairs)
+        index = _pair_index(rev_pairs)
+        tag_row = _rows_in(np.where(tag_digest >= 0, tag_repo * n + tag_digest, -1), index)
         # referrers-schema tags name their subject: sha256-<hex> -> sha256:<hex>
         tag_referrer, named = _referrer_tags(tag_values, tag_names)
         named_code = np.full(len(tag_names), -1, dtype=np.int64)
@@ -294,7 +300,7 @@ class Revisions:
             subject,
             (tag_repo, tag_digest, named_code[tag_code] if len(tag_code) else tag_code),
             (parent, child),
-            rev_pairs,
+            index,
             n,
         )
         tag_lists = _tag_lists(len(m), tag_row, tag_code, tag_names)
@@ -326,6 +332,7 @@ class Revisions:
             user_tag_count=np.bincount(user, minlength=len(m)),
             pushed=pushed,
             created=created,
+            _pair_order=index,
         )
 
     @property
@@ -357,13 +364,8 @@ class Revisions:
     def rows(self, pairs: np.ndarray) -> np.ndarray:
         """The revision row of each pair code, -1 where it is no revision."""
         if self._pair_order is None:
-            order = np.argsort(self.rev_pairs, kind="stable")
-            self._pair_order = np.stack([order, self.rev_pairs[order]])
-        order, ordered = self._pair_order
-        if not len(ordered):
-            return np.full(len(pairs), -1, dtype=np.int64)
-        at = np.minimum(np.searchsorted(ordered, pairs), len(ordered) - 1)
-        return np.where(ordered[at] == pairs, order[at], -1).astype(np.int64)
+            self._pair_order = _pair_index(self.rev_pairs)
+        return _rows_in(pairs, self._pair_order)
 
     def listed(self, repo: np.ndarray, digest: np.ndarray) -> tuple[np.ndarray, ...]:
         """(repository, index, child) for every index -> child manifest edge of these (repository,
@@ -444,7 +446,7 @@ def _holder_codes(
     subject: np.ndarray,
     tag_subjects: tuple[np.ndarray, np.ndarray, np.ndarray],
     manifest_refs: tuple[np.ndarray, np.ndarray],
-    rev_pairs: np.ndarray,
+    index: np.ndarray,
     n: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Holder edges as revision rows (held, holder, relation), distinct.
@@ -475,8 +477,8 @@ def _holder_codes(
     e_digest = np.concatenate([p[1] for p in parts]).astype(np.int64)
     e_holder = np.concatenate([p[2] for p in parts]).astype(np.int64)
     e_rel = np.concatenate([np.full(len(p[0]), p[3], dtype=np.int64) for p in parts])
-    held = _rows_of(e_repo * n + e_digest, rev_pairs)
-    holder = _rows_of(e_repo * n + e_holder, rev_pairs)
+    held = _rows_in(e_repo * n + e_digest, index)
+    holder = _rows_in(e_repo * n + e_holder, index)
     keep = (held >= 0) & (holder >= 0) & (e_digest != e_holder)
     # distinct (held, holder, relation) in that order, as one int64 key (rows < len(repo))
     rows = max(len(repo), 1)
