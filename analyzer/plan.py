@@ -21,7 +21,7 @@ from analyzer.errors import UsageError
 from analyzer.frames import grouped_lists, isin
 from analyzer.inventory import Inventory
 from analyzer.oci.manifest import is_digest, is_repository_name, is_tag
-from analyzer.retention import Revisions
+from analyzer.retention import Revisions, paused_gc
 from analyzer.tables import _member, _plain_strings, _unique, anti_join
 
 
@@ -240,28 +240,29 @@ def _tags_not_named(deletions: pd.DataFrame) -> list[dict[str, Any]]:
     """Deletions that remove tags the user did not name (an untagged one removes none)."""
     notes: list[dict[str, Any]] = []
     columns = [deletions[c].tolist() for c in ("repository", "digest", "named_as", "tags")]
-    for repo, digest, named, tags in zip(*columns, strict=True):
-        if not len(tags):
-            continue
-        if len(tags) == 1 and len(named) == 1:
-            # the common case, a manifest named by its one tag: `REPO:TAG` names TAG exactly
-            # when neither holds `@` and the tag no `:` (what the general case finds)
-            tag, name = tags[0], named[0]
-            if name == f"{repo}:{tag}" and ":" not in tag and "@" not in name:
+    with paused_gc():
+        for repo, digest, named, tags in zip(*columns, strict=True):
+            if not len(tags):
                 continue
-        named_tags = {n.rpartition(":")[2] for n in named if "@" not in n}
-        extra = sorted(set(tags) - named_tags)
-        if extra:
-            notes.append(
-                {
-                    "type": "tags-deleted-not-named",
-                    "repository": repo,
-                    "digest": digest,
-                    "tags": extra,
-                    "detail": f"deleting {repo}@{digest[:19]} also removes tag(s) "
-                    f"{', '.join(extra)} (the API deletes manifests, not tags)",
-                }
-            )
+            if len(tags) == 1 and len(named) == 1:
+                # the common case, a manifest named by its one tag: `REPO:TAG` names TAG
+                # exactly when neither holds `@` and the tag no `:` (what the rest finds)
+                tag, name = tags[0], named[0]
+                if name == f"{repo}:{tag}" and ":" not in tag and "@" not in name:
+                    continue
+            named_tags = {n.rpartition(":")[2] for n in named if "@" not in n}
+            extra = sorted(set(tags) - named_tags)
+            if extra:
+                notes.append(
+                    {
+                        "type": "tags-deleted-not-named",
+                        "repository": repo,
+                        "digest": digest,
+                        "tags": extra,
+                        "detail": f"deleting {repo}@{digest[:19]} also removes tag(s) "
+                        f"{', '.join(extra)} (the API deletes manifests, not tags)",
+                    }
+                )
     return notes
 
 
@@ -523,10 +524,10 @@ def _with_tags_and_kinds(
             # every deletion is a revision: its tags and kind by row, no merge on digests
             m = inv.manifests
             tag_lists = revisions.tags
+            with paused_gc():
+                lists = list(map(list, map(tag_lists.__getitem__, rows.tolist())))
             out = deletions.reset_index(drop=True).assign(
-                tags=pd.Series(
-                    list(map(list, map(tag_lists.__getitem__, rows.tolist()))), dtype=object
-                ),
+                tags=pd.Series(lists, dtype=object),
                 kind=m["kind"].iloc[rows].reset_index(drop=True),
                 subject=m["subject"].iloc[rows].reset_index(drop=True),
             )
