@@ -813,7 +813,8 @@ def _follow(revs: Revisions, out: _Verdicts) -> None:
     out.reason[held_back] = "selected, but an index or subject that stays holds it"
     out.rule[held_back] = None
     out.reason[followers & ~gone] = "follows an index or subject that stays"
-    out.verdict = np.where(gone, VERDICT_DELETE, VERDICT_KEEP).astype(object)
+    # two shared str objects picked per row (np.where would spell a new str for each)
+    out.verdict = np.array([VERDICT_KEEP, VERDICT_DELETE], dtype=object)[gone.astype(np.intp)]
     _attribute_followers(revs, out, followers & gone)
 
 
@@ -910,7 +911,10 @@ def evaluate_policy(
     order = np.lexsort((revs.digest, revs.repo))
     m = inv.manifests
     columns = {
-        "repository": m["repository"].to_numpy(dtype=object)[order],
+        # a repository's name once, shared by its rows (the same strings as the table's)
+        "repository": np.asarray(revs.repo_names, dtype=object)[revs.repo[order]]
+        if (revs.repo >= 0).all()
+        else m["repository"].to_numpy(dtype=object)[order],
         "digest": m["digest"].to_numpy(dtype=object)[order],
         "role": table.role[order],
         "tags": list(map(revs.tags.__getitem__, order.tolist())),
