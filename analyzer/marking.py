@@ -8,11 +8,13 @@ analysis and the bounds need to know of an engine travels on the `GCResult` its 
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from analyzer.coded import Coded, coded
 from analyzer.frames import isin
@@ -233,10 +235,31 @@ def blobs_frame(c: Coded, rows: np.ndarray) -> pd.DataFrame:
     size = c.b_size[rows]
     return pd.DataFrame(
         {
-            "digest": c.digests.series(c.b_digest[rows]),
+            "digest": _blob_digests(c, rows),
             "size": sizes_array(size),
         }
     )
+
+
+# The blobs table's digests decoded once, kept while its codes live: a plan's two predictions
+# and their coverage decode most of the same table four times (the inventory after the
+# deletions shares its blobs and digest space: `coded.rows_kept`).
+_decoded: list[tuple[weakref.ref[np.ndarray], weakref.ref[Any], pa.Array]] = []
+
+
+def _blob_digests(c: Coded, rows: np.ndarray) -> pd.Series:
+    """The digests of the blobs table's `rows` as `DigestSpace.series` gives them."""
+    codes = c.b_digest
+    strings = next(
+        (s for b, d, s in _decoded if b() is codes and d() is c.digests),
+        None,
+    )
+    if strings is None:
+        strings = c.digests.strings(codes)
+        _decoded[:] = [e for e in _decoded if e[0]() is not None and e[1]() is not None][-1:]
+        _decoded.append((weakref.ref(codes), weakref.ref(c.digests), strings))
+    taken = strings.take(pa.array(np.asarray(rows, dtype=np.int64), type=pa.int64()))
+    return pd.Series(pd.arrays.ArrowStringArray(taken.cast(pa.string())), dtype="string")
 
 
 def sizes_array(size: np.ndarray) -> pd.arrays.IntegerArray:

@@ -13,16 +13,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from analyzer.analysis import Prediction
+from analyzer.coded import coded, remember, rows_kept
 from analyzer.engines.registry import EngineRef, resolve
 from analyzer.errors import UsageError
 from analyzer.frames import grouped_lists, isin
 from analyzer.inventory import Inventory, with_tables
 from analyzer.oci.manifest import is_digest, is_repository_name, is_tag
-from analyzer.retention import Revisions
-from analyzer.tables import anti_join
+from analyzer.retention import Revisions, paused_gc
+from analyzer.tables import _member, _plain_strings, _unique, anti_join
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,44 @@ def without(inv: Inventory, deletions: pd.DataFrame) -> Inventory:
         return anti_join(df, gone, keys)
 
     return with_tables(inv, {"manifests": keep(inv.manifests), "tags": keep(inv.tags)})
+
+
+def _without(inv: Inventory, deletions: pd.DataFrame, gone: _Gone) -> Inventory:
+    """`without`, the rows to drop known from the deletions' codes: no string is hashed, and
+    the smaller inventory's codes are the inventory's own, its rows kept (`coded.rows_kept`)."""
+    m, t = inv.manifests, inv.tags
+    checked: dict[Any, bool] = {}
+    if not (_by_codes(m, deletions, checked) and _by_codes(t, deletions, checked)):
+        return without(inv, deletions)
+    if gone.revs.inv is not inv:
+        return without(inv, deletions)
+    revs = gone.revs
+    keep_m = ~gone.deleted
+    keep_t = ~gone.has(np.where(revs.tag_digest >= 0, revs.tag_repo * revs.n + revs.tag_digest, -1))
+    tables = dict(inv.tables)
+    # what `anti_join` returns when it matches on codes: the rows left, a new index
+    tables["manifests"] = m.loc[keep_m, list(m.columns)].reset_index(drop=True)
+    tables["tags"] = t.loc[keep_t, list(t.columns)].reset_index(drop=True)
+    out = replace(inv, tables=tables)
+    base = coded(inv)
+    if base is not None:
+        remember(out, rows_kept(base, keep_m, keep_t))
+    return out
+
+
+def _by_codes(table: pd.DataFrame, deletions: pd.DataFrame, checked: dict[Any, bool]) -> bool:
+    """Whether `anti_join(table, deletions)` matches on codes (`tables._matched_codes`), so
+    that a mask on codes gives the very frame it gives (the merge it takes otherwise has dtype
+    rules of its own). `checked`: the deletions' verdicts by (key, dtype) so far."""
+    if not (len(table) and len(deletions)):
+        return False
+    for key in ("repository", "digest"):
+        dtype = table[key].dtype
+        if (key, dtype) not in checked:
+            checked[key, dtype] = _plain_strings(deletions[key].astype(dtype))
+        if not (checked[key, dtype] and _plain_strings(table[key])):
+            return False
+    return True
 
 
 @dataclass
@@ -162,28 +200,15 @@ def _safety(
     after: Prediction,
     baseline: Prediction | None = None,
     revisions: Revisions | None = None,
+    gone: _Gone | None = None,
 ) -> list[dict[str, Any]]:
     """The plan's safety notes. Every check runs on the inventory's int64 codes (`Revisions`;
     pass it when several plans share one inventory); strings are decoded for the notes only.
     The pandas formulation these checks replaced is tests/reference_plan.py."""
-    notes: list[dict[str, Any]] = []
-    cols = deletions[["repository", "digest", "named_as", "tags"]]
-    for repo, digest, named, tags in cols.itertuples(index=False, name=None):
-        named_tags = {n.rpartition(":")[2] for n in named if "@" not in n}
-        extra = sorted(set(tags) - named_tags)
-        if extra:
-            notes.append(
-                {
-                    "type": "tags-deleted-not-named",
-                    "repository": repo,
-                    "digest": digest,
-                    "tags": extra,
-                    "detail": f"deleting {repo}@{digest[:19]} also removes tag(s) "
-                    f"{', '.join(extra)} (the API deletes manifests, not tags)",
-                }
-            )
-    revs = revisions if revisions is not None and revisions.inv is inv else Revisions.of(inv)
-    gone = _Gone(revs, deletions)
+    notes = _tags_not_named(deletions)
+    revs = _revisions(inv, revisions)
+    if gone is None or gone.revs is not revs:
+        gone = _Gone(revs, deletions)
     left = _children_left_count(revs, gone)
     if left:
         notes.append(
@@ -200,24 +225,63 @@ def _safety(
             }
         )
     notes += _referrers_dangling(revs, gone)
-    notes += structure_safety(inv, deletions, revs)
+    notes += _structure_safety(inv, revs, gone)
     return notes + _engine_hazards(after, baseline)
 
 
-class _Gone:
-    """The deletions as codes: `pairs` (repository * n + digest, -1 for a pair that is no
-    revision of the inventory's), their sorted distinct set, and what stays."""
+def _revisions(inv: Inventory, revisions: Revisions | None) -> Revisions:
+    return revisions if revisions is not None and revisions.inv is inv else Revisions.of(inv)
 
-    def __init__(self, revs: Revisions, deletions: pd.DataFrame) -> None:
+
+def _tags_not_named(deletions: pd.DataFrame) -> list[dict[str, Any]]:
+    """Deletions that remove tags the user did not name (an untagged one removes none)."""
+    notes: list[dict[str, Any]] = []
+    columns = [deletions[c].tolist() for c in ("repository", "digest", "named_as", "tags")]
+    with paused_gc():
+        for repo, digest, named, tags in zip(*columns, strict=True):
+            if not len(tags):
+                continue
+            if len(tags) == 1 and len(named) == 1:
+                # the common case, a manifest named by its one tag: `REPO:TAG` names TAG
+                # exactly when neither holds `@` and the tag no `:` (what the rest finds)
+                tag, name = tags[0], named[0]
+                if name == f"{repo}:{tag}" and ":" not in tag and "@" not in name:
+                    continue
+            named_tags = {n.rpartition(":")[2] for n in named if "@" not in n}
+            extra = sorted(set(tags) - named_tags)
+            if extra:
+                notes.append(
+                    {
+                        "type": "tags-deleted-not-named",
+                        "repository": repo,
+                        "digest": digest,
+                        "tags": extra,
+                        "detail": f"deleting {repo}@{digest[:19]} also removes tag(s) "
+                        f"{', '.join(extra)} (the API deletes manifests, not tags)",
+                    }
+                )
+    return notes
+
+
+class _Gone:
+    """The deletions as codes: `rows` (per deletion: repository * n + digest, -1 for a pair
+    the inventory does not intern), `set` their sorted distinct codes, `deleted` per revision
+    row. Membership is a binary search in sorted codes or a lookup by revision row, never a
+    hash of strings."""
+
+    def __init__(
+        self, revs: Revisions, deletions: pd.DataFrame, pairs: np.ndarray | None = None
+    ) -> None:
         self.revs = revs
-        self.rows = revs.pairs(deletions["repository"], deletions["digest"])
-        self.set = np.unique(self.rows[self.rows >= 0])
-        rev_pairs = revs.repo * revs.n + revs.digest
-        self.deleted = np.isin(rev_pairs, self.set)  # per revision row
-        self.rev_pairs = rev_pairs
+        if pairs is None:
+            pairs = revs.pairs(deletions["repository"], deletions["digest"])
+        self.rows = pairs
+        self.set = _unique(self.rows[self.rows >= 0])
+        self.rev_pairs = revs.rev_pairs
+        self.deleted = _member(self.rev_pairs, self.set)  # per revision row
 
     def has(self, pairs: np.ndarray) -> np.ndarray:
-        return np.isin(pairs, self.set) & (pairs >= 0)
+        return _member(pairs, self.set) & (pairs >= 0)
 
 
 def _children_left_count(revs: Revisions, gone: _Gone) -> int:
@@ -226,23 +290,19 @@ def _children_left_count(revs: Revisions, gone: _Gone) -> int:
     subject that stays."""
     n = revs.n
     repo, _, child = revs.listed(gone.set // n, gone.set % n)
-    children = np.unique(repo * n + child)
-    children = children[np.isin(children, gone.rev_pairs)]
+    rows = revs.rows(_unique(repo * n + child))
+    rows = rows[rows >= 0]  # revisions of that repository
+    # the children are revisions: "in that set of pairs" is a flag of their revision row
     staying = ~gone.deleted
     s_repo, _, s_child = revs.listed(revs.repo[staying], revs.digest[staying])
-    held_by_subject = (revs.subject >= 0) & np.isin(
-        revs.repo * n + np.maximum(revs.subject, 0), gone.rev_pairs[staying]
-    )
-    tag_pairs = revs.tag_repo * n + revs.tag_digest
-    out = [
-        gone.set,
-        tag_pairs[(revs.tag_digest >= 0) & (revs.tag_repo >= 0)],
-        s_repo * n + s_child,
-        gone.rev_pairs[held_by_subject],
-    ]
-    for other in out:
-        children = children[~np.isin(children, other)]
-    return len(np.unique(children % n))
+    listed = revs.rows(s_repo * n + s_child)
+    held = np.zeros(len(revs.repo), dtype=bool)
+    held[listed[listed >= 0]] = True
+    has_subject = revs.subject >= 0
+    subject_row = revs.rows(np.where(has_subject, revs.repo * n + revs.subject, -1))
+    held |= (subject_row >= 0) & staying[np.maximum(subject_row, 0)]
+    left = rows[~gone.deleted[rows] & ~revs.tagged[rows] & ~held[rows]]
+    return len(_unique(revs.digest[left]))
 
 
 def _referrers_dangling(revs: Revisions, gone: _Gone) -> list[dict[str, Any]]:
@@ -251,15 +311,16 @@ def _referrers_dangling(revs: Revisions, gone: _Gone) -> list[dict[str, Any]]:
     n = revs.n
     has = revs.subject >= 0
     subject_pairs = np.where(has, revs.repo * n + np.maximum(revs.subject, 0), -1)
-    deleted_digests = np.unique(gone.set % n)
-    dangling = has & np.isin(subject_pairs, gone.set) & ~np.isin(revs.digest, deleted_digests)
+    deleted_digest = np.zeros(n, dtype=bool)
+    deleted_digest[gone.set % n] = True
+    dangling = has & gone.has(subject_pairs) & ~deleted_digest[revs.digest]
     rows = np.flatnonzero(dangling)
     # one note per matching deletion row, as a join with the deletions gives
     times = _multiplicity(subject_pairs[rows], gone.rows)
     rows = np.repeat(rows, times)
-    repos = _names(revs.repo_values, revs.repo[rows])
-    digests = _names(revs.digest_values, revs.digest[rows])
-    subjects = _names(revs.digest_values, revs.subject[rows])
+    repos = [revs.repo_names[r] for r in revs.repo[rows].tolist()]
+    digests = revs.digest_strings(revs.digest[rows])
+    subjects = revs.digest_strings(revs.subject[rows])
     return [
         {
             "type": "referrer-dangling",
@@ -280,10 +341,6 @@ def _multiplicity(pairs: np.ndarray, rows: np.ndarray) -> np.ndarray:
         return np.zeros(len(pairs), dtype=np.int64)
     at = np.minimum(np.searchsorted(values, pairs), len(values) - 1)
     return np.where(values[at] == pairs, counts[at], 0)
-
-
-def _names(values: pa.Array, codes: np.ndarray) -> list[str]:
-    return [str(v) for v in values.take(pa.array(codes, type=pa.int64())).to_pylist()]
 
 
 def _engine_hazards(after: Prediction, baseline: Prediction | None) -> list[dict[str, Any]]:
@@ -308,23 +365,25 @@ def structure_safety(
     * kept-elsewhere: a deleted manifest, or an untagged child of a deleted index, stays as a
       revision in another repository, so its blobs are not freed.
     """
-    revs = revisions if revisions is not None and revisions.inv is inv else Revisions.of(inv)
-    gone = _Gone(revs, deletions)
+    revs = _revisions(inv, revisions)
+    return _structure_safety(inv, revs, _Gone(revs, deletions))
+
+
+def _structure_safety(inv: Inventory, revs: Revisions, gone: _Gone) -> list[dict[str, Any]]:
     notes = _index_child_deleted(revs, gone)
     n = revs.n
+    # only referrers-schema tags name a subject
     named = revs.tag_subject[revs.tag_code] if len(revs.tag_code) else revs.tag_code
-    subject_pairs = np.where(
-        (named >= 0) & (revs.tag_repo >= 0), revs.tag_repo * n + np.maximum(named, 0), -1
-    )
-    tag_pairs = np.where(
-        (revs.tag_digest >= 0) & (revs.tag_repo >= 0), revs.tag_repo * n + revs.tag_digest, -1
-    )
-    rows = np.flatnonzero(gone.has(subject_pairs) & ~gone.has(tag_pairs))
+    cand = np.flatnonzero((named >= 0) & (revs.tag_repo >= 0))
+    subject_pairs = revs.tag_repo[cand] * n + named[cand]
+    t_repo, t_digest = revs.tag_repo[cand], revs.tag_digest[cand]
+    tag_pairs = np.where(t_digest >= 0, t_repo * n + t_digest, -1)
+    rows = cand[gone.has(subject_pairs) & ~gone.has(tag_pairs)]
     tags = inv.tags
-    repos = tags["repository"].to_numpy(dtype=object)[rows]
-    names = tags["tag"].to_numpy(dtype=object)[rows]
-    digests = tags["digest"].to_numpy(dtype=object)[rows]
-    subjects = _names(revs.digest_values, named[rows])
+    repos = tags["repository"].iloc[rows].tolist()
+    names = tags["tag"].iloc[rows].tolist()
+    digests = tags["digest"].iloc[rows].tolist()
+    subjects = revs.digest_strings(named[rows])
     notes += [
         {
             "type": "referrer-index-dangling",
@@ -359,11 +418,14 @@ def _index_child_deleted(revs: Revisions, gone: _Gone) -> list[dict[str, Any]]:
     order = np.lexsort((child, index, repo))
     repo, index, child = repo[order], index[order], child[order]
     starts, ends = _groups(repo * n + index)
-    children = _names(revs.digest_values, child)
-    index_rows = _rows(revs, repo[starts] * n + index[starts])
+    children = revs.digest_strings(child)
+    index_rows = revs.rows(repo[starts] * n + index[starts])
+    indexes = revs.digest_strings(index[starts])
     out = []
-    for a, b, row in zip(starts.tolist(), ends.tolist(), index_rows.tolist(), strict=True):
-        name, digest = revs.repo_names[repo[a]], _digest_of(revs, index[a])
+    for a, b, row, digest in zip(
+        starts.tolist(), ends.tolist(), index_rows.tolist(), indexes, strict=True
+    ):
+        name = revs.repo_names[repo[a]]
         tags = list(revs.tags[row])
         out.append(
             {
@@ -379,26 +441,16 @@ def _index_child_deleted(revs: Revisions, gone: _Gone) -> list[dict[str, Any]]:
     return out
 
 
-def _digest_of(revs: Revisions, code: int | np.integer[Any]) -> str:
-    return str(revs.digest_values[int(code)].as_py())
-
-
-def _rows(revs: Revisions, pairs: np.ndarray) -> np.ndarray:
-    """Revision rows of pair codes (each must be a revision)."""
-    rev_pairs = revs.repo * revs.n + revs.digest
-    order = np.argsort(rev_pairs)
-    return order[np.searchsorted(rev_pairs[order], pairs)]
-
-
 def _kept_elsewhere(revs: Revisions, gone: _Gone) -> list[dict[str, Any]]:
     """Deleted manifests, and untagged children of deleted indexes, that stay as revisions of
     another repository (their blobs are not freed), each with those repositories (sorted)."""
     n = revs.n
     repo, _, child = revs.listed(gone.set // n, gone.set % n)
-    children = np.unique(repo * n + child)
-    children = children[np.isin(children, gone.rev_pairs)]
-    tag_pairs = revs.tag_repo * n + revs.tag_digest
-    children = children[~np.isin(children, tag_pairs[revs.tag_digest >= 0])]
+    children = _unique(repo * n + child)
+    rows = revs.rows(children)
+    # revisions of that repository, untagged there (a revision's flag)
+    untagged_child = (rows >= 0) & ~revs.tagged[np.maximum(rows, 0)]
+    children = children[untagged_child]
     kept = np.flatnonzero(~gone.deleted)
     by_digest = kept[np.lexsort((revs.repo[kept], revs.digest[kept]))]
     kept_digest = revs.digest[by_digest]
@@ -414,9 +466,9 @@ def _kept_elsewhere(revs: Revisions, gone: _Gone) -> list[dict[str, Any]]:
         owner, other = owner[elsewhere], other[elsewhere]
         starts, ends = _groups(owner)  # frame is sorted: (repository, digest) order
         what = "deleted manifest" if role == "deleted" else "untagged child of a deleted index"
-        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
-            i = owner[a]
-            name, digest = revs.repo_names[f_repo[i]], _digest_of(revs, f_digest[i])
+        digests = revs.digest_strings(f_digest[owner[starts]])
+        for a, b, digest in zip(starts.tolist(), ends.tolist(), digests, strict=True):
+            name = revs.repo_names[f_repo[owner[a]]]
             others = [revs.repo_names[r] for r in other[a:b].tolist()]
             out.append(
                 {
@@ -452,20 +504,27 @@ def plan_deletions(
 
 
 def _with_tags_and_kinds(
-    inv: Inventory, deletions: pd.DataFrame, revisions: Revisions | None
+    inv: Inventory,
+    deletions: pd.DataFrame,
+    revisions: Revisions | None,
+    pairs: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """The deletions with each manifest's tags (sorted lists), kind and subject."""
+    """The deletions with each manifest's tags (sorted lists), kind and subject (`pairs`: the
+    deletions' pair codes in `revisions`, when the caller has them)."""
     deletions = deletions.drop(columns=["tags", "kind", "subject"], errors="ignore")
     keys = ["repository", "digest"]
     if revisions is not None and revisions.inv is inv and len(deletions) and len(inv.tags):
-        pairs = revisions.pairs(deletions["repository"], deletions["digest"])
-        rows = _rows(revisions, pairs[pairs >= 0]) if (pairs >= 0).all() else None
-        rev_pairs = revisions.repo * revisions.n + revisions.digest
-        if rows is not None and (rev_pairs[rows] == pairs).all():
+        if pairs is None:
+            pairs = revisions.pairs(deletions["repository"], deletions["digest"])
+        rows = revisions.rows(pairs)
+        if (rows >= 0).all():
             # every deletion is a revision: its tags and kind by row, no merge on digests
             m = inv.manifests
+            tag_lists = revisions.tags
+            with paused_gc():
+                lists = list(map(list, map(tag_lists.__getitem__, rows.tolist())))
             out = deletions.reset_index(drop=True).assign(
-                tags=pd.Series([list(revisions.tags[r]) for r in rows.tolist()], dtype=object),
+                tags=pd.Series(lists, dtype=object),
                 kind=m["kind"].iloc[rows].reset_index(drop=True),
                 subject=m["subject"].iloc[rows].reset_index(drop=True),
             )
@@ -512,8 +571,11 @@ def plan_manifests(
         def predict(i: Inventory) -> Prediction:
             return spec.predict(i, options)
 
-    deletions = _with_tags_and_kinds(inv, deletions, revisions)
-    after = predict(without(inv, deletions))
+    revs = _revisions(inv, revisions)
+    pairs = revs.pairs(deletions["repository"], deletions["digest"])
+    deletions = _with_tags_and_kinds(inv, deletions, revs, pairs)
+    gone = _Gone(revs, deletions, pairs)  # the same rows, in the same order
+    after = predict(_without(inv, deletions, gone))
     if baseline is None:
         baseline = predict(inv)
     return Plan(
@@ -522,7 +584,7 @@ def plan_manifests(
         deletions,
         baseline,
         after,
-        _safety(inv, deletions, after, baseline, revisions),
+        _safety(inv, deletions, after, baseline, revs, gone),
         inv.header.registry,
         inv.header.storage_root,
     )

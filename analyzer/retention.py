@@ -39,7 +39,10 @@ snapshot's time (`now`), so a plan is reproducible.
 
 from __future__ import annotations
 
+import gc
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
@@ -50,6 +53,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from analyzer.coded import K_MANIFEST, Coded, coded
 from analyzer.frames import arrow_strings
 from analyzer.inventory import Inventory
 from analyzer.oci.manifest import KIND_INDEX
@@ -62,7 +66,7 @@ from analyzer.policy import (
     Rule,
     TagPattern,
 )
-from analyzer.tables import Interned, manifest_edges
+from analyzer.tables import Interned, _unique, manifest_edges
 
 # The referrers tag schema (OCI distribution 1.1) and cosign's legacy tags: sha256-<hex>[.sig]
 REFERRER_TAG = re.compile(r"^sha256-([0-9a-f]{64})(?:\.[A-Za-z0-9_-]+)?$")
@@ -104,10 +108,18 @@ class Evaluation:
         """repository, digest, tags, rule, reason, named_as: what the policy deletes."""
         gone = self.decisions.loc[self.decisions["verdict"] == VERDICT_DELETE]
         out = gone[[*KEY, "tags", "rule", "reason"]].reset_index(drop=True)
-        named = [
-            [f"{r}:{t}" for t in tags] or [f"{r}@{d}"]
-            for r, d, tags in out[[*KEY, "tags"]].itertuples(index=False, name=None)
-        ]
+        named: list[list[str]] = []
+        add = named.append
+        columns = (out["repository"].tolist(), out["digest"].tolist(), out["tags"].tolist())
+        with paused_gc():
+            for r, d, tags in zip(*columns, strict=True):
+                # most manifests carry one tag: no inner comprehension for those
+                if len(tags) == 1:
+                    add([f"{r}:{tags[0]}"])
+                elif len(tags):
+                    add([f"{r}:{t}" for t in tags])
+                else:
+                    add([f"{r}@{d}"])
         return out.assign(named_as=pd.Series(named, index=out.index, dtype=object))
 
     def summary(self) -> dict[str, Any]:
@@ -122,6 +134,21 @@ class Evaluation:
             },
             "notes": self.notes,
         }
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """The cyclic garbage collector paused while a loop builds a list per row (tag lists,
+    names): a collection every 700 new lists walks every container alive, millions of them at
+    a million manifests, and took most of such loops' time. Lists of strings hold no cycle,
+    so nothing waits for the collector meanwhile."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 # -- the manifests and how they hang together, on integer codes -------------------------------
@@ -151,19 +178,53 @@ def sorted_codes(columns: list[pd.Series]) -> tuple[list[np.ndarray], pa.Array]:
 
 def _lookup(values: pd.Series, interned: pa.Array) -> np.ndarray:
     """Codes of `values` among `interned` strings, -1 for a missing or unknown value."""
-    data = arrow_strings(values).cast(pa.large_string())
-    found = pc.index_in(data, value_set=interned)
+    return _lookup_arrow(arrow_strings(values), interned)
+
+
+def _lookup_arrow(values: pa.Array | pa.ChunkedArray, interned: pa.Array) -> np.ndarray:
+    found = pc.index_in(values.cast(pa.large_string()), value_set=interned)
     return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
-def _rows_of(pairs: np.ndarray, rev_pairs: np.ndarray) -> np.ndarray:
-    """The revision row of each pair code, -1 where it is no revision."""
+def _pair_index(rev_pairs: np.ndarray) -> np.ndarray:
+    """[rows in pair order, their pairs]: what `_rows_in` searches."""
     order = np.argsort(rev_pairs, kind="stable")
-    ordered = rev_pairs[order]
+    return np.stack([order, rev_pairs[order]])
+
+
+def _rows_in(pairs: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """The revision row of each pair code, -1 where it is no revision."""
+    order, ordered = index
     if not len(ordered):
         return np.full(len(pairs), -1, dtype=np.int64)
     at = np.minimum(np.searchsorted(ordered, pairs), len(ordered) - 1)
     return np.where(ordered[at] == pairs, order[at], -1).astype(np.int64)
+
+
+@dataclass(eq=False)
+class _CodeSpace:
+    """Where a `Revisions`' codes come from: repository names and digests by code, and the
+    lookups from strings to codes (-1: missing or not interned here)."""
+
+    repo_values: pa.Array  # repository names by code (sorted)
+    n: int  # pair codes are repository * n + digest
+    digest_strings: Callable[[np.ndarray], pa.Array]
+    digest_lookup: Callable[[pd.Series | pa.Array], np.ndarray]
+
+    @classmethod
+    def of_strings(cls, repo_values: pa.Array, digest_values: pa.Array) -> _CodeSpace:
+        def strings(codes: np.ndarray) -> pa.Array:
+            return digest_values.take(pa.array(codes, type=pa.int64()))
+
+        def lookup(values: pd.Series | pa.Array) -> np.ndarray:
+            data = values if isinstance(values, pa.Array) else arrow_strings(values)
+            return _lookup_arrow(data, digest_values)
+
+        return cls(repo_values, max(len(digest_values), 1), strings, lookup)
+
+    @classmethod
+    def of_coded(cls, c: Coded) -> _CodeSpace:
+        return cls(c.repos, c.n, c.digests.strings, c.digests.lookup)
 
 
 @dataclass
@@ -172,14 +233,15 @@ class Revisions:
     it shares (compute once with `Revisions.of`, pass to `evaluate_policy(..., revisions=)`).
 
     Revisions are identified by their row in `inv.manifests` (keys are unique there: the
-    inventory checks it). Tags carry the row of the revision they point to (-1: none)."""
+    inventory checks it). Tags carry the row of the revision they point to (-1: none).
+    Repository and digest codes follow the strings' sort order: the inventory's own
+    (`analyzer.coded`) when it has them, else interned here from the strings."""
 
     inv: Inventory
+    space: _CodeSpace
     repo: np.ndarray  # per revision: repository code (sorted order)
     digest: np.ndarray  # per revision: digest code (sorted order)
     repo_names: list[str]  # by repository code
-    repo_values: pa.Array  # the same, as Arrow strings
-    digest_values: pa.Array  # digests by code
     subject: np.ndarray  # per revision: its subject's digest code, -1 for none
     ref_parent: np.ndarray  # index -> child manifest edges (digest codes), sorted by parent
     ref_child: np.ndarray
@@ -189,6 +251,7 @@ class Revisions:
     tag_digest: np.ndarray  # per tag: digest code
     tag_subject: np.ndarray  # per tag name code: the digest a referrers-schema tag names, or -1
     tag_names: list[str]  # by tag name code
+    tag_values: pa.Array  # the same, as Arrow strings
     tag_referrer: np.ndarray  # per tag name code: a referrers-schema tag
     edge_row: np.ndarray  # holder edges: the held revision's row
     edge_holder: np.ndarray  # the holder revision's row (same repository)
@@ -199,30 +262,57 @@ class Revisions:
     created: pd.Series  # per revision; an index without one: its newest child's
     _tag_hits: dict[str, np.ndarray] = field(default_factory=dict)
     _repo_hits: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict)
+    _pair_order: np.ndarray | None = None
 
     @classmethod
     def of(cls, inv: Inventory) -> Revisions:
+        c = coded(inv)
         m, tags = inv.manifests, inv.tags
-        edges = manifest_edges(inv)
-        (repo, tag_repo), repo_values = sorted_codes([m["repository"], tags["repository"]])
-        (digest, subject, tag_digest, parent, child), digest_values = sorted_codes(
-            [m["digest"], m["subject"], tags["digest"], edges["parent"], edges["child"]]
-        )
+        if c is not None:
+            # the inventory's codes (interned once when it was read): nothing hashed again
+            space = _CodeSpace.of_coded(c)
+            edges = c.r_kind == K_MANIFEST
+            codes = (c.m_repo, c.m_digest, c.m_subject, c.t_repo, c.t_digest)
+            refs = (c.r_parent[edges], c.r_child[edges])
+        else:
+            edges_frame = manifest_edges(inv)
+            (repo, tag_repo), repo_values = sorted_codes([m["repository"], tags["repository"]])
+            (digest, subject, tag_digest, parent, child), digest_values = sorted_codes(
+                [
+                    m["digest"],
+                    m["subject"],
+                    tags["digest"],
+                    edges_frame["parent"],
+                    edges_frame["child"],
+                ]
+            )
+            space = _CodeSpace.of_strings(repo_values, digest_values)
+            codes = (repo, digest, subject, tag_repo, tag_digest)
+            refs = (parent, child)
+        return cls._assemble(inv, space, codes, refs)
+
+    @classmethod
+    def _assemble(
+        cls,
+        inv: Inventory,
+        space: _CodeSpace,
+        codes: tuple[np.ndarray, ...],
+        refs: tuple[np.ndarray, np.ndarray],
+    ) -> Revisions:
+        m, tags = inv.manifests, inv.tags
+        repo, digest, subject, tag_repo, tag_digest = (np.asarray(a, np.int64) for a in codes)
+        parent, child = (np.asarray(a, np.int64) for a in refs)
         (tag_code,), tag_values = sorted_codes([tags["tag"]])
         tag_names = [str(t) for t in tag_values.to_pylist()]
-        n = max(len(digest_values), 1)
+        n = space.n
         rev_pairs = repo * n + digest
-        tag_row = _rows_of(np.where(tag_digest >= 0, tag_repo * n + tag_digest, -1), rev_pairs)
+        index = _pair_index(rev_pairs)
+        tag_row = _rows_in(np.where(tag_digest >= 0, tag_repo * n + tag_digest, -1), index)
         # referrers-schema tags name their subject: sha256-<hex> -> sha256:<hex>
-        hexes = pd.Series(tag_names, dtype=object).str.extract(REFERRER_TAG, expand=False)
-        tag_referrer = hexes.notna().to_numpy(dtype=bool)
-        named = pd.Series(("sha256:" + hexes.dropna()).tolist(), dtype="string")
+        tag_referrer, named = _referrer_tags(tag_values, tag_names)
         named_code = np.full(len(tag_names), -1, dtype=np.int64)
         if len(named):
-            found = pc.index_in(
-                pa.array(named.tolist(), type=pa.large_string()), value_set=digest_values
-            )
-            named_code[tag_referrer] = found.fill_null(-1).to_numpy(zero_copy_only=False)
+            named_code[tag_referrer] = space.digest_lookup(pa.array(named, type=pa.large_string()))
         held, holder, relation = _holder_codes(
             repo,
             digest,
@@ -230,7 +320,7 @@ class Revisions:
             subject,
             (tag_repo, tag_digest, named_code[tag_code] if len(tag_code) else tag_code),
             (parent, child),
-            rev_pairs,
+            index,
             n,
         )
         tag_lists = _tag_lists(len(m), tag_row, tag_code, tag_names)
@@ -240,11 +330,10 @@ class Revisions:
         by_parent = np.argsort(parent[ok], kind="stable")
         return cls(
             inv=inv,
+            space=space,
             repo=repo,
             digest=digest,
-            repo_names=[str(r) for r in repo_values.to_pylist()],
-            repo_values=repo_values,
-            digest_values=digest_values,
+            repo_names=[str(r) for r in space.repo_values.to_pylist()],
             subject=subject,
             ref_parent=parent[ok][by_parent],
             ref_child=child[ok][by_parent],
@@ -254,6 +343,7 @@ class Revisions:
             tag_digest=tag_digest,
             tag_subject=named_code,
             tag_names=tag_names,
+            tag_values=tag_values,
             tag_referrer=tag_referrer,
             edge_row=held,
             edge_holder=holder,
@@ -262,19 +352,40 @@ class Revisions:
             user_tag_count=np.bincount(user, minlength=len(m)),
             pushed=pushed,
             created=created,
+            _pair_order=index,
         )
 
     @property
     def n(self) -> int:
         """Pair codes are repository * n + digest."""
-        return max(len(self.digest_values), 1)
+        return self.space.n
+
+    @property
+    def rev_pairs(self) -> np.ndarray:
+        """Per revision row: its pair code."""
+        return self.repo * self.n + self.digest
+
+    def digest_strings(self, codes: np.ndarray) -> list[str]:
+        """The digests of these codes (none may be -1)."""
+        return [str(d) for d in self.space.digest_strings(np.asarray(codes, np.int64)).to_pylist()]
 
     def pairs(self, repos: pd.Series, digests: pd.Series) -> np.ndarray:
         """Pair codes of (repository, digest) columns; -1 where either is not interned here
         (such a pair is none of the inventory's, so it matches nothing)."""
-        r = _lookup(repos, self.repo_values)
-        d = _lookup(digests, self.digest_values)
+        r = _lookup(repos, self.space.repo_values)
+        d = self.space.digest_lookup(digests)
         return np.where((r >= 0) & (d >= 0), r * self.n + d, -1)
+
+    @property
+    def tagged(self) -> np.ndarray:
+        """Per revision row: some tag (a referrers-schema one too) points to it."""
+        return np.bincount(self.tag_row[self.tag_row >= 0], minlength=len(self.repo)) > 0
+
+    def rows(self, pairs: np.ndarray) -> np.ndarray:
+        """The revision row of each pair code, -1 where it is no revision."""
+        if self._pair_order is None:
+            self._pair_order = _pair_index(self.rev_pairs)
+        return _rows_in(pairs, self._pair_order)
 
     def listed(self, repo: np.ndarray, digest: np.ndarray) -> tuple[np.ndarray, ...]:
         """(repository, index, child) for every index -> child manifest edge of these (repository,
@@ -298,11 +409,54 @@ class Revisions:
         out = np.zeros(len(self.tag_names), dtype=bool)
         for p in patterns:
             if p.pattern not in self._tag_hits:
-                self._tag_hits[p.pattern] = np.fromiter(
-                    (p.fullmatch(t) for t in self.tag_names), dtype=bool, count=len(self.tag_names)
-                )
+                self._tag_hits[p.pattern] = tag_matches(p, self.tag_values, self.tag_names)
             out |= self._tag_hits[p.pattern]
         return out
+
+
+def tag_matches(pattern: TagPattern, values: pa.Array, names: list[str]) -> np.ndarray:
+    """Per tag (`values`, no nulls; `names` the same as str): `pattern.fullmatch(tag)`.
+
+    One call per tag costs microseconds of Python each, seconds at a million tags; Arrow runs
+    RE2 over the whole column in one call instead. It answers the same: Arrow compiles with
+    the options the policy's pattern has (UTF-8, case sensitive, errors not logged), and
+    `\\A(?:P)\\z` matches exactly the texts P matches whole (RE2 scopes P's flags to the group;
+    `\\A`, `\\z` ignore multi-line mode). Where that argument does not hold the tags take
+    `fullmatch` one by one: a pattern with `\\Q` (a quote left open would swallow the
+    wrapper), one Arrow's RE2 refuses, and non-ASCII tags (Arrow bundles its own RE2, whose
+    Unicode tables may be of another version; OCI tags are ASCII anyway)."""
+    out = np.zeros(len(values), dtype=bool)
+    one_by_one = np.ones(len(values), dtype=bool)
+    if "\\Q" not in pattern.pattern and len(values):
+        ascii_ = np.asarray(pc.string_is_ascii(values).to_numpy(zero_copy_only=False), bool)
+        rows = np.flatnonzero(ascii_)
+        try:
+            hit = pc.match_substring_regex(
+                values.take(pa.array(rows, type=pa.int64())),
+                pattern=f"\\A(?:{pattern.pattern})\\z",
+            )
+        except (pa.ArrowException, ValueError, UnicodeError):
+            pass  # Arrow's RE2 cannot take it: every tag one by one
+        else:
+            out[rows] = np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool)
+            one_by_one = ~ascii_
+    for i in np.flatnonzero(one_by_one).tolist():
+        out[i] = pattern.fullmatch(names[i])
+    return out
+
+
+def _referrer_tags(values: pa.Array, names: list[str]) -> tuple[np.ndarray, list[str]]:
+    """(per tag name: a referrers-schema tag, the digests those name in order). Only a tag
+    starting `sha256-` can be one: Arrow finds those, the pattern judges them."""
+    maybe = np.flatnonzero(
+        np.asarray(pc.starts_with(values, "sha256-").to_numpy(zero_copy_only=False), dtype=bool)
+    )
+    hexes = pd.Series([names[i] for i in maybe.tolist()], dtype=object).str.extract(
+        REFERRER_TAG, expand=False
+    )
+    referrer = np.zeros(len(names), dtype=bool)
+    referrer[maybe] = hexes.notna().to_numpy(dtype=bool)
+    return referrer, ("sha256:" + hexes.dropna()).tolist()
 
 
 def _holder_codes(
@@ -312,7 +466,7 @@ def _holder_codes(
     subject: np.ndarray,
     tag_subjects: tuple[np.ndarray, np.ndarray, np.ndarray],
     manifest_refs: tuple[np.ndarray, np.ndarray],
-    rev_pairs: np.ndarray,
+    index: np.ndarray,
     n: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Holder edges as revision rows (held, holder, relation), distinct.
@@ -343,12 +497,13 @@ def _holder_codes(
     e_digest = np.concatenate([p[1] for p in parts]).astype(np.int64)
     e_holder = np.concatenate([p[2] for p in parts]).astype(np.int64)
     e_rel = np.concatenate([np.full(len(p[0]), p[3], dtype=np.int64) for p in parts])
-    held = _rows_of(e_repo * n + e_digest, rev_pairs)
-    holder = _rows_of(e_repo * n + e_holder, rev_pairs)
+    held = _rows_in(e_repo * n + e_digest, index)
+    holder = _rows_in(e_repo * n + e_holder, index)
     keep = (held >= 0) & (holder >= 0) & (e_digest != e_holder)
-    coded = np.stack([held[keep], holder[keep], e_rel[keep]])
-    coded = np.unique(coded, axis=1) if coded.shape[1] else coded
-    return coded[0], coded[1], coded[2]
+    # distinct (held, holder, relation) in that order, as one int64 key (rows < len(repo))
+    rows = max(len(repo), 1)
+    key = _unique((held[keep] * rows + holder[keep]) * 2 + e_rel[keep])
+    return key // 2 // rows, key // 2 % rows, key % 2
 
 
 def _tag_lists(
@@ -359,14 +514,15 @@ def _tag_lists(
     rows, codes = tag_row[hit], tag_code[hit]
     order = np.lexsort((codes, rows))
     rows, codes = rows[order], codes[order]
-    lists: list[list[str]] = [[] for _ in range(revisions)]
-    if not len(rows):
-        return lists
-    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
-    ends = np.r_[starts[1:], len(rows)]
-    named = np.asarray(names, dtype=object)[codes]
-    for row, a, b in zip(rows[starts].tolist(), starts.tolist(), ends.tolist(), strict=True):
-        lists[row] = named[a:b].tolist()
+    with paused_gc():
+        lists: list[list[str]] = [[] for _ in range(revisions)]
+        if not len(rows):
+            return lists
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        ends = np.r_[starts[1:], len(rows)]
+        named = np.asarray(names, dtype=object)[codes].tolist()
+        for row, a, b in zip(rows[starts].tolist(), starts.tolist(), ends.tolist(), strict=True):
+            lists[row] = named[a:b]
     return lists
 
 
@@ -657,7 +813,8 @@ def _follow(revs: Revisions, out: _Verdicts) -> None:
     out.reason[held_back] = "selected, but an index or subject that stays holds it"
     out.rule[held_back] = None
     out.reason[followers & ~gone] = "follows an index or subject that stays"
-    out.verdict = np.where(gone, VERDICT_DELETE, VERDICT_KEEP).astype(object)
+    # two shared str objects picked per row (np.where would spell a new str for each)
+    out.verdict = np.array([VERDICT_KEEP, VERDICT_DELETE], dtype=object)[gone.astype(np.intp)]
     _attribute_followers(revs, out, followers & gone)
 
 
@@ -674,9 +831,7 @@ def _attribute_followers(revs: Revisions, out: _Verdicts, pending: np.ndarray) -
         order = via[np.lexsort((relation[via], revs.digest[holder[via]], held[via]))]
         first = order[np.r_[True, held[order][1:] != held[order][:-1]]]
         rows, holders = held[first], holder[first]
-        short = [
-            str(d)[:19] for d in revs.digest_values.take(pa.array(revs.digest[holders])).to_pylist()
-        ]
+        short = [d[:19] for d in revs.digest_strings(revs.digest[holders])]
         prefix = np.where(
             relation[first] == RELATION_SUBJECT, "referrer of deleted ", "child of deleted index "
         )
@@ -756,10 +911,13 @@ def evaluate_policy(
     order = np.lexsort((revs.digest, revs.repo))
     m = inv.manifests
     columns = {
-        "repository": m["repository"].to_numpy(dtype=object)[order],
+        # a repository's name once, shared by its rows (the same strings as the table's)
+        "repository": np.asarray(revs.repo_names, dtype=object)[revs.repo[order]]
+        if (revs.repo >= 0).all()
+        else m["repository"].to_numpy(dtype=object)[order],
         "digest": m["digest"].to_numpy(dtype=object)[order],
         "role": table.role[order],
-        "tags": [revs.tags[i] for i in order.tolist()],
+        "tags": list(map(revs.tags.__getitem__, order.tolist())),
         "time": table.time.iloc[order].reset_index(drop=True),
         "time_source": table.source.to_numpy(dtype=object)[order],
         "verdict": pd.Series(out.verdict[order], dtype="str"),  # never missing
