@@ -93,11 +93,13 @@ def _without(inv: Inventory, deletions: pd.DataFrame, gone: _Gone) -> Inventory:
     revs = gone.revs
     keep_m = ~gone.deleted
     keep_t = ~gone.has(np.where(revs.tag_digest >= 0, revs.tag_repo * revs.n + revs.tag_digest, -1))
-    tables = dict(inv.tables)
-    # what `anti_join` returns when it matches on codes: the rows left, a new index
-    tables["manifests"] = m.loc[keep_m, list(m.columns)].reset_index(drop=True)
-    tables["tags"] = t.loc[keep_t, list(t.columns)].reset_index(drop=True)
-    out = replace(inv, tables=tables)
+    # what `anti_join` returns when it matches on codes: the rows left, a new index; the other
+    # tables shared (a snapshot's left on disk stay there)
+    kept = {
+        "manifests": m.loc[keep_m, list(m.columns)].reset_index(drop=True),
+        "tags": t.loc[keep_t, list(t.columns)].reset_index(drop=True),
+    }
+    out = with_tables(inv, kept)
     base = coded(inv)
     if base is not None:
         remember(out, rows_kept(base, keep_m, keep_t))
