@@ -289,7 +289,8 @@ class Revisions:
             space = _CodeSpace.of_strings(repo_values, digest_values)
             codes = (repo, digest, subject, tag_repo, tag_digest)
             refs = (parent, child)
-        return cls._assemble(inv, space, codes, refs)
+        with paused_gc():  # a tag list per revision: see `paused_gc`
+            return cls._assemble(inv, space, codes, refs)
 
     @classmethod
     def _assemble(
@@ -888,6 +889,11 @@ def evaluate_policy(
     """
     at = _now(inv, now)
     revs = revisions if revisions is not None and revisions.inv is inv else Revisions.of(inv)
+    with paused_gc():  # a reason, a tag list, a name per row: see `paused_gc`
+        return _evaluate(inv, policy, at, revs)
+
+
+def _evaluate(inv: Inventory, policy: Policy, at: pd.Timestamp, revs: Revisions) -> Evaluation:
     table = _table(revs, policy)
     rows = len(revs.repo)
     tag_row = revs.tag_row
