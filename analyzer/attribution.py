@@ -36,10 +36,8 @@ tests/reference_attribution.py holds the formulation on strings it is tested aga
 
 from __future__ import annotations
 
-import gc
 import itertools
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +48,7 @@ from analyzer.analysis import Prediction
 from analyzer.coded import Coded, coded
 from analyzer.engines.registry import EngineRef, resolve
 from analyzer.engines.spec import EngineSpec
+from analyzer.frames import paused_gc
 from analyzer.inventory import Inventory
 from analyzer.marking import root_codes, sweep_candidate_mask, sweep_candidates
 from analyzer.marking import roots as marking_roots
@@ -306,7 +305,7 @@ class Attribution:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        with _no_gc():
+        with paused_gc():
             return self._to_dict()
 
     def _to_dict(self) -> dict[str, Any]:
@@ -319,19 +318,6 @@ class Attribution:
             "by_manifest": _records(self.by_manifest),
             "notes": self.notes,
         }
-
-
-@contextmanager
-def _no_gc() -> Iterator[None]:
-    """The cyclic garbage collector paused: building a million small lists and dicts (none
-    of them in a cycle) otherwise sets off full collections over the whole heap."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _plain(value: Any) -> Any:
@@ -630,7 +616,7 @@ def _str_lists(values: list[Any]) -> list[list[str]] | None:
 
 def _tags(values: list[Any]) -> pd.Series:
     # merges hand list cells back as arrays; JSON and readers want lists of str
-    with _no_gc():
+    with paused_gc():
         lists = _str_lists(values)
         if lists is None:
             lists = [

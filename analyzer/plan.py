@@ -18,10 +18,10 @@ from analyzer.analysis import Prediction
 from analyzer.coded import coded, remember, rows_kept
 from analyzer.engines.registry import EngineRef, resolve
 from analyzer.errors import UsageError
-from analyzer.frames import grouped_lists, isin
+from analyzer.frames import grouped_lists, isin, paused_gc
 from analyzer.inventory import Inventory, with_tables
 from analyzer.oci.manifest import is_digest, is_repository_name, is_tag
-from analyzer.retention import Revisions, paused_gc
+from analyzer.retention import Revisions
 from analyzer.tables import _member, _plain_strings, _unique, anti_join
 
 

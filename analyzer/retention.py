@@ -39,10 +39,8 @@ snapshot's time (`now`), so a plan is reproducible.
 
 from __future__ import annotations
 
-import gc
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
@@ -54,7 +52,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analyzer.coded import K_MANIFEST, Coded, coded
-from analyzer.frames import arrow_strings
+from analyzer.frames import arrow_strings, paused_gc
 from analyzer.inventory import Inventory
 from analyzer.oci.manifest import KIND_INDEX
 from analyzer.policy import (
@@ -134,21 +132,6 @@ class Evaluation:
             },
             "notes": self.notes,
         }
-
-
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """The cyclic garbage collector paused while a loop builds a list per row (tag lists,
-    names): a collection every 700 new lists walks every container alive, millions of them at
-    a million manifests, and took most of such loops' time. Lists of strings hold no cycle,
-    so nothing waits for the collector meanwhile."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 # -- the manifests and how they hang together, on integer codes -------------------------------
