@@ -651,8 +651,7 @@ def rows_kept(base: Coded, manifests: np.ndarray, tags: np.ndarray) -> Coded:
     """`base` for the same inventory with only these rows (bool masks) of its manifests and
     tags tables left, the other tables the same objects (a plan's inventory after its
     deletions): every per-manifest (`m_`) and per-tag (`t_`) column masked, nothing looked up
-    again. (Appended by the plan-safety helper; what `_with_manifests_and_tags` finds by
-    lookups, for rows known.)"""
+    again (what `_with_manifests_and_tags` finds by lookups, when the rows are known)."""
     changes = {}
     for f in dataclasses.fields(base):
         if f.name.startswith(("m_", "t_")):
