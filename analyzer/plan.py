@@ -131,7 +131,9 @@ class Plan:
     safety: list[dict[str, Any]] = field(default_factory=list)
     registry: str | None = None
     storage_root: str | None = None
-    # Top-level keys added to the JSON, e.g. the `policy` that chose the deletions.
+    # Top-level keys added to the JSON, e.g. the `policy` that chose the deletions. A value may
+    # be a function of nothing, called when the JSON is made: a policy's attribution records
+    # are hundreds of MB at a million manifests, and ten policies compared held ten of them.
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -163,7 +165,7 @@ class Plan:
             "notes": self.after.notes,
             # The part of the registry `bound` speaks for (the GC after the deletions).
             **(self.after.coverage.to_dict() if self.after.coverage else {}),
-            **self.extra,
+            **{k: v() if callable(v) else v for k, v in self.extra.items()},
             **self.after.plan_keys(self.bytes_freed),  # the engine's own (DigitalOcean's type)
         }
 

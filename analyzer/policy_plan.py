@@ -137,7 +137,8 @@ def _plan_policy(
     if shared.paths is None:
         shared.paths = coded_mark_paths(inv, plan.engine, plan.delete_untagged)
     attribution = attribute(inv, plan, shared.paths)
-    plan.extra = {"policy": evaluation.summary(), "attribution": attribution.to_dict()}
+    # the attribution's records made when the JSON is (see `Plan.extra`)
+    plan.extra = {"policy": evaluation.summary(), "attribution": attribution.to_dict}
     return PolicyPlan(policy, evaluation, plan, attribution)
 
 
