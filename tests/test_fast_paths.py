@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+import reference_attribution
 
 import analyzer
 from analyzer.analysis import SHARED_ROW, UNREFERENCED_ROW
 from analyzer.attribution import attribute, mark_paths
-from analyzer.engines.registry import resolve
 from analyzer.frames import grouped_lists, isin
 from analyzer.generate import generate_registry
 from analyzer.generate_scale import write_scale_snapshot
@@ -186,45 +186,6 @@ def test_anti_join_equals_the_merge_anti_join(inv: analyzer.Inventory) -> None:
     assert_same_anti_join(numbers, numbers.iloc[[0, 2]], ["pid"])
 
 
-def reference_mark_paths(
-    inv: analyzer.Inventory, engine: str, delete_untagged: bool
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Attribution's paths walked with string merges over the references (the slow path it
-    replaced): (paths: pid, blob; deps: pid, repository, digest)."""
-    spec = resolve(engine)
-    roots = spec.roots(inv, spec.options(delete_untagged))[KEYS].astype(object)
-    roots = roots.reset_index(drop=True)
-    refs = gc_references(inv)[["parent", "child"]].astype(object).drop_duplicates()
-    revs = revisions(inv).astype(object).rename(columns={"digest": "child"})
-    pid = np.arange(len(roots))
-    deps = [
-        pd.DataFrame({"pid": pid, "repository": roots["repository"], "digest": roots["digest"]})
-    ]
-    paths = [pd.DataFrame({"pid": pid, "blob": roots["digest"]})]
-    frontier = pd.DataFrame(
-        {"pid": pid, "repository": roots["repository"], "node": roots["digest"]}
-    )
-    for _ in range(16):
-        edges = frontier.merge(refs, left_on="node", right_on="parent")
-        paths.append(edges[["pid", "child"]].rename(columns={"child": "blob"}))
-        if not spec.recursive_marking:
-            break
-        deeper = edges[["pid", "repository", "child"]].merge(revs, on=["repository", "child"])
-        if deeper.empty:
-            break
-        start = int(max(d["pid"].max() for d in deps)) + 1
-        new_pid = np.arange(start, start + len(deeper))
-        link = pd.DataFrame({"old": deeper["pid"].to_numpy(), "pid": new_pid})
-        inherited = link.merge(pd.concat(deps), left_on="old", right_on="pid", suffixes=("", "_"))
-        deps.append(inherited[["pid", "repository", "digest"]])
-        child = deeper["child"].to_numpy()
-        deps.append(
-            pd.DataFrame({"pid": new_pid, "repository": deeper["repository"], "digest": child})
-        )
-        frontier = pd.DataFrame({"pid": new_pid, "repository": deeper["repository"], "node": child})
-    return pd.concat(paths), pd.concat(deps)
-
-
 def path_set(paths: pd.DataFrame, deps: pd.DataFrame) -> Counter[tuple[frozenset[Any], ...]]:
     """Each path as (the revisions it runs through, the blobs it reaches): pids are names only."""
     runs: dict[int, set[tuple[str, str]]] = {}
@@ -240,7 +201,9 @@ def path_set(paths: pd.DataFrame, deps: pd.DataFrame) -> Counter[tuple[frozenset
 def test_mark_paths_on_codes_equal_the_string_walk(inv: analyzer.Inventory, engine: str) -> None:
     for du in (False, True):
         fast = mark_paths(inv, engine, du)
-        assert path_set(fast.paths, fast.deps) == path_set(*reference_mark_paths(inv, engine, du))
+        assert path_set(fast.paths, fast.deps) == path_set(
+            *reference_attribution.mark_paths(inv, engine, du)
+        )
 
 
 def _row_wise(df: pd.DataFrame) -> list[dict[str, Any]]:
