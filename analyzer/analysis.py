@@ -437,7 +437,7 @@ def _by_repository_codes(inv: Inventory, gc: GCResult, codes: ResultCodes) -> pd
     n = c.n
     edges = c.gc_edges()
     start = pair_codes(c.m_repo, c.m_digest, n)
-    pairs = closure_codes(start, c.r_parent[edges], c.r_child[edges], n)
+    pairs = closure_codes(start, *c.edges_by_parent(edges), n, by_parent=True)
     repo, digest = pairs // n, pairs % n
     size_of = np.zeros(n, dtype=np.int64)
     known = (c.b_size >= 0) & (c.b_digest >= 0)

@@ -156,26 +156,33 @@ def closure_codes(
     child: np.ndarray,
     n: int,
     expand: np.ndarray | None = None,
+    *,
+    by_parent: bool = False,
 ) -> np.ndarray:
     """`closure` on codes: `start` and `expand` sorted pair codes, edges parent -> child as
-    digest codes below `n`. Returns the distinct pairs reached, level by level."""
-    ok = (parent >= 0) & (child >= 0)  # an edge with a missing end leads nowhere
-    parent, child = parent[ok], child[ok]
-    order = np.argsort(parent, kind="stable")
-    parent, child = parent[order], child[order]
-    first = np.searchsorted(parent, np.arange(n), side="left")
-    last = np.searchsorted(parent, np.arange(n), side="right")
+    digest codes below `n`. Returns the distinct pairs reached, level by level.
+    `by_parent`: the edges come sorted by parent, both ends known (`Coded.edges_by_parent`)."""
+    if not by_parent:
+        ok = (parent >= 0) & (child >= 0)  # an edge with a missing end leads nowhere
+        parent, child = parent[ok], child[ok]
+        order = np.argsort(parent, kind="stable")
+        parent, child = parent[order], child[order]
+    # children of digest d: child[bounds[d]:bounds[d + 1]]
+    bounds = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(parent, minlength=n), out=bounds[1:])
     frontier = start
     reached = [frontier]
     seen = frontier  # sorted; a pair in `expand` that was seen has been expanded
     while len(frontier):
         d = frontier % n
-        counts = last[d] - first[d]
-        pos = np.repeat(first[d] - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        lo = bounds[d]
+        counts = bounds[d + 1] - lo
+        pos = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
         nxt = _unique(np.repeat(frontier - d, counts) + child[pos])
         new = nxt[~_member(nxt, seen)]
         reached.append(new)
-        seen = np.sort(np.concatenate([seen, new]))  # disjoint: no duplicates to drop
+        # both sorted and disjoint: a stable sort (timsort) merges the two runs in linear time
+        seen = np.sort(np.concatenate([seen, new]), kind="stable")
         frontier = new if expand is None else new[_member(new, expand)]
     return np.concatenate(reached)
 

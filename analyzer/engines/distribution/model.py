@@ -491,7 +491,7 @@ def _first_marks(
     of the repository whose walk marks digest d first (-1: unmarked)."""
     n = c.n
     edges = c.gc_edges()
-    pairs = closure_codes(root_pairs, c.r_parent[edges], c.r_child[edges], n, rev)
+    pairs = closure_codes(root_pairs, *c.edges_by_parent(edges), n, rev, by_parent=True)
     first = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(first, pairs % n, ranks[pairs // n])
     marked = first != np.iinfo(np.int64).max
