@@ -77,7 +77,7 @@ class DigestSpace:
 
     def lookup(self, values: pd.Series | pa.Array | pa.ChunkedArray) -> np.ndarray:
         """The codes of `values`; -1 where a value is missing, malformed or not in the space."""
-        column = values if isinstance(values, pa.Array | pa.ChunkedArray) else _arrow(values)
+        column = values if isinstance(values, pa.Array | pa.ChunkedArray) else arrow_column(values)
         parsed = digest_words(column)
         n = len(column)
         if parsed is None:  # some value is not a digest: look each one up by its string
@@ -102,7 +102,7 @@ class DigestSpace:
         return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
-def _arrow(values: pd.Series | pd.Index) -> pa.Array | pa.ChunkedArray:
+def arrow_column(values: pd.Series | pd.Index) -> pa.Array | pa.ChunkedArray:
     data = pa.array(values.array, from_pandas=True)
     if not (pa.types.is_string(data.type) or pa.types.is_large_string(data.type)):
         data = data.cast(pa.large_string())
@@ -353,7 +353,7 @@ class Coded:
 
     def repos_lookup(self, names: pd.Series) -> np.ndarray:
         """Repository codes of `names` (-1 where a name is not interned)."""
-        found = pc.index_in(_arrow(names).cast(pa.large_string()), value_set=self.repos)
+        found = pc.index_in(arrow_column(names).cast(pa.large_string()), value_set=self.repos)
         return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
 
     def b_size_of(self, digests: np.ndarray) -> np.ndarray:
@@ -451,7 +451,7 @@ def _derived(inv: Inventory) -> Coded | None:
     base_codes = getattr(inv.tables, "base_codes", None)
     if base_codes is not None:  # tables left on disk by the reader (`snapshot.DiskTables`)
         base = base_codes()
-        return None if base is None else _with_manifests_and_tags(base, inv)
+        return None if base is None else with_manifests_and_tags(base, inv)
     tables = _shared_tables(inv)
     if tables is None:
         return None
@@ -459,11 +459,13 @@ def _derived(inv: Inventory) -> Coded | None:
         base = codes_ref()
         if base is None or not all(r() is t for r, t in zip(refs, tables, strict=True)):
             continue
-        return _with_manifests_and_tags(base, inv)
+        return with_manifests_and_tags(base, inv)
     return None
 
 
-def _with_manifests_and_tags(base: Coded, inv: Inventory) -> Coded | None:
+def with_manifests_and_tags(base: Coded, inv: Inventory) -> Coded | None:
+    """`base` with `inv`'s manifests and tags looked up in its digest space and repository
+    names (None: one names a digest or repository `base` lacks)."""
     m, t = inv.manifests, inv.tags
     m_digest = base.digests.lookup(m["digest"])
     m_subject = base.digests.lookup(m["subject"])
@@ -530,14 +532,17 @@ ParsedTables = dict[tuple[str, str], Parsed]
 def parse_table(table: str, df: pd.DataFrame) -> ParsedTables:
     """The digest columns of `table` parsed (what `table_columns` would parse): a reader
     parses each table as soon as it has it, in the thread that read it."""
-    return {(table, c): parse_parts(_arrow(df[c]), runs) for c, runs in DIGEST_PARSE.get(table, ())}
+    return {
+        (table, c): parse_parts(arrow_column(df[c]), runs)
+        for c, runs in DIGEST_PARSE.get(table, ())
+    }
 
 
 def _parsed(parsed: ParsedTables, table: str, df: pd.DataFrame, column: str) -> Parsed:
     if (table, column) in parsed:
         return parsed[(table, column)]
     runs = dict(DIGEST_PARSE[table])[column]
-    return parse_parts(_arrow(df[column]), runs)
+    return parse_parts(arrow_column(df[column]), runs)
 
 
 def table_columns(inv: Inventory, parsed: ParsedTables | None = None) -> TableColumns:
@@ -550,8 +555,8 @@ def table_columns(inv: Inventory, parsed: ParsedTables | None = None) -> TableCo
         r_child=_parsed(done, "references", r, "child"),
         b_digest=_parsed(done, "blobs", b, "digest"),
         l_digest=_parsed(done, "layer_links", ll, "digest"),
-        l_repo=_arrow(ll["repository"]),
-        r_kind=kind_codes(_arrow(r["kind"])),
+        l_repo=arrow_column(ll["repository"]),
+        r_kind=kind_codes(arrow_column(r["kind"])),
         r_size=sizes(r["size"]),
         b_size=sizes(b["size"]),
         b_present=flags(b["present"]),
@@ -572,9 +577,9 @@ def manifest_and_tag_columns(
         "m_digest": _parsed(done, "manifests", m, "digest"),
         "m_subject": _parsed(done, "manifests", m, "subject"),
         "t_digest": _parsed(done, "tags", t, "digest"),
-        "repo_names": _arrow(repositories["repository"]),
-        "m_repo": _arrow(m["repository"]),
-        "t_repo": _arrow(t["repository"]),
+        "repo_names": arrow_column(repositories["repository"]),
+        "m_repo": arrow_column(m["repository"]),
+        "t_repo": arrow_column(t["repository"]),
         "has_tags_dir": flags(repositories["has_tags_dir"]),
         "m_index": (m["kind"] == KIND_INDEX).fillna(False).to_numpy(dtype=bool),
     }

@@ -46,9 +46,11 @@ from analyzer.coded import (
     ParsedDigests,
     ParsedTables,
     TableColumns,
+    arrow_column,
     assemble,
     coded,
     enabled,
+    flags,
     kind_codes,
     manifest_and_tag_columns,
     parse_digests,
@@ -65,6 +67,15 @@ from analyzer.inventory import (
     check_tables,
     conform,
 )
+from analyzer.oci.manifest import KIND_INDEX
+from analyzer.snapshot_codes import (
+    CODES_FILE,
+    CODES_META,
+    codes_match,
+    load_codes,
+    repos_match,
+    write_codes,
+)
 
 HEADER_FILE = "header.json"
 FORMAT_NAME = "reclaim-snapshot"
@@ -72,7 +83,14 @@ FORMAT_VERSION = 2
 MAX_HEADER_BYTES = 16 << 20
 _HEX64 = frozenset("0123456789abcdef")
 # Files a snapshot directory may hold; --force replaces nothing else.
-_SNAPSHOT_FILES = frozenset({HEADER_FILE, HEADER_FILE + ".tmp", *(f"{t}.parquet" for t in TABLES)})
+_SNAPSHOT_FILES = frozenset(
+    {
+        HEADER_FILE,
+        HEADER_FILE + ".tmp",
+        *(f"{t}.parquet" for t in TABLES),
+        *(f"{name}{tmp}" for name in (CODES_FILE, CODES_META) for tmp in ("", ".tmp")),
+    }
+)
 _PARTIAL = ".partial"
 
 
@@ -138,6 +156,7 @@ def write_snapshot(
         raise SnapshotError(f"{target}: cannot write here ({e.strerror})") from e
     try:
         header = _write_tables(inventory, partial)
+        _write_codes(inventory, partial, header["tables"])
         _install(partial, target, replace)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -160,6 +179,34 @@ def _write_tables(inventory: Inventory, directory: Path) -> dict[str, Any]:
         return write_header(directory, inventory.header, tables)
     except OSError as e:
         raise SnapshotError(f"{directory}: cannot write snapshot ({e.strerror})") from e
+
+
+def _write_codes(inventory: Inventory, directory: Path, tables: dict[str, Any]) -> None:
+    """A big snapshot's codes beside its tables (`analyzer.snapshot_codes`): interned once
+    here, so that no read interns them again."""
+    if tables["references"]["rows"] < LAZY_REFERENCES:
+        return
+    codes = coded(inventory)
+    if codes is not None:  # some value is not a digest: every read takes the strings anyway
+        write_codes(directory, codes, tables)
+
+
+def add_codes(path: str | os.PathLike[str]) -> bool:
+    """Give the snapshot at `path` its codes (`analyzer.snapshot_codes`) if it is big enough to
+    use them and has none that check out: read whole, interned, written beside its tables. The
+    header, and so the snapshot's identity, is unchanged. Returns whether codes were written."""
+    target = Path(path)
+    raw = _checked_header(target)
+    if raw["tables"]["references"]["rows"] < LAZY_REFERENCES:
+        return False
+    if load_codes(target, raw["tables"]) is not None:
+        return False
+    inv = read_snapshot(target)
+    codes = coded(inv)
+    if codes is None:
+        return False
+    write_codes(target, codes, raw["tables"])
+    return True
 
 
 def table_entry(rows: int, data: bytes | Path) -> dict[str, Any]:
@@ -451,7 +498,7 @@ def read_snapshot(path: str | os.PathLike[str]) -> Inventory:
     target = Path(path)
     raw = _checked_header(target)
     if raw["tables"]["references"]["rows"] >= LAZY_REFERENCES:
-        inv = _read_large(target, raw)
+        inv = _read_with_codes(target, raw) or _read_large(target, raw)
         if inv is not None:
             return _identified(inv, raw, target)
     tables, parsed = _read_tables(target, raw["tables"])
@@ -564,6 +611,77 @@ def _read_large(target: Path, raw: dict[str, Any]) -> Inventory | None:
     inv = Inventory(_header_object(raw), tables)  # type: ignore[arg-type]
     remember(inv, codes)
     return inv
+
+
+def _read_with_codes(target: Path, raw: dict[str, Any]) -> Inventory | None:
+    """`_read_large` with the big tables' codes kept beside them (`load_codes`): their files
+    are checked (size, sha256, row count) but not decoded. None when the snapshot has no codes
+    that check out, or when its manifests or tags name a digest the codes do not hold: the
+    caller then interns the tables itself."""
+    entries = raw["tables"]
+    small = [t for t in TABLES if t not in ON_DISK]
+    with ThreadPoolExecutor(READ_WORKERS, thread_name_prefix="read-snapshot") as pool:
+        kept = pool.submit(load_codes, target, entries)
+        in_memory = {t: pool.submit(_read_table, target, t, entries[t]) for t in small}
+        checked = {t: pool.submit(_check_file, target, t, entries[t]) for t in ON_DISK}
+        try:
+            # in the order a sequential read meets them, so a bad snapshot fails as it did
+            loaded = {t: in_memory[t].result() for t in small}
+            for t in ON_DISK:
+                checked[t].result()
+            base = kept.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    if base is None:
+        return None
+    codes = _small_tables_coded(base, loaded)
+    if codes is None or not _disk_values_in_range(codes):
+        return None  # the whole read words what is wrong
+    try:
+        check_tables(_with_empty_disk_tables(loaded), codes)
+    except ValueError as e:
+        raise SnapshotError(f"{target}: {e}") from None
+    pending: dict[str, Callable[[], pd.DataFrame]] = {
+        t: functools.partial(_read_table, target, t, entries[t]) for t in ON_DISK
+    }
+    tables = DiskTables(loaded, pending)
+    tables.codes = codes
+    inv = Inventory(_header_object(raw), tables)  # type: ignore[arg-type]
+    remember(inv, codes)
+    return inv
+
+
+def _disk_values_in_range(codes: Coded) -> bool:
+    """What `check_tables` checks of the big tables' values, on kept codes: known reference
+    kinds, sizes >= 0 or unknown (-1). Their keys were unique when the codes were written."""
+    return not (
+        (codes.r_kind < 0).any() or (codes.r_size < -1).any() or (codes.b_size < -1).any()
+    )
+
+
+def _small_tables_coded(base: Coded, loaded: dict[str, pd.DataFrame]) -> Coded | None:
+    """`base` (the codes kept beside the tables) once its manifests and tags codes are found to
+    be exactly those tables' values, with what it does not keep taken from the tables: which
+    manifests are indexes, which repositories have a tags directory. None: they differ."""
+    m, t, repositories = loaded["manifests"], loaded["tags"], loaded["repositories"]
+    space = base.digests
+    same = (
+        codes_match(space, base.m_digest, arrow_column(m["digest"]))
+        and codes_match(space, base.m_subject, arrow_column(m["subject"]))
+        and codes_match(space, base.t_digest, arrow_column(t["digest"]))
+        and repos_match(base.repos, base.m_repo, arrow_column(m["repository"]))
+        and repos_match(base.repos, base.t_repo, arrow_column(t["repository"]))
+    )
+    rows = base.repos_lookup(repositories["repository"])
+    if not same or (rows < 0).any():
+        return None
+    has_tags = np.full(len(base.repos), -1, dtype=np.int8)
+    has_tags[rows] = flags(repositories["has_tags_dir"])
+    return dataclasses.replace(
+        base,
+        repo_has_tags_dir=has_tags,
+        m_index=(m["kind"] == KIND_INDEX).fillna(False).to_numpy(dtype=bool),
+    )
 
 
 def _with_empty_disk_tables(small: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:

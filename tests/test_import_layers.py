@@ -44,6 +44,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "analyzer.inventory",
             "analyzer.snapshot",
+            "analyzer.snapshot_codes",
             "analyzer.shards",
             "analyzer.plan_file",
             "analyzer.tables",
