@@ -82,7 +82,8 @@ from analyzer.oci.manifest import (
     REF_SUBJECT,
     sha256_digest,
 )
-from analyzer.snapshot import HEADER_FILE, table_entry, write_header
+from analyzer.snapshot import HEADER_FILE, add_codes, table_entry, write_header
+from analyzer.snapshot_codes import CODES_META
 from analyzer.version import __version__
 
 U64 = np.uint64
@@ -1014,7 +1015,8 @@ def write_scale_snapshot(
     """Write a snapshot of a generated registry of about `manifests` manifest revisions.
 
     Existing snapshot files in `path` are replaced. Memory grows with `chunk_manifests` (the
-    repositories generated and written at once), not with `manifests`.
+    repositories generated and written at once), not with `manifests`, until a big snapshot
+    is read whole to keep its codes beside it (`snapshot.add_codes`), as a scan's would be.
     """
     if manifests < 1:
         raise ValueError("manifests must be at least 1")
@@ -1022,6 +1024,7 @@ def write_scale_snapshot(
     target = Path(path)
     target.mkdir(parents=True, exist_ok=True)
     (target / HEADER_FILE).unlink(missing_ok=True)  # no header: not a snapshot until done
+    (target / CODES_META).unlink(missing_ok=True)  # codes of the tables replaced
     plan = _plan(manifests, seed, chunk_manifests)
     writers = _Writers(target)
     uploads: list[pa.Table] = []
@@ -1065,6 +1068,7 @@ def write_scale_snapshot(
         header,
         {t: table_entry(writers.counts[t], target / f"{t}.parquet") for t in TABLES},
     )
+    add_codes(target)  # what `write_snapshot` keeps beside a big snapshot's tables
     return ScaleSummary(
         target,
         manifests,

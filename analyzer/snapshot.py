@@ -654,9 +654,7 @@ def _read_with_codes(target: Path, raw: dict[str, Any]) -> Inventory | None:
 def _disk_values_in_range(codes: Coded) -> bool:
     """What `check_tables` checks of the big tables' values, on kept codes: known reference
     kinds, sizes >= 0 or unknown (-1). Their keys were unique when the codes were written."""
-    return not (
-        (codes.r_kind < 0).any() or (codes.r_size < -1).any() or (codes.b_size < -1).any()
-    )
+    return not ((codes.r_kind < 0).any() or (codes.r_size < -1).any() or (codes.b_size < -1).any())
 
 
 def _small_tables_coded(base: Coded, loaded: dict[str, pd.DataFrame]) -> Coded | None:

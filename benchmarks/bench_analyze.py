@@ -10,7 +10,8 @@ peak memory (max RSS, from wait4) is its own:
 * the reference: the engine's mark and sweep as one DuckDB query over the snapshot's Parquet
   files (`benchmarks/duckdb_reference.py`), for distribution 2.8 and 3, plain and -m; its result
   is checked to equal reclaim's (same blobs, same bytes) before any ratio is printed;
-* `read_snapshot`; `analyze` (snapshot read included) for every engine and mode (DigitalOcean's
+* `read_snapshot`, with the codes a big snapshot keeps beside its tables and without them
+  (`analyzer.snapshot_codes`); `analyze` (snapshot read included) for every engine and mode (DigitalOcean's
   model has no DuckDB reference: time and memory only);
 * `reclaim analyze --format json` end to end (the process, interpreter start included);
 * one policy plan (`plan_policy`, ci-cleanup) and, in the same process, its attribution again;
@@ -138,6 +139,10 @@ def work_reference(a: dict[str, Any]) -> dict[str, Any]:
 
 
 def work_read(a: dict[str, Any]) -> dict[str, Any]:
+    if a.get("intern"):  # the read of a snapshot without kept codes: the tables interned
+        from analyzer import snapshot
+
+        snapshot.load_codes = lambda *_: None  # type: ignore[assignment]
     inv, read_s = _timed_read(a["snapshot"])
     # counts from the codes: a large snapshot's references table stays on disk
     from analyzer.coded import coded
@@ -397,7 +402,11 @@ def prepare(args: argparse.Namespace, manifests: int, workdir: Path) -> tuple[Pa
     if header.is_file():
         gen = json.loads(header.read_text()).get("extra", {}).get("generator", {})
         if gen.get("manifests") == manifests and gen.get("seed") == args.seed:
-            return snap, 0.0
+            from analyzer.snapshot import add_codes
+
+            start = time.perf_counter()
+            add_codes(snap)  # a snapshot generated before codes were kept beside its tables
+            return snap, time.perf_counter() - start
     summary = write_scale_snapshot(snap, manifests, seed=args.seed)
     return snap, summary.seconds
 
@@ -439,6 +448,7 @@ def bench_size(args: argparse.Namespace, manifests: int, workdir: Path) -> list[
         step(ref_name(engine, m), {**spec, "threads": args.duckdb_threads})
     if "read" in wanted:
         step("read_snapshot", {"work": "read"})
+        step("read_snapshot, codes not kept", {"work": "read", "intern": True})
     for engine, m in MODES if "analyze" in wanted else ():
         mine, theirs = out / f"analyze-{engine}-{m}.parquet", out / f"ref-{engine}-{m}.parquet"
         spec = {"work": "analyze", "engine": engine, "delete_untagged": m, "out": str(mine)}
