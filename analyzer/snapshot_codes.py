@@ -275,8 +275,8 @@ def codes_match(space: DigestSpace, codes: np.ndarray, column: pa.Array | pa.Chu
         present = parsed.rows >= 0
         if not np.array_equal(known, present):
             return False
-        words = parsed.words[parsed.rows[present]]
-    return bool((space.words[codes[known]] == words).all())
+        words = np.take(parsed.words, parsed.rows[present], axis=0)
+    return bool((np.take(space.words, codes[known], axis=0) == words).all())
 
 
 def repos_match(repos: pa.Array, codes: np.ndarray, column: pa.Array | pa.ChunkedArray) -> bool:
