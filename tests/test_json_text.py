@@ -39,6 +39,21 @@ HOSTILE: list[Any] = [
     {"nested": {3: {"deeper": ("tuple", 1)}}},
     {"enum": Level.HIGH, "enums": [Level.HIGH]},
     (("a", "b"), ["c", ("d",)]),
+    # lists of records (flat dicts with the same keys), printed through one template per list
+    [{"repository": "a", "digest": "sha256:00"}, {"repository": "b%s", "digest": "%(x)s"}],
+    [
+        {"a": 1, "b": None, "c": True, "d": False, "e": "x"},
+        {"a": -2, "b": "", "c": 0, "d": 1, "e": "y"},
+    ],
+    [{"a": "x", "b": 1}, {"b": 1, "a": "x"}, {"a": "x"}, {"a": "x", "b": 1, "c": 2}, {}],
+    [{"a": 1.5, "b": "x"}, {"a": float("nan"), "b": "y"}, {"a": Level.HIGH, "b": "z"}],
+    [{"a": [1, 2], "b": {"c": "d"}}, {"a": (), "b": {}}, {"a": "plain", "b": "x"}],
+    [{"%s": "key with %", "%%": "two"}, {"%s": "x", "%%": "y"}],
+    [{"k": 'é 😀 \u2028 " \\ \n'}, {"k": "tab\tnewline"}, "not a record", 3, None],
+    [{7: "int key"}, {7: "again"}],
+    [{}, {"a": "x"}, {"a": "y"}],
+    [{"a": type("Text", (str,), {})("a str subclass")}, {"a": 10**40}],
+    [{"a": "x"}, [{"a": "nested"}, {"a": "records"}]],
 ]
 
 
