@@ -489,8 +489,14 @@ def _by_repository_codes(inv: Inventory, gc: GCResult, codes: ResultCodes) -> pd
 def _expand(parents: np.ndarray, edge_parent: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(row of `parents`, edge index) for every edge whose parent is that row's digest, rows in
     order and each row's edges in table order (what a merge on the digest gives). Digest codes
-    are below `n`: each one's edges start where the counts of the codes before it end."""
-    order = np.argsort(edge_parent, kind="stable")
+    are below `n`: each one's edges start where the counts of the codes before it end. Only
+    the edges from one of `parents` are sorted (the others match no row, and sorting millions
+    of them was most of the hazards' time)."""
+    wanted = np.zeros(n, dtype=bool)
+    wanted[parents] = True
+    useful = np.flatnonzero(wanted[edge_parent])
+    edge_parent = edge_parent[useful]
+    order = useful[np.argsort(edge_parent, kind="stable")]
     per_digest = np.bincount(edge_parent, minlength=n)
     lo = (np.cumsum(per_digest) - per_digest)[parents]
     counts = per_digest[parents]
@@ -500,14 +506,26 @@ def _expand(parents: np.ndarray, edge_parent: np.ndarray, n: int) -> tuple[np.nd
 
 
 def _tag_lists_of(c: Coded, inv: Inventory, pairs: np.ndarray) -> dict[int, list[str]]:
-    """Sorted tags of each of `pairs` (only those asked: a handful of hazards)."""
+    """Sorted tags of each of `pairs` (only those asked: the tags of the hazards' revisions).
+    The rows are grouped by pair with a sort on codes and only their tags are decoded."""
     rows = np.flatnonzero(_member(c.pair(c.t_repo, c.t_digest), _unique(pairs)))
     keys = c.pair(c.t_repo[rows], c.t_digest[rows])
-    tags = inv.tags["tag"].to_numpy(dtype=object)[rows]
-    out: dict[int, list[str]] = {}
-    for key, tag in zip(keys.tolist(), tags.tolist(), strict=True):
-        out.setdefault(key, []).append(str(tag))
-    return {k: sorted(v) for k, v in out.items()}
+    order = np.argsort(keys, kind="stable")
+    rows, keys = rows[order], keys[order]
+    tags = [str(t) for t in inv.tags["tag"].take(rows).tolist()]
+    starts, ends = _runs(keys)
+    return {
+        key: sorted(tags[a:b])
+        for key, a, b in zip(keys[starts].tolist(), starts.tolist(), ends.tolist(), strict=True)
+    }
+
+
+def _runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end positions of each run of equal `values`."""
+    if not len(values):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+    return starts, np.r_[starts[1:], len(values)]
 
 
 def _broken_indexes_codes(inv: Inventory, codes: ResultCodes) -> list[dict[str, Any]]:
@@ -528,13 +546,14 @@ def _broken_indexes_codes(inv: Inventory, codes: ResultCodes) -> list[dict[str, 
     groups = _groups(c, row[lost], child[lost])
     if not groups:
         return []
-    pairs = tagged[[i for i, _ in groups]]
+    at = np.array([i for i, _ in groups], dtype=np.int64)
+    pairs = tagged[at]
     tag_lists = _tag_lists_of(c, inv, pairs)
     repos, digests = _pair_strings(c, pairs)
     return [
-        _broken_index_entry(repo, digest, tag_lists[pair], children, int(totals[i]))
-        for (i, children), pair, repo, digest in zip(
-            groups, pairs.tolist(), repos, digests, strict=True
+        _broken_index_entry(repo, digest, tag_lists[pair], children, total)
+        for (_, children), pair, repo, digest, total in zip(
+            groups, pairs.tolist(), repos, digests, totals[at].tolist(), strict=True
         )
     ]
 
@@ -543,10 +562,11 @@ def _groups(c: Coded, row: np.ndarray, child: np.ndarray) -> list[tuple[int, lis
     """(row, its children's digests) for each run of equal `row` (rows come in order)."""
     if not len(row):
         return []
-    c_strings = c.digests.strings(child).to_pylist()
-    starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]]).tolist()
-    ends = [*starts[1:], len(row)]
-    return [(int(row[a]), c_strings[a:b]) for a, b in zip(starts, ends, strict=True)]
+    starts, _ = _runs(row)
+    offsets = pa.array(np.r_[starts, len(row)], type=pa.int64())
+    # the lists made by Arrow in one go, not sliced from one list in Python
+    lists = pa.LargeListArray.from_arrays(offsets, c.digests.strings(child)).to_pylist()
+    return list(zip(row[starts].tolist(), lists, strict=True))
 
 
 def _pair_strings(c: Coded, pairs: np.ndarray) -> tuple[list[str], list[str]]:
@@ -562,12 +582,37 @@ def _deleted_referrers_codes(inv: Inventory, codes: ResultCodes) -> list[dict[st
     rows = np.flatnonzero(c.m_subject >= 0)
     rows = rows[_member(c.pair(c.m_repo[rows], c.m_digest[rows]), codes.manifests)]
     rows = rows[~swept[c.m_subject[rows]]]
-    m = inv.manifests
-    return _referrer_entries(
-        m.iloc[rows][["repository", "digest", "subject", "artifact_type"]].itertuples(
-            index=False, name=None
+    return _referrer_entries_of(c, inv.manifests["artifact_type"], rows)
+
+
+def _referrer_entries_of(
+    c: Coded, artifact_types: pd.Series, rows: np.ndarray
+) -> list[dict[str, Any]]:
+    """`_referrer_entries` of these rows of the manifests table, each column decoded in one go
+    (row by row, pandas boxed every value and `pd.isna` ran twice per row: a second at a
+    million manifests). Repository, digest and subject come from their codes (interning is
+    exact: the same strings)."""
+    repos = c.repos.take(pa.array(c.m_repo[rows])).to_pylist()
+    digests = c.digests.strings(c.m_digest[rows]).to_pylist()
+    subjects = c.digests.strings(c.m_subject[rows]).to_pylist()
+    artifacts = artifact_types.iloc[rows]
+    missing = artifacts.isna().tolist()
+    return [
+        {
+            "type": "referrer-deleted",
+            "repository": repo,
+            "digest": digest,
+            "subject": subject,
+            "artifact_type": None if none else artifact,
+            "detail": (
+                f"{repo}@{digest[:19]} ({'referrer' if none else artifact}) "
+                f"is deleted as untagged while its subject {subject[:19]} stays"
+            ),
+        }
+        for repo, digest, subject, artifact, none in zip(
+            repos, digests, subjects, artifacts.tolist(), missing, strict=True
         )
-    )
+    ]
 
 
 def _kept_but_gutted_codes(inv: Inventory, codes: ResultCodes) -> list[dict[str, Any]]:
