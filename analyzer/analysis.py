@@ -5,7 +5,9 @@ Pure computation over DataFrames; nothing here talks to a registry.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -51,6 +53,38 @@ BY_REPOSITORY = [
 ]
 SHARED_ROW = "(shared)"
 UNREFERENCED_ROW = "(unreferenced)"
+
+
+class Deferred:
+    """A value computed the first time it is read: what a `Prediction` field may be given in
+    place of its value (see `_DeferredField`)."""
+
+    def __init__(self, compute: Callable[[], Any]) -> None:
+        self.compute = compute
+
+
+class _DeferredField:
+    """A `Prediction` field that may be set to a `Deferred`: reading it computes the value
+    once and keeps it. Why: a plan's baseline prediction is read for its bytes, blobs and
+    hazards, never for `by_repository` (a reachability closure: seconds at a million
+    manifests) or `orphaned_now`. What a deferred field computes is fixed when the prediction
+    is made (the model's codes and the names it needs), so reading it later gives what
+    computing it then would have."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+        self.slot = f"_{name}_value"
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:  # no default: the dataclass field stays required
+            raise AttributeError(self.name)
+        value = obj.__dict__[self.slot]
+        if isinstance(value, Deferred):
+            value = obj.__dict__[self.slot] = value.compute()
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self.slot] = value
 
 
 @dataclass
@@ -153,6 +187,14 @@ class Prediction:
             return None
         links = self.gc.layer_links_eligible[["repository", "digest"]]
         return [{"repository": r, "digest": d} for r, d in links.itertuples(index=False)]
+
+
+# Set after the class is made: the dataclass sees plain required fields (its __init__ assigns
+# through the descriptor), and type checkers see their declared types.
+for _name in ("by_repository", "orphaned_now"):
+    _field = _DeferredField()
+    _field.__set_name__(Prediction, _name)
+    setattr(Prediction, _name, _field)
 
 
 def reachable(inv: Inventory) -> pd.DataFrame:
@@ -416,9 +458,11 @@ def prediction_parts(inv: Inventory, gc: GCResult) -> dict[str, Any]:
         "unknown_size_blobs": int(sizes.isna().sum()),
         "by_repository": by_repository(inv, gc)
         if codes is None
-        else _by_repository_codes(inv, gc, codes),
+        else Deferred(partial(_by_repository_of, codes, inv.repositories["repository"])),
         "hazards": hazards(inv, gc) if codes is None else _hazards_codes(inv, gc, codes),
-        "orphaned_now": orphaned_now(inv) if codes is None else _orphaned_now_codes(inv, codes),
+        "orphaned_now": orphaned_now(inv)
+        if codes is None
+        else (Deferred(partial(_orphaned_now_of, codes)) if orphans_known(inv) else _no_blobs(inv)),
         "orphans_known": orphans_known(inv),
         "uploads": inv.uploads,
         "registry": inv.header.registry,
@@ -429,10 +473,13 @@ def prediction_parts(inv: Inventory, gc: GCResult) -> dict[str, Any]:
 
 # The same analysis on codes (`analyzer.coded`), when the engine model worked on codes
 # (`GCResult.codes`): what `by_repository`, `hazards` and `orphaned_now` return, without a
-# string join. tests/test_fast_paths.py holds each equal to its formulation above.
+# string join (`by_repository` and `orphaned_now` when first read: `Deferred`).
+# tests/test_fast_paths.py, test_fast_analyze.py and test_fast_predict.py hold each equal to
+# its formulation above.
 
 
-def _by_repository_codes(inv: Inventory, gc: GCResult, codes: ResultCodes) -> pd.DataFrame:
+def _by_repository_of(codes: ResultCodes, names: pd.Series) -> pd.DataFrame:
+    """`by_repository` from the model's codes and the repositories table's names."""
     c = codes.coded
     n = c.n
     edges = c.gc_edges()
@@ -456,7 +503,6 @@ def _by_repository_codes(inv: Inventory, gc: GCResult, codes: ResultCodes) -> pd
         ],
         axis=1,
     )
-    names = inv.repositories["repository"]
     rows = c.repos_lookup(names)
     table = np.concatenate([counts[rows], per_repo[rows]], axis=1)
     eligible_holders = holders[codes.blobs]
@@ -668,9 +714,13 @@ def _hazards_codes(inv: Inventory, gc: GCResult, codes: ResultCodes) -> list[dic
     return _with_engine_hazards(out, gc)
 
 
-def _orphaned_now_codes(inv: Inventory, codes: ResultCodes) -> pd.DataFrame:
-    if not orphans_known(inv):
-        return inv.blobs.iloc[0:0][["digest", "size"]].reset_index(drop=True)
+def _no_blobs(inv: Inventory) -> pd.DataFrame:
+    """`orphaned_now` when orphans are not known: no rows, the blobs table's columns."""
+    return inv.blobs.iloc[0:0][["digest", "size"]].reset_index(drop=True)
+
+
+def _orphaned_now_of(codes: ResultCodes) -> pd.DataFrame:
+    """`orphaned_now` from the model's codes, where orphans are known (`orphans_known`)."""
     c = codes.coded
     referenced = np.zeros(c.n, dtype=bool)
     referenced[c.m_digest[c.m_digest >= 0]] = True

@@ -14,6 +14,7 @@ import pytest
 
 import analyzer
 from analyzer.analysis import (
+    Deferred,
     _expand,
     _referrer_entries,
     _referrer_entries_of,
@@ -183,3 +184,25 @@ def test_hazards_on_codes_equal_the_string_formulation(invs: list[Inventory], en
     assert {"referrer-deleted"} | (
         {"broken-index"} if engine != "distribution-3" else set()
     ) <= kinds
+
+
+def test_deferred_figures_are_computed_once_when_read_and_equal_the_reference(
+    invs: list[Inventory],
+) -> None:
+    """`by_repository` and `orphaned_now` are computed when first read (a plan never reads its
+    baseline's), from what the prediction was made of: changing the inventory's tables
+    afterwards changes neither, and they equal the string formulation's."""
+    inv = _fresh(invs[1])
+    fast = analyze(inv, "distribution-2.8", True)
+    assert isinstance(fast.__dict__["_by_repository_value"], Deferred)
+    assert isinstance(fast.__dict__["_orphaned_now_value"], Deferred)
+    inv.tables["repositories"] = inv.repositories.iloc[:1]
+    inv.tables["blobs"] = inv.blobs.iloc[:1]
+    with reference_paths():
+        reference = analyze(_fresh(invs[1]), "distribution-2.8", True)
+    assert len(reference.by_repository) > 3 and len(reference.orphaned_now)
+    first = fast.by_repository
+    pd.testing.assert_frame_equal(first, reference.by_repository)
+    assert fast.by_repository is first  # kept, not computed again
+    pd.testing.assert_frame_equal(fast.orphaned_now, reference.orphaned_now)
+    assert fast.to_dict() == reference.to_dict()
