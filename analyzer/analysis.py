@@ -121,7 +121,6 @@ class Prediction:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract of `reclaim analyze --format json`."""
-        by_repo = self.by_repository.astype(object).where(self.by_repository.notna(), None)
         return {
             "engine": self.engine,
             "delete_untagged": self.delete_untagged,
@@ -134,7 +133,7 @@ class Prediction:
             "manifests_eligible": _pair_records(self.gc.manifests_eligible),
             "reclaimable_bytes": self.reclaimable_bytes,
             "unknown_size_blobs": self.unknown_size_blobs,
-            "by_repository": by_repo.to_dict(orient="records"),
+            "by_repository": self.by_repository_records(),
             "hazards": self.hazards,
             "orphaned_now": {
                 "blobs": len(self.orphaned_now) if self.orphans_known else None,
@@ -152,6 +151,12 @@ class Prediction:
             "notes": self.notes,
             **(self.coverage.to_dict() if self.coverage else {}),
         }
+
+    def by_repository_records(self) -> list[dict[str, Any]]:
+        """`by_repository` as the JSON has it: one record per row, missing values None (what a
+        plan's JSON shows of its prediction, without making the rest of `to_dict`)."""
+        by_repo = self.by_repository.astype(object).where(self.by_repository.notna(), None)
+        return [{str(k): v for k, v in r.items()} for r in by_repo.to_dict(orient="records")]
 
     def hazards_frame(self) -> pd.DataFrame:
         """The hazards as a DataFrame (type, repository, digest, detail, then the rest)."""
