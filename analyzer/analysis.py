@@ -5,7 +5,9 @@ Pure computation over DataFrames; nothing here talks to a registry.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -53,6 +55,38 @@ SHARED_ROW = "(shared)"
 UNREFERENCED_ROW = "(unreferenced)"
 
 
+class Deferred:
+    """A value computed the first time it is read: what a `Prediction` field may be given in
+    place of its value (see `_DeferredField`)."""
+
+    def __init__(self, compute: Callable[[], Any]) -> None:
+        self.compute = compute
+
+
+class _DeferredField:
+    """A `Prediction` field that may be set to a `Deferred`: reading it computes the value
+    once and keeps it. Why: a plan's baseline prediction is read for its bytes, blobs and
+    hazards, never for `by_repository` (a reachability closure: seconds at a million
+    manifests) or `orphaned_now`. What a deferred field computes is fixed when the prediction
+    is made (the model's codes and the names it needs), so reading it later gives what
+    computing it then would have."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+        self.slot = f"_{name}_value"
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:  # no default: the dataclass field stays required
+            raise AttributeError(self.name)
+        value = obj.__dict__[self.slot]
+        if isinstance(value, Deferred):
+            value = obj.__dict__[self.slot] = value.compute()
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self.slot] = value
+
+
 @dataclass
 class Prediction:
     engine: str
@@ -87,7 +121,6 @@ class Prediction:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract of `reclaim analyze --format json`."""
-        by_repo = self.by_repository.astype(object).where(self.by_repository.notna(), None)
         return {
             "engine": self.engine,
             "delete_untagged": self.delete_untagged,
@@ -100,7 +133,7 @@ class Prediction:
             "manifests_eligible": _pair_records(self.gc.manifests_eligible),
             "reclaimable_bytes": self.reclaimable_bytes,
             "unknown_size_blobs": self.unknown_size_blobs,
-            "by_repository": by_repo.to_dict(orient="records"),
+            "by_repository": self.by_repository_records(),
             "hazards": self.hazards,
             "orphaned_now": {
                 "blobs": len(self.orphaned_now) if self.orphans_known else None,
@@ -118,6 +151,12 @@ class Prediction:
             "notes": self.notes,
             **(self.coverage.to_dict() if self.coverage else {}),
         }
+
+    def by_repository_records(self) -> list[dict[str, Any]]:
+        """`by_repository` as the JSON has it: one record per row, missing values None (what a
+        plan's JSON shows of its prediction, without making the rest of `to_dict`)."""
+        by_repo = self.by_repository.astype(object).where(self.by_repository.notna(), None)
+        return [{str(k): v for k, v in r.items()} for r in by_repo.to_dict(orient="records")]
 
     def hazards_frame(self) -> pd.DataFrame:
         """The hazards as a DataFrame (type, repository, digest, detail, then the rest)."""
@@ -153,6 +192,14 @@ class Prediction:
             return None
         links = self.gc.layer_links_eligible[["repository", "digest"]]
         return [{"repository": r, "digest": d} for r, d in links.itertuples(index=False)]
+
+
+# Set after the class is made: the dataclass sees plain required fields (its __init__ assigns
+# through the descriptor), and type checkers see their declared types.
+for _name in ("by_repository", "orphaned_now"):
+    _field = _DeferredField()
+    _field.__set_name__(Prediction, _name)
+    setattr(Prediction, _name, _field)
 
 
 def reachable(inv: Inventory) -> pd.DataFrame:
@@ -416,9 +463,11 @@ def prediction_parts(inv: Inventory, gc: GCResult) -> dict[str, Any]:
         "unknown_size_blobs": int(sizes.isna().sum()),
         "by_repository": by_repository(inv, gc)
         if codes is None
-        else _by_repository_codes(inv, gc, codes),
+        else Deferred(partial(_by_repository_of, codes, inv.repositories["repository"])),
         "hazards": hazards(inv, gc) if codes is None else _hazards_codes(inv, gc, codes),
-        "orphaned_now": orphaned_now(inv) if codes is None else _orphaned_now_codes(inv, codes),
+        "orphaned_now": orphaned_now(inv)
+        if codes is None
+        else (Deferred(partial(_orphaned_now_of, codes)) if orphans_known(inv) else _no_blobs(inv)),
         "orphans_known": orphans_known(inv),
         "uploads": inv.uploads,
         "registry": inv.header.registry,
@@ -429,10 +478,13 @@ def prediction_parts(inv: Inventory, gc: GCResult) -> dict[str, Any]:
 
 # The same analysis on codes (`analyzer.coded`), when the engine model worked on codes
 # (`GCResult.codes`): what `by_repository`, `hazards` and `orphaned_now` return, without a
-# string join. tests/test_fast_paths.py holds each equal to its formulation above.
+# string join (`by_repository` and `orphaned_now` when first read: `Deferred`).
+# tests/test_fast_paths.py, test_fast_analyze.py and test_fast_predict.py hold each equal to
+# its formulation above.
 
 
-def _by_repository_codes(inv: Inventory, gc: GCResult, codes: ResultCodes) -> pd.DataFrame:
+def _by_repository_of(codes: ResultCodes, names: pd.Series) -> pd.DataFrame:
+    """`by_repository` from the model's codes and the repositories table's names."""
     c = codes.coded
     n = c.n
     edges = c.gc_edges()
@@ -445,22 +497,9 @@ def _by_repository_codes(inv: Inventory, gc: GCResult, codes: ResultCodes) -> pd
     holders = np.bincount(digest, minlength=n)
     reclaimed = np.zeros(n, dtype=bool)
     reclaimed[codes.blobs] = True
-    size = size_of[digest]
-    exclusive = holders[digest] == 1
-    sums = (
-        pd.DataFrame(
-            {
-                "stored_bytes": size,
-                "exclusive_bytes": np.where(exclusive, size, 0),
-                "shared_bytes": np.where(exclusive, 0, size),
-                "reclaimable_bytes": np.where(exclusive & reclaimed[digest], size, 0),
-            }
-        )
-        .groupby(repo)
-        .sum()
+    per_repo = _repo_sums(
+        repo, size_of[digest], holders[digest] == 1, reclaimed[digest], len(c.repos)
     )
-    per_repo = np.zeros((len(c.repos), 4), dtype=np.int64)
-    per_repo[sums.index.to_numpy()] = sums.to_numpy()
     counts = np.stack(
         [
             np.bincount(c.m_repo[c.m_repo >= 0], minlength=len(c.repos)),
@@ -469,7 +508,6 @@ def _by_repository_codes(inv: Inventory, gc: GCResult, codes: ResultCodes) -> pd
         ],
         axis=1,
     )
-    names = inv.repositories["repository"]
     rows = c.repos_lookup(names)
     table = np.concatenate([counts[rows], per_repo[rows]], axis=1)
     eligible_holders = holders[codes.blobs]
@@ -486,11 +524,48 @@ def _by_repository_codes(inv: Inventory, gc: GCResult, codes: ResultCodes) -> pd
     return out
 
 
+def _repo_sums(
+    repo: np.ndarray, size: np.ndarray, exclusive: np.ndarray, reclaimed: np.ndarray, repos: int
+) -> np.ndarray:
+    """Per repository code: stored, exclusive, shared and reclaimable bytes of its pairs.
+
+    Summed by `np.bincount`, in float64: exact while every sum stays below 2**53 bytes, which
+    holds when the sum of all sizes does (they are not negative; the float total checked
+    against 2**52 leaves room for its own rounding); a larger registry is summed by pandas in
+    int64. (The groupby took a second at a million manifests.)"""
+    if float(size.sum(dtype=np.float64)) >= 2.0**52:
+        sums = (
+            pd.DataFrame(
+                {
+                    "stored_bytes": size,
+                    "exclusive_bytes": np.where(exclusive, size, 0),
+                    "shared_bytes": np.where(exclusive, 0, size),
+                    "reclaimable_bytes": np.where(exclusive & reclaimed, size, 0),
+                }
+            )
+            .groupby(repo)
+            .sum()
+        )
+        out = np.zeros((repos, 4), dtype=np.int64)
+        out[sums.index.to_numpy()] = sums.to_numpy()
+        return out
+    stored = np.bincount(repo, weights=size, minlength=repos)
+    alone = np.bincount(repo, weights=np.where(exclusive, size, 0), minlength=repos)
+    freed = np.bincount(repo, weights=np.where(exclusive & reclaimed, size, 0), minlength=repos)
+    return np.stack([stored, alone, stored - alone, freed], axis=1).astype(np.int64)
+
+
 def _expand(parents: np.ndarray, edge_parent: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(row of `parents`, edge index) for every edge whose parent is that row's digest, rows in
     order and each row's edges in table order (what a merge on the digest gives). Digest codes
-    are below `n`: each one's edges start where the counts of the codes before it end."""
-    order = np.argsort(edge_parent, kind="stable")
+    are below `n`: each one's edges start where the counts of the codes before it end. Only
+    the edges from one of `parents` are sorted (the others match no row, and sorting millions
+    of them was most of the hazards' time)."""
+    wanted = np.zeros(n, dtype=bool)
+    wanted[parents] = True
+    useful = np.flatnonzero(wanted[edge_parent])
+    edge_parent = edge_parent[useful]
+    order = useful[np.argsort(edge_parent, kind="stable")]
     per_digest = np.bincount(edge_parent, minlength=n)
     lo = (np.cumsum(per_digest) - per_digest)[parents]
     counts = per_digest[parents]
@@ -500,14 +575,26 @@ def _expand(parents: np.ndarray, edge_parent: np.ndarray, n: int) -> tuple[np.nd
 
 
 def _tag_lists_of(c: Coded, inv: Inventory, pairs: np.ndarray) -> dict[int, list[str]]:
-    """Sorted tags of each of `pairs` (only those asked: a handful of hazards)."""
+    """Sorted tags of each of `pairs` (only those asked: the tags of the hazards' revisions).
+    The rows are grouped by pair with a sort on codes and only their tags are decoded."""
     rows = np.flatnonzero(_member(c.pair(c.t_repo, c.t_digest), _unique(pairs)))
     keys = c.pair(c.t_repo[rows], c.t_digest[rows])
-    tags = inv.tags["tag"].to_numpy(dtype=object)[rows]
-    out: dict[int, list[str]] = {}
-    for key, tag in zip(keys.tolist(), tags.tolist(), strict=True):
-        out.setdefault(key, []).append(str(tag))
-    return {k: sorted(v) for k, v in out.items()}
+    order = np.argsort(keys, kind="stable")
+    rows, keys = rows[order], keys[order]
+    tags = [str(t) for t in inv.tags["tag"].take(rows).tolist()]
+    starts, ends = _runs(keys)
+    return {
+        key: sorted(tags[a:b])
+        for key, a, b in zip(keys[starts].tolist(), starts.tolist(), ends.tolist(), strict=True)
+    }
+
+
+def _runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end positions of each run of equal `values`."""
+    if not len(values):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+    return starts, np.r_[starts[1:], len(values)]
 
 
 def _broken_indexes_codes(inv: Inventory, codes: ResultCodes) -> list[dict[str, Any]]:
@@ -528,13 +615,14 @@ def _broken_indexes_codes(inv: Inventory, codes: ResultCodes) -> list[dict[str, 
     groups = _groups(c, row[lost], child[lost])
     if not groups:
         return []
-    pairs = tagged[[i for i, _ in groups]]
+    at = np.array([i for i, _ in groups], dtype=np.int64)
+    pairs = tagged[at]
     tag_lists = _tag_lists_of(c, inv, pairs)
     repos, digests = _pair_strings(c, pairs)
     return [
-        _broken_index_entry(repo, digest, tag_lists[pair], children, int(totals[i]))
-        for (i, children), pair, repo, digest in zip(
-            groups, pairs.tolist(), repos, digests, strict=True
+        _broken_index_entry(repo, digest, tag_lists[pair], children, total)
+        for (_, children), pair, repo, digest, total in zip(
+            groups, pairs.tolist(), repos, digests, totals[at].tolist(), strict=True
         )
     ]
 
@@ -543,10 +631,11 @@ def _groups(c: Coded, row: np.ndarray, child: np.ndarray) -> list[tuple[int, lis
     """(row, its children's digests) for each run of equal `row` (rows come in order)."""
     if not len(row):
         return []
-    c_strings = c.digests.strings(child).to_pylist()
-    starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]]).tolist()
-    ends = [*starts[1:], len(row)]
-    return [(int(row[a]), c_strings[a:b]) for a, b in zip(starts, ends, strict=True)]
+    starts, _ = _runs(row)
+    offsets = pa.array(np.r_[starts, len(row)], type=pa.int64())
+    # the lists made by Arrow in one go, not sliced from one list in Python
+    lists = pa.LargeListArray.from_arrays(offsets, c.digests.strings(child)).to_pylist()
+    return list(zip(row[starts].tolist(), lists, strict=True))
 
 
 def _pair_strings(c: Coded, pairs: np.ndarray) -> tuple[list[str], list[str]]:
@@ -562,12 +651,37 @@ def _deleted_referrers_codes(inv: Inventory, codes: ResultCodes) -> list[dict[st
     rows = np.flatnonzero(c.m_subject >= 0)
     rows = rows[_member(c.pair(c.m_repo[rows], c.m_digest[rows]), codes.manifests)]
     rows = rows[~swept[c.m_subject[rows]]]
-    m = inv.manifests
-    return _referrer_entries(
-        m.iloc[rows][["repository", "digest", "subject", "artifact_type"]].itertuples(
-            index=False, name=None
+    return _referrer_entries_of(c, inv.manifests["artifact_type"], rows)
+
+
+def _referrer_entries_of(
+    c: Coded, artifact_types: pd.Series, rows: np.ndarray
+) -> list[dict[str, Any]]:
+    """`_referrer_entries` of these rows of the manifests table, each column decoded in one go
+    (row by row, pandas boxed every value and `pd.isna` ran twice per row: a second at a
+    million manifests). Repository, digest and subject come from their codes (interning is
+    exact: the same strings)."""
+    repos = c.repos.take(pa.array(c.m_repo[rows])).to_pylist()
+    digests = c.digests.strings(c.m_digest[rows]).to_pylist()
+    subjects = c.digests.strings(c.m_subject[rows]).to_pylist()
+    artifacts = artifact_types.iloc[rows]
+    missing = artifacts.isna().tolist()
+    return [
+        {
+            "type": "referrer-deleted",
+            "repository": repo,
+            "digest": digest,
+            "subject": subject,
+            "artifact_type": None if none else artifact,
+            "detail": (
+                f"{repo}@{digest[:19]} ({'referrer' if none else artifact}) "
+                f"is deleted as untagged while its subject {subject[:19]} stays"
+            ),
+        }
+        for repo, digest, subject, artifact, none in zip(
+            repos, digests, subjects, artifacts.tolist(), missing, strict=True
         )
-    )
+    ]
 
 
 def _kept_but_gutted_codes(inv: Inventory, codes: ResultCodes) -> list[dict[str, Any]]:
@@ -605,9 +719,13 @@ def _hazards_codes(inv: Inventory, gc: GCResult, codes: ResultCodes) -> list[dic
     return _with_engine_hazards(out, gc)
 
 
-def _orphaned_now_codes(inv: Inventory, codes: ResultCodes) -> pd.DataFrame:
-    if not orphans_known(inv):
-        return inv.blobs.iloc[0:0][["digest", "size"]].reset_index(drop=True)
+def _no_blobs(inv: Inventory) -> pd.DataFrame:
+    """`orphaned_now` when orphans are not known: no rows, the blobs table's columns."""
+    return inv.blobs.iloc[0:0][["digest", "size"]].reset_index(drop=True)
+
+
+def _orphaned_now_of(codes: ResultCodes) -> pd.DataFrame:
+    """`orphaned_now` from the model's codes, where orphans are known (`orphans_known`)."""
     c = codes.coded
     referenced = np.zeros(c.n, dtype=bool)
     referenced[c.m_digest[c.m_digest >= 0]] = True
