@@ -668,15 +668,23 @@ def _eligible_codes(prediction: Prediction, space: _Space) -> np.ndarray | None:
     return codes.blobs
 
 
-def attribute(inv: Inventory, plan: Plan, paths: _CodedPaths | None = None) -> Attribution:
+def attribute(
+    inv: Inventory,
+    plan: Plan,
+    paths: _CodedPaths | None = None,
+    pairs: np.ndarray | None = None,
+) -> Attribution:
     """Exclusive, marginal, co-freed and shared bytes of `plan`'s deletions (module docstring).
 
     `paths`: `coded_mark_paths(inv, plan.engine, plan.delete_untagged)` when the caller
-    attributes several plans of one inventory, engine and mode (they share the mark phase)."""
+    attributes several plans of one inventory, engine and mode (they share the mark phase).
+    `pairs`: the deletions' pair codes in the inventory's own codes (`coded(inv)`), when the
+    caller has them; used only when the paths are on those very codes."""
     if paths is None:
         paths = _mark_path_codes(inv, plan.engine, plan.delete_untagged)
-    # looked up in the plan's own columns (Arrow strings, read without a Python object each)
-    pairs = paths.space.pairs(plan.deletions["repository"], plan.deletions["digest"])
+    if pairs is None or paths.space.coded is None or len(pairs) != len(plan.deletions):
+        # looked up in the plan's own columns (Arrow strings, read without a Python object each)
+        pairs = paths.space.pairs(plan.deletions["repository"], plan.deletions["digest"])
     deletions = plan.deletions.copy()
     deletions[KEY] = deletions[KEY].astype(object)
     if "rule" not in deletions:

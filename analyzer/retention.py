@@ -93,6 +93,9 @@ class Evaluation:
     now: pd.Timestamp
     decisions: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    # per decisions row: its row in the inventory's manifests (None: not known), so that a
+    # plan of the deletions finds their codes by row instead of looking their strings up
+    revision_rows: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
         deleted = int((self.decisions["verdict"] == VERDICT_DELETE).sum())
@@ -119,6 +122,13 @@ class Evaluation:
                 else:
                     add([f"{r}@{d}"])
         return out.assign(named_as=pd.Series(named, index=out.index, dtype=object))
+
+    def deleted_rows(self) -> np.ndarray | None:
+        """The inventory's manifest row of each of `deletions`, in its order (None: unknown)."""
+        if self.revision_rows is None:
+            return None
+        gone = (self.decisions["verdict"] == VERDICT_DELETE).to_numpy(dtype=bool)
+        return self.revision_rows[gone]
 
     def summary(self) -> dict[str, Any]:
         """The policy and its outcome as plain data (the `policy` key of a plan's JSON)."""
@@ -193,6 +203,7 @@ class _CodeSpace:
     n: int  # pair codes are repository * n + digest
     digest_strings: Callable[[np.ndarray], pa.Array]
     digest_lookup: Callable[[pd.Series | pa.Array], np.ndarray]
+    coded: Coded | None = None  # the inventory's codes these are (None: interned here)
 
     @classmethod
     def of_strings(cls, repo_values: pa.Array, digest_values: pa.Array) -> _CodeSpace:
@@ -207,7 +218,7 @@ class _CodeSpace:
 
     @classmethod
     def of_coded(cls, c: Coded) -> _CodeSpace:
-        return cls(c.repos, c.n, c.digests.strings, c.digests.lookup)
+        return cls(c.repos, c.n, c.digests.strings, c.digests.lookup, coded=c)
 
 
 @dataclass
@@ -246,6 +257,12 @@ class Revisions:
     _tag_hits: dict[str, np.ndarray] = field(default_factory=dict)
     _repo_hits: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict)
     _pair_order: np.ndarray | None = None
+    # found once, shared by every plan on these revisions (see the properties below)
+    _by_parent: tuple[np.ndarray, np.ndarray] | None = None
+    _listing: tuple[np.ndarray, np.ndarray] | None = None
+    _subject_rows: np.ndarray | None = None
+    _by_digest: np.ndarray | None = None
+    _tagged: np.ndarray | None = None
 
     @classmethod
     def of(cls, inv: Inventory) -> Revisions:
@@ -363,7 +380,10 @@ class Revisions:
     @property
     def tagged(self) -> np.ndarray:
         """Per revision row: some tag (a referrers-schema one too) points to it."""
-        return np.bincount(self.tag_row[self.tag_row >= 0], minlength=len(self.repo)) > 0
+        if self._tagged is None:
+            hit = self.tag_row[self.tag_row >= 0]
+            self._tagged = np.bincount(hit, minlength=len(self.repo)) > 0
+        return self._tagged
 
     def rows(self, pairs: np.ndarray) -> np.ndarray:
         """The revision row of each pair code, -1 where it is no revision."""
@@ -371,13 +391,50 @@ class Revisions:
             self._pair_order = _pair_index(self.rev_pairs)
         return _rows_in(pairs, self._pair_order)
 
+    def _edges_of(self, digest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(first, count) of each digest code's edges in `ref_parent` (sorted): what two binary
+        searches find, read from a table by digest code (a code outside it has none)."""
+        if self._by_parent is None:
+            width = np.bincount(self.ref_parent, minlength=self.n)
+            self._by_parent = np.cumsum(width) - width, width
+        start, width = self._by_parent
+        ok = (digest >= 0) & (digest < len(width))
+        at = np.where(ok, digest, 0)
+        return np.where(ok, start[at], 0), np.where(ok, width[at], 0)
+
     def listed(self, repo: np.ndarray, digest: np.ndarray) -> tuple[np.ndarray, ...]:
         """(repository, index, child) for every index -> child manifest edge of these (repository,
         digest) pairs, one row per edge (a child listed twice comes twice)."""
-        first = np.searchsorted(self.ref_parent, digest, side="left")
-        counts = np.searchsorted(self.ref_parent, digest, side="right") - first
+        first, counts = self._edges_of(np.asarray(digest, np.int64))
+        return self._expand_edges(repo, digest, first, counts)
+
+    def _expand_edges(
+        self, repo: np.ndarray, digest: np.ndarray, first: np.ndarray, counts: np.ndarray
+    ) -> tuple[np.ndarray, ...]:
         pos = np.repeat(first - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
         return np.repeat(repo, counts), np.repeat(digest, counts), self.ref_child[pos]
+
+    def listed_by(self, rows: np.ndarray) -> tuple[np.ndarray, ...]:
+        """`listed(self.repo[rows], self.digest[rows])`, each revision's edges found once."""
+        if self._listing is None:
+            self._listing = self._edges_of(self.digest)
+        first, counts = self._listing
+        return self._expand_edges(self.repo[rows], self.digest[rows], first[rows], counts[rows])
+
+    @property
+    def subject_rows(self) -> np.ndarray:
+        """Per revision row: the row of its subject in its repository, -1 for none."""
+        if self._subject_rows is None:
+            has = self.subject >= 0
+            self._subject_rows = self.rows(np.where(has, self.repo * self.n + self.subject, -1))
+        return self._subject_rows
+
+    @property
+    def by_digest(self) -> np.ndarray:
+        """The revision rows in (digest, repository) order."""
+        if self._by_digest is None:
+            self._by_digest = np.lexsort((self.repo, self.digest))
+        return self._by_digest
 
     def repo_mask(self, globs: tuple[str, ...]) -> np.ndarray:
         """Per repository code: matches any glob (fnmatch once per distinct repository)."""
@@ -920,4 +977,4 @@ def _evaluate(inv: Inventory, policy: Policy, at: pd.Timestamp, revs: Revisions)
             for k, v in columns.items()
         }
     )
-    return Evaluation(policy, at, decisions, _time_notes(hits.timed))
+    return Evaluation(policy, at, decisions, _time_notes(hits.timed), revision_rows=order)

@@ -125,6 +125,26 @@ def test_evaluate_policy_equals_the_pandas_formulation(
     assert verdicts == {"delete", "keep"}  # the policies decide both ways
 
 
+def test_deleted_rows_give_the_codes_their_strings_look_up(
+    invs: list[analyzer.Inventory], extra_policies: list[Path]
+) -> None:
+    # a policy plan takes its deletions' pair codes from their rows (`Evaluation.deleted_rows`)
+    # where a plan of named manifests looks their strings up (`Revisions.pairs`)
+    deleted = 0
+    for inv in invs:
+        revisions = Revisions.of(inv)
+        for path in [*POLICIES, *extra_policies]:
+            evaluation = evaluate_policy(inv, load_policy(path), revisions=revisions)
+            gone = evaluation.deletions
+            rows = evaluation.deleted_rows()
+            assert rows is not None
+            looked_up = revisions.pairs(gone["repository"], gone["digest"])
+            assert (looked_up >= 0).all()
+            assert revisions.rev_pairs[rows].tolist() == looked_up.tolist()
+            deleted += len(rows)
+    assert deleted
+
+
 def test_evaluation_without_shared_revisions_is_the_same(
     scale_inv: analyzer.Inventory,
 ) -> None:
