@@ -685,7 +685,8 @@ def attribute(
     if pairs is None or paths.space.coded is None or len(pairs) != len(plan.deletions):
         # looked up in the plan's own columns (Arrow strings, read without a Python object each)
         pairs = paths.space.pairs(plan.deletions["repository"], plan.deletions["digest"])
-    deletions = plan.deletions.copy()
+    # the columns the groupings and tags read (a copy of the others is work for nothing)
+    deletions = plan.deletions[[c for c in plan.deletions if c in (*KEY, "rule", "tags")]].copy()
     deletions[KEY] = deletions[KEY].astype(object)
     if "rule" not in deletions:
         deletions["rule"] = NAMED_RULE

@@ -287,6 +287,9 @@ class Revisions:
     _decision_order: np.ndarray | None = None
     _digest_objects: np.ndarray | None = None
     _tag_objects: np.ndarray | None = None
+    _picked: dict[str, tuple[pd.Series, pd.Series, np.ndarray, np.ndarray]] = field(
+        default_factory=dict
+    )
 
     @classmethod
     def of(cls, inv: Inventory) -> Revisions:
@@ -481,6 +484,14 @@ class Revisions:
         if self._tag_objects is None:
             self._tag_objects = pd.Series(self.tags, dtype=object).to_numpy()
         return self._tag_objects
+
+    def time_by(self, newest_by: str) -> tuple[pd.Series, pd.Series, np.ndarray, np.ndarray]:
+        """(time, source, ns, known) per revision row for `newest_by` (`_pick_time`, `_ns`):
+        the same for every policy, so found once (callers never write into them)."""
+        if newest_by not in self._picked:
+            time, source = _pick_time(_times_frame(self), newest_by)
+            self._picked[newest_by] = (time, source, *_ns(time))
+        return self._picked[newest_by]
 
     @property
     def by_digest(self) -> np.ndarray:
@@ -709,7 +720,7 @@ def _table(revs: Revisions, policy: Policy) -> _Table:
     globs = policy.protect.repositories
     if globs:
         judged[revs.repo_mask(globs)[revs.repo]] = _J_PROTECTED
-    time, source = _pick_time(_times_frame(revs), policy.newest_by)
+    time, source, _, _ = revs.time_by(policy.newest_by)
     return _Table(role, judged, time, source)
 
 
@@ -783,7 +794,6 @@ def _rule_hits(
         [],
     )
     loose_all = table.judged == _J_UNTAGGED
-    times = _times_frame(revs)
     for order, rule in enumerate(policy.rules):
         in_repos = revs.repo_mask(rule.repositories)
         judged = judged_tags & in_repos[revs.tag_repo]
@@ -796,11 +806,11 @@ def _rule_hits(
         loose = loose_all & in_repos[revs.repo]
         if rule.tag_status == TAGGED:
             loose &= False
-        time, source = table.time, table.source
-        if rule.newest_by != policy.newest_by:
-            time, source = _pick_time(times, rule.newest_by)
-        ns, known = _ns(time)
-        cands = np.union1d(revs.tag_row[judged], np.flatnonzero(loose))
+        _, source, ns, known = revs.time_by(rule.newest_by)
+        # the sorted distinct rows of judged tags and loose revisions (what union1d gives)
+        candidate = loose.copy()
+        candidate[revs.tag_row[judged]] = True
+        cands = np.flatnonzero(candidate)
         if rule.uses_time:
             hits.timed.append((rule.newest_by, cands, source.to_numpy(dtype=object)[cands]))
         chosen = np.zeros(rows, dtype=bool)
