@@ -205,14 +205,23 @@ def _safety(
     baseline: Prediction | None = None,
     revisions: Revisions | None = None,
     gone: _Gone | None = None,
+    named_by_tags: bool = False,
 ) -> list[dict[str, Any]]:
     """The plan's safety notes. Every check runs on the inventory's int64 codes (`Revisions`;
     pass it when several plans share one inventory); strings are decoded for the notes only.
-    The pandas formulation these checks replaced is tests/reference_plan.py."""
-    notes = _tags_not_named(deletions)
+    The pandas formulation these checks replaced is tests/reference_plan.py.
+
+    `named_by_tags`: every deletion is named `REPO:TAG` by each of its tags (`REPO@DIGEST`
+    when it has none), as `Evaluation.deletions` names them: then only a deletion whose
+    repository or some tag holds `@` or `:` can remove a tag it does not name."""
     revs = _revisions(inv, revisions)
     if gone is None or gone.revs is not revs:
         gone = _Gone(revs, deletions)
+    rows = revs.rows(gone.rows) if named_by_tags else None
+    if rows is not None and (rows >= 0).all():
+        notes = _tags_not_named(deletions.iloc[np.flatnonzero(revs.odd_names[rows])])
+    else:
+        notes = _tags_not_named(deletions)
     left = _children_left_count(revs, gone)
     if left:
         notes.append(
@@ -564,6 +573,7 @@ def plan_manifests(
     baseline: Prediction | None = None,
     revisions: Revisions | None = None,
     pairs: np.ndarray | None = None,
+    named_by_tags: bool = False,
 ) -> Plan:
     """Price deleting these manifests (repository, digest, named_as; other columns such as
     `rule` are carried into the plan) followed by `engine`'s GC. An empty frame is a valid
@@ -573,7 +583,9 @@ def plan_manifests(
     so that a caller that already has the baseline's prediction computes it once; `baseline`
     is that prediction of `inv` itself, when the caller has it (several policies share it).
     `pairs`: the deletions' pair codes in `revisions` (`Revisions.rev_pairs` of their rows),
-    when the caller knows their rows (a policy's evaluation does): no string looked up."""
+    when the caller knows their rows (a policy's evaluation does): no string looked up.
+    `named_by_tags`: `named_as` names each deletion by its tags as `Evaluation.deletions`
+    does (see `_safety`)."""
     spec = resolve(engine)
     options = spec.options(delete_untagged, gc_type)
     if predict is None:
@@ -595,7 +607,7 @@ def plan_manifests(
         deletions,
         baseline,
         after,
-        _safety(inv, deletions, after, baseline, revs, gone),
+        _safety(inv, deletions, after, baseline, revs, gone, named_by_tags),
         inv.header.registry,
         inv.header.storage_root,
     )

@@ -137,6 +137,7 @@ def _plan_policy(
         baseline=shared.baseline,
         revisions=revs,
         pairs=pairs,
+        named_by_tags=True,  # `Evaluation.deletions` names each manifest by its tags
     )
     shared.baseline = plan.baseline
     if shared.paths is None:

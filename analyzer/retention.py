@@ -287,6 +287,7 @@ class Revisions:
     _decision_order: np.ndarray | None = None
     _digest_objects: np.ndarray | None = None
     _tag_objects: np.ndarray | None = None
+    _odd_names: np.ndarray | None = None
     _picked: dict[str, tuple[pd.Series, pd.Series, np.ndarray, np.ndarray]] = field(
         default_factory=dict
     )
@@ -484,6 +485,21 @@ class Revisions:
         if self._tag_objects is None:
             self._tag_objects = pd.Series(self.tags, dtype=object).to_numpy()
         return self._tag_objects
+
+    @property
+    def odd_names(self) -> np.ndarray:
+        """Per revision row: its repository is unknown or holds `@`, or some tag of it holds
+        `:` or `@` (a name `REPO:TAG` of such a revision may not name TAG; see `plan._safety`)."""
+        if self._odd_names is None:
+            bad_repo = np.array(["@" in r for r in self.repo_names] + [True], dtype=bool)
+            odd = bad_repo[np.where(self.repo >= 0, self.repo, len(self.repo_names))]
+            if len(self.tag_names):
+                found = pc.match_substring_regex(self.tag_values, pattern="[:@]")
+                bad_tag = np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
+                hit = self.tag_row >= 0
+                odd[self.tag_row[hit][bad_tag[self.tag_code[hit]]]] = True
+            self._odd_names = odd
+        return self._odd_names
 
     def time_by(self, newest_by: str) -> tuple[pd.Series, pd.Series, np.ndarray, np.ndarray]:
         """(time, source, ns, known) per revision row for `newest_by` (`_pick_time`, `_ns`):

@@ -185,6 +185,37 @@ def test_safety_equals_the_pandas_formulation(
     assert {"index-child-deleted", "tags-deleted-not-named"} <= kinds
 
 
+def _odd_tags(inv: analyzer.Inventory) -> analyzer.Inventory:
+    """The registry with some tags holding `:` or `@` (a hostile snapshot: no registry takes
+    such a tag), whose `REPO:TAG` names do not name them."""
+    tables = dict(inv.tables)
+    tags = inv.tags.copy()
+    names = tags["tag"].astype(object).to_numpy().copy()
+    names[::5] = [f"{t}:x" for t in names[::5]]
+    names[1::7] = [f"a@{t}" for t in names[1::7]]
+    tables["tags"] = tags.assign(tag=pd.Series(names, index=tags.index, dtype=tags["tag"].dtype))
+    return replace(inv, tables=tables)
+
+
+def test_safety_of_policy_names_equals_the_pandas_formulation(
+    small_invs: list[analyzer.Inventory], tmp_path: Path
+) -> None:
+    # a policy plan checks for tags it does not name only where a name could miss one
+    # (`named_by_tags`): a tag holding `:` or `@`
+    everything = tmp_path / "everything.yaml"
+    everything.write_text(
+        "version: 1\nname: everything\nrules:\n  - {name: all, action: delete, tag_status: any}\n"
+    )
+    kinds: set[str] = set()
+    for inv in [*small_invs, *map(_odd_tags, small_invs)]:
+        for path in [*POLICIES, everything]:
+            plan = plan_policy(inv, path, "distribution-2.8").plan
+            ref = reference_plan._safety(inv, plan.deletions, plan.after, plan.baseline)
+            assert plan.safety == ref
+            kinds |= {note["type"] for note in ref}
+    assert "tags-deleted-not-named" in kinds
+
+
 def _docs(plans: list[Any]) -> list[dict[str, Any]]:
     return [p.to_dict() for p in plans]
 
