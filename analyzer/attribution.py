@@ -112,6 +112,9 @@ class _CodedPaths:
     rev_pids: np.ndarray = field(init=False)
     rev_start: np.ndarray = field(init=False)
     rev_count: np.ndarray = field(init=False)
+    # the path rows that reach the sweep's candidates of one inventory (`_reach`): the same
+    # for every plan attributed with these paths
+    _reach_of: tuple[Inventory, _Reach] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.rev_pids = self.dep_pid[np.argsort(self.dep_rev, kind="stable")]
@@ -407,8 +410,24 @@ def _candidates(inv: Inventory, paths: _CodedPaths) -> tuple[np.ndarray, np.ndar
     return space.digest_codes(candidates["digest"]), size
 
 
-def _model(inv: Inventory, plan: Plan, paths: _CodedPaths, gone: np.ndarray) -> _Model:
-    """`gone`: per revision of `paths`, whether the plan deletes it."""
+@dataclass(eq=False)
+class _Reach:
+    """The path rows that reach a sweep candidate, and what the model needs of them that no
+    plan changes (per pid: first row and rows; per digest code: size, paths, reached)."""
+
+    path_pid: np.ndarray
+    path_blob: np.ndarray
+    start: np.ndarray
+    count: np.ndarray
+    size_of: np.ndarray
+    n_paths: np.ndarray
+    reached: np.ndarray
+
+
+def _reach(inv: Inventory, paths: _CodedPaths) -> _Reach:
+    """`_Reach` of `inv` on `paths`, made once per inventory the paths are used with."""
+    if paths._reach_of is not None and paths._reach_of[0] is inv:
+        return paths._reach_of[1]
     n = paths.space.n
     blob, size = _candidates(inv, paths)
     on_path = blob >= 0  # a candidate no path reaches is no one's
@@ -418,21 +437,37 @@ def _model(inv: Inventory, plan: Plan, paths: _CodedPaths, gone: np.ndarray) -> 
     candidate[blob[on_path]] = True
     keep = candidate[paths.path_blob]
     pid, path_blob = paths.path_pid[keep], paths.path_blob[keep]
-    cut = np.bincount(paths.dep_pid[gone[paths.dep_rev]], minlength=paths.n_paths)
     reached = np.zeros(n, dtype=bool)
     reached[path_blob] = True
-    alive = np.zeros(n, dtype=bool)
-    alive[path_blob[cut[pid] == 0]] = True
     count = np.bincount(pid, minlength=paths.n_paths)
-    return _Model(
-        paths=paths,
+    reach = _Reach(
         path_pid=pid,
         path_blob=path_blob,
         start=np.cumsum(count) - count,
         count=count,
         size_of=size_of,
         n_paths=np.bincount(path_blob, minlength=n),
-        freed=reached & ~alive,
+        reached=reached,
+    )
+    paths._reach_of = (inv, reach)
+    return reach
+
+
+def _model(inv: Inventory, plan: Plan, paths: _CodedPaths, gone: np.ndarray) -> _Model:
+    """`gone`: per revision of `paths`, whether the plan deletes it."""
+    reach = _reach(inv, paths)
+    cut = np.bincount(paths.dep_pid[gone[paths.dep_rev]], minlength=paths.n_paths)
+    alive = np.zeros(paths.space.n, dtype=bool)
+    alive[reach.path_blob[cut[reach.path_pid] == 0]] = True
+    return _Model(
+        paths=paths,
+        path_pid=reach.path_pid,
+        path_blob=reach.path_blob,
+        start=reach.start,
+        count=reach.count,
+        size_of=reach.size_of,
+        n_paths=reach.n_paths,
+        freed=reach.reached & ~alive,
         cut=cut,
     )
 
