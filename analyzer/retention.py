@@ -108,19 +108,20 @@ class Evaluation:
     def deletions(self) -> pd.DataFrame:
         """repository, digest, tags, rule, reason, named_as: what the policy deletes."""
         kept = [*KEY, "tags", "rule", "reason"]
-        chosen = self.decisions[kept]
-        gone = (self.decisions["verdict"] == VERDICT_DELETE).to_numpy(dtype=bool, na_value=False)
-        if all(chosen[c].dtype == object for c in kept):
-            # object columns taken as arrays: what the mask and the column selection give
+        decisions = self.decisions
+        gone = (decisions["verdict"] == VERDICT_DELETE).to_numpy(dtype=bool, na_value=False)
+        if all(decisions[c].dtype == object for c in kept):
+            # object columns taken one by one as arrays (selecting them together copies every
+            # row of all of them first): what the mask and the column selection give
             rows = np.flatnonzero(gone)
-            out = pd.DataFrame(
-                {c: pd.Series(chosen[c].to_numpy()[rows], dtype=object) for c in kept}
-            )
+            taken = {c: decisions[c].to_numpy()[rows] for c in kept}
+            out = pd.DataFrame({c: pd.Series(v, dtype=object) for c, v in taken.items()})
+            columns = tuple(taken[c].tolist() for c in ("repository", "digest", "tags"))
         else:
-            out = chosen.loc[gone].reset_index(drop=True)
+            out = decisions.loc[gone][kept].reset_index(drop=True)
+            columns = tuple(out[c].tolist() for c in ("repository", "digest", "tags"))
         named: list[list[str]] = []
         add = named.append
-        columns = (out["repository"].tolist(), out["digest"].tolist(), out["tags"].tolist())
         with paused_gc():
             for r, d, tags in zip(*columns, strict=True):
                 # most manifests carry one tag: no inner comprehension for those

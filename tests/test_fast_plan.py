@@ -145,6 +145,27 @@ def test_deleted_rows_give_the_codes_their_strings_look_up(
     assert deleted
 
 
+def test_deletions_taken_as_arrays_equal_the_frame_selection(
+    invs: list[analyzer.Inventory], extra_policies: list[Path]
+) -> None:
+    # `Evaluation.deletions` takes its object columns as arrays: the frame a selection gives
+    deleted = 0
+    for inv in invs:
+        revisions = Revisions.of(inv)
+        for path in [*POLICIES, *extra_policies]:
+            evaluation = evaluate_policy(inv, load_policy(path), revisions=revisions)
+            decisions = evaluation.decisions
+            ref = decisions.loc[decisions["verdict"] == "delete"]
+            ref = ref[["repository", "digest", "tags", "rule", "reason"]].reset_index(drop=True)
+            fast = evaluation.deletions
+            pd.testing.assert_frame_equal(fast.drop(columns="named_as"), ref)
+            rows = ref[["repository", "digest", "tags"]].itertuples(index=False, name=None)
+            named = [[f"{r}:{t}" for t in tags] if tags else [f"{r}@{d}"] for r, d, tags in rows]
+            assert fast["named_as"].tolist() == named
+            deleted += len(fast)
+    assert deleted
+
+
 def test_evaluation_without_shared_revisions_is_the_same(
     scale_inv: analyzer.Inventory,
 ) -> None:
