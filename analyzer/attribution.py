@@ -584,6 +584,18 @@ class _Labels:
         # every row's manifest has a pair code: repositories and manifests by integers
         self.coded = bool((pairs >= 0).all())
         self._codes: dict[str, tuple[np.ndarray, int]] = {}
+        self._pair_ids: np.ndarray | None = None
+
+    def pair_ids(self) -> np.ndarray:
+        """`pd.factorize(pairs)` codes: 0, 1, 2... when the pairs rise strictly (a policy's
+        deletions, each manifest once in (repository, digest) order), else factorized."""
+        if self._pair_ids is None:
+            p = self.pairs
+            if bool((p[1:] > p[:-1]).all()):
+                self._pair_ids = np.arange(len(p), dtype=np.int64)
+            else:
+                self._pair_ids = pd.factorize(p)[0].astype(np.int64)
+        return self._pair_ids
 
     def column(self, name: str) -> tuple[np.ndarray, int]:
         if name not in self._codes:
@@ -600,7 +612,7 @@ class _Labels:
         `deletions[by].drop_duplicates()` finds them."""
         key = np.zeros(len(self.deletions), dtype=np.int64)
         if by[:2] == KEY and self.coded:
-            key, by = pd.factorize(self.pairs)[0].astype(np.int64), by[2:]
+            key, by = self.pair_ids(), by[2:]
         missing = False
         for name in by:
             codes, size = self.column(name)
