@@ -112,6 +112,9 @@ class _CodedPaths:
     rev_pids: np.ndarray = field(init=False)
     rev_start: np.ndarray = field(init=False)
     rev_count: np.ndarray = field(init=False)
+    # the path rows that reach the sweep's candidates of one inventory (`_reach`): the same
+    # for every plan attributed with these paths
+    _reach_of: tuple[Inventory, _Reach] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.rev_pids = self.dep_pid[np.argsort(self.dep_rev, kind="stable")]
@@ -407,8 +410,24 @@ def _candidates(inv: Inventory, paths: _CodedPaths) -> tuple[np.ndarray, np.ndar
     return space.digest_codes(candidates["digest"]), size
 
 
-def _model(inv: Inventory, plan: Plan, paths: _CodedPaths, gone: np.ndarray) -> _Model:
-    """`gone`: per revision of `paths`, whether the plan deletes it."""
+@dataclass(eq=False)
+class _Reach:
+    """The path rows that reach a sweep candidate, and what the model needs of them that no
+    plan changes (per pid: first row and rows; per digest code: size, paths, reached)."""
+
+    path_pid: np.ndarray
+    path_blob: np.ndarray
+    start: np.ndarray
+    count: np.ndarray
+    size_of: np.ndarray
+    n_paths: np.ndarray
+    reached: np.ndarray
+
+
+def _reach(inv: Inventory, paths: _CodedPaths) -> _Reach:
+    """`_Reach` of `inv` on `paths`, made once per inventory the paths are used with."""
+    if paths._reach_of is not None and paths._reach_of[0] is inv:
+        return paths._reach_of[1]
     n = paths.space.n
     blob, size = _candidates(inv, paths)
     on_path = blob >= 0  # a candidate no path reaches is no one's
@@ -418,21 +437,37 @@ def _model(inv: Inventory, plan: Plan, paths: _CodedPaths, gone: np.ndarray) -> 
     candidate[blob[on_path]] = True
     keep = candidate[paths.path_blob]
     pid, path_blob = paths.path_pid[keep], paths.path_blob[keep]
-    cut = np.bincount(paths.dep_pid[gone[paths.dep_rev]], minlength=paths.n_paths)
     reached = np.zeros(n, dtype=bool)
     reached[path_blob] = True
-    alive = np.zeros(n, dtype=bool)
-    alive[path_blob[cut[pid] == 0]] = True
     count = np.bincount(pid, minlength=paths.n_paths)
-    return _Model(
-        paths=paths,
+    reach = _Reach(
         path_pid=pid,
         path_blob=path_blob,
         start=np.cumsum(count) - count,
         count=count,
         size_of=size_of,
         n_paths=np.bincount(path_blob, minlength=n),
-        freed=reached & ~alive,
+        reached=reached,
+    )
+    paths._reach_of = (inv, reach)
+    return reach
+
+
+def _model(inv: Inventory, plan: Plan, paths: _CodedPaths, gone: np.ndarray) -> _Model:
+    """`gone`: per revision of `paths`, whether the plan deletes it."""
+    reach = _reach(inv, paths)
+    cut = np.bincount(paths.dep_pid[gone[paths.dep_rev]], minlength=paths.n_paths)
+    alive = np.zeros(paths.space.n, dtype=bool)
+    alive[reach.path_blob[cut[reach.path_pid] == 0]] = True
+    return _Model(
+        paths=paths,
+        path_pid=reach.path_pid,
+        path_blob=reach.path_blob,
+        start=reach.start,
+        count=reach.count,
+        size_of=reach.size_of,
+        n_paths=reach.n_paths,
+        freed=reach.reached & ~alive,
         cut=cut,
     )
 
@@ -549,6 +584,18 @@ class _Labels:
         # every row's manifest has a pair code: repositories and manifests by integers
         self.coded = bool((pairs >= 0).all())
         self._codes: dict[str, tuple[np.ndarray, int]] = {}
+        self._pair_ids: np.ndarray | None = None
+
+    def pair_ids(self) -> np.ndarray:
+        """`pd.factorize(pairs)` codes: 0, 1, 2... when the pairs rise strictly (a policy's
+        deletions, each manifest once in (repository, digest) order), else factorized."""
+        if self._pair_ids is None:
+            p = self.pairs
+            if bool((p[1:] > p[:-1]).all()):
+                self._pair_ids = np.arange(len(p), dtype=np.int64)
+            else:
+                self._pair_ids = pd.factorize(p)[0].astype(np.int64)
+        return self._pair_ids
 
     def column(self, name: str) -> tuple[np.ndarray, int]:
         if name not in self._codes:
@@ -565,7 +612,7 @@ class _Labels:
         `deletions[by].drop_duplicates()` finds them."""
         key = np.zeros(len(self.deletions), dtype=np.int64)
         if by[:2] == KEY and self.coded:
-            key, by = pd.factorize(self.pairs)[0].astype(np.int64), by[2:]
+            key, by = self.pair_ids(), by[2:]
         missing = False
         for name in by:
             codes, size = self.column(name)
@@ -668,16 +715,25 @@ def _eligible_codes(prediction: Prediction, space: _Space) -> np.ndarray | None:
     return codes.blobs
 
 
-def attribute(inv: Inventory, plan: Plan, paths: _CodedPaths | None = None) -> Attribution:
+def attribute(
+    inv: Inventory,
+    plan: Plan,
+    paths: _CodedPaths | None = None,
+    pairs: np.ndarray | None = None,
+) -> Attribution:
     """Exclusive, marginal, co-freed and shared bytes of `plan`'s deletions (module docstring).
 
     `paths`: `coded_mark_paths(inv, plan.engine, plan.delete_untagged)` when the caller
-    attributes several plans of one inventory, engine and mode (they share the mark phase)."""
+    attributes several plans of one inventory, engine and mode (they share the mark phase).
+    `pairs`: the deletions' pair codes in the inventory's own codes (`coded(inv)`), when the
+    caller has them; used only when the paths are on those very codes."""
     if paths is None:
         paths = _mark_path_codes(inv, plan.engine, plan.delete_untagged)
-    # looked up in the plan's own columns (Arrow strings, read without a Python object each)
-    pairs = paths.space.pairs(plan.deletions["repository"], plan.deletions["digest"])
-    deletions = plan.deletions.copy()
+    if pairs is None or paths.space.coded is None or len(pairs) != len(plan.deletions):
+        # looked up in the plan's own columns (Arrow strings, read without a Python object each)
+        pairs = paths.space.pairs(plan.deletions["repository"], plan.deletions["digest"])
+    # the columns the groupings and tags read (a copy of the others is work for nothing)
+    deletions = plan.deletions[[c for c in plan.deletions if c in (*KEY, "rule", "tags")]].copy()
     deletions[KEY] = deletions[KEY].astype(object)
     if "rule" not in deletions:
         deletions["rule"] = NAMED_RULE

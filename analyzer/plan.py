@@ -205,14 +205,23 @@ def _safety(
     baseline: Prediction | None = None,
     revisions: Revisions | None = None,
     gone: _Gone | None = None,
+    named_by_tags: bool = False,
 ) -> list[dict[str, Any]]:
     """The plan's safety notes. Every check runs on the inventory's int64 codes (`Revisions`;
     pass it when several plans share one inventory); strings are decoded for the notes only.
-    The pandas formulation these checks replaced is tests/reference_plan.py."""
-    notes = _tags_not_named(deletions)
+    The pandas formulation these checks replaced is tests/reference_plan.py.
+
+    `named_by_tags`: every deletion is named `REPO:TAG` by each of its tags (`REPO@DIGEST`
+    when it has none), as `Evaluation.deletions` names them: then only a deletion whose
+    repository or some tag holds `@` or `:` can remove a tag it does not name."""
     revs = _revisions(inv, revisions)
     if gone is None or gone.revs is not revs:
         gone = _Gone(revs, deletions)
+    rows = revs.rows(gone.rows) if named_by_tags else None
+    if rows is not None and (rows >= 0).all():
+        notes = _tags_not_named(deletions.iloc[np.flatnonzero(revs.odd_names[rows])])
+    else:
+        notes = _tags_not_named(deletions)
     left = _children_left_count(revs, gone)
     if left:
         notes.append(
@@ -298,12 +307,11 @@ def _children_left_count(revs: Revisions, gone: _Gone) -> int:
     rows = rows[rows >= 0]  # revisions of that repository
     # the children are revisions: "in that set of pairs" is a flag of their revision row
     staying = ~gone.deleted
-    s_repo, _, s_child = revs.listed(revs.repo[staying], revs.digest[staying])
+    s_repo, _, s_child = revs.listed_by(np.flatnonzero(staying))
     listed = revs.rows(s_repo * n + s_child)
     held = np.zeros(len(revs.repo), dtype=bool)
     held[listed[listed >= 0]] = True
-    has_subject = revs.subject >= 0
-    subject_row = revs.rows(np.where(has_subject, revs.repo * n + revs.subject, -1))
+    subject_row = revs.subject_rows
     held |= (subject_row >= 0) & staying[np.maximum(subject_row, 0)]
     left = rows[~gone.deleted[rows] & ~revs.tagged[rows] & ~held[rows]]
     return len(_unique(revs.digest[left]))
@@ -416,7 +424,7 @@ def _index_child_deleted(revs: Revisions, gone: _Gone) -> list[dict[str, Any]]:
     index) order, each with its children deleted (sorted, as listed) and its tags."""
     n = revs.n
     kept = np.flatnonzero(~gone.deleted)
-    repo, index, child = revs.listed(revs.repo[kept], revs.digest[kept])
+    repo, index, child = revs.listed_by(kept)
     hit = gone.has(repo * n + child)
     repo, index, child = repo[hit], index[hit], child[hit]
     order = np.lexsort((child, index, repo))
@@ -455,11 +463,15 @@ def _kept_elsewhere(revs: Revisions, gone: _Gone) -> list[dict[str, Any]]:
     # revisions of that repository, untagged there (a revision's flag)
     untagged_child = (rows >= 0) & ~revs.tagged[np.maximum(rows, 0)]
     children = children[untagged_child]
-    kept = np.flatnonzero(~gone.deleted)
-    by_digest = kept[np.lexsort((revs.repo[kept], revs.digest[kept]))]
+    # the kept revisions in (digest, repository) order: the order of all, those deleted left out
+    by_digest = revs.by_digest[~gone.deleted[revs.by_digest]]
     kept_digest = revs.digest[by_digest]
+    # only a digest some kept revision has can be kept elsewhere: the others searched for nothing
+    some_kept = np.zeros(n, dtype=bool)
+    some_kept[kept_digest[(kept_digest >= 0) & (kept_digest < n)]] = True
     out = []
     for role, frame in (("deleted", gone.set), ("child", children)):
+        frame = frame[some_kept[frame % n]]  # still sorted
         f_repo, f_digest = frame // n, frame % n
         first = np.searchsorted(kept_digest, f_digest, side="left")
         counts = np.searchsorted(kept_digest, f_digest, side="right") - first
@@ -560,6 +572,8 @@ def plan_manifests(
     gc_type: str | None = None,
     baseline: Prediction | None = None,
     revisions: Revisions | None = None,
+    pairs: np.ndarray | None = None,
+    named_by_tags: bool = False,
 ) -> Plan:
     """Price deleting these manifests (repository, digest, named_as; other columns such as
     `rule` are carried into the plan) followed by `engine`'s GC. An empty frame is a valid
@@ -567,7 +581,11 @@ def plan_manifests(
 
     `predict` prices one inventory (default: the engine's own prediction with these options),
     so that a caller that already has the baseline's prediction computes it once; `baseline`
-    is that prediction of `inv` itself, when the caller has it (several policies share it)."""
+    is that prediction of `inv` itself, when the caller has it (several policies share it).
+    `pairs`: the deletions' pair codes in `revisions` (`Revisions.rev_pairs` of their rows),
+    when the caller knows their rows (a policy's evaluation does): no string looked up.
+    `named_by_tags`: `named_as` names each deletion by its tags as `Evaluation.deletions`
+    does (see `_safety`)."""
     spec = resolve(engine)
     options = spec.options(delete_untagged, gc_type)
     if predict is None:
@@ -576,7 +594,8 @@ def plan_manifests(
             return spec.predict(i, options)
 
     revs = _revisions(inv, revisions)
-    pairs = revs.pairs(deletions["repository"], deletions["digest"])
+    if pairs is None or revs is not revisions or len(pairs) != len(deletions):
+        pairs = revs.pairs(deletions["repository"], deletions["digest"])
     deletions = _with_tags_and_kinds(inv, deletions, revs, pairs)
     gone = _Gone(revs, deletions, pairs)  # the same rows, in the same order
     after = predict(_without(inv, deletions, gone))
@@ -588,7 +607,7 @@ def plan_manifests(
         deletions,
         baseline,
         after,
-        _safety(inv, deletions, after, baseline, revs, gone),
+        _safety(inv, deletions, after, baseline, revs, gone, named_by_tags),
         inv.header.registry,
         inv.header.storage_root,
     )

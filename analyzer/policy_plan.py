@@ -122,8 +122,12 @@ def _plan_policy(
         policy = load_policy(policy)
     if shared.revisions is None:
         shared.revisions = Revisions.of(inv)
-    evaluation = evaluate_policy(inv, policy, now, revisions=shared.revisions)
+    revs = shared.revisions
+    evaluation = evaluate_policy(inv, policy, now, revisions=revs)
     deletions = evaluation.deletions[["repository", "digest", "named_as", "rule", "reason"]]
+    # the deletions' codes from their rows: no digest string looked up again
+    rows = evaluation.deleted_rows()
+    pairs = revs.rev_pairs[rows] if rows is not None else None
     plan = plan_manifests(
         inv,
         deletions,
@@ -131,12 +135,15 @@ def _plan_policy(
         delete_untagged,
         gc_type=gc_type,
         baseline=shared.baseline,
-        revisions=shared.revisions,
+        revisions=revs,
+        pairs=pairs,
+        named_by_tags=True,  # `Evaluation.deletions` names each manifest by its tags
     )
     shared.baseline = plan.baseline
     if shared.paths is None:
         shared.paths = coded_mark_paths(inv, plan.engine, plan.delete_untagged)
-    attribution = attribute(inv, plan, shared.paths)
+    same_codes = revs.space.coded is not None and revs.space.coded is shared.paths.space.coded
+    attribution = attribute(inv, plan, shared.paths, pairs if same_codes else None)
     # the attribution's records made when the JSON is (see `Plan.extra`)
     plan.extra = {"policy": evaluation.summary(), "attribution": attribution.to_dict}
     return PolicyPlan(policy, evaluation, plan, attribution)

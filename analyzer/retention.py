@@ -93,6 +93,9 @@ class Evaluation:
     now: pd.Timestamp
     decisions: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    # per decisions row: its row in the inventory's manifests (None: not known), so that a
+    # plan of the deletions finds their codes by row instead of looking their strings up
+    revision_rows: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
         deleted = int((self.decisions["verdict"] == VERDICT_DELETE).sum())
@@ -104,11 +107,21 @@ class Evaluation:
     @property
     def deletions(self) -> pd.DataFrame:
         """repository, digest, tags, rule, reason, named_as: what the policy deletes."""
-        gone = self.decisions.loc[self.decisions["verdict"] == VERDICT_DELETE]
-        out = gone[[*KEY, "tags", "rule", "reason"]].reset_index(drop=True)
+        kept = [*KEY, "tags", "rule", "reason"]
+        decisions = self.decisions
+        gone = (decisions["verdict"] == VERDICT_DELETE).to_numpy(dtype=bool, na_value=False)
+        if all(decisions[c].dtype == object for c in kept):
+            # object columns taken one by one as arrays (selecting them together copies every
+            # row of all of them first): what the mask and the column selection give
+            rows = np.flatnonzero(gone)
+            taken = {c: decisions[c].to_numpy()[rows] for c in kept}
+            out = pd.DataFrame({c: pd.Series(v, dtype=object) for c, v in taken.items()})
+            columns = tuple(taken[c].tolist() for c in ("repository", "digest", "tags"))
+        else:
+            out = decisions.loc[gone][kept].reset_index(drop=True)
+            columns = tuple(out[c].tolist() for c in ("repository", "digest", "tags"))
         named: list[list[str]] = []
         add = named.append
-        columns = (out["repository"].tolist(), out["digest"].tolist(), out["tags"].tolist())
         with paused_gc():
             for r, d, tags in zip(*columns, strict=True):
                 # most manifests carry one tag: no inner comprehension for those
@@ -120,18 +133,37 @@ class Evaluation:
                     add([f"{r}@{d}"])
         return out.assign(named_as=pd.Series(named, index=out.index, dtype=object))
 
+    def deleted_rows(self) -> np.ndarray | None:
+        """The inventory's manifest row of each of `deletions`, in its order (None: unknown)."""
+        if self.revision_rows is None:
+            return None
+        gone = (self.decisions["verdict"] == VERDICT_DELETE).to_numpy(dtype=bool)
+        return self.revision_rows[gone]
+
     def summary(self) -> dict[str, Any]:
         """The policy and its outcome as plain data (the `policy` key of a plan's JSON)."""
-        counts = self.decisions.groupby(["role", "verdict"]).size().reset_index()
         return {
             **self.policy.describe(),
             "now": self.now.isoformat(),
-            "decisions": {
-                f"{role}/{verdict}": int(n)
-                for role, verdict, n in counts.itertuples(index=False, name=None)
-            },
+            "decisions": {f"{role}/{verdict}": n for role, verdict, n in _counts(self.decisions)},
             "notes": self.notes,
         }
+
+
+def _counts(decisions: pd.DataFrame) -> list[tuple[Any, Any, int]]:
+    """(role, verdict, rows) of each (role, verdict) some row has, in their sort order, rows
+    missing either left out: `groupby(["role", "verdict"]).size()`, counted on the codes of
+    each column (a few distinct values) instead of grouping a million rows."""
+    role, roles = pd.factorize(decisions["role"])
+    verdict, verdicts = pd.factorize(decisions["verdict"])
+    ok = (role >= 0) & (verdict >= 0)
+    width = max(len(verdicts), 1)
+    keys, rows = np.unique(role[ok].astype(np.int64) * width + verdict[ok], return_counts=True)
+    found = [
+        (roles[k // width], verdicts[k % width], int(n))
+        for k, n in zip(keys.tolist(), rows.tolist(), strict=True)
+    ]
+    return sorted(found, key=lambda t: (t[0], t[1]))
 
 
 # -- the manifests and how they hang together, on integer codes -------------------------------
@@ -193,6 +225,7 @@ class _CodeSpace:
     n: int  # pair codes are repository * n + digest
     digest_strings: Callable[[np.ndarray], pa.Array]
     digest_lookup: Callable[[pd.Series | pa.Array], np.ndarray]
+    coded: Coded | None = None  # the inventory's codes these are (None: interned here)
 
     @classmethod
     def of_strings(cls, repo_values: pa.Array, digest_values: pa.Array) -> _CodeSpace:
@@ -207,7 +240,7 @@ class _CodeSpace:
 
     @classmethod
     def of_coded(cls, c: Coded) -> _CodeSpace:
-        return cls(c.repos, c.n, c.digests.strings, c.digests.lookup)
+        return cls(c.repos, c.n, c.digests.strings, c.digests.lookup, coded=c)
 
 
 @dataclass
@@ -246,6 +279,19 @@ class Revisions:
     _tag_hits: dict[str, np.ndarray] = field(default_factory=dict)
     _repo_hits: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict)
     _pair_order: np.ndarray | None = None
+    # found once, shared by every plan on these revisions (see the properties below)
+    _by_parent: tuple[np.ndarray, np.ndarray] | None = None
+    _listing: tuple[np.ndarray, np.ndarray] | None = None
+    _subject_rows: np.ndarray | None = None
+    _by_digest: np.ndarray | None = None
+    _tagged: np.ndarray | None = None
+    _decision_order: np.ndarray | None = None
+    _digest_objects: np.ndarray | None = None
+    _tag_objects: np.ndarray | None = None
+    _odd_names: np.ndarray | None = None
+    _picked: dict[str, tuple[pd.Series, pd.Series, np.ndarray, np.ndarray]] = field(
+        default_factory=dict
+    )
 
     @classmethod
     def of(cls, inv: Inventory) -> Revisions:
@@ -363,7 +409,10 @@ class Revisions:
     @property
     def tagged(self) -> np.ndarray:
         """Per revision row: some tag (a referrers-schema one too) points to it."""
-        return np.bincount(self.tag_row[self.tag_row >= 0], minlength=len(self.repo)) > 0
+        if self._tagged is None:
+            hit = self.tag_row[self.tag_row >= 0]
+            self._tagged = np.bincount(hit, minlength=len(self.repo)) > 0
+        return self._tagged
 
     def rows(self, pairs: np.ndarray) -> np.ndarray:
         """The revision row of each pair code, -1 where it is no revision."""
@@ -371,13 +420,102 @@ class Revisions:
             self._pair_order = _pair_index(self.rev_pairs)
         return _rows_in(pairs, self._pair_order)
 
+    def _edges_of(self, digest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(first, count) of each digest code's edges in `ref_parent` (sorted): what two binary
+        searches find, read from a table by digest code (a code outside it has none)."""
+        if self._by_parent is None:
+            width = np.bincount(self.ref_parent, minlength=self.n)
+            self._by_parent = np.cumsum(width) - width, width
+        start, width = self._by_parent
+        ok = (digest >= 0) & (digest < len(width))
+        at = np.where(ok, digest, 0)
+        return np.where(ok, start[at], 0), np.where(ok, width[at], 0)
+
     def listed(self, repo: np.ndarray, digest: np.ndarray) -> tuple[np.ndarray, ...]:
         """(repository, index, child) for every index -> child manifest edge of these (repository,
         digest) pairs, one row per edge (a child listed twice comes twice)."""
-        first = np.searchsorted(self.ref_parent, digest, side="left")
-        counts = np.searchsorted(self.ref_parent, digest, side="right") - first
+        first, counts = self._edges_of(np.asarray(digest, np.int64))
+        return self._expand_edges(repo, digest, first, counts)
+
+    def _expand_edges(
+        self, repo: np.ndarray, digest: np.ndarray, first: np.ndarray, counts: np.ndarray
+    ) -> tuple[np.ndarray, ...]:
         pos = np.repeat(first - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
         return np.repeat(repo, counts), np.repeat(digest, counts), self.ref_child[pos]
+
+    def listed_by(self, rows: np.ndarray) -> tuple[np.ndarray, ...]:
+        """`listed(self.repo[rows], self.digest[rows])`, each revision's edges found once."""
+        if self._listing is None:
+            self._listing = self._edges_of(self.digest)
+        first, counts = self._listing
+        return self._expand_edges(self.repo[rows], self.digest[rows], first[rows], counts[rows])
+
+    @property
+    def subject_rows(self) -> np.ndarray:
+        """Per revision row: the row of its subject in its repository, -1 for none."""
+        if self._subject_rows is None:
+            has = self.subject >= 0
+            self._subject_rows = self.rows(np.where(has, self.repo * self.n + self.subject, -1))
+        return self._subject_rows
+
+    @property
+    def decision_order(self) -> np.ndarray:
+        """The revision rows in (repository, digest) code order, as `np.lexsort((digest,
+        repo))` gives them: the order of their pair codes (a stable sort of one key, which it
+        equals while no code is missing; else the lexsort itself)."""
+        if self._decision_order is None:
+            if len(self.repo) and (self.repo >= 0).all() and (self.digest >= 0).all():
+                if self._pair_order is None:
+                    self._pair_order = _pair_index(self.rev_pairs)
+                self._decision_order = self._pair_order[0]
+            else:
+                self._decision_order = np.lexsort((self.digest, self.repo))
+        return self._decision_order
+
+    @property
+    def digest_objects(self) -> np.ndarray:
+        """Per revision row: its digest as a str (object array, made once and shared by every
+        policy's decisions)."""
+        if self._digest_objects is None:
+            self._digest_objects = self.inv.manifests["digest"].to_numpy(dtype=object)
+        return self._digest_objects
+
+    @property
+    def tag_objects(self) -> np.ndarray:
+        """`tags` as an object array (the same lists), so that decisions take them by row."""
+        if self._tag_objects is None:
+            self._tag_objects = pd.Series(self.tags, dtype=object).to_numpy()
+        return self._tag_objects
+
+    @property
+    def odd_names(self) -> np.ndarray:
+        """Per revision row: its repository is unknown or holds `@`, or some tag of it holds
+        `:` or `@` (a name `REPO:TAG` of such a revision may not name TAG; see `plan._safety`)."""
+        if self._odd_names is None:
+            bad_repo = np.array(["@" in r for r in self.repo_names] + [True], dtype=bool)
+            odd = bad_repo[np.where(self.repo >= 0, self.repo, len(self.repo_names))]
+            if len(self.tag_names):
+                found = pc.match_substring_regex(self.tag_values, pattern="[:@]")
+                bad_tag = np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
+                hit = self.tag_row >= 0
+                odd[self.tag_row[hit][bad_tag[self.tag_code[hit]]]] = True
+            self._odd_names = odd
+        return self._odd_names
+
+    def time_by(self, newest_by: str) -> tuple[pd.Series, pd.Series, np.ndarray, np.ndarray]:
+        """(time, source, ns, known) per revision row for `newest_by` (`_pick_time`, `_ns`):
+        the same for every policy, so found once (callers never write into them)."""
+        if newest_by not in self._picked:
+            time, source = _pick_time(_times_frame(self), newest_by)
+            self._picked[newest_by] = (time, source, *_ns(time))
+        return self._picked[newest_by]
+
+    @property
+    def by_digest(self) -> np.ndarray:
+        """The revision rows in (digest, repository) order."""
+        if self._by_digest is None:
+            self._by_digest = np.lexsort((self.repo, self.digest))
+        return self._by_digest
 
     def repo_mask(self, globs: tuple[str, ...]) -> np.ndarray:
         """Per repository code: matches any glob (fnmatch once per distinct repository)."""
@@ -599,7 +737,7 @@ def _table(revs: Revisions, policy: Policy) -> _Table:
     globs = policy.protect.repositories
     if globs:
         judged[revs.repo_mask(globs)[revs.repo]] = _J_PROTECTED
-    time, source = _pick_time(_times_frame(revs), policy.newest_by)
+    time, source, _, _ = revs.time_by(policy.newest_by)
     return _Table(role, judged, time, source)
 
 
@@ -673,7 +811,6 @@ def _rule_hits(
         [],
     )
     loose_all = table.judged == _J_UNTAGGED
-    times = _times_frame(revs)
     for order, rule in enumerate(policy.rules):
         in_repos = revs.repo_mask(rule.repositories)
         judged = judged_tags & in_repos[revs.tag_repo]
@@ -686,11 +823,11 @@ def _rule_hits(
         loose = loose_all & in_repos[revs.repo]
         if rule.tag_status == TAGGED:
             loose &= False
-        time, source = table.time, table.source
-        if rule.newest_by != policy.newest_by:
-            time, source = _pick_time(times, rule.newest_by)
-        ns, known = _ns(time)
-        cands = np.union1d(revs.tag_row[judged], np.flatnonzero(loose))
+        _, source, ns, known = revs.time_by(rule.newest_by)
+        # the sorted distinct rows of judged tags and loose revisions (what union1d gives)
+        candidate = loose.copy()
+        candidate[revs.tag_row[judged]] = True
+        cands = np.flatnonzero(candidate)
         if rule.uses_time:
             hits.timed.append((rule.newest_by, cands, source.to_numpy(dtype=object)[cands]))
         chosen = np.zeros(rows, dtype=bool)
@@ -897,16 +1034,16 @@ def _evaluate(inv: Inventory, policy: Policy, at: pd.Timestamp, revs: Revisions)
     out.verdict[protected] = VERDICT_KEEP
     out.verdict[(table.judged == _J_REFERRER) | (table.judged == _J_CHILD)] = VERDICT_FOLLOW
     _follow(revs, out)
-    order = np.lexsort((revs.digest, revs.repo))
+    order = revs.decision_order
     m = inv.manifests
     columns = {
         # a repository's name once, shared by its rows (the same strings as the table's)
         "repository": np.asarray(revs.repo_names, dtype=object)[revs.repo[order]]
         if (revs.repo >= 0).all()
         else m["repository"].to_numpy(dtype=object)[order],
-        "digest": m["digest"].to_numpy(dtype=object)[order],
+        "digest": revs.digest_objects[order],
         "role": table.role[order],
-        "tags": list(map(revs.tags.__getitem__, order.tolist())),
+        "tags": revs.tag_objects[order],
         "time": table.time.iloc[order].reset_index(drop=True),
         "time_source": table.source.to_numpy(dtype=object)[order],
         "verdict": pd.Series(out.verdict[order], dtype="str"),  # never missing
@@ -920,4 +1057,4 @@ def _evaluate(inv: Inventory, policy: Policy, at: pd.Timestamp, revs: Revisions)
             for k, v in columns.items()
         }
     )
-    return Evaluation(policy, at, decisions, _time_notes(hits.timed))
+    return Evaluation(policy, at, decisions, _time_notes(hits.timed), revision_rows=order)

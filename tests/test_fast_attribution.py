@@ -80,8 +80,20 @@ def assert_same(fast: Attribution, ref: Attribution) -> None:
         assert doc[name] == reference.records(getattr(ref, name))
 
 
-def _plans(inv: analyzer.Inventory, engine: Any, delete_untagged: bool) -> list[Plan]:
-    plans = [plan_policy(inv, path, engine, delete_untagged).plan for path in POLICIES]
+def _plans(
+    inv: analyzer.Inventory,
+    engine: Any,
+    delete_untagged: bool,
+    attributions: dict[int, Attribution] | None = None,
+) -> list[Plan]:
+    """Policy plans and plans of named deletions; `attributions` gets each policy plan's own
+    attribution (made from the evaluation's codes) by id of its plan."""
+    plans = []
+    for path in POLICIES:
+        planned = plan_policy(inv, path, engine, delete_untagged)
+        plans.append(planned.plan)
+        if attributions is not None:
+            attributions[id(planned.plan)] = planned.attribution
     for frac, seed, twice in ((0.3, 1, 0), (0.7, 2, 5)):
         plans.append(plan_manifests(inv, _named(inv, frac, seed, twice), engine, delete_untagged))
     return plans
@@ -95,15 +107,19 @@ def test_attribution_equals_the_pandas_formulation(
     seen: set[str] = set()
     for inv in invs:
         paths = coded_mark_paths(inv, engine, delete_untagged)
-        for plan in _plans(inv, engine, delete_untagged):
+        own: dict[int, Attribution] = {}
+        for plan in _plans(inv, engine, delete_untagged, own):
             ref = reference.attribute(inv, plan)
             assert_same(attribute(inv, plan, paths), ref)
             assert_same(attribute(inv, plan), ref)  # the paths made on the spot: the same
+            if id(plan) in own:  # a policy plan's, its deletions' codes taken by row
+                assert_same(own[id(plan)], ref)
+                seen.add("policy")
             seen |= {k for k, v in ref.total.items() if v}
             if plan.deletions.duplicated(["repository", "digest"]).any():
                 seen.add("named twice")
     # the figures had something to count, and the odd plans were there
-    assert {"held_bytes", "exclusive_bytes", "marginal_bytes", "named twice"} <= seen
+    assert {"held_bytes", "exclusive_bytes", "marginal_bytes", "named twice", "policy"} <= seen
 
 
 @pytest.mark.parametrize("engine", ["distribution-3", "digitalocean"])

@@ -125,6 +125,47 @@ def test_evaluate_policy_equals_the_pandas_formulation(
     assert verdicts == {"delete", "keep"}  # the policies decide both ways
 
 
+def test_deleted_rows_give_the_codes_their_strings_look_up(
+    invs: list[analyzer.Inventory], extra_policies: list[Path]
+) -> None:
+    # a policy plan takes its deletions' pair codes from their rows (`Evaluation.deleted_rows`)
+    # where a plan of named manifests looks their strings up (`Revisions.pairs`)
+    deleted = 0
+    for inv in invs:
+        revisions = Revisions.of(inv)
+        for path in [*POLICIES, *extra_policies]:
+            evaluation = evaluate_policy(inv, load_policy(path), revisions=revisions)
+            gone = evaluation.deletions
+            rows = evaluation.deleted_rows()
+            assert rows is not None
+            looked_up = revisions.pairs(gone["repository"], gone["digest"])
+            assert (looked_up >= 0).all()
+            assert revisions.rev_pairs[rows].tolist() == looked_up.tolist()
+            deleted += len(rows)
+    assert deleted
+
+
+def test_deletions_taken_as_arrays_equal_the_frame_selection(
+    invs: list[analyzer.Inventory], extra_policies: list[Path]
+) -> None:
+    # `Evaluation.deletions` takes its object columns as arrays: the frame a selection gives
+    deleted = 0
+    for inv in invs:
+        revisions = Revisions.of(inv)
+        for path in [*POLICIES, *extra_policies]:
+            evaluation = evaluate_policy(inv, load_policy(path), revisions=revisions)
+            decisions = evaluation.decisions
+            ref = decisions.loc[decisions["verdict"] == "delete"]
+            ref = ref[["repository", "digest", "tags", "rule", "reason"]].reset_index(drop=True)
+            fast = evaluation.deletions
+            pd.testing.assert_frame_equal(fast.drop(columns="named_as"), ref)
+            rows = ref[["repository", "digest", "tags"]].itertuples(index=False, name=None)
+            named = [[f"{r}:{t}" for t in tags] if tags else [f"{r}@{d}"] for r, d, tags in rows]
+            assert fast["named_as"].tolist() == named
+            deleted += len(fast)
+    assert deleted
+
+
 def test_evaluation_without_shared_revisions_is_the_same(
     scale_inv: analyzer.Inventory,
 ) -> None:
@@ -163,6 +204,37 @@ def test_safety_equals_the_pandas_formulation(
             kinds |= {note["type"] for note in ref}
     # the random deletions break indexes and leave referrers: the checks had work to do
     assert {"index-child-deleted", "tags-deleted-not-named"} <= kinds
+
+
+def _odd_tags(inv: analyzer.Inventory) -> analyzer.Inventory:
+    """The registry with some tags holding `:` or `@` (a hostile snapshot: no registry takes
+    such a tag), whose `REPO:TAG` names do not name them."""
+    tables = dict(inv.tables)
+    tags = inv.tags.copy()
+    names = tags["tag"].astype(object).to_numpy().copy()
+    names[::5] = [f"{t}:x" for t in names[::5]]
+    names[1::7] = [f"a@{t}" for t in names[1::7]]
+    tables["tags"] = tags.assign(tag=pd.Series(names, index=tags.index, dtype=tags["tag"].dtype))
+    return replace(inv, tables=tables)
+
+
+def test_safety_of_policy_names_equals_the_pandas_formulation(
+    small_invs: list[analyzer.Inventory], tmp_path: Path
+) -> None:
+    # a policy plan checks for tags it does not name only where a name could miss one
+    # (`named_by_tags`): a tag holding `:` or `@`
+    everything = tmp_path / "everything.yaml"
+    everything.write_text(
+        "version: 1\nname: everything\nrules:\n  - {name: all, action: delete, tag_status: any}\n"
+    )
+    kinds: set[str] = set()
+    for inv in [*small_invs, *map(_odd_tags, small_invs)]:
+        for path in [*POLICIES, everything]:
+            plan = plan_policy(inv, path, "distribution-2.8").plan
+            ref = reference_plan._safety(inv, plan.deletions, plan.after, plan.baseline)
+            assert plan.safety == ref
+            kinds |= {note["type"] for note in ref}
+    assert "tags-deleted-not-named" in kinds
 
 
 def _docs(plans: list[Any]) -> list[dict[str, Any]]:
