@@ -144,9 +144,23 @@ class Plan:
     def bytes_freed(self) -> int:
         return self.after.reclaimable_bytes
 
-    def to_dict(self) -> dict[str, Any]:
+    def _due(self) -> pd.DataFrame:
+        """The blobs the GC frees after the deletions and would not free without them."""
+        after = self.after.blobs_eligible
+        a, b = self.after.gc.codes, self.baseline.gc.codes
+        if (
+            a is not None
+            and b is not None
+            and a.coded.digests is b.coded.digests
+            and len(a.blobs) == len(after)
+        ):
+            # one digest space: the swept codes (sorted, one per row of blobs_eligible) compared
+            return after.loc[~_member(a.blobs, b.blobs)]
         before = set(self.baseline.blobs_eligible["digest"])
-        due = self.after.blobs_eligible.loc[~isin(self.after.blobs_eligible["digest"], before)]
+        return after.loc[~isin(after["digest"], before)]
+
+    def to_dict(self) -> dict[str, Any]:
+        due = self._due()
         return {
             "engine": self.engine,
             "delete_untagged": self.delete_untagged,
@@ -160,7 +174,7 @@ class Plan:
             "bytes_freed_by_deletions": int(due["size"].fillna(0).sum()),
             "blobs_freed_by_deletions": len(due),
             "bytes_freed_without_deletions": self.baseline.reclaimable_bytes,
-            "by_repository": self.after.to_dict()["by_repository"],
+            "by_repository": self.after.by_repository_records(),
             "safety": self.safety,
             "notes": self.after.notes,
             # The part of the registry `bound` speaks for (the GC after the deletions).
