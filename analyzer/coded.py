@@ -395,11 +395,57 @@ def _by_parent(parent: np.ndarray, child: np.ndarray) -> _ByParent:
     for p, c, found in _by_parent_cache:
         if p() is parent and c() is child:
             return found
-    order = np.argsort(parent, kind="stable")
-    made = (order, parent[order], child[order])
+    made = _kept_order(parent, child)
+    if made is None:
+        order = np.argsort(parent, kind="stable")
+        made = (order, parent[order], child[order])
     _by_parent_cache[:] = [e for e in _by_parent_cache if e[0]() is not None][-1:]
     _by_parent_cache.append((weakref.ref(parent), weakref.ref(child), made))
     return made
+
+
+# Orders kept with a snapshot's codes, per `r_parent` array, not yet checked: checked when a
+# walk first needs them (an analysis that walks nothing pays nothing), and a wrong one is
+# dropped for the sort, so it can never change an answer.
+_kept_orders: list[tuple[weakref.ref[np.ndarray], np.ndarray]] = []
+
+
+def _kept_order(parent: np.ndarray, child: np.ndarray) -> _ByParent | None:
+    for i, (p, order) in enumerate(_kept_orders):
+        if p() is parent:
+            del _kept_orders[i]
+            return _checked_order(parent, child, order)
+    return None
+
+
+def _checked_order(parent: np.ndarray, child: np.ndarray, order: np.ndarray) -> _ByParent | None:
+    """(order, parent[order], child[order]) when `order` is exactly what the stable sort of
+    `parent` gives: a permutation of the rows, parents rising, equal parents in row order."""
+    n = len(parent)
+    if order.dtype != np.int64 or order.shape != (n,):
+        return None
+    if n and not (order.min() >= 0 and order.max() < n):
+        return None
+    if n and not (np.bincount(order, minlength=n) == 1).all():
+        return None
+    by_parent = parent[order]
+    rising = by_parent[1:] > by_parent[:-1]
+    tied_in_order = (by_parent[1:] == by_parent[:-1]) & (order[1:] > order[:-1])
+    if not (rising | tied_in_order).all():
+        return None
+    return order, by_parent, child[order]
+
+
+def parent_order(c: Coded) -> np.ndarray:
+    """The references' positions sorted by parent, stably (what a snapshot's codes keep)."""
+    return _by_parent(c.r_parent, c.r_child)[0]
+
+
+def keep_parent_order(c: Coded, order: np.ndarray) -> None:
+    """Offer `order` (kept with a snapshot's codes) as `c`'s references sorted by parent: taken
+    at the first walk if it is exactly the stable sort's, else that walk sorts (see above)."""
+    _kept_orders[:] = [e for e in _kept_orders if e[0]() is not None][-1:]
+    _kept_orders.append((weakref.ref(c.r_parent), order))
 
 
 def _table_ids(inv: Inventory) -> tuple[int, ...]:

@@ -4,7 +4,8 @@ written, not at every read.
 Reading a snapshot of a million manifests was two thirds of `analyze`: the digest strings of
 its references, blobs and layer links decoded, parsed and interned again at every read. A
 snapshot of `snapshot.LAZY_REFERENCES` references or more therefore carries, beside its
-Parquet tables, its tables' codes and their digest space and repository names (`codes.bin`),
+Parquet tables, its tables' codes, their digest space and repository names, and the
+references' order by parent that every mark walk starts from (`codes.bin`),
 and `codes.json`, which names the table files they were made from (each one's sha256, as the
 header lists them) and the sha256 of `codes.bin` itself.
 
@@ -31,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analyzer.coded import Coded, DigestSpace, parse_digests
+from analyzer.coded import Coded, DigestSpace, keep_parent_order, parent_order, parse_digests
 from analyzer.errors import SnapshotError
 
 CODES_FILE = "codes.bin"
@@ -85,6 +86,8 @@ def _layout(codes: Coded) -> tuple[bytes, list[np.ndarray]]:
     }
     for name in _ARRAYS:
         arrays[name] = np.asarray(getattr(codes, name), dtype=_DTYPES.get(name, np.int64))
+    # the references sorted by parent: the sort every mark walk starts from, made once here
+    arrays["r_by_parent"] = parent_order(codes)
     directory: list[list[Any]] = []
     at = 0
     for name, values in arrays.items():
@@ -246,13 +249,17 @@ def _coded(arrays: dict[str, np.ndarray], tables: dict[str, dict[str, Any]]) -> 
     for name in _REPO_ARRAYS:  # every manifest, tag and layer link names its repository
         if not _within(columns[name], 0, len(repos)):
             return None
-    return Coded(
+    coded = Coded(
         digests=DigestSpace(words),
         repos=repos,
         repo_has_tags_dir=np.full(len(repos), -1, dtype=np.int8),
         m_index=np.zeros(0, dtype=bool),
         **columns,
     )
+    order = arrays.get("r_by_parent")  # checked when a walk first needs it
+    if order is not None:
+        keep_parent_order(coded, order)
+    return coded
 
 
 def _within(values: np.ndarray, low: int, high: int) -> bool:

@@ -19,6 +19,7 @@ import pytest
 from test_fast_analyze import RUNS, _predict
 
 import analyzer
+from analyzer import coded as coded_module
 from analyzer import snapshot
 from analyzer.coded import Coded, coded
 from analyzer.errors import SnapshotError
@@ -91,6 +92,11 @@ def test_a_read_that_believes_the_codes_answers_as_one_that_interns(
     kept, whole = coded(inv), coded(eager)
     assert kept is not None and whole is not None
     _same_codes(kept, whole)
+    # the references' order by parent came with the codes: no walk sorts them again
+    assert any(p() is kept.r_parent for p, _ in coded_module._kept_orders)
+    order = np.argsort(whole.r_parent, kind="stable")
+    assert np.array_equal(coded_module.parent_order(kept), order)
+    assert not any(p() is kept.r_parent for p, _ in coded_module._kept_orders)  # taken
     _same_answers(inv, eager)
     assert sorted(inv.tables.on_disk()) == sorted(snapshot.ON_DISK)  # the analysis read none
     for table in snapshot.ON_DISK:
@@ -176,6 +182,15 @@ DAMAGE: dict[str, Callable[[Path], None]] = {
     "a bad layout": lambda t: _rewrite_array(t, "repo_offsets", _set(1, 1 << 50)),
 }
 
+# A wrong parent order kept with the codes is dropped when a walk first needs it: the walk
+# sorts the references itself.
+ORDER_DAMAGE: dict[str, Callable[[np.ndarray], None]] = {
+    "forged": _swap_two,
+    "not a permutation": _set(0, 1),
+    "out of range": _set(0, -1),
+    "reversed": lambda values: values.__setitem__(slice(None), values[::-1].copy()),
+}
+
 
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
 def test_codes_that_do_not_check_out_are_not_believed(
@@ -236,3 +251,20 @@ def test_bad_values_are_refused_with_codes_as_without(
     monkeypatch.setattr(snapshot, "check_tables", analyzer.inventory.check_tables)
     with pytest.raises(SnapshotError, match=message):
         analyzer.read_snapshot(target)
+
+
+@pytest.mark.parametrize("damage", sorted(ORDER_DAMAGE))
+def test_a_wrong_parent_order_is_dropped_for_the_sort(
+    plain: Path, tmp_path: Path, lazy: None, interned: list[Path], damage: str
+) -> None:
+    eager = analyzer.read_snapshot(plain)
+    target = _with_codes(plain, tmp_path / "snap")
+    _rewrite_array(target, "r_by_parent", ORDER_DAMAGE[damage])
+    interned.clear()
+    inv = analyzer.read_snapshot(target)
+    kept = coded(inv)
+    assert kept is not None
+    assert interned == []  # the codes themselves check out
+    order = np.argsort(kept.r_parent, kind="stable")
+    assert np.array_equal(coded_module.parent_order(kept), order)  # the sort's, not the file's
+    _same_answers(inv, eager)
