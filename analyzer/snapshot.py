@@ -598,14 +598,21 @@ def _read_large(target: Path, raw: dict[str, Any]) -> Inventory | None:
     codes = assemble(columns)
     if codes is None or not _disk_values_ok(columns, codes):
         return None
-    pending: dict[str, Callable[[], pd.DataFrame]] = {
-        t: functools.partial(_read_table, target, t, entries[t]) for t in ON_DISK
-    }
+    return _on_disk_inventory(target, raw, loaded, codes)
+
+
+def _on_disk_inventory(
+    target: Path, raw: dict[str, Any], loaded: dict[str, pd.DataFrame], codes: Coded
+) -> Inventory:
+    """The inventory of a big snapshot: the loaded tables checked (their digests are in
+    `codes`: no pattern to match again), the big ones left on disk, read when first asked for."""
     try:
-        # the loaded tables' digests were parsed into `codes`: no pattern to match again
         check_tables(_with_empty_disk_tables(loaded), codes)
     except ValueError as e:
         raise SnapshotError(f"{target}: {e}") from None
+    pending: dict[str, Callable[[], pd.DataFrame]] = {
+        t: functools.partial(_read_table, target, t, raw["tables"][t]) for t in ON_DISK
+    }
     tables = DiskTables(loaded, pending)
     tables.codes = codes
     inv = Inventory(_header_object(raw), tables)  # type: ignore[arg-type]
@@ -637,18 +644,7 @@ def _read_with_codes(target: Path, raw: dict[str, Any]) -> Inventory | None:
     codes = _small_tables_coded(base, loaded)
     if codes is None or not _disk_values_in_range(codes):
         return None  # the whole read words what is wrong
-    try:
-        check_tables(_with_empty_disk_tables(loaded), codes)
-    except ValueError as e:
-        raise SnapshotError(f"{target}: {e}") from None
-    pending: dict[str, Callable[[], pd.DataFrame]] = {
-        t: functools.partial(_read_table, target, t, entries[t]) for t in ON_DISK
-    }
-    tables = DiskTables(loaded, pending)
-    tables.codes = codes
-    inv = Inventory(_header_object(raw), tables)  # type: ignore[arg-type]
-    remember(inv, codes)
-    return inv
+    return _on_disk_inventory(target, raw, loaded, codes)
 
 
 def _disk_values_in_range(codes: Coded) -> bool:
