@@ -191,16 +191,35 @@ def _write_codes(inventory: Inventory, directory: Path, tables: dict[str, Any]) 
         write_codes(directory, codes, tables)
 
 
+CODES_SMALL = "small"
+CODES_KEPT = "kept"
+CODES_MISSING = "missing"
+
+
+def codes_state(path: str | os.PathLike[str]) -> str:
+    """Whether the snapshot at `path` needs codes beside it: `CODES_SMALL` (below
+    `LAZY_REFERENCES` references: it is read whole and interned in about the time codes
+    would save), `CODES_KEPT` (it has codes whose checksum, tables, row counts and ranges
+    check out; a read still compares their manifests and tags with the tables) or
+    `CODES_MISSING` (a big snapshot without them, or with codes that fail those checks:
+    `add_codes` writes them)."""
+    target = Path(path)
+    raw = _checked_header(target)
+    if raw["tables"]["references"]["rows"] < LAZY_REFERENCES:
+        return CODES_SMALL
+    if load_codes(target, raw["tables"]) is not None:
+        return CODES_KEPT
+    return CODES_MISSING
+
+
 def add_codes(path: str | os.PathLike[str]) -> bool:
     """Give the snapshot at `path` its codes (`analyzer.snapshot_codes`) if it is big enough to
     use them and has none that check out: read whole, interned, written beside its tables. The
     header, and so the snapshot's identity, is unchanged. Returns whether codes were written."""
     target = Path(path)
+    if codes_state(target) != CODES_MISSING:
+        return False
     raw = _checked_header(target)
-    if raw["tables"]["references"]["rows"] < LAZY_REFERENCES:
-        return False
-    if load_codes(target, raw["tables"]) is not None:
-        return False
     inv = read_snapshot(target)
     codes = coded(inv)
     if codes is None:

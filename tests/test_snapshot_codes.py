@@ -268,3 +268,55 @@ def test_a_wrong_parent_order_is_dropped_for_the_sort(
     order = np.argsort(kept.r_parent, kind="stable")
     assert np.array_equal(coded_module.parent_order(kept), order)  # the sort's, not the file's
     _same_answers(inv, eager)
+
+
+def test_the_add_codes_command_writes_codes_once_and_only_where_they_help(
+    plain: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interned: list[Path]
+) -> None:
+    from click.testing import CliRunner
+
+    from analyzer.cli import main
+
+    runner = CliRunner()
+    small = tmp_path / "small"
+    shutil.copytree(plain, small)
+    out = runner.invoke(main, ["add-codes", str(small)])
+    assert out.exit_code == 0, out.output
+    assert "small enough to read fast without codes" in out.output
+    assert not (small / CODES_FILE).exists() and not (small / CODES_META).exists()
+
+    monkeypatch.setattr(snapshot, "LAZY_REFERENCES", 0)  # now every snapshot counts as big
+    big = tmp_path / "big"
+    shutil.copytree(plain, big)
+    before = {p.name: p.read_bytes() for p in big.iterdir()}
+    out = runner.invoke(main, ["add-codes", str(big)])
+    assert out.exit_code == 0, out.output
+    assert "codes written beside its tables" in out.output
+    assert {p.name: p.read_bytes() for p in big.iterdir() if p.name in before} == before
+    interned.clear()
+    inv = analyzer.read_snapshot(big)
+    assert interned == []  # the read believed the codes the command wrote
+    _same_answers(inv, analyzer.read_snapshot(plain))
+
+    out = runner.invoke(main, ["add-codes", str(big), str(big)])
+    assert out.exit_code == 0, out.output
+    assert out.output.count("already has its codes") == 2
+
+    (big / CODES_FILE).write_bytes(b"torn")  # codes no read would believe are written again
+    assert snapshot.codes_state(big) == snapshot.CODES_MISSING
+    out = runner.invoke(main, ["add-codes", str(big)])
+    assert "codes written beside its tables" in out.output
+    assert snapshot.codes_state(big) == snapshot.CODES_KEPT
+
+
+def test_the_add_codes_command_refuses_what_is_not_a_snapshot(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from analyzer.cli import main
+
+    (tmp_path / "empty").mkdir()
+    out = CliRunner().invoke(main, ["add-codes", str(tmp_path / "empty")])
+    assert out.exit_code == 1
+    assert out.output.startswith("reclaim: error: ") and out.output.count("\n") == 1
+    out = CliRunner().invoke(main, ["add-codes", str(tmp_path / "absent")])
+    assert out.exit_code == 2
