@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from analyzer.durable import fsync_directory_if_possible
 from analyzer.errors import OutputError, OutputExistsError
 
 
@@ -53,7 +54,7 @@ def write_text(path: str | os.PathLike[str], text: str, force: bool = False) -> 
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-    _sync_directory(target.parent)
+    fsync_directory_if_possible(target.parent)
     return target
 
 
@@ -250,20 +251,6 @@ def _new_file_mode(target: Path) -> int:
         umask = os.umask(0)
         os.umask(umask)
         return 0o666 & ~umask
-
-
-def _sync_directory(directory: Path) -> None:
-    """Make the rename itself durable (best effort: not every filesystem allows it)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _reason(e: OSError) -> str:

@@ -57,6 +57,7 @@ from analyzer.coded import (
     parse_table,
     remember,
 )
+from analyzer.durable import fsync_directory, write_new
 from analyzer.errors import SnapshotError
 from analyzer.inventory import (
     SCHEMAS,
@@ -174,7 +175,7 @@ def _write_tables(inventory: Inventory, directory: Path) -> dict[str, Any]:
             buf = io.BytesIO()
             inventory.tables[table].to_parquet(buf, index=False)
             data = buf.getvalue()
-            _write_file(directory / f"{table}.parquet", data)
+            write_new(directory / f"{table}.parquet", data)
             tables[table] = table_entry(len(inventory.tables[table]), data)
         return write_header(directory, inventory.header, tables)
     except OSError as e:
@@ -255,24 +256,9 @@ def write_header(
         text = json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n"
     except ValueError as e:  # a header value JSON cannot hold (NaN)
         raise SnapshotError(f"{directory}: header cannot be written ({e})") from e
-    _write_file(directory / HEADER_FILE, text.encode())
-    _fsync_dir(directory)
+    write_new(directory / HEADER_FILE, text.encode())
+    fsync_directory(directory)
     return doc
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    with path.open("xb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _install(partial: Path, target: Path, replace: bool) -> None:
@@ -286,7 +272,7 @@ def _install(partial: Path, target: Path, replace: bool) -> None:
             aside = partial.with_name(partial.name.removesuffix(_PARTIAL) + ".old")
             os.rename(target, aside)
         os.rename(partial, target)  # rename(2) replaces an empty directory
-        _fsync_dir(target.absolute().parent)
+        fsync_directory(target.absolute().parent)
     except OSError as e:
         if aside is not None and not target.exists():
             with contextlib.suppress(OSError):
@@ -506,18 +492,22 @@ class DiskTables(MutableMapping[str, pd.DataFrame]):
         return self._tokens.get(name, id(self._loaded.get(name)))
 
 
-def read_snapshot(path: str | os.PathLike[str]) -> Inventory:
+def read_snapshot(path: str | os.PathLike[str], *, use_codes: bool = True) -> Inventory:
     """Load a snapshot written by `write_snapshot` (or `reclaim scan -o`), checked whole.
 
     Returns an `Inventory`; its `.tables` are DataFrames with the columns documented in
     `analyzer.inventory`. Raises SnapshotError (one line) when anything does not check out.
     From `LAZY_REFERENCES` references on, the references, blobs and layer_links tables are
-    checked and interned here but read as DataFrames only when first used (`DiskTables`).
+    checked and interned here but read as DataFrames only when first used (`DiskTables`),
+    and the codes kept beside them (`analyzer.snapshot_codes`) spare the interning when they
+    check out; `use_codes=False` ignores them (the read of a snapshot that has none: for
+    measuring what they save, and checking that the two reads agree).
     """
     target = Path(path)
     raw = _checked_header(target)
     if raw["tables"]["references"]["rows"] >= LAZY_REFERENCES:
-        inv = _read_with_codes(target, raw) or _read_large(target, raw)
+        kept = _read_with_codes(target, raw) if use_codes else None
+        inv = kept or _read_large(target, raw)
         if inv is not None:
             return _identified(inv, raw, target)
     tables, parsed = _read_tables(target, raw["tables"])

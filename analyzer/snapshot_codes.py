@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analyzer.coded import Coded, DigestSpace, keep_parent_order, parent_order, parse_digests
+from analyzer.durable import write_replacing
 from analyzer.errors import SnapshotError
 
 CODES_FILE = "codes.bin"
@@ -128,7 +129,7 @@ def write_codes(directory: Path, codes: Coded, tables: dict[str, dict[str, Any]]
             "bytes": size,
             "sha256": digest.hexdigest(),
         }
-        _write_replacing(directory / CODES_META, (json.dumps(meta, indent=2) + "\n").encode())
+        write_replacing(directory / CODES_META, (json.dumps(meta, indent=2) + "\n").encode())
     except OSError as e:
         raise SnapshotError(f"{directory}: cannot write the snapshot's codes ({e.strerror})") from e
 
@@ -139,20 +140,6 @@ def _blocks(head: bytes, arrays: list[np.ndarray]) -> Iterator[bytes | memoryvie
         raw = np.ascontiguousarray(values).reshape(-1).view(np.uint8).data
         yield raw
         yield b"\0" * (_padded(len(raw)) - len(raw))
-
-
-def _write_replacing(path: Path, data: bytes) -> None:
-    partial = path.with_name(path.name + ".tmp")
-    with partial.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def load_codes(directory: Path, tables: dict[str, dict[str, Any]]) -> Coded | None:

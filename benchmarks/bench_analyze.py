@@ -95,11 +95,11 @@ rules:
 # -- steps, each run in its own process -------------------------------------------------------
 
 
-def _timed_read(snapshot: str) -> tuple[Any, float]:
+def _timed_read(snapshot: str, use_codes: bool = True) -> tuple[Any, float]:
     from analyzer.snapshot import read_snapshot
 
     start = time.perf_counter()
-    inv = read_snapshot(snapshot)
+    inv = read_snapshot(snapshot, use_codes=use_codes)
     return inv, time.perf_counter() - start
 
 
@@ -139,11 +139,8 @@ def work_reference(a: dict[str, Any]) -> dict[str, Any]:
 
 
 def work_read(a: dict[str, Any]) -> dict[str, Any]:
-    if a.get("intern"):  # the read of a snapshot without kept codes: the tables interned
-        from analyzer import snapshot
-
-        snapshot.load_codes = lambda *_: None  # type: ignore[assignment]
-    inv, read_s = _timed_read(a["snapshot"])
+    # "intern": the read of a snapshot without kept codes, the tables interned
+    inv, read_s = _timed_read(a["snapshot"], use_codes=not a.get("intern"))
     # counts from the codes: a large snapshot's references table stays on disk
     from analyzer.coded import coded
 

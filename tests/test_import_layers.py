@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "analyzer.coded",  # imports the inventory for its types only
             "analyzer.oci.manifest",
             "analyzer.output",
+            "analyzer.durable",
             "analyzer.outcome",
             "analyzer.history",
             "analyzer.policy",

@@ -320,3 +320,15 @@ def test_the_add_codes_command_refuses_what_is_not_a_snapshot(tmp_path: Path) ->
     assert out.output.startswith("reclaim: error: ") and out.output.count("\n") == 1
     out = CliRunner().invoke(main, ["add-codes", str(tmp_path / "absent")])
     assert out.exit_code == 2
+
+
+def test_a_read_told_not_to_use_the_codes_interns_and_answers_the_same(
+    plain: Path, tmp_path: Path, lazy: None, interned: list[Path]
+) -> None:
+    target = _with_codes(plain, tmp_path / "snap")
+    interned.clear()
+    without = analyzer.read_snapshot(target, use_codes=False)
+    assert interned == [target]  # the tables were interned, the codes beside them ignored
+    kept = analyzer.read_snapshot(target)
+    assert interned == [target]
+    _same_answers(without, kept)
