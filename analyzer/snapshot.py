@@ -795,8 +795,9 @@ def _flag_column(column: pa.ChunkedArray) -> np.ndarray:
 
 
 def _disk_values_ok(columns: TableColumns, codes: Coded) -> bool:
-    """What `check_tables` checks of the big tables, on their codes: known reference kinds,
-    sizes >= 0 (or missing), a repository on every layer link, no duplicated key."""
+    """What `check_tables` checks of the big tables, on their codes: known reference kinds, a
+    repository on every layer link, no duplicated key (sizes were checked as their columns
+    were read: `_int_column`). `_disk_values_in_range` is its twin on kept codes."""
     if (columns.r_kind < 0).any() or (codes.l_repo < 0).any():
         return False
     return _codes_unique(codes, "blobs") and _codes_unique(codes, "layer_links")
