@@ -164,12 +164,12 @@ def _encode_list(value: list[Any] | tuple[Any, ...], parts: _Pieces, newline: st
         parts.append(inner)
         parts.append(("," + inner).join(map(_ESCAPE, value)))
     else:
-        template = _record_template(value[0], inner)
+        templates: dict[tuple[str, ...], _Template | None] = {}
         first = True
         for item in value:
             parts.append(inner if first else "," + inner)
             first = False
-            text = None if template is None else _record(item, template)
+            text = _templated(item, templates, inner)
             if text is None:
                 _encode(item, parts, inner)
             else:
@@ -180,31 +180,47 @@ def _encode_list(value: list[Any] | tuple[Any, ...], parts: _Pieces, newline: st
     parts.append("]")
 
 
-# Records (a list of flat dicts with the same keys: a prediction's manifests, pairs, rows of a
-# table) printed through one %-template per list, each value escaped in C: walking each record
-# as a dict was most of the time of a million manifests' JSON.
-_Template = tuple[tuple[str, ...], str]
+# Records (lists of dicts with the same keys: a prediction's manifests, pairs, hazards, rows of
+# a table) printed through one %-template per set of keys, each value escaped in C: walking
+# each record as a dict was most of the time of a million manifests' JSON. A list may mix
+# shapes (hazards of several types), so templates are kept per key tuple.
+# (keys, text with %s where the values go, the indent of a field's own line)
+_Template = tuple[tuple[str, ...], str, str]
 
 
-def _record_template(item: Any, newline: str) -> _Template | None:
+def _templated(
+    item: Any, templates: dict[tuple[str, ...], _Template | None], newline: str
+) -> str | None:
+    """`item`'s text through the template of its keys (made at the first record with them);
+    None when it is not a record a template can print (the caller walks it)."""
+    if type(item) is not dict:
+        return None
+    keys = tuple(item)
+    if keys in templates:
+        template = templates[keys]
+    else:
+        template = templates[keys] = _record_template(item, newline)
+    return None if template is None else _record(item, template)
+
+
+def _record_template(item: dict[Any, Any], newline: str) -> _Template | None:
     """The text of a record like `item` with %s where its values go, and its keys in order;
-    None when `item` is not a non-empty dict with keys of type str."""
-    if type(item) is not dict or not item or any(type(k) is not str for k in item):
+    None when `item` is empty or has a key that is not of type str."""
+    if not item or any(type(k) is not str for k in item):
         return None
     inner = newline + _STEP
     fields = ("," + inner).join(_ESCAPE(k).replace("%", "%%") + ": %s" for k in item)
-    return tuple(item), "{" + inner + fields + newline + "}"
+    return tuple(item), "{" + inner + fields + newline + "}", inner
 
 
 _PLAIN = {True: "true", False: "false", None: "null"}
 
 
-def _record(item: Any, template: _Template) -> str | None:
-    """`item` through the template, when it has exactly the template's keys, in order, and only
-    values of type str, int, bool or None; None otherwise (the caller walks it)."""
-    keys, text = template
-    if type(item) is not dict or tuple(item) != keys:
-        return None
+def _record(item: dict[str, Any], template: _Template) -> str | None:
+    """`item` (a dict with exactly the template's keys, in order) through the template, when
+    its values are of type str, int, bool, None or lists of str; None otherwise (the caller
+    walks it)."""
+    _, text, inner = template
     try:  # strings only, the common case: escaped in C (a str subclass escapes as json does)
         return text % tuple(map(_ESCAPE, item.values()))
     except TypeError:
@@ -218,9 +234,19 @@ def _record(item: Any, template: _Template) -> str | None:
             values.append(int.__repr__(v))
         elif kind is bool or v is None:
             values.append(_PLAIN[v])
+        elif kind is list and all(type(x) is str for x in v):  # tags, children of a hazard
+            values.append(_string_list(v, inner))
         else:
             return None
     return text % tuple(values)
+
+
+def _string_list(strings: list[str], newline: str) -> str:
+    """A list of strings as `_encode_list` prints it at `newline`."""
+    if not strings:
+        return "[]"
+    inner = newline + _STEP
+    return "[" + inner + ("," + inner).join(map(_ESCAPE, strings)) + newline + "]"
 
 
 def _put_in_place(tmp: str, target: Path, force: bool) -> None:

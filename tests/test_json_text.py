@@ -54,6 +54,18 @@ HOSTILE: list[Any] = [
     [{}, {"a": "x"}, {"a": "y"}],
     [{"a": type("Text", (str,), {})("a str subclass")}, {"a": 10**40}],
     [{"a": "x"}, [{"a": "nested"}, {"a": "records"}]],
+    # records of several shapes in one list, and lists of strings inside records (hazards)
+    [
+        {"type": "broken-index", "tags": ["main", 'q"uote'], "children": ["a", "b"]},
+        {"type": "referrer", "subject": "x"},
+        {"type": "broken-index", "tags": [], "children": ["c"]},
+        {"type": "referrer", "subject": None},
+        {"type": "broken-index", "tags": ["é 😀", "\n\t"], "children": []},
+    ],
+    [{"l": ["%s", "%%", "%(x)s"]}, {"l": ["a", 1]}, {"l": ["b", None]}, {"l": [["c"]]}],
+    [{"l": ("tuple",)}, {"l": [type("Text", (str,), {})("sub")]}, {"l": ["plain"]}],
+    [{"a": ["x"], "b": {"c": ["y"]}}, {"a": ["z"], "b": {"c": []}}],
+    [[{"l": ["deep"]}, {"l": []}], {"l": ["shallow", "again"]}],
 ]
 
 
