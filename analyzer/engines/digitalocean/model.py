@@ -284,24 +284,30 @@ class DigitalOceanPrediction(Prediction):
 
     def to_dict(self) -> dict[str, Any]:
         doc = super().to_dict()
+        doc.update(self._own_keys())
+        return doc
+
+    def _own_keys(self) -> dict[str, Any]:
+        """The keys DigitalOcean's JSON adds to the prediction's, made without the rest (the
+        terminal's footer and a plan's keys read them: at a million manifests the whole
+        document takes seconds)."""
         estimate = self.unlisted.get("estimate_bytes") if self.sweep else 0
-        doc.update(
-            gc_type=self.gc_type,
-            sweep=self.sweep,
-            assumptions=self.assumptions,
-            unlisted_garbage_estimate_bytes=estimate,
-            unlisted_garbage=self.unlisted,
-            reclaimable_bytes_with_estimate=(
+        return {
+            "gc_type": self.gc_type,
+            "sweep": self.sweep,
+            "assumptions": self.assumptions,
+            "unlisted_garbage_estimate_bytes": estimate,
+            "unlisted_garbage": self.unlisted,
+            "reclaimable_bytes_with_estimate": (
                 None if estimate is None else self.reclaimable_bytes + estimate
             ),
-        )
-        return doc
+        }
 
     def headline(self) -> list[str]:
         return [f'DigitalOcean garbage collection "{self.gc_type}"']
 
     def footer(self) -> list[str]:
-        doc = self.to_dict()
+        doc = self._own_keys()
         if not (self.sweep and doc["unlisted_garbage_estimate_bytes"] is not None):
             return []
         return [
@@ -311,7 +317,7 @@ class DigitalOceanPrediction(Prediction):
 
     def plan_keys(self, bytes_freed: int) -> dict[str, Any]:
         """The type, its assumptions and the unlisted garbage, on a plan whose run this is."""
-        after = self.to_dict()
+        after = self._own_keys()
         keys = ("gc_type", "sweep", "assumptions", "unlisted_garbage_estimate_bytes")
         doc = {key: after.get(key) for key in (*keys, "unlisted_garbage")}
         estimate = after.get("unlisted_garbage_estimate_bytes")
