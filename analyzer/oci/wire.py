@@ -35,6 +35,7 @@ Nothing is retried here: one call is one attempt (`Client.exchange` decides on r
 from __future__ import annotations
 
 import contextlib
+import re
 import select
 import socket
 import ssl
@@ -44,8 +45,12 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import urllib3
-from urllib3.exceptions import ConnectTimeoutError, ProtocolError, ResponseError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    LocationValueError,
+    ProtocolError,
+    ResponseError,
+)
 from urllib3.util.ssl_ import create_urllib3_context
 
 from analyzer.sources.http import _watch_active
@@ -55,8 +60,11 @@ MAX_FIELDS = 100
 MAX_REDIRECTS = 10
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _RECV = 64 << 10
-# Bytes a request target or header value may not hold (http.client refuses the same).
-_FORBIDDEN = frozenset(range(0x21)) | {0x7F}
+# What a request target, a header value and a header name may not hold (http.client refuses
+# the same): control characters, and in a target spaces and anything beyond ASCII.
+_BAD_TARGET = re.compile(r"[^\x21-\x7e]")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]|[^\x00-\xff]")
+_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 class Fields(dict[str, str]):
@@ -202,28 +210,27 @@ class Connection:
 
 
 def _parse_head(head: bytes) -> tuple[int, str, Fields]:
-    lines = head.split(b"\r\n")
-    version, _, rest = lines[0].partition(b" ")
-    code = rest[:3]
-    if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():
-        raise ProtocolError(f"Connection aborted: bad status line {lines[0][:40]!r}")
+    lines = head.decode("latin-1").split("\r\n")
+    first = lines[0]
+    code = first[9:12]
+    if first[:7] != "HTTP/1." or first[8:9] != " " or not (code.isascii() and code.isdigit()):
+        raise ProtocolError(f"Connection aborted: bad status line {first[:40]!r}")
     if len(lines) - 1 > MAX_FIELDS:
         raise ProtocolError(f"Connection aborted: got more than {MAX_FIELDS} header fields")
     fields = Fields()
     last = ""
     for raw in lines[1:]:
-        if raw[:1] in (b" ", b"\t") and last:  # an obsolete folded continuation
-            dict.__setitem__(fields, last, fields[last] + " " + raw.strip().decode("latin-1"))
-            continue
-        name, sep, value = raw.partition(b":")
-        if not sep or not name or name != name.strip():
+        name, sep, value = raw.partition(":")
+        if not sep or not name or name[0] in " \t" or name[-1] in " \t":
+            if raw[:1] in (" ", "\t") and last:  # an obsolete folded continuation
+                fields[last] += " " + raw.strip()
+                continue
             raise ProtocolError(f"Connection aborted: bad header field {raw[:40]!r}")
-        key = name.decode("latin-1").lower()
-        text = value.strip().decode("latin-1")
+        key = name.lower()
         had = dict.get(fields, key)
-        dict.__setitem__(fields, key, text if had is None else f"{had}, {text}")
+        fields[key] = value.strip() if had is None else f"{had}, {value.strip()}"
         last = key
-    return int(code), version.decode("latin-1"), fields
+    return int(code), first[:8], fields
 
 
 class Answer:
@@ -262,9 +269,10 @@ class Answer:
             self._keep = self._keep and self._chunked and length is None
         elif length is not None:
             values = {v.strip() for v in length.split(",")}
-            if len(values) != 1 or not next(iter(values)).isdigit():
+            value = next(iter(values))
+            if len(values) != 1 or not (value.isascii() and value.isdigit()):
                 raise ProtocolError(f"Connection aborted: bad Content-Length {length[:40]!r}")
-            self._left = int(values.pop())
+            self._left = int(value)
             self._done = self._left == 0
         else:
             self._keep = False  # the body ends with the connection
@@ -361,13 +369,18 @@ class Answer:
 
 
 def request_head(method: str, target: str, netloc: str, headers: dict[str, str]) -> bytes:
-    """The request's bytes; ValueError for a target or header that would break its framing."""
-    if not target.startswith("/") or any(ord(c) in _FORBIDDEN or ord(c) > 0x7E for c in target):
-        raise ValueError(f"URL can't contain control characters or spaces: {target[:80]!r}")
+    """The request's bytes; LocationValueError (a ValueError and urllib3's HTTPError, so the
+    client's one-line error) for a target or header that would break its framing."""
+    if not target.startswith("/") or _BAD_TARGET.search(target):
+        raise LocationValueError(
+            f"a request target with control characters or spaces: {target[:80]!r}"
+        )
     lines = [f"{method} {target} HTTP/1.1", f"Host: {netloc}", "Accept-Encoding: identity"]
     for name, value in headers.items():
-        if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
-            raise ValueError(f"invalid header {name[:40]!r}")
+        if _BAD_VALUE.search(value) or not _NAME.fullmatch(name):
+            raise LocationValueError(
+                f"a request header that would break its framing: {name[:40]!r}"
+            )
         lines.append(f"{name}: {value}")
     lines.append("\r\n")
     return "\r\n".join(lines).encode("latin-1")
@@ -459,7 +472,7 @@ def follow(
     target = urllib.parse.urljoin(url, location)
     before, after = urllib.parse.urlsplit(url), urllib.parse.urlsplit(target)
     if after.scheme not in ("http", "https"):
-        raise urllib3.exceptions.LocationValueError(f"redirect to a {after.scheme!r} URL")
+        raise LocationValueError(f"redirect to a {after.scheme!r} URL")
     if (before.scheme, before.hostname, before.port) != (after.scheme, after.hostname, after.port):
         headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
     if answer.status == 303 and method != "HEAD":
