@@ -221,7 +221,7 @@ def _parse_head(head: bytes) -> tuple[int, str, Fields]:
     last = ""
     for raw in lines[1:]:
         name, sep, value = raw.partition(":")
-        if not sep or not name or name[0] in " \t" or name[-1] in " \t":
+        if not sep or not name or " " in name or "\t" in name:
             if raw[:1] in (" ", "\t") and last:  # an obsolete folded continuation
                 fields[last] += " " + raw.strip()
                 continue
