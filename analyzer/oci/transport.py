@@ -1,4 +1,6 @@
-"""The OCI client's HTTP transport: urllib3 directly, one pool manager per worker thread.
+"""The OCI client's HTTP transport: the lean exchange (`analyzer.oci.wire`) for GET and HEAD
+to an origin reached without a proxy (the whole of a scan, half urllib3's CPU per request),
+urllib3 directly for the rest (proxies, other methods), one pool manager per worker thread.
 
 requests spends about twice urllib3's CPU on each request (sessions, hooks, cookie jars,
 re-preparing the URL; measured in benchmarks/README.md), and an API scan is bounded by its CPU
@@ -15,8 +17,10 @@ keeps, itself, what it needs of requests:
 - connection reuse: one pool manager per client, so per worker thread, one connection per
   origin kept alive.
 
-Nothing is retried here (`Client.exchange` decides that); an error is urllib3's own exception
-(a `MaxRetryError` is unwrapped to its reason), which the client turns into words.
+`wire` keeps the same promises (see its docstring) and answers to the same interface, with
+urllib3's exceptions. Nothing is retried here (`Client.exchange` decides that); an error is
+urllib3's own exception (a `MaxRetryError` is unwrapped to its reason), which the client turns
+into words.
 """
 
 from __future__ import annotations
