@@ -18,8 +18,9 @@ Built on oras-py 0.2.x (`oras.provider.Registry`). Its known gaps, and where the
    cut bodies, empty-body 404s) within a budget; 401/403 raise `AuthError` at once, never retried.
 6. Not thread-safe (one `requests.Session` and token per client): one `Client` per worker
    thread (`threading.local`); only the token cache, counters and small memos are shared.
-   Its requests session is not used: requests go through urllib3 directly, half the CPU per
-   request (`analyzer.oci.transport`: proxies, CA bundle, redirects kept).
+   Its requests session is not used: requests go through `analyzer.oci.transport` (proxies,
+   CA bundle, redirects kept): a lean HTTP/1.1 exchange (`analyzer.oci.wire`) for the scan's
+   GETs and HEADs (half urllib3's CPU per request); urllib3 directly for the rest.
 7-8. Docker config files and credential helpers: worked around in `analyzer.oci.auth`.
 9. TLS: oras chooses http or https from an `insecure` flag and disables urllib3's warnings
    globally when verification is off: this client keeps the URL's own scheme (plain HTTP only
