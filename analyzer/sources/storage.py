@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from analyzer.engines.distribution.names import DISTRIBUTION_3, DISTRIBUTION_28, ENGINES
-from analyzer.errors import SourceError
+from analyzer.errors import SourceError, UsageError
 from analyzer.inventory import SOURCE_STORAGE, Inventory, InventoryBuilder, SnapshotHeader
 from analyzer.inventory import UNREAD as UNREAD_SKIP
 from analyzer.oci.manifest import (
@@ -74,6 +74,7 @@ from analyzer.sources.layout import (
     walk,
     walk_below,
 )
+from analyzer.sources.unchanged import EXTRA_SKIP, TreeRecord, TreeTrust, load_trust, not_used
 from analyzer.storage_driver import FilesystemLocation, S3Location, StorageLocation
 from analyzer.version import __version__
 
@@ -781,6 +782,8 @@ def scan_storage(
     shard: Shard | None = None,
     since: Inventory | None = None,
     workers: int = WALK_WORKERS,
+    record: TreeRecord | None = None,
+    skip_unchanged: bool = False,
 ) -> Inventory:
     """Read a registry's storage into a complete inventory.
 
@@ -799,13 +802,42 @@ def scan_storage(
 
     A directory tree is read by `workers` threads (repositories, blob prefixes); the result is
     the sequential scan's (`workers=1`), record for record.
+
+    `record` (a directory tree): filled with what the scan listed and read, for a later
+    `skip_unchanged` rescan (`analyzer.sources.unchanged.save_record` writes it beside the
+    snapshot). `skip_unchanged` (a directory tree, with `since` read from a snapshot directory):
+    directories and links unchanged since `since`'s record are not listed or read again; the
+    inventory is the full scan's all the same. What was trusted, and why not when the record
+    cannot be used, is in `header.extra["since"]["skip_unchanged"]`.
     """
     progress = progress or NullProgress()
     known = KnownManifests(since) if since is not None else None
+    if skip_unchanged and since is None:
+        raise UsageError("--skip-unchanged needs --since SNAP (the scan whose record it trusts)")
     tree = open_tree(storage, progress)
     pool = ThreadPoolExecutor(workers) if workers > 1 and isinstance(tree, Tree) else None
+    trusted: dict[str, object] | None = None
     try:
-        return _scan(tree, storage, registry_url, repo_globs, progress, shard, known, pool)
+        if skip_unchanged:
+            if not isinstance(tree, Tree):
+                raise UsageError(
+                    "--skip-unchanged reads a directory tree only (an S3 bucket has no "
+                    "directory change times)"
+                )
+            assert since is not None
+            trust = load_trust(since.snapshot_path, since.snapshot_id, tree.url)
+            if isinstance(trust, TreeTrust):
+                tree.trust = trust
+            else:
+                trusted = not_used(trust)
+        if record is not None and isinstance(tree, Tree):
+            record.root = tree.url
+            tree.record = record
+        inv = _scan(tree, storage, registry_url, repo_globs, progress, shard, known, pool)
+        if skip_unchanged and isinstance(tree, Tree):
+            report = tree.trust.report() if tree.trust is not None else trusted
+            cast(dict[str, object], inv.header.extra[EXTRA_SINCE])[EXTRA_SKIP] = report
+        return inv
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)

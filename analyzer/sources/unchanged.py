@@ -1,0 +1,237 @@
+"""`scan --storage DIR --since SNAP --skip-unchanged`: trust what has not changed since SNAP.
+
+A full scan of a directory tree records, beside its snapshot (`storage-dirs.bin`, vouched for by
+`storage-dirs.json`: its sha256, the snapshot it belongs to, the storage root, the user), what it
+saw: each directory it listed (path, st_dev, st_ino, st_ctime_ns, the names) and each link file
+it read (path, st_dev, st_ino, st_ctime_ns, size, the content). A rescan with `--skip-unchanged`
+still Stats every entry the collector's walk Stats (that Stat decides what is a directory, a
+blob's size, a revision's push time), but takes a directory's names, or a link's content, from
+the record instead of listing or reading it when the fresh Stat shows the same inode with the
+same change time.
+
+What this trusts (the assumption, also in `header.extra["since"]`): the kernel updates a
+directory's ctime whenever an entry is added, removed or renamed in it, and a file's ctime
+whenever it is written, truncated, chmod'ed or renamed; ctime cannot be set back (unlike mtime:
+`touch -d`, rsync); the clock does not step back between the two scans. Because a link's own
+Stat is compared, a tag moved (the filesystem driver's PutContent rewrites `current/link` in
+place, no directory changes), even back to a digest it had before, is read again; so is a
+revision or `_layers` link removed by an API delete (its `<hex>/` directory changes) or rewritten
+by a push of the same manifest. A blob whose directory is unchanged is the same `data` inode; its
+size comes from the fresh Stat anyway.
+
+Racily clean entries (git's term): a directory or link whose ctime is not older than the first
+scan's start minus `RACY_MARGIN_NS` is not recorded, so it is always read again: a change in the
+same clock tick as the first scan's Stat would otherwise leave the same ctime. A listing or read
+that failed is never recorded (a skip, fault or unread path is always read again). The record is
+ignored whole (and the reason given) when it is missing, damaged, of another snapshot, of another
+storage root, or was made by another user (what a user may read decides what the walk sees).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATE_FILE = "storage-dirs.bin"
+STATE_META = "storage-dirs.json"
+STATE_FORMAT = "reclaim-storage-dirs"
+STATE_VERSION = 1
+# A directory or link changed less than this before the first scan started is not trusted: the
+# coarse kernel clock (a few ms) and a change in the same tick as the scan's own Stat.
+RACY_MARGIN_NS = 2_000_000_000
+ASSUMPTION = (
+    "a directory's ctime changes when an entry is added, removed or renamed in it, a file's when "
+    "it is written; ctime is never set back; entries changed within 2 s of the first scan's "
+    "start, and anything that scan could not list or read, are read again"
+)
+# header.extra["since"] key for what --skip-unchanged trusted and read again.
+EXTRA_SKIP = "skip_unchanged"
+
+
+def _key(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_ctime_ns)
+
+
+def _identity() -> list[int]:
+    return [os.geteuid(), os.getegid(), *sorted(os.getgroups())]
+
+
+@dataclass
+class TreeRecord:
+    """What a scan saw of a directory tree: directories listed and link files read, with the
+    Stat each was read under (rel path -> state). Filled by the scan's threads (dict stores are
+    atomic); `started_ns` is when the scan started (the racy-entry cut-off)."""
+
+    root: str = ""  # the storage root (its real v2 path), set by the scan
+    started_ns: int = field(default_factory=time.time_ns)
+    dirs: dict[str, tuple[int, int, int, list[str]]] = field(default_factory=dict)
+    links: dict[str, tuple[int, int, int, int, bytes]] = field(default_factory=dict)
+
+    def saw_dir(self, rel: str, st: os.stat_result, names: list[str]) -> None:
+        self.dirs[rel] = (*_key(st), list(names))
+
+    def saw_link(self, rel: str, st: os.stat_result, content: bytes) -> None:
+        if stat.S_ISREG(st.st_mode):
+            self.links[rel] = (*_key(st), st.st_size, content)
+
+    def clean(self) -> tuple[dict[str, Any], int]:
+        """The entries old enough to trust (JSON-able), and how many were too recent."""
+        cut = self.started_ns - RACY_MARGIN_NS
+        dirs = {r: list(v) for r, v in self.dirs.items() if v[2] < cut}
+        links = {r: [*v[:4], v[4].decode("latin-1")] for r, v in self.links.items() if v[2] < cut}
+        racy = len(self.dirs) + len(self.links) - len(dirs) - len(links)
+        return {"dirs": dirs, "links": links}, racy
+
+
+class TreeTrust:
+    """The record of an earlier scan, as a rescan consults it; counts what it trusted."""
+
+    def __init__(self, dirs: dict[str, Any], links: dict[str, Any], meta: dict[str, Any]) -> None:
+        self._dirs = dirs
+        self._links = links
+        self.meta = meta
+        self._lock = threading.Lock()
+        # Sets, not counters: the two catalog walks list repositories/ each, and a parallel
+        # scan must report what a sequential one does.
+        self.trusted_dirs: set[str] = set()
+        self.changed_dirs: set[str] = set()
+        self.unrecorded_dirs: set[str] = set()
+        self.trusted_links: set[str] = set()
+        self.changed_links: set[str] = set()
+        self.unrecorded_links: set[str] = set()
+
+    def _count(self, where: set[str], rel: str) -> None:
+        with self._lock:
+            where.add(rel)
+
+    def listing(self, rel: str, st: os.stat_result) -> list[str] | None:
+        """The names in directory `rel` when its fresh Stat `st` is the recorded one."""
+        got = self._dirs.get(rel)
+        if got is None:
+            self._count(self.unrecorded_dirs, rel)
+            return None
+        if (got[0], got[1], got[2]) != _key(st):
+            self._count(self.changed_dirs, rel)
+            return None
+        self._count(self.trusted_dirs, rel)
+        return list(got[3])
+
+    def content(self, rel: str, st: os.stat_result) -> bytes | None:
+        """The bytes of link file `rel` when its fresh Stat `st` is the recorded one."""
+        got = self._links.get(rel)
+        if got is None:
+            self._count(self.unrecorded_links, rel)
+            return None
+        if (got[0], got[1], got[2], got[3]) != (*_key(st), st.st_size):
+            self._count(self.changed_links, rel)
+            return None
+        self._count(self.trusted_links, rel)
+        return str(got[4]).encode("latin-1")
+
+    def report(self) -> dict[str, Any]:
+        """header.extra["since"]["skip_unchanged"]: what was trusted, what read again, why."""
+        return {
+            "used": True,
+            "directories_trusted": len(self.trusted_dirs),
+            "directories_changed": len(self.changed_dirs),
+            "directories_unrecorded": len(self.unrecorded_dirs),
+            "links_trusted": len(self.trusted_links),
+            "links_changed": len(self.changed_links),
+            "links_unrecorded": len(self.unrecorded_links),
+            "racy_at_record": int(self.meta.get("racy", 0)),
+            "assumption": ASSUMPTION,
+        }
+
+
+def not_used(reason: str) -> dict[str, Any]:
+    """header.extra["since"]["skip_unchanged"] when the record could not be used."""
+    return {"used": False, "reason": reason, "assumption": ASSUMPTION}
+
+
+def save_record(directory: str | os.PathLike[str], record: TreeRecord, snapshot_id: str) -> None:
+    """Write the record beside the snapshot in `directory`: the compressed state first, then
+    the meta file that vouches for it (its sha256), each replaced atomically."""
+    target = Path(directory)
+    body, racy = record.clean()
+    data = zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 1)
+    meta = {
+        "format": STATE_FORMAT,
+        "version": STATE_VERSION,
+        "snapshot": snapshot_id,
+        "storage_root": record.root,
+        "started_ns": record.started_ns,
+        "racy_margin_ns": RACY_MARGIN_NS,
+        "user": _identity(),
+        "directories": len(body["dirs"]),
+        "links": len(body["links"]),
+        "racy": racy,
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+    (target / STATE_META).unlink(missing_ok=True)  # a stale meta never vouches for new data
+    _replace(target / STATE_FILE, data)
+    _replace(target / STATE_META, (json.dumps(meta, indent=2) + "\n").encode())
+
+
+def _replace(path: Path, data: bytes) -> None:
+    partial = path.with_name(path.name + ".tmp")
+    with open(partial, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(partial, path)
+
+
+def load_trust(
+    directory: str | os.PathLike[str] | None, snapshot_id: str | None, root: str
+) -> TreeTrust | str:
+    """The record beside the snapshot in `directory`, checked; or why it cannot be used."""
+    if directory is None:
+        return "the --since snapshot was not read from a directory"
+    where = Path(directory)
+    try:
+        meta = json.loads((where / STATE_META).read_bytes())
+    except FileNotFoundError:
+        return f"no {STATE_META} beside the snapshot (it was not a full scan of a directory)"
+    except (OSError, ValueError) as e:
+        return f"{STATE_META} unreadable ({e})"
+    problem = _meta_problem(meta, snapshot_id, root)
+    if problem is not None:
+        return problem
+    try:
+        data = (where / STATE_FILE).read_bytes()
+    except OSError as e:
+        return f"{STATE_FILE} unreadable ({e.strerror or e})"
+    if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+        return f"{STATE_FILE} does not match the checksum in {STATE_META} (damaged)"
+    try:
+        body = json.loads(zlib.decompress(data))
+        dirs, links = body["dirs"], body["links"]
+        if not isinstance(dirs, dict) or not isinstance(links, dict):
+            raise ValueError("not a record")
+    except (ValueError, KeyError, TypeError, zlib.error) as e:
+        return f"{STATE_FILE} unreadable ({e})"
+    return TreeTrust(dirs, links, meta)
+
+
+def _meta_problem(meta: Any, snapshot_id: str | None, root: str) -> str | None:
+    if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT:
+        return f"{STATE_META} is not a reclaim storage record"
+    if meta.get("version") != STATE_VERSION:
+        return f"{STATE_META} is of another format version ({meta.get('version')!r})"
+    if not isinstance(meta.get("sha256"), str):
+        return f"{STATE_META} names no checksum"
+    if meta.get("snapshot") != snapshot_id:
+        return f"{STATE_META} belongs to another snapshot"
+    if meta.get("storage_root") != root:
+        return f"recorded for another storage root ({meta.get('storage_root')})"
+    if meta.get("user") != _identity():
+        return "recorded by another user or group (what a user may read decides the walk)"
+    return None
