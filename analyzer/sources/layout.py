@@ -337,13 +337,33 @@ class Tree(StorageTree):
         if self.trust is not None:
             known = self.trust.listing(rel, st)
             if known is not None:
+                if self.record is not None:  # carried on, for the rescan after this one
+                    self.record.saw_dir(rel, st, known, self.trust.symlinked(rel))
                 return known
+        if self.record is not None:
+            return self._list_recorded(rel, st)
         try:
-            names = os.listdir(self.abs(rel))
+            return os.listdir(self.abs(rel))
         except OSError as e:
             return _os_failure(e)
-        if self.record is not None:
-            self.record.saw_dir(rel, st, names)
+
+    def _list_recorded(self, rel: str, st: os.stat_result) -> builtins.list[str] | Failure:
+        """os.listdir, and the listing recorded; scandir's entry types (no extra system call
+        where the file system gives them) say whether the directory holds a symlink."""
+        try:
+            with os.scandir(self.abs(rel)) as it:
+                entries = builtins.list(it)
+        except OSError as e:
+            return _os_failure(e)
+        names = [entry.name for entry in entries]
+        linked = False
+        for entry in entries:
+            try:
+                linked = linked or entry.is_symlink()
+            except OSError:
+                linked = True  # unknown: as good as a symlink (nothing whole-tree trusts it)
+        assert self.record is not None
+        self.record.saw_dir(rel, st, names, linked)
         return names
 
     def read(self, rel: str, cap: int) -> bytes | Failure:
@@ -372,6 +392,8 @@ class Tree(StorageTree):
         # A link (the only reads made with this cap): from the record when unchanged.
         known = self.trust.content(rel, st) if self.trust is not None else None
         if known is not None:
+            if self.record is not None:
+                self.record.saw_link(rel, st, known)
             return known
         content = self._read_regular(rel, cap)
         if self.record is not None and isinstance(content, bytes):

@@ -54,7 +54,7 @@ from analyzer.oci.manifest import (
 )
 from analyzer.progress import NullProgress, Progress
 from analyzer.shards import EXTRA_SHARD, Shard
-from analyzer.sources.known import EXTRA_SINCE, KnownManifests
+from analyzer.sources.known import EXTRA_SINCE, KnownManifests, check_since, saved_reading_all
 from analyzer.sources.layout import (
     HANG,
     MAX_MANIFEST_BYTES,
@@ -811,7 +811,8 @@ def scan_storage(
     cannot be used, is in `header.extra["since"]["skip_unchanged"]`.
     """
     progress = progress or NullProgress()
-    known = KnownManifests(since) if since is not None else None
+    if since is not None:
+        check_since(since)
     if skip_unchanged and since is None:
         raise UsageError("--skip-unchanged needs --since SNAP (the scan whose record it trusts)")
     tree = open_tree(storage, progress)
@@ -833,15 +834,97 @@ def scan_storage(
         if record is not None and isinstance(tree, Tree):
             record.root = tree.url
             tree.record = record
+        whole: Inventory | str | None = None
+        if tree.trust is not None if isinstance(tree, Tree) else False:
+            assert since is not None and isinstance(tree, Tree)
+            whole = _unchanged_inventory(tree, since, storage, registry_url, progress)
+            if not isinstance(whole, str):
+                return _with_report(whole, cast(TreeTrust, tree.trust).report("unchanged"))
+        # after the whole-tree shortcut, which does not need it (its lookup tables cost time)
+        known = KnownManifests(since) if since is not None else None
         inv = _scan(tree, storage, registry_url, repo_globs, progress, shard, known, pool)
         if skip_unchanged and isinstance(tree, Tree):
-            report = tree.trust.report() if tree.trust is not None else trusted
-            cast(dict[str, object], inv.header.extra[EXTRA_SINCE])[EXTRA_SKIP] = report
+            report = (
+                tree.trust.report(whole if isinstance(whole, str) else None)
+                if tree.trust is not None
+                else trusted
+            )
+            _with_report(inv, cast(dict[str, object], report))
         return inv
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
         tree.close()
+
+
+def _with_report(inv: Inventory, report: dict[str, object]) -> Inventory:
+    cast(dict[str, object], inv.header.extra[EXTRA_SINCE])[EXTRA_SKIP] = report
+    return inv
+
+
+def _unchanged_inventory(
+    tree: Tree,
+    since: Inventory,
+    storage: str | os.PathLike[str] | StorageLocation,
+    registry_url: str | None,
+    progress: Progress,
+) -> Inventory | str:
+    """`--skip-unchanged` on a tree unchanged since `since` (every directory and link its scan
+    recorded has the same inode and ctime: `TreeTrust.unchanged_tree`): the full scan's answer
+    is `since`'s, but for what changes in place, which is read again here: the tags (a link
+    rewritten in place; a tag with no current/link yet is not recorded) and the uploads (a
+    chunk appended grows `data`). Only for a complete, unfiltered storage scan of this root
+    with no skip and no fault (anything it could not read is read again: the full scan). The
+    reason it does not apply, otherwise."""
+    h = since.header
+    if (
+        h.source != SOURCE_STORAGE
+        or not h.complete
+        or h.repository_filter
+        or EXTRA_SHARD in h.extra
+        or h.extra.get(EXTRA_FAULTS)
+        or len(since.skips)
+        or h.storage_root != _storage_root(tree, storage)
+    ):
+        return "SNAP is not a complete, unfiltered scan of this tree without skips or faults"
+    why = cast(TreeTrust, tree.trust).unchanged_tree(tree.v2)
+    if why is not None:
+        return why
+    trust, tree.trust = tree.trust, None  # read for real: the names and contents stay packed
+    builder = InventoryBuilder()
+    scan = _Scan(tree, builder, progress, None)
+    ingested = set(since.manifests["repository"].astype(str))
+    repos = sorted(since.repositories["repository"].astype(str), key=_walk_order)
+    progress.stage("repositories", len(repos))
+    for repo in repos:
+        builder.add_repository(repo, scan.tags(repo, list(ENGINES), repo in ingested))
+        scan.uploads(repo, f"repositories/{repo}/_uploads")
+        progress.advance()
+    tree.trust = trust
+    if scan.faults or scan.incomplete or builder.count("skips"):
+        return "a tag or an upload could not be read as before"
+    if tree.record is not None:
+        tree.record.adopt(cast(TreeTrust, trust))
+    fresh = builder.build(since.header)
+    tables = dict(since.tables)
+    for name in ("repositories", "tags", "uploads"):
+        tables[name] = fresh.tables[name]
+    extra: dict[str, object] = {}
+    if h.extra.get(EXTRA_UNSEEN):
+        extra[EXTRA_UNSEEN] = h.extra[EXTRA_UNSEEN]
+    extra[EXTRA_SINCE] = saved_reading_all(since).to_dict(since.snapshot_id)
+    header = SnapshotHeader(
+        source=SOURCE_STORAGE,
+        registry=redact_url(registry_url) if registry_url else None,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        tool_version=__version__,
+        complete=True,
+        repository_filter=[],
+        storage_root=_storage_root(tree, storage),
+        notes=[],
+        extra=extra,
+    )
+    return Inventory(header, tables)
 
 
 def _scan(

@@ -49,8 +49,9 @@ STATE_VERSION = 1
 RACY_MARGIN_NS = 2_000_000_000
 ASSUMPTION = (
     "a directory's ctime changes when an entry is added, removed or renamed in it, a file's when "
-    "it is written; ctime is never set back; entries changed within 2 s of the first scan's "
-    "start, and anything that scan could not list or read, are read again"
+    "it is written; ctime is never set back; a blob's data file is never rewritten in place "
+    "(the registry renames a finished upload into place); entries changed within 2 s of the "
+    "first scan's start, and anything that scan could not list or read, are read again"
 )
 # header.extra["since"] key for what --skip-unchanged trusted and read again.
 EXTRA_SKIP = "skip_unchanged"
@@ -75,29 +76,57 @@ class TreeRecord:
     dirs: dict[str, tuple[int, int, int, list[str]]] = field(default_factory=dict)
     links: dict[str, tuple[int, int, int, int, bytes]] = field(default_factory=dict)
 
-    def saw_dir(self, rel: str, st: os.stat_result, names: list[str]) -> None:
+    symlinked: set[str] = field(default_factory=set)  # directories holding a symlink
+
+    def saw_dir(self, rel: str, st: os.stat_result, names: list[str], linked: bool) -> None:
         self.dirs[rel] = (*_key(st), list(names))
+        if linked:
+            self.symlinked.add(rel)
 
     def saw_link(self, rel: str, st: os.stat_result, content: bytes) -> None:
         if stat.S_ISREG(st.st_mode):
             self.links[rel] = (*_key(st), st.st_size, content)
 
-    def clean(self) -> tuple[dict[str, Any], int]:
-        """The entries old enough to trust (JSON-able), and how many were too recent."""
+    # Set when the whole tree was found unchanged (`adopt`): the earlier record, written again.
+    carried: tuple[bytes, dict[str, Any]] | None = None
+
+    def clean(self) -> tuple[dict[str, Any], dict[str, Any], int]:
+        """The entries old enough to trust, as the record's two parts (JSON-able): their
+        states, and what was seen (names, contents); and how many were too recent."""
         cut = self.started_ns - RACY_MARGIN_NS
-        dirs = {r: list(v) for r, v in self.dirs.items() if v[2] < cut}
-        links = {r: [*v[:4], v[4].decode("latin-1")] for r, v in self.links.items() if v[2] < cut}
+        dirs = {r: v for r, v in self.dirs.items() if v[2] < cut}
+        links = {r: v for r, v in self.links.items() if v[2] < cut}
         racy = len(self.dirs) + len(self.links) - len(dirs) - len(links)
-        return {"dirs": dirs, "links": links}, racy
+        state = {
+            "dirs": [[r, *v[:3]] for r, v in dirs.items()],
+            "links": [[r, *v[:4]] for r, v in links.items()],
+        }
+        seen = {
+            "names": [v[3] for v in dirs.values()],
+            "contents": [v[4].decode("latin-1") for v in links.values()],
+            "symlinked": sorted(r for r in self.symlinked if r in dirs),
+        }
+        return state, seen, racy
+
+    def adopt(self, trust: TreeTrust) -> None:
+        """The whole tree is as `trust` recorded it: the next rescan may trust that record
+        as this one did (written again as it is)."""
+        self.carried = (trust.data, trust.meta)
 
 
 class TreeTrust:
-    """The record of an earlier scan, as a rescan consults it; counts what it trusted."""
+    """The record of an earlier scan, as a rescan consults it; counts what it trusted. The
+    states (what `unchanged_tree` checks) are decoded at once, the names and contents only
+    when a listing or a link is asked for (not when the whole tree is unchanged)."""
 
-    def __init__(self, dirs: dict[str, Any], links: dict[str, Any], meta: dict[str, Any]) -> None:
-        self._dirs = dirs
-        self._links = links
+    def __init__(self, data: bytes, state_end: int, state: dict[str, Any], meta: dict[str, Any]):
+        self.data = data
+        self._state_end = state_end
+        self._state: dict[str, list[list[Any]]] = state  # [[rel, dev, ino, ctime(, size)]...]
+        self._dirs: dict[str, list[int]] | None = None
+        self._links: dict[str, list[int]] | None = None
         self.meta = meta
+        self._seen: tuple[dict[str, list[str]], dict[str, str], frozenset[str]] | None = None
         self._lock = threading.Lock()
         # Sets, not counters: the two catalog walks list repositories/ each, and a parallel
         # scan must report what a sequential one does.
@@ -108,13 +137,40 @@ class TreeTrust:
         self.changed_links: set[str] = set()
         self.unrecorded_links: set[str] = set()
 
+    @property
+    def dirs(self) -> dict[str, list[int]]:
+        """rel -> [st_dev, st_ino, st_ctime_ns] of each recorded directory."""
+        with self._lock:
+            if self._dirs is None:
+                self._dirs = {d[0]: d[1:4] for d in self._state["dirs"]}
+            return self._dirs
+
+    @property
+    def links(self) -> dict[str, list[int]]:
+        """rel -> [st_dev, st_ino, st_ctime_ns, st_size] of each recorded link."""
+        with self._lock:
+            if self._links is None:
+                self._links = {d[0]: d[1:5] for d in self._state["links"]}
+            return self._links
+
+    def seen(self) -> tuple[dict[str, list[str]], dict[str, str], frozenset[str]]:
+        """(names by directory, content by link, directories holding a symlink)."""
+        with self._lock:
+            if self._seen is None:
+                raw = json.loads(zlib.decompress(self.data[self._state_end :]))
+                dirs, links = self._state["dirs"], self._state["links"]
+                names = {d[0]: n for d, n in zip(dirs, raw["names"], strict=True)}
+                contents = {d[0]: c for d, c in zip(links, raw["contents"], strict=True)}
+                self._seen = (names, contents, frozenset(raw["symlinked"]))
+            return self._seen
+
     def _count(self, where: set[str], rel: str) -> None:
         with self._lock:
             where.add(rel)
 
     def listing(self, rel: str, st: os.stat_result) -> list[str] | None:
         """The names in directory `rel` when its fresh Stat `st` is the recorded one."""
-        got = self._dirs.get(rel)
+        got = self.dirs.get(rel)
         if got is None:
             self._count(self.unrecorded_dirs, rel)
             return None
@@ -122,11 +178,11 @@ class TreeTrust:
             self._count(self.changed_dirs, rel)
             return None
         self._count(self.trusted_dirs, rel)
-        return list(got[3])
+        return list(self.seen()[0][rel])
 
     def content(self, rel: str, st: os.stat_result) -> bytes | None:
         """The bytes of link file `rel` when its fresh Stat `st` is the recorded one."""
-        got = self._links.get(rel)
+        got = self.links.get(rel)
         if got is None:
             self._count(self.unrecorded_links, rel)
             return None
@@ -134,12 +190,57 @@ class TreeTrust:
             self._count(self.changed_links, rel)
             return None
         self._count(self.trusted_links, rel)
-        return str(got[4]).encode("latin-1")
+        return self.seen()[1][rel].encode("latin-1")
 
-    def report(self) -> dict[str, Any]:
-        """header.extra["since"]["skip_unchanged"]: what was trusted, what read again, why."""
+    def symlinked(self, rel: str) -> bool:
+        return rel in self.seen()[2]
+
+    def unchanged_tree(self, v2: str) -> str | None:
+        """None when every directory and link the earlier scan recorded has its recorded Stat
+        now, and that scan recorded everything it listed and read (nothing racy, no symlink
+        met): the tree is then the one it saw. Otherwise why not (the first difference)."""
+        if self.meta.get("racy"):
+            return f"{self.meta['racy']} entries changed too close to SNAP's scan to be recorded"
+        if self.meta.get("symlinked"):
+            return "SNAP's scan met symlinks (what they point to has no recorded state)"
+        stat_ = os.stat
+        for rel, dev, ino, ctime in self._state["dirs"]:
+            try:
+                st = stat_(f"{v2}/{rel}" if rel else v2)
+            except OSError:
+                return f"{rel}: gone"
+            if st.st_ctime_ns != ctime or st.st_ino != ino or st.st_dev != dev:
+                return f"{rel}: changed"
+        for rel, dev, ino, ctime, size in self._state["links"]:
+            try:
+                st = stat_(f"{v2}/{rel}")
+            except OSError:
+                return f"{rel}: gone"
+            if (
+                st.st_ctime_ns != ctime
+                or st.st_ino != ino
+                or st.st_dev != dev
+                or st.st_size != size
+            ):
+                return f"{rel}: changed"
+        return None
+
+    def report(self, whole: str | None) -> dict[str, Any]:
+        """header.extra["since"]["skip_unchanged"]: what was trusted, what read again, why;
+        `whole`: "unchanged" (the whole tree as SNAP saw it: its tables taken, tags and
+        uploads read again), or why not."""
+        if whole == "unchanged":
+            return {
+                "used": True,
+                "whole_tree": whole,
+                "directories_trusted": len(self._state["dirs"]),
+                "links_trusted": len(self._state["links"]),
+                "racy_at_record": 0,
+                "assumption": ASSUMPTION,
+            }
         return {
             "used": True,
+            "whole_tree": whole,
             "directories_trusted": len(self.trusted_dirs),
             "directories_changed": len(self.changed_dirs),
             "directories_unrecorded": len(self.unrecorded_dirs),
@@ -157,22 +258,36 @@ def not_used(reason: str) -> dict[str, Any]:
 
 
 def save_record(directory: str | os.PathLike[str], record: TreeRecord, snapshot_id: str) -> None:
-    """Write the record beside the snapshot in `directory`: the compressed state first, then
-    the meta file that vouches for it (its sha256), each replaced atomically."""
+    """Write the record beside the snapshot in `directory`: the record file first (a frame:
+    8 bytes giving the length of the compressed states, then they, then the compressed names
+    and contents), then the meta file that vouches for it (its sha256), each replaced
+    atomically."""
     target = Path(directory)
-    body, racy = record.clean()
-    data = zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 1)
+    if record.carried is not None:
+        data, old = record.carried
+        counts = {k: old.get(k, 0) for k in ("directories", "links", "racy", "symlinked")}
+        started = int(old.get("started_ns", record.started_ns))
+    else:
+        state, seen, racy = record.clean()
+        a = zlib.compress(json.dumps(state, separators=(",", ":")).encode(), 1)
+        b = zlib.compress(json.dumps(seen, separators=(",", ":")).encode(), 1)
+        data = len(a).to_bytes(8, "big") + a + b
+        counts = {
+            "directories": len(state["dirs"]),
+            "links": len(state["links"]),
+            "racy": racy,
+            "symlinked": len(seen["symlinked"]),
+        }
+        started = record.started_ns
     meta = {
         "format": STATE_FORMAT,
         "version": STATE_VERSION,
         "snapshot": snapshot_id,
         "storage_root": record.root,
-        "started_ns": record.started_ns,
+        "started_ns": started,
         "racy_margin_ns": RACY_MARGIN_NS,
         "user": _identity(),
-        "directories": len(body["dirs"]),
-        "links": len(body["links"]),
-        "racy": racy,
+        **counts,
         "sha256": hashlib.sha256(data).hexdigest(),
     }
     (target / STATE_META).unlink(missing_ok=True)  # a stale meta never vouches for new data
@@ -212,13 +327,13 @@ def load_trust(
     if hashlib.sha256(data).hexdigest() != meta["sha256"]:
         return f"{STATE_FILE} does not match the checksum in {STATE_META} (damaged)"
     try:
-        body = json.loads(zlib.decompress(data))
-        dirs, links = body["dirs"], body["links"]
-        if not isinstance(dirs, dict) or not isinstance(links, dict):
+        end = 8 + int.from_bytes(data[:8], "big")
+        state = json.loads(zlib.decompress(data[8:end]))
+        if not (isinstance(state["dirs"], list) and isinstance(state["links"], list)):
             raise ValueError("not a record")
-    except (ValueError, KeyError, TypeError, zlib.error) as e:
+        return TreeTrust(data, end, state, meta)
+    except (ValueError, KeyError, TypeError, IndexError, zlib.error) as e:
         return f"{STATE_FILE} unreadable ({e})"
-    return TreeTrust(dirs, links, meta)
 
 
 def _meta_problem(meta: Any, snapshot_id: str | None, root: str) -> str | None:

@@ -201,6 +201,23 @@ def _before_tag_moved_back(pusher: Pusher, d: dict[str, str]) -> None:
     _tag(pusher, "team/app", "v1", d["a2"])
 
 
+def _before_upload_grown(pusher: Pusher, d: dict[str, str]) -> None:
+    pusher.open_upload("base", b"first chunk")
+
+
+def _upload_grown(registry: RegistryServer, pusher: Pusher, d: dict[str, str]) -> None:
+    # A PATCH appends to _uploads/<id>/data in place (the driver's Writer, append=true): no
+    # directory changes, the upload's size does.
+    (data,) = (_repo_dir(registry, "base") / "_uploads").glob("*/data")
+    with open(data, "ab") as f:
+        f.write(b" and a second one")
+
+
+def _same_manifest_pushed(registry: RegistryServer, pusher: Pusher, d: dict[str, str]) -> None:
+    # The revision link is written again (2.8: in place; 3.1: renamed over): its push time moves
+    _tag(pusher, "team/app", "v2", d["a2"])
+
+
 Change = Callable[[RegistryServer, Pusher, dict[str, str]], None]
 _CASES: dict[str, tuple[Change, Callable[[Pusher, dict[str, str]], None] | None]] = {
     "nothing": (_nothing, None),
@@ -211,6 +228,8 @@ _CASES: dict[str, tuple[Change, Callable[[Pusher, dict[str, str]], None] | None]
     "blob_deleted": (_blob_deleted, None),
     "garbage_collect": (_collected, None),
     "upload_aborted": (_upload_aborted, None),
+    "upload_grown": (_upload_grown, _before_upload_grown),
+    "same_manifest_pushed": (_same_manifest_pushed, None),
     "revision_link_removed": (_revision_link_removed, None),
     "revision_link_replaced": (_revision_link_replaced, None),
     "blob_data_removed": (_blob_data_removed, None),
@@ -231,11 +250,13 @@ def test_rescan_after_a_change_is_the_full_scan(
     change(registry, pusher, digests)
     report = _assert_rescans_exact(registry.storage, snap)
     assert report["used"] is True and report["directories_trusted"] > 0, report
-    if case == "nothing":
-        assert report["directories_changed"] == report["links_changed"] == 0, report
-        assert report["directories_unrecorded"] == report["links_unrecorded"] == 0, report
-    elif case.startswith("tag_moved"):
-        # current/link was rewritten in place: its own Stat showed it, it was read again
+    if case in ("nothing", "upload_grown"):
+        # the whole tree as the first scan saw it: its tables, tags and uploads read again
+        assert report["whole_tree"] == "unchanged", report
+        return
+    assert report["whole_tree"] != "unchanged", report
+    if case.startswith("tag_moved") or case == "same_manifest_pushed":
+        # a link rewritten in place (2.8) or renamed over (3.1): its own Stat showed it
         assert report["links_changed"] >= 1, report
     else:
         assert report["directories_changed"] + report["links_changed"] >= 1, report
@@ -288,6 +309,28 @@ def test_a_racy_directory_is_read_again(registry: RegistryServer, tmp_path: Path
     )
     assert "new-tag" not in set(stale.tags["tag"])
     assert "new-tag" in set(scan_storage(registry.storage, workers=1).tags["tag"])
+
+
+def test_rescans_chain(registry: RegistryServer, tmp_path: Path) -> None:
+    """A rescan that found the whole tree unchanged writes the record on: the rescan after it
+    trusts it too, and one after a change reads what changed."""
+    pusher = Pusher(registry.url)
+    d = _fill(pusher)
+    _first_scan(registry.storage, tmp_path / "s1")
+    previous = tmp_path / "s1"
+    for step in ("s2", "s3"):
+        record = TreeRecord()
+        again = scan_storage(
+            registry.storage, since=read_snapshot(previous), skip_unchanged=True, record=record
+        )
+        assert again.header.extra["since"]["skip_unchanged"]["whole_tree"] == "unchanged"
+        write_snapshot(again, tmp_path / step)
+        assert again.snapshot_id is not None
+        save_record(tmp_path / step, record, again.snapshot_id)
+        previous = tmp_path / step
+    _tag_moved(registry, pusher, d)
+    report = _assert_rescans_exact(registry.storage, previous)
+    assert report["used"] is True and report["links_changed"] >= 1, report
 
 
 def _damage(snap: Path, how: str) -> None:
