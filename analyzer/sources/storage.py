@@ -478,6 +478,15 @@ class _Scan:
         known = self.known.get(digest) if self.known is not None else None
         if known is None or self.known is None:
             return False
+        trust = self.tree.trust if isinstance(self.tree, Tree) else None
+        # --skip-unchanged answers as a full scan: a body is taken only from its blob's
+        # directory as SNAP's scan saw it (a body changed by hand is read, as it would be)
+        if (
+            trust is not None
+            and trust.bodies_checked
+            and not trust.blob_unchanged(self.tree.stat, digest)
+        ):
+            return False
         parsed = known.parsed
         config_read = parsed.kind == KIND_IMAGE and parsed.config is not None
         if config_read and self.tree.extra_reads:
@@ -834,6 +843,9 @@ def scan_storage(
         if record is not None and isinstance(tree, Tree):
             record.root = tree.url
             tree.record = record
+            record.bodies_checked = since is None or (
+                tree.trust is not None and tree.trust.bodies_checked
+            )
         whole: Inventory | str | None = None
         if tree.trust is not None if isinstance(tree, Tree) else False:
             assert since is not None and isinstance(tree, Tree)

@@ -89,6 +89,10 @@ class TreeRecord:
 
     # Set when the whole tree was found unchanged (`adopt`): the earlier record, written again.
     carried: tuple[bytes, dict[str, Any]] | None = None
+    # Whether every manifest body in the scan's snapshot was read, or taken from an earlier
+    # snapshot only while its blob's directory was as that one's scan recorded it (a plain
+    # `--since` scan takes bodies by digest alone: a body damaged by hand is not seen).
+    bodies_checked: bool = True
 
     def clean(self) -> tuple[dict[str, Any], dict[str, Any], int]:
         """The entries old enough to trust, as the record's two parts (JSON-able): their
@@ -192,6 +196,22 @@ class TreeTrust:
         self._count(self.trusted_links, rel)
         return self.seen()[1][rel].encode("latin-1")
 
+    @property
+    def bodies_checked(self) -> bool:
+        """Whether SNAP's manifest bodies were read or checked (`TreeRecord.bodies_checked`)."""
+        return self.meta.get("bodies_checked") is True
+
+    def blob_unchanged(self, stat_: Any, digest: str) -> bool:
+        """Whether blob `digest`'s directory is as SNAP's scan recorded it (so its `data` is the
+        file SNAP's body came from): one Stat. `stat_`: the tree's Stat of a v2 path."""
+        hex_part = digest.partition(":")[2]
+        rel = f"blobs/sha256/{hex_part[:2]}/{hex_part}"
+        got = self.dirs.get(rel)
+        if got is None:
+            return False
+        st = stat_(rel)
+        return isinstance(st, os.stat_result) and list(_key(st)) == list(got)
+
     def symlinked(self, rel: str) -> bool:
         return rel in self.seen()[2]
 
@@ -203,6 +223,8 @@ class TreeTrust:
             return f"{self.meta['racy']} entries changed too close to SNAP's scan to be recorded"
         if self.meta.get("symlinked"):
             return "SNAP's scan met symlinks (what they point to has no recorded state)"
+        if not self.bodies_checked:
+            return "SNAP took manifest bodies from an earlier snapshot without checking them"
         stat_ = os.stat
         for rel, dev, ino, ctime in self._state["dirs"]:
             try:
@@ -265,7 +287,10 @@ def save_record(directory: str | os.PathLike[str], record: TreeRecord, snapshot_
     target = Path(directory)
     if record.carried is not None:
         data, old = record.carried
-        counts = {k: old.get(k, 0) for k in ("directories", "links", "racy", "symlinked")}
+        counts = {
+            k: old.get(k, 0)
+            for k in ("directories", "links", "racy", "symlinked", "bodies_checked")
+        }
         started = int(old.get("started_ns", record.started_ns))
     else:
         state, seen, racy = record.clean()
@@ -277,6 +302,7 @@ def save_record(directory: str | os.PathLike[str], record: TreeRecord, snapshot_
             "links": len(state["links"]),
             "racy": racy,
             "symlinked": len(seen["symlinked"]),
+            "bodies_checked": record.bodies_checked,
         }
         started = record.started_ns
     meta = {
