@@ -917,10 +917,7 @@ def _unchanged_inventory(
         return "a tag or an upload could not be read as before"
     if tree.record is not None:
         tree.record.adopt(cast(TreeTrust, trust))
-    fresh = builder.build(since.header)
-    tables = dict(since.tables)
-    for name in ("repositories", "tags", "uploads"):
-        tables[name] = fresh.tables[name]
+    tables = {**since.tables, **builder.tables(("repositories", "tags", "uploads"))}
     extra: dict[str, object] = {}
     if h.extra.get(EXTRA_UNSEEN):
         extra[EXTRA_UNSEEN] = h.extra[EXTRA_UNSEEN]
