@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 STATE_FILE = "storage-dirs.bin"
 STATE_META = "storage-dirs.json"
 STATE_FORMAT = "reclaim-storage-dirs"
@@ -94,23 +96,44 @@ class TreeRecord:
     # `--since` scan takes bodies by digest alone: a body damaged by hand is not seen).
     bodies_checked: bool = True
 
-    def clean(self) -> tuple[dict[str, Any], dict[str, Any], int]:
-        """The entries old enough to trust, as the record's two parts (JSON-able): their
-        states, and what was seen (names, contents); and how many were too recent."""
+    def clean(self) -> tuple[bytes, bytes, dict[str, int]]:
+        """The entries old enough to trust, as the record's two parts (see `save_record`):
+        their states, and what was seen (names, contents); and the counts."""
         cut = self.started_ns - RACY_MARGIN_NS
         dirs = {r: v for r, v in self.dirs.items() if v[2] < cut}
         links = {r: v for r, v in self.links.items() if v[2] < cut}
         racy = len(self.dirs) + len(self.links) - len(dirs) - len(links)
-        state = {
-            "dirs": [[r, *v[:3]] for r, v in dirs.items()],
-            "links": [[r, *v[:4]] for r, v in links.items()],
+        d, k = list(dirs.values()), list(links.values())
+        state = _pack(
+            [
+                np.array([v[0] for v in d], np.uint64).tobytes(),
+                np.array([v[1] for v in d], np.uint64).tobytes(),
+                np.array([v[2] for v in d], np.int64).tobytes(),
+                np.array([v[0] for v in k], np.uint64).tobytes(),
+                np.array([v[1] for v in k], np.uint64).tobytes(),
+                np.array([v[2] for v in k], np.int64).tobytes(),
+                np.array([v[3] for v in k], np.int64).tobytes(),
+                _join(dirs),
+                _join(links),
+            ]
+        )
+        symlinked = sorted(r for r in self.symlinked if r in dirs)
+        seen = _pack(
+            [
+                np.array([len(v[3]) for v in d], np.int64).tobytes(),
+                _join(n for v in d for n in v[3]),
+                np.array([len(v[4]) for v in k], np.int64).tobytes(),
+                b"".join(v[4] for v in k),
+                _join(symlinked),
+            ]
+        )
+        counts = {
+            "directories": len(d),
+            "links": len(k),
+            "racy": racy,
+            "symlinked": len(symlinked),
         }
-        seen = {
-            "names": [v[3] for v in dirs.values()],
-            "contents": [v[4].decode("latin-1") for v in links.values()],
-            "symlinked": sorted(r for r in self.symlinked if r in dirs),
-        }
-        return state, seen, racy
+        return state, seen, counts
 
     def adopt(self, trust: TreeTrust) -> None:
         """The whole tree is as `trust` recorded it: the next rescan may trust that record
@@ -123,14 +146,22 @@ class TreeTrust:
     states (what `unchanged_tree` checks) are decoded at once, the names and contents only
     when a listing or a link is asked for (not when the whole tree is unchanged)."""
 
-    def __init__(self, data: bytes, state_end: int, state: dict[str, Any], meta: dict[str, Any]):
+    def __init__(self, data: bytes, state_end: int, meta: dict[str, Any]) -> None:
         self.data = data
         self._state_end = state_end
-        self._state: dict[str, list[list[Any]]] = state  # [[rel, dev, ino, ctime(, size)]...]
-        self._dirs: dict[str, list[int]] | None = None
-        self._links: dict[str, list[int]] | None = None
+        parts = _unpack(zlib.decompress(data[8:state_end]), 9)
+        dev, ino = _ints(parts[0], np.uint64), _ints(parts[1], np.uint64)
+        ctime = _ints(parts[2], np.int64)
+        self._dir_rels = _split(parts[7], len(dev))
+        self._dir_states = list(zip(self._dir_rels, dev, ino, ctime, strict=True))
+        ldev, lino = _ints(parts[3], np.uint64), _ints(parts[4], np.uint64)
+        lctime, lsize = _ints(parts[5], np.int64), _ints(parts[6], np.int64)
+        self._link_rels = _split(parts[8], len(ldev))
+        self._link_states = list(zip(self._link_rels, ldev, lino, lctime, lsize, strict=True))
+        self._dirs: dict[str, tuple[int, ...]] | None = None
+        self._links: dict[str, tuple[int, ...]] | None = None
         self.meta = meta
-        self._seen: tuple[dict[str, list[str]], dict[str, str], frozenset[str]] | None = None
+        self._seen: tuple[dict[str, list[str]], dict[str, bytes], frozenset[str]] | None = None
         self._lock = threading.Lock()
         # Sets, not counters: the two catalog walks list repositories/ each, and a parallel
         # scan must report what a sequential one does.
@@ -142,30 +173,40 @@ class TreeTrust:
         self.unrecorded_links: set[str] = set()
 
     @property
-    def dirs(self) -> dict[str, list[int]]:
-        """rel -> [st_dev, st_ino, st_ctime_ns] of each recorded directory."""
+    def dirs(self) -> dict[str, tuple[int, ...]]:
+        """rel -> (st_dev, st_ino, st_ctime_ns) of each recorded directory."""
         with self._lock:
             if self._dirs is None:
-                self._dirs = {d[0]: d[1:4] for d in self._state["dirs"]}
+                self._dirs = {d[0]: d[1:] for d in self._dir_states}
             return self._dirs
 
     @property
-    def links(self) -> dict[str, list[int]]:
-        """rel -> [st_dev, st_ino, st_ctime_ns, st_size] of each recorded link."""
+    def links(self) -> dict[str, tuple[int, ...]]:
+        """rel -> (st_dev, st_ino, st_ctime_ns, st_size) of each recorded link."""
         with self._lock:
             if self._links is None:
-                self._links = {d[0]: d[1:5] for d in self._state["links"]}
+                self._links = {d[0]: d[1:] for d in self._link_states}
             return self._links
 
-    def seen(self) -> tuple[dict[str, list[str]], dict[str, str], frozenset[str]]:
+    def seen(self) -> tuple[dict[str, list[str]], dict[str, bytes], frozenset[str]]:
         """(names by directory, content by link, directories holding a symlink)."""
         with self._lock:
             if self._seen is None:
-                raw = json.loads(zlib.decompress(self.data[self._state_end :]))
-                dirs, links = self._state["dirs"], self._state["links"]
-                names = {d[0]: n for d, n in zip(dirs, raw["names"], strict=True)}
-                contents = {d[0]: c for d, c in zip(links, raw["contents"], strict=True)}
-                self._seen = (names, contents, frozenset(raw["symlinked"]))
+                parts = _unpack(zlib.decompress(self.data[self._state_end :]), 5)
+                counts = _ints(parts[0], np.int64)
+                every = _split(parts[1], sum(counts))
+                names: dict[str, list[str]] = {}
+                at = 0
+                for rel, n in zip(self._dir_rels, counts, strict=True):
+                    names[rel] = every[at : at + n]
+                    at += n
+                contents: dict[str, bytes] = {}
+                at = 0
+                for rel, n in zip(self._link_rels, _ints(parts[2], np.int64), strict=True):
+                    contents[rel] = parts[3][at : at + n]
+                    at += n
+                symlinked = parts[4].decode("utf-8", "surrogateescape").split("\0")
+                self._seen = (names, contents, frozenset(r for r in symlinked if parts[4]))
             return self._seen
 
     def _count(self, where: set[str], rel: str) -> None:
@@ -194,7 +235,7 @@ class TreeTrust:
             self._count(self.changed_links, rel)
             return None
         self._count(self.trusted_links, rel)
-        return self.seen()[1][rel].encode("latin-1")
+        return self.seen()[1][rel]
 
     @property
     def bodies_checked(self) -> bool:
@@ -210,7 +251,7 @@ class TreeTrust:
         if got is None:
             return False
         st = stat_(rel)
-        return isinstance(st, os.stat_result) and list(_key(st)) == list(got)
+        return isinstance(st, os.stat_result) and _key(st) == got
 
     def symlinked(self, rel: str) -> bool:
         return rel in self.seen()[2]
@@ -226,14 +267,14 @@ class TreeTrust:
         if not self.bodies_checked:
             return "SNAP took manifest bodies from an earlier snapshot without checking them"
         stat_ = os.stat
-        for rel, dev, ino, ctime in self._state["dirs"]:
+        for rel, dev, ino, ctime in self._dir_states:
             try:
                 st = stat_(f"{v2}/{rel}" if rel else v2)
             except OSError:
                 return f"{rel}: gone"
             if st.st_ctime_ns != ctime or st.st_ino != ino or st.st_dev != dev:
                 return f"{rel}: changed"
-        for rel, dev, ino, ctime, size in self._state["links"]:
+        for rel, dev, ino, ctime, size in self._link_states:
             try:
                 st = stat_(f"{v2}/{rel}")
             except OSError:
@@ -255,8 +296,8 @@ class TreeTrust:
             return {
                 "used": True,
                 "whole_tree": whole,
-                "directories_trusted": len(self._state["dirs"]),
-                "links_trusted": len(self._state["links"]),
+                "directories_trusted": len(self._dir_states),
+                "links_trusted": len(self._link_states),
                 "racy_at_record": 0,
                 "assumption": ASSUMPTION,
             }
@@ -293,17 +334,10 @@ def save_record(directory: str | os.PathLike[str], record: TreeRecord, snapshot_
         }
         started = int(old.get("started_ns", record.started_ns))
     else:
-        state, seen, racy = record.clean()
-        a = zlib.compress(json.dumps(state, separators=(",", ":")).encode(), 1)
-        b = zlib.compress(json.dumps(seen, separators=(",", ":")).encode(), 1)
-        data = len(a).to_bytes(8, "big") + a + b
-        counts = {
-            "directories": len(state["dirs"]),
-            "links": len(state["links"]),
-            "racy": racy,
-            "symlinked": len(seen["symlinked"]),
-            "bodies_checked": record.bodies_checked,
-        }
+        state, seen, counts = record.clean()
+        a = zlib.compress(state, 1)
+        data = len(a).to_bytes(8, "big") + a + zlib.compress(seen, 1)
+        counts["bodies_checked"] = record.bodies_checked
         started = record.started_ns
     meta = {
         "format": STATE_FORMAT,
@@ -353,13 +387,45 @@ def load_trust(
     if hashlib.sha256(data).hexdigest() != meta["sha256"]:
         return f"{STATE_FILE} does not match the checksum in {STATE_META} (damaged)"
     try:
-        end = 8 + int.from_bytes(data[:8], "big")
-        state = json.loads(zlib.decompress(data[8:end]))
-        if not (isinstance(state["dirs"], list) and isinstance(state["links"], list)):
-            raise ValueError("not a record")
-        return TreeTrust(data, end, state, meta)
-    except (ValueError, KeyError, TypeError, IndexError, zlib.error) as e:
+        return TreeTrust(data, 8 + int.from_bytes(data[:8], "big"), meta)
+    except (ValueError, TypeError, IndexError, zlib.error) as e:
         return f"{STATE_FILE} unreadable ({e})"
+
+
+def _join(names: Any) -> bytes:
+    """Names (never holding a NUL: POSIX file names cannot) joined by NULs."""
+    return "\0".join(names).encode("utf-8", "surrogateescape")
+
+
+def _split(raw: bytes, count: int) -> list[str]:
+    if count == 0:
+        return []
+    out = raw.decode("utf-8", "surrogateescape").split("\0")
+    if len(out) != count:
+        raise ValueError("names do not match their count")
+    return out
+
+
+def _ints(raw: bytes, dtype: Any) -> list[int]:
+    return list(np.frombuffer(raw, dtype).tolist())
+
+
+def _pack(sections: list[bytes]) -> bytes:
+    """Sections, each after its length (8 bytes, big-endian)."""
+    return b"".join(len(x).to_bytes(8, "big") + x for x in sections)
+
+
+def _unpack(raw: bytes, count: int) -> list[bytes]:
+    out, at = [], 0
+    for _ in range(count):
+        n = int.from_bytes(raw[at : at + 8], "big")
+        if at + 8 + n > len(raw):
+            raise ValueError("a section runs past the end")
+        out.append(raw[at + 8 : at + 8 + n])
+        at += 8 + n
+    if at != len(raw):
+        raise ValueError("bytes after the last section")
+    return out
 
 
 def _meta_problem(meta: Any, snapshot_id: str | None, root: str) -> str | None:
