@@ -192,22 +192,28 @@ class TreeTrust:
         """(names by directory, content by link, directories holding a symlink)."""
         with self._lock:
             if self._seen is None:
-                parts = _unpack(zlib.decompress(self.data[self._state_end :]), 5)
-                counts = _ints(parts[0], np.int64)
-                every = _split(parts[1], sum(counts))
-                names: dict[str, list[str]] = {}
-                at = 0
-                for rel, n in zip(self._dir_rels, counts, strict=True):
-                    names[rel] = every[at : at + n]
-                    at += n
-                contents: dict[str, bytes] = {}
-                at = 0
-                for rel, n in zip(self._link_rels, _ints(parts[2], np.int64), strict=True):
-                    contents[rel] = parts[3][at : at + n]
-                    at += n
-                symlinked = parts[4].decode("utf-8", "surrogateescape").split("\0")
-                self._seen = (names, contents, frozenset(r for r in symlinked if parts[4]))
+                try:
+                    self._seen = self._decode_seen()
+                except (ValueError, TypeError, IndexError, zlib.error):
+                    self._seen = ({}, {}, frozenset())  # nothing trusted: all read again
             return self._seen
+
+    def _decode_seen(self) -> tuple[dict[str, list[str]], dict[str, bytes], frozenset[str]]:
+        parts = _unpack(zlib.decompress(self.data[self._state_end :]), 5)
+        counts = _ints(parts[0], np.int64)
+        every = _split(parts[1], sum(counts))
+        names: dict[str, list[str]] = {}
+        at = 0
+        for rel, n in zip(self._dir_rels, counts, strict=True):
+            names[rel] = every[at : at + n]
+            at += n
+        contents: dict[str, bytes] = {}
+        at = 0
+        for rel, n in zip(self._link_rels, _ints(parts[2], np.int64), strict=True):
+            contents[rel] = parts[3][at : at + n]
+            at += n
+        symlinked = parts[4].decode("utf-8", "surrogateescape").split("\0")
+        return names, contents, frozenset(r for r in symlinked if parts[4])
 
     def _count(self, where: set[str], rel: str) -> None:
         with self._lock:
@@ -222,8 +228,12 @@ class TreeTrust:
         if (got[0], got[1], got[2]) != _key(st):
             self._count(self.changed_dirs, rel)
             return None
+        names = self.seen()[0].get(rel)
+        if names is None:
+            self._count(self.unrecorded_dirs, rel)
+            return None
         self._count(self.trusted_dirs, rel)
-        return list(self.seen()[0][rel])
+        return list(names)
 
     def content(self, rel: str, st: os.stat_result) -> bytes | None:
         """The bytes of link file `rel` when its fresh Stat `st` is the recorded one."""
@@ -234,8 +244,12 @@ class TreeTrust:
         if (got[0], got[1], got[2], got[3]) != (*_key(st), st.st_size):
             self._count(self.changed_links, rel)
             return None
+        content = self.seen()[1].get(rel)
+        if content is None:
+            self._count(self.unrecorded_links, rel)
+            return None
         self._count(self.trusted_links, rel)
-        return self.seen()[1][rel]
+        return content
 
     @property
     def bodies_checked(self) -> bool:

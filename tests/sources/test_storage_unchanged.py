@@ -346,13 +346,19 @@ def _damage(snap: Path, how: str) -> None:
         data = bytearray((snap / STATE_FILE).read_bytes())
         data[len(data) // 2] ^= 0xFF
         (snap / STATE_FILE).write_bytes(bytes(data))
+    elif how == "garbage":  # vouched for, but not a record: refused, never a crash
+        data = b"\x00\x00\x00\x00\x00\x00\x00\x05hello, not a record"
+        (snap / STATE_FILE).write_bytes(data)
+        meta = json.loads((snap / STATE_META).read_text())
+        meta["sha256"] = __import__("hashlib").sha256(data).hexdigest()
+        (snap / STATE_META).write_text(json.dumps(meta))
     elif how == "other_root":
         meta = json.loads((snap / STATE_META).read_text())
         meta["storage_root"] = "/somewhere/else/docker/registry/v2"
         (snap / STATE_META).write_text(json.dumps(meta))
 
 
-@pytest.mark.parametrize("how", ["missing", "damaged", "other_root"])
+@pytest.mark.parametrize("how", ["missing", "damaged", "garbage", "other_root"])
 def test_an_unusable_record_reads_everything(
     how: str, registry: RegistryServer, tmp_path: Path
 ) -> None:
@@ -364,7 +370,12 @@ def test_an_unusable_record_reads_everything(
     _damage(snap, how)
     report = _assert_rescans_exact(registry.storage, snap)
     assert report["used"] is False
-    reason = {"missing": "no storage-dirs.json", "damaged": "damaged", "other_root": "another"}
+    reason = {
+        "missing": "no storage-dirs.json",
+        "damaged": "damaged",
+        "garbage": "unreadable",
+        "other_root": "another",
+    }
     assert reason[how] in report["reason"], report
 
 
