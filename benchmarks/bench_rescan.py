@@ -11,7 +11,8 @@ first scan (`scan_storage`, recording its directories), its snapshot and record 
 the cache is warm for all, and the machine may be shared): a rescan of the unchanged tree with
 `since=` the snapshot, the same with `skip_unchanged=True`, and a full scan. Prints each time,
 the ratios rescan / full scan (goal for the unchanged tree: at most 0.1) and what the rescans
-did not read; each skip-unchanged rescan is checked to answer what the full scan answers.
+did not read; each skip-unchanged rescan is checked to answer what the full scan answers. Then
+one change (an upload started) and one skip-unchanged rescan and full scan more, timed once.
 Timings are for this machine and this run only: compare the ratios, not the seconds.
 
 The tree was written just before the first scan: every entry would be "racy" (changed within
@@ -77,6 +78,14 @@ def run_size(args: argparse.Namespace, manifests: int) -> dict[str, float | int]
             assert _answer(fast) == _answer(full), "skip-unchanged differs from the full scan"
         t_rescan, t_skip, t_full = min(rescans), min(skips), min(fulls[1:])
         record_bytes = (snap / STATE_FILE).stat().st_size
+        # one change (an upload started in the first repository): the whole-tree shortcut
+        # stops at it, the rescan then lists only the directories that changed
+        upload = next((root / "docker/registry/v2/repositories").rglob("_manifests")).parent
+        (upload / "_uploads" / "bench-upload").mkdir(parents=True)
+        (upload / "_uploads" / "bench-upload" / "startedat").write_text("2026-01-01T00:00:00Z")
+        changed, t_changed = timed(scan_storage, root, since=since, skip_unchanged=True)
+        full, t_full_changed = timed(scan_storage, root)
+        assert _answer(changed) == _answer(full), "skip-unchanged differs after a change"
     saved = again.header.extra["since"]
     trusted = fast.header.extra["since"]["skip_unchanged"]
     print(
@@ -98,6 +107,10 @@ def run_size(args: argparse.Namespace, manifests: int) -> dict[str, float | int]
     print(
         f"the first scan's record: {record_bytes:,} bytes, written in {t_record:.2f} s "
         f"(the snapshot: {t_write:.2f} s)"
+    )
+    print(
+        f"after one change (an upload started): skip-unchanged {t_changed:.2f} s, full scan "
+        f"{t_full_changed:.2f} s (once each): ratio {t_changed / t_full_changed:.2f}"
     )
     print(f"ratio rescan / full scan: {t_rescan / t_full:.2f} (goal: at most 0.10)")
     print(
