@@ -847,11 +847,12 @@ def scan_storage(
                 tree.trust is not None and tree.trust.bodies_checked
             )
         whole: Inventory | str | None = None
-        if tree.trust is not None if isinstance(tree, Tree) else False:
+        # the whole-tree shortcut answers for the whole tree: not for a filter or a shard
+        if isinstance(tree, Tree) and tree.trust is not None and not repo_globs and shard is None:
             assert since is not None and isinstance(tree, Tree)
             whole = _unchanged_inventory(tree, since, storage, registry_url, progress)
             if not isinstance(whole, str):
-                return _with_report(whole, cast(TreeTrust, tree.trust).report("unchanged"))
+                return _with_report(whole, tree.trust.report("unchanged"))
         # after the whole-tree shortcut, which does not need it (its lookup tables cost time)
         known = KnownManifests(since) if since is not None else None
         inv = _scan(tree, storage, registry_url, repo_globs, progress, shard, known, pool)

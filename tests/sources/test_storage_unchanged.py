@@ -30,6 +30,7 @@ from clirun import run_cli
 from registry import Pusher, RegistryServer
 
 from analyzer.inventory import Inventory
+from analyzer.shards import Shard
 from analyzer.snapshot import read_snapshot, write_snapshot
 from analyzer.sources.storage import scan_storage
 from analyzer.sources.unchanged import (
@@ -337,6 +338,32 @@ def test_rescans_chain(registry: RegistryServer, tmp_path: Path) -> None:
     _tag_moved(registry, pusher, d)
     report = _assert_rescans_exact(registry.storage, previous)
     assert report["used"] is True and report["links_changed"] >= 1, report
+
+
+def test_filters_and_shards_with_skip_unchanged(registry: RegistryServer, tmp_path: Path) -> None:
+    """A rescan limited to some repositories, or one shard, answers what the same limited full
+    scan answers (the whole-tree shortcut is for a whole scan only)."""
+    pusher = Pusher(registry.url)
+    _fill(pusher)
+    snap = tmp_path / "snap"
+    _first_scan(registry.storage, snap)
+    since = read_snapshot(snap)
+    limits: list[dict[str, Any]] = [
+        {"repo_globs": ["team/*"]},
+        {"shard": Shard.parse("1/2")},
+        {"shard": Shard.parse("2/2")},
+    ]
+    for kwargs in limits:
+        full = _canonical(scan_storage(registry.storage, workers=1, **kwargs))
+        for workers in (1, 8):
+            fast = scan_storage(
+                registry.storage,
+                since=since,
+                skip_unchanged=True,
+                workers=workers,
+                **kwargs,
+            )
+            assert _canonical(fast) == full, (kwargs, workers)
 
 
 def _damage(snap: Path, how: str) -> None:
