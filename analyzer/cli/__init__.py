@@ -110,10 +110,11 @@ def main() -> None:
     is_flag=True,
     help="With --storage DIR and --since SNAP: do not list directories or read links whose "
     "inode and change time (ctime, which unlike mtime cannot be set back) are as SNAP's scan "
-    "recorded them (storage-dirs.bin beside SNAP); every entry is still Stat'ed and the "
-    "snapshot is the full scan's. Trusts the kernel to update ctime on every change; entries "
-    "changed within 2 s of SNAP's scan, or that it could not read, are read again. Without a "
-    "usable record everything is read and the snapshot says why.",
+    "recorded them (storage-dirs.bin beside SNAP); when none changed, SNAP's tables are taken "
+    "and only the tags and uploads read again. The snapshot is the full scan's. Trusts the "
+    "kernel to update ctime on every change and blob data never to be rewritten in place; "
+    "entries changed within 2 s of SNAP's scan, or that it could not read, are read again. "
+    "Without a usable record everything is read and the snapshot says why.",
 )
 @registry_login_options
 @click.option(

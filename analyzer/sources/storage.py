@@ -900,6 +900,8 @@ def _unchanged_inventory(
         or h.storage_root != _storage_root(tree, storage)
     ):
         return "SNAP is not a complete, unfiltered scan of this tree without skips or faults"
+    if h.tool_version != __version__:  # its tables are what that version's scan read
+        return f"SNAP was written by reclaim {h.tool_version}, not {__version__}"
     why = cast(TreeTrust, tree.trust).unchanged_tree(tree.v2)
     if why is not None:
         return why

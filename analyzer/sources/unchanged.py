@@ -3,7 +3,9 @@
 A full scan of a directory tree records, beside its snapshot (`storage-dirs.bin`, vouched for by
 `storage-dirs.json`: its sha256, the snapshot it belongs to, the storage root, the user), what it
 saw: each directory it listed (path, st_dev, st_ino, st_ctime_ns, the names) and each link file
-it read (path, st_dev, st_ino, st_ctime_ns, size, the content). A rescan with `--skip-unchanged`
+it read (path, st_dev, st_ino, st_ctime_ns, size, the content): packed integer arrays and
+NUL-joined names, the states apart from the names and contents (which a rescan of an unchanged
+tree never decodes). A rescan with `--skip-unchanged`
 still Stats every entry the collector's walk Stats (that Stat decides what is a directory, a
 blob's size, a revision's push time), but takes a directory's names, or a link's content, from
 the record instead of listing or reading it when the fresh Stat shows the same inode with the
@@ -13,11 +15,19 @@ What this trusts (the assumption, also in `header.extra["since"]`): the kernel u
 directory's ctime whenever an entry is added, removed or renamed in it, and a file's ctime
 whenever it is written, truncated, chmod'ed or renamed; ctime cannot be set back (unlike mtime:
 `touch -d`, rsync); the clock does not step back between the two scans. Because a link's own
-Stat is compared, a tag moved (the filesystem driver's PutContent rewrites `current/link` in
-place, no directory changes), even back to a digest it had before, is read again; so is a
-revision or `_layers` link removed by an API delete (its `<hex>/` directory changes) or rewritten
-by a push of the same manifest. A blob whose directory is unchanged is the same `data` inode; its
-size comes from the fresh Stat anyway.
+Stat is compared, a tag moved (2.8's filesystem driver PutContent rewrites `current/link` in
+place: no directory changes; 3.1.1's writes a temporary file and renames it over the link), even
+back to a digest it had before, is read again; so is a revision or `_layers` link removed by an
+API delete (its `<hex>/` directory changes) or rewritten by a push of the same manifest.
+
+When every directory and link the record holds is unchanged (one Stat each) and its scan
+recorded everything (nothing racy, no symlink, no skip, no fault, the manifest bodies read or
+checked, the same reclaim version), the tree is the one that scan saw: the rescan takes its
+tables, and reads again only what changes in place, the tags and the uploads. That assumes too
+that a blob's `data` file is never rewritten in place (the registry renames a finished upload
+into place; a blob's directory changes when its `data` is removed or renamed over). Otherwise
+the rescan walks as a full scan does, and a manifest body is taken from SNAP only while its
+blob's directory is the one SNAP's scan recorded.
 
 Racily clean entries (git's term): a directory or link whose ctime is not older than the first
 scan's start minus `RACY_MARGIN_NS` is not recorded, so it is always read again: a change in the

@@ -462,3 +462,19 @@ def test_hand_damage_after_the_first_scan(case: Case, tmp_path: Path) -> None:
             )
         )
         assert fast == full, f"workers={workers}"
+
+
+def test_another_reclaim_version_reads_the_tree(
+    registry: RegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SNAP's tables are what its reclaim version's scan read: another version does not take
+    them whole (it still trusts the unchanged directories), and answers as its full scan."""
+    import analyzer.sources.storage as storage_module
+
+    _fill(Pusher(registry.url))
+    snap = tmp_path / "snap"
+    _first_scan(registry.storage, snap)
+    monkeypatch.setattr(storage_module, "__version__", "0.0.0-another")
+    report = _assert_rescans_exact(registry.storage, snap)
+    assert "written by reclaim" in report["whole_tree"], report
+    assert report["directories_trusted"] > 0 and report["directories_changed"] == 0, report
