@@ -411,12 +411,19 @@ class InventoryBuilder:
         self._rows["skips"].append((repository, reference, reason))
 
     def build(self, header: SnapshotHeader) -> Inventory:
+        return Inventory(header, self.tables(TABLES))
+
+    def tables(self, names: Iterable[str]) -> dict[str, pd.DataFrame]:
+        """These tables of the inventory (`build` makes all of them)."""
         rows = dict(self._rows)
         rows["repositories"] = [(r, h) for r, h in sorted(self._repos.items())]
         rows["blobs"] = [(d, s, p) for d, (s, p) in sorted(self._blob_sizes.items())]
-        tables = {t: frame(t, rows[t]) for t in TABLES}
-        tables["manifests"] = tables["manifests"].drop_duplicates(["repository", "digest"])
-        tables["tags"] = tables["tags"].drop_duplicates(["repository", "tag"], keep="last")
+        tables = {t: frame(t, rows[t]) for t in names}
+        if "manifests" in tables:
+            tables["manifests"] = tables["manifests"].drop_duplicates(["repository", "digest"])
+        if "tags" in tables:
+            tables["tags"] = tables["tags"].drop_duplicates(["repository", "tag"], keep="last")
         for t in ("manifests", "tags", "layer_links"):
-            tables[t] = tables[t].sort_values(list(SCHEMAS[t])[:2]).reset_index(drop=True)
-        return Inventory(header, tables)
+            if t in tables:
+                tables[t] = tables[t].sort_values(list(SCHEMAS[t])[:2]).reset_index(drop=True)
+        return tables

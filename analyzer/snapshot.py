@@ -90,6 +90,8 @@ _SNAPSHOT_FILES = frozenset(
         HEADER_FILE + ".tmp",
         *(f"{t}.parquet" for t in TABLES),
         *(f"{name}{tmp}" for name in (CODES_FILE, CODES_META) for tmp in ("", ".tmp")),
+        # A storage scan's directory record (analyzer.sources.unchanged, --skip-unchanged).
+        *(f"{n}{tmp}" for n in ("storage-dirs.bin", "storage-dirs.json") for tmp in ("", ".tmp")),
     }
 )
 _PARTIAL = ".partial"

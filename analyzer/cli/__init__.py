@@ -105,6 +105,17 @@ def main() -> None:
     "(same digest: same content) are not read again; links, tags and blobs are read as always. "
     "The summary says what was saved.",
 )
+@click.option(
+    "--skip-unchanged",
+    is_flag=True,
+    help="With --storage DIR and --since SNAP: do not list directories or read links whose "
+    "inode and change time (ctime, which unlike mtime cannot be set back) are as SNAP's scan "
+    "recorded them (storage-dirs.bin beside SNAP); when none changed, SNAP's tables are taken "
+    "and only the tags and uploads read again. The snapshot is the full scan's. Trusts the "
+    "kernel to update ctime on every change and blob data never to be rewritten in place; "
+    "entries changed within 2 s of SNAP's scan, or that it could not read, are read again. "
+    "Without a usable record everything is read and the snapshot says why.",
+)
 @registry_login_options
 @click.option(
     "--workers",
@@ -135,6 +146,7 @@ def scan(
     force: bool,
     shard: str | None,
     since: str | None,
+    skip_unchanged: bool,
     username: str | None,
     password_stdin: bool,
     docker_config: str | None,
@@ -186,6 +198,7 @@ def scan(
       reclaim scan --storage /var/lib/registry --shard 2/4 -o snap-2   # one of 4 jobs
       reclaim merge snap-1 snap-2 snap-3 snap-4 -o snap
       reclaim scan --storage /var/lib/registry --since snap -o snap-tomorrow
+      reclaim scan --storage /var/lib/registry --since snap --skip-unchanged -o snap-2
     """
     from analyzer.shards import Shard
     from analyzer.snapshot import check_target, read_snapshot, write_snapshot
@@ -194,6 +207,8 @@ def scan(
     check_target(output, force)  # before the scan, not after it
 
     part = Shard.parse(shard) if shard else None
+    if skip_unchanged and not (since and (storage or registry_config) and not digitalocean):
+        raise UsageError("--skip-unchanged needs --storage DIR (or --registry-config) and --since")
     before = read_snapshot(since) if since else None
     if digitalocean:
         if part is not None or before is not None:
@@ -202,13 +217,24 @@ def scan(
         _scan_digitalocean(digitalocean, api_url, url, store, repos, output, timeout, force)
         return
     progress = ClickProgress()
+    record = None
     try:
         if storage or registry_config or s3_endpoint or s3_region:
             from analyzer.sources.storage import scan_storage
             from analyzer.storage_driver import storage_location
 
             where = storage_location(storage, registry_config, s3_endpoint, s3_region)
-            inv = scan_storage(where, url, list(repos), progress=progress, shard=part, since=before)
+            record = _storage_record(where, skip_unchanged)
+            inv = scan_storage(
+                where,
+                url,
+                list(repos),
+                progress=progress,
+                shard=part,
+                since=before,
+                record=record,
+                skip_unchanged=skip_unchanged,
+            )
         else:
             if not url:
                 raise UsageError("give a registry URL, --storage or --registry-config")
@@ -228,11 +254,44 @@ def scan(
     finally:
         progress.close()
     path = write_snapshot(inv, output, replace=force)
+    if record is not None:
+        _save_storage_record(path, record, inv.snapshot_id)
     if not storage and not registry_config:
         from analyzer.sources.oci import journal_path
 
         journal_path(output).unlink(missing_ok=True)
     click.echo(f"wrote {path}: {_scan_summary(inv)}", err=True)
+
+
+def _storage_record(where: Any, skip_unchanged: bool) -> Any:
+    """What a scan of a directory tree records for a later --skip-unchanged rescan (an S3
+    bucket has no directory change times: None, and --skip-unchanged is refused)."""
+    from analyzer.sources.unchanged import TreeRecord
+    from analyzer.storage_driver import S3Location
+
+    if isinstance(where, S3Location):
+        if skip_unchanged:
+            raise UsageError(
+                "--skip-unchanged reads a directory tree only (an S3 bucket has no directory "
+                "change times)"
+            )
+        return None
+    return TreeRecord()
+
+
+def _save_storage_record(path: Any, record: Any, snapshot_id: str | None) -> None:
+    """The directory record beside the snapshot; a failure costs only the next rescan's
+    shortcut (it then reads everything), so it is a warning."""
+    from analyzer.sources.unchanged import save_record
+
+    try:
+        save_record(path, record, snapshot_id or "")
+    except OSError as e:
+        click.echo(
+            f"warning: {path}: the directory record for --skip-unchanged was not written "
+            f"({e.strerror or e}); a rescan with --since {path} --skip-unchanged reads everything",
+            err=True,
+        )
 
 
 def _scan_api(

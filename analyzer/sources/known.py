@@ -23,6 +23,7 @@ import pandas as pd
 from analyzer.errors import UsageError
 from analyzer.inventory import SOURCE_OCI, SOURCE_STORAGE, Inventory
 from analyzer.oci.manifest import (
+    KIND_IMAGE,
     KIND_INDEX,
     REF_CONFIG,
     REF_LAYER,
@@ -64,6 +65,15 @@ class Saved:
         }
 
 
+def check_since(since: Inventory) -> None:
+    """Refuse an earlier snapshot whose scan did not verify the bodies it holds."""
+    if since.header.source not in VERIFIED_SOURCES:
+        raise UsageError(
+            f"--since: a {since.header.source} snapshot did not read manifest bodies; give "
+            "a storage or registry API snapshot"
+        )
+
+
 def _na(value: Any) -> Any:
     return None if value is None or value is pd.NA or value is pd.NaT or value != value else value
 
@@ -73,11 +83,7 @@ class KnownManifests:
     objects are built for digests the rescan never asks about)."""
 
     def __init__(self, since: Inventory) -> None:
-        if since.header.source not in VERIFIED_SOURCES:
-            raise UsageError(
-                f"--since: a {since.header.source} snapshot did not read manifest bodies; give "
-                "a storage or registry API snapshot"
-            )
+        check_since(since)
         self.snapshot_id = since.snapshot_id
         self.source = since.header.source
         self.storage_root = since.header.storage_root
@@ -162,3 +168,27 @@ class KnownManifests:
         if config_too and config is not None:
             self.saved.configs += 1
             self.saved.config_bytes += config.size or 0
+
+
+def saved_reading_all(since: Inventory) -> Saved:
+    """What a rescan saves when it takes every manifest of `since` from it (a tree unchanged
+    since then, `--skip-unchanged`): as `KnownManifests.reused` counts it, once per digest, an
+    image's config with it (a storage snapshot of a directory read image configs)."""
+    m = since.manifests.drop_duplicates("digest")
+    images = set(m["digest"][m["kind"].astype(str) == KIND_IMAGE].astype(str).tolist())
+    refs = since.references
+    config: dict[str, int] = {}  # parent -> its config's size (the last, as `get` takes it)
+    for parent, kind, size in zip(
+        refs["parent"].astype(str).tolist(),
+        refs["kind"].astype(str).tolist(),
+        refs["size"].astype(object).tolist(),
+        strict=True,
+    ):
+        if kind == REF_CONFIG and parent in images:
+            config[parent] = int(_na(size) or 0)
+    return Saved(
+        manifests=len(m),
+        manifest_bytes=int(m["size"].astype("int64").sum()),
+        configs=len(config),
+        config_bytes=sum(config.values()),
+    )

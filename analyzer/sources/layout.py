@@ -28,9 +28,13 @@ import stat
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from analyzer.engines.distribution.names import DISTRIBUTION_28
 from analyzer.storage_paths import blob_data
+
+if TYPE_CHECKING:
+    from analyzer.sources.unchanged import TreeRecord, TreeTrust
 
 # go-digest: the algorithms the registry binaries link in, and their hex lengths.
 ALGORITHMS = {"sha256": 64, "sha384": 96, "sha512": 128}
@@ -278,6 +282,10 @@ class Tree(StorageTree):
         self.v2 = v2
         self.real_v2 = os.path.realpath(v2)
         self._real: dict[str, str] = {"": self.real_v2}
+        # `--skip-unchanged` (analyzer.sources.unchanged): what this scan lists and reads is
+        # recorded for the next; an earlier scan's record answers for what has not changed.
+        self.record: TreeRecord | None = None
+        self.trust: TreeTrust | None = None
 
     @property
     def url(self) -> str:
@@ -326,10 +334,37 @@ class Tree(StorageTree):
             return Failure(HANG, "opening a FIFO blocks until something writes to it")
         if not stat.S_ISDIR(st.st_mode):
             return Failure(ERROR, "not a directory")
+        if self.trust is not None:
+            known = self.trust.listing(rel, st)
+            if known is not None:
+                if self.record is not None:  # carried on, for the rescan after this one
+                    self.record.saw_dir(rel, st, known, self.trust.symlinked(rel))
+                return known
+        if self.record is not None:
+            return self._list_recorded(rel, st)
         try:
             return os.listdir(self.abs(rel))
         except OSError as e:
             return _os_failure(e)
+
+    def _list_recorded(self, rel: str, st: os.stat_result) -> builtins.list[str] | Failure:
+        """os.listdir, and the listing recorded; scandir's entry types (no extra system call
+        where the file system gives them) say whether the directory holds a symlink."""
+        try:
+            with os.scandir(self.abs(rel)) as it:
+                entries = builtins.list(it)
+        except OSError as e:
+            return _os_failure(e)
+        names = [entry.name for entry in entries]
+        linked = False
+        for entry in entries:
+            try:
+                linked = linked or entry.is_symlink()
+            except OSError:
+                linked = True  # unknown: as good as a symlink (nothing whole-tree trusts it)
+        assert self.record is not None
+        self.record.saw_dir(rel, st, names, linked)
+        return names
 
     def read(self, rel: str, cap: int) -> bytes | Failure:
         """driver.GetContent, bounded: the bytes, or the failure the collector meets.
@@ -352,6 +387,20 @@ class Tree(StorageTree):
         failure = _content_failure(st.st_mode)
         if failure is not None:
             return failure
+        if cap != MAX_LINK_BYTES or (self.trust is None and self.record is None):
+            return self._read_regular(rel, cap)
+        # A link (the only reads made with this cap): from the record when unchanged.
+        known = self.trust.content(rel, st) if self.trust is not None else None
+        if known is not None:
+            if self.record is not None:
+                self.record.saw_link(rel, st, known)
+            return known
+        content = self._read_regular(rel, cap)
+        if self.record is not None and isinstance(content, bytes):
+            self.record.saw_link(rel, st, content)
+        return content
+
+    def _read_regular(self, rel: str, cap: int) -> bytes | Failure:
         try:
             fd = os.open(self.abs(rel), os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
         except OSError as e:

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from analyzer.engines.distribution.names import DISTRIBUTION_3, DISTRIBUTION_28, ENGINES
-from analyzer.errors import SourceError
+from analyzer.errors import SourceError, UsageError
 from analyzer.inventory import SOURCE_STORAGE, Inventory, InventoryBuilder, SnapshotHeader
 from analyzer.inventory import UNREAD as UNREAD_SKIP
 from analyzer.oci.manifest import (
@@ -54,7 +54,7 @@ from analyzer.oci.manifest import (
 )
 from analyzer.progress import NullProgress, Progress
 from analyzer.shards import EXTRA_SHARD, Shard
-from analyzer.sources.known import EXTRA_SINCE, KnownManifests
+from analyzer.sources.known import EXTRA_SINCE, KnownManifests, check_since, saved_reading_all
 from analyzer.sources.layout import (
     HANG,
     MAX_MANIFEST_BYTES,
@@ -74,6 +74,7 @@ from analyzer.sources.layout import (
     walk,
     walk_below,
 )
+from analyzer.sources.unchanged import EXTRA_SKIP, TreeRecord, TreeTrust, load_trust, not_used
 from analyzer.storage_driver import FilesystemLocation, S3Location, StorageLocation
 from analyzer.version import __version__
 
@@ -477,6 +478,15 @@ class _Scan:
         known = self.known.get(digest) if self.known is not None else None
         if known is None or self.known is None:
             return False
+        trust = self.tree.trust if isinstance(self.tree, Tree) else None
+        # --skip-unchanged answers as a full scan: a body is taken only from its blob's
+        # directory as SNAP's scan saw it (a body changed by hand is read, as it would be)
+        if (
+            trust is not None
+            and trust.bodies_checked
+            and not trust.blob_unchanged(self.tree.stat, digest)
+        ):
+            return False
         parsed = known.parsed
         config_read = parsed.kind == KIND_IMAGE and parsed.config is not None
         if config_read and self.tree.extra_reads:
@@ -781,6 +791,8 @@ def scan_storage(
     shard: Shard | None = None,
     since: Inventory | None = None,
     workers: int = WALK_WORKERS,
+    record: TreeRecord | None = None,
+    skip_unchanged: bool = False,
 ) -> Inventory:
     """Read a registry's storage into a complete inventory.
 
@@ -799,17 +811,132 @@ def scan_storage(
 
     A directory tree is read by `workers` threads (repositories, blob prefixes); the result is
     the sequential scan's (`workers=1`), record for record.
+
+    `record` (a directory tree): filled with what the scan listed and read, for a later
+    `skip_unchanged` rescan (`analyzer.sources.unchanged.save_record` writes it beside the
+    snapshot). `skip_unchanged` (a directory tree, with `since` read from a snapshot directory):
+    directories and links unchanged since `since`'s record are not listed or read again; the
+    inventory is the full scan's all the same. What was trusted, and why not when the record
+    cannot be used, is in `header.extra["since"]["skip_unchanged"]`.
     """
     progress = progress or NullProgress()
-    known = KnownManifests(since) if since is not None else None
+    if since is not None:
+        check_since(since)
+    if skip_unchanged and since is None:
+        raise UsageError("--skip-unchanged needs --since SNAP (the scan whose record it trusts)")
     tree = open_tree(storage, progress)
     pool = ThreadPoolExecutor(workers) if workers > 1 and isinstance(tree, Tree) else None
+    trusted: dict[str, object] | None = None
     try:
-        return _scan(tree, storage, registry_url, repo_globs, progress, shard, known, pool)
+        if skip_unchanged:
+            if not isinstance(tree, Tree):
+                raise UsageError(
+                    "--skip-unchanged reads a directory tree only (an S3 bucket has no "
+                    "directory change times)"
+                )
+            assert since is not None
+            trust = load_trust(since.snapshot_path, since.snapshot_id, tree.url)
+            if isinstance(trust, TreeTrust):
+                tree.trust = trust
+            else:
+                trusted = not_used(trust)
+        if record is not None and isinstance(tree, Tree):
+            record.root = tree.url
+            tree.record = record
+            record.bodies_checked = since is None or (
+                tree.trust is not None and tree.trust.bodies_checked
+            )
+        whole: Inventory | str | None = None
+        # the whole-tree shortcut answers for the whole tree: not for a filter or a shard
+        if isinstance(tree, Tree) and tree.trust is not None and not repo_globs and shard is None:
+            assert since is not None and isinstance(tree, Tree)
+            whole = _unchanged_inventory(tree, since, storage, registry_url, progress)
+            if not isinstance(whole, str):
+                return _with_report(whole, tree.trust.report("unchanged"))
+        # after the whole-tree shortcut, which does not need it (its lookup tables cost time)
+        known = KnownManifests(since) if since is not None else None
+        inv = _scan(tree, storage, registry_url, repo_globs, progress, shard, known, pool)
+        if skip_unchanged and isinstance(tree, Tree):
+            report = (
+                tree.trust.report(whole if isinstance(whole, str) else None)
+                if tree.trust is not None
+                else trusted
+            )
+            _with_report(inv, cast(dict[str, object], report))
+        return inv
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
         tree.close()
+
+
+def _with_report(inv: Inventory, report: dict[str, object]) -> Inventory:
+    cast(dict[str, object], inv.header.extra[EXTRA_SINCE])[EXTRA_SKIP] = report
+    return inv
+
+
+def _unchanged_inventory(
+    tree: Tree,
+    since: Inventory,
+    storage: str | os.PathLike[str] | StorageLocation,
+    registry_url: str | None,
+    progress: Progress,
+) -> Inventory | str:
+    """`--skip-unchanged` on a tree unchanged since `since` (every directory and link its scan
+    recorded has the same inode and ctime: `TreeTrust.unchanged_tree`): the full scan's answer
+    is `since`'s, but for what changes in place, which is read again here: the tags (a link
+    rewritten in place; a tag with no current/link yet is not recorded) and the uploads (a
+    chunk appended grows `data`). Only for a complete, unfiltered storage scan of this root
+    with no skip and no fault (anything it could not read is read again: the full scan). The
+    reason it does not apply, otherwise."""
+    h = since.header
+    if (
+        h.source != SOURCE_STORAGE
+        or not h.complete
+        or h.repository_filter
+        or EXTRA_SHARD in h.extra
+        or h.extra.get(EXTRA_FAULTS)
+        or len(since.skips)
+        or h.storage_root != _storage_root(tree, storage)
+    ):
+        return "SNAP is not a complete, unfiltered scan of this tree without skips or faults"
+    if h.tool_version != __version__:  # its tables are what that version's scan read
+        return f"SNAP was written by reclaim {h.tool_version}, not {__version__}"
+    why = cast(TreeTrust, tree.trust).unchanged_tree(tree.v2)
+    if why is not None:
+        return why
+    trust, tree.trust = tree.trust, None  # read for real: the names and contents stay packed
+    builder = InventoryBuilder()
+    scan = _Scan(tree, builder, progress, None)
+    ingested = set(since.manifests["repository"].astype(str))
+    repos = sorted(since.repositories["repository"].astype(str), key=_walk_order)
+    progress.stage("repositories", len(repos))
+    for repo in repos:
+        builder.add_repository(repo, scan.tags(repo, list(ENGINES), repo in ingested))
+        scan.uploads(repo, f"repositories/{repo}/_uploads")
+        progress.advance()
+    tree.trust = trust
+    if scan.faults or scan.incomplete or builder.count("skips"):
+        return "a tag or an upload could not be read as before"
+    if tree.record is not None:
+        tree.record.adopt(cast(TreeTrust, trust))
+    tables = {**since.tables, **builder.tables(("repositories", "tags", "uploads"))}
+    extra: dict[str, object] = {}
+    if h.extra.get(EXTRA_UNSEEN):
+        extra[EXTRA_UNSEEN] = h.extra[EXTRA_UNSEEN]
+    extra[EXTRA_SINCE] = saved_reading_all(since).to_dict(since.snapshot_id)
+    header = SnapshotHeader(
+        source=SOURCE_STORAGE,
+        registry=redact_url(registry_url) if registry_url else None,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        tool_version=__version__,
+        complete=True,
+        repository_filter=[],
+        storage_root=_storage_root(tree, storage),
+        notes=[],
+        extra=extra,
+    )
+    return Inventory(header, tables)
 
 
 def _scan(
