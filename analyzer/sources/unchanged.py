@@ -52,6 +52,8 @@ from typing import Any
 
 import numpy as np
 
+from analyzer.durable import write_replacing
+
 STATE_FILE = "storage-dirs.bin"
 STATE_META = "storage-dirs.json"
 STATE_FORMAT = "reclaim-storage-dirs"
@@ -375,17 +377,8 @@ def save_record(directory: str | os.PathLike[str], record: TreeRecord, snapshot_
         "sha256": hashlib.sha256(data).hexdigest(),
     }
     (target / STATE_META).unlink(missing_ok=True)  # a stale meta never vouches for new data
-    _replace(target / STATE_FILE, data)
-    _replace(target / STATE_META, (json.dumps(meta, indent=2) + "\n").encode())
-
-
-def _replace(path: Path, data: bytes) -> None:
-    partial = path.with_name(path.name + ".tmp")
-    with open(partial, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, path)
+    write_replacing(target / STATE_FILE, data)
+    write_replacing(target / STATE_META, (json.dumps(meta, indent=2) + "\n").encode())
 
 
 def load_trust(
