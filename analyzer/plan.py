@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analyzer.analysis import Prediction
+from analyzer.analysis import Prediction, hazard_key
 from analyzer.coded import coded, remember, rows_kept
 from analyzer.engines.registry import EngineRef, resolve
 from analyzer.errors import UsageError
@@ -373,11 +373,8 @@ def _engine_hazards(after: Prediction, baseline: Prediction | None) -> list[dict
     """The GC's own hazards after the deletions; `preexisting` when the GC alone has them too."""
     if baseline is None:
         return after.hazards
-    seen = {(h["type"], h.get("repository"), h.get("digest")) for h in baseline.hazards}
-    return [
-        {**h, "preexisting": (h["type"], h.get("repository"), h.get("digest")) in seen}
-        for h in after.hazards
-    ]
+    seen = baseline.hazard_keys()  # the baseline's hazards themselves never made
+    return [{**h, "preexisting": hazard_key(h) in seen} for h in after.hazards]
 
 
 def structure_safety(
