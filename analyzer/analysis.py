@@ -722,14 +722,19 @@ def _gutted_parts(codes: ResultCodes) -> tuple[np.ndarray, np.ndarray, np.ndarra
     digest) of the manifest-loses-blobs hazards, on codes."""
     c = codes.coded
     n = c.n
-    rev = _unique(c.pair(c.m_repo, c.m_digest))
-    kept = rev[~_member(rev, codes.manifests) & ~_member(rev, codes.dangling)]
     swept = np.zeros(n, dtype=bool)
     swept[codes.blobs] = True
     blob_edges = np.flatnonzero(
         c.gc_edges() & (c.r_kind != K_MANIFEST) & (c.r_child >= 0) & (c.r_parent >= 0)
     )
     blob_edges = blob_edges[swept[c.r_child[blob_edges]]]  # only edges to a swept blob matter
+    # only a revision some such edge starts from can lose a blob: the others are left out
+    # before the sort (they would match no edge; the kept pairs stay in the same order)
+    parent = np.zeros(n, dtype=bool)
+    parent[c.r_parent[blob_edges]] = True
+    some = np.flatnonzero((c.m_digest >= 0) & parent[np.maximum(c.m_digest, 0)])
+    rev = _unique(c.pair(c.m_repo[some], c.m_digest[some]))
+    kept = rev[~_member(rev, codes.manifests) & ~_member(rev, codes.dangling)]
     row, edge = _expand(kept % n, c.r_parent[blob_edges], n)
     return kept, row, c.r_child[blob_edges[edge]]
 

@@ -326,3 +326,45 @@ def test_deletions_tags_and_kinds_by_row_equal_the_merges(
             fast = plan_module._with_tags_and_kinds(inv, deletions, revisions)
             ref = plan_module._merged(inv.tags, inv.manifests, deletions)
             pd.testing.assert_frame_equal(fast, ref)
+
+
+def _summary_of_json(p: Any) -> dict[str, Any]:
+    """The comparison row as it was made: from the plan's whole JSON."""
+    doc = p.plan.to_dict()
+    return {
+        "policy": p.policy.name,
+        "file": p.policy.source,
+        "manifests_deleted": len(doc["manifests_to_delete"]),
+        "tags_deleted": sum(len(m["tags"]) for m in doc["manifests_to_delete"]),
+        "bytes_freed": doc["bytes_freed"],
+        "bytes_freed_by_deletions": doc["bytes_freed_by_deletions"],
+        "bound": doc["bound"],
+        "safety": p.safety_count,
+    }
+
+
+@pytest.mark.parametrize("delete_untagged", [False, True], ids=["plain", "delete-untagged"])
+@pytest.mark.parametrize("engine", ENGINES)
+def test_comparison_rows_read_from_the_plan_equal_those_of_its_json(
+    invs: list[analyzer.Inventory],
+    extra_policies: list[Path],
+    engine: str,
+    delete_untagged: bool,
+) -> None:
+    """`PolicyPlan.summary` reads the plan's fields (no JSON made): the same row, the blobs
+    freed by the deletions found on codes equal to the JSON's digests compared as strings."""
+    due = 0
+    for inv in invs:
+        policies: list[Policy | str | Path] = [*POLICIES, *extra_policies]
+        cmp = compare_policies(inv, policies, engine, delete_untagged)
+        rows = cmp.table.to_dict(orient="records")
+        # read before any JSON is made: the codes path, not the decoded frames
+        assert rows == [_summary_of_json(p) for p in cmp.plans]
+        for p in cmp.plans:
+            before = set(p.plan.baseline.blobs_eligible["digest"])
+            after = p.plan.after.blobs_eligible
+            freed = after.loc[~after["digest"].isin(before), "size"]
+            assert p.plan.bytes_freed_by_deletions() == int(freed.fillna(0).sum())
+            due += len(freed)
+    if engine != "digitalocean" or delete_untagged:
+        assert due  # some plan frees blobs because of its deletions
