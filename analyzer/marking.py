@@ -151,7 +151,7 @@ class GCResult:
 # a plain required field (its __init__ assigns through the descriptor).
 _blobs_field = _DecodedOnRead()
 _blobs_field.__set_name__(GCResult, "blobs_eligible")
-setattr(GCResult, "blobs_eligible", _blobs_field)
+setattr(GCResult, "blobs_eligible", _blobs_field)  # noqa: B010 (typed as the frame it reads as)
 _BLOBS_SLOT = _blobs_field.slot
 
 
