@@ -39,6 +39,7 @@ snapshot's time (`now`), so a plan is reproducible.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -96,6 +97,9 @@ class Evaluation:
     # per decisions row: its row in the inventory's manifests (None: not known), so that a
     # plan of the deletions finds their codes by row instead of looking their strings up
     revision_rows: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # the revisions it was evaluated on: their names of deleted manifests are shared by every
+    # policy evaluated on them (`Revisions.names`)
+    revisions: Revisions | None = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
         deleted = int((self.decisions["verdict"] == VERDICT_DELETE).sum())
@@ -120,18 +124,28 @@ class Evaluation:
         else:
             out = decisions.loc[gone][kept].reset_index(drop=True)
             columns = tuple(out[c].tolist() for c in ("repository", "digest", "tags"))
-        named: list[list[str]] = []
-        add = named.append
-        with paused_gc():
-            for r, d, tags in zip(*columns, strict=True):
-                # most manifests carry one tag: no inner comprehension for those
-                if len(tags) == 1:
-                    add([f"{r}:{tags[0]}"])
-                elif len(tags):
-                    add([f"{r}:{t}" for t in tags])
-                else:
-                    add([f"{r}@{d}"])
-        return out.assign(named_as=pd.Series(named, index=out.index, dtype=object))
+        shared = self._shared_names(gone, columns)
+        if shared is not None:
+            return out.assign(named_as=pd.Series(shared, index=out.index, dtype=object))
+        return out.assign(named_as=pd.Series(_names(*columns), index=out.index, dtype=object))
+
+    def _shared_names(self, gone: np.ndarray, columns: tuple[list[Any], ...]) -> Any:
+        """The names of the deleted rows from their revisions' (`Revisions.names`), those not
+        named yet named there; None when the decisions' repository, digest and tags cells
+        are not the revisions' own objects (a frame changed since: named from its cells)."""
+        revs, rows = self.revisions, self.revision_rows
+        if revs is None or rows is None or revs.repo.min(initial=0) < 0:
+            return None
+        rows = rows[gone]
+        own = (
+            np.asarray(revs.repo_names, dtype=object)[revs.repo[rows]],
+            revs.digest_objects[rows],
+            revs.tag_objects[rows],
+        )
+        for cells, theirs in zip(columns, own, strict=True):
+            if not all(map(operator.is_, cells, theirs.tolist())):
+                return None
+        return revs.names(rows)
 
     def deleted_rows(self) -> np.ndarray | None:
         """The inventory's manifest row of each of `deletions`, in its order (None: unknown)."""
@@ -148,6 +162,22 @@ class Evaluation:
             "decisions": {f"{role}/{verdict}": n for role, verdict, n in _counts(self.decisions)},
             "notes": self.notes,
         }
+
+
+def _names(repos: list[str], digests: list[str], tags: list[list[str]]) -> list[list[str]]:
+    """Per manifest: `REPO:TAG` for each of its tags, `REPO@DIGEST` when it has none."""
+    named: list[list[str]] = []
+    add = named.append
+    with paused_gc():
+        for r, d, ts in zip(repos, digests, tags, strict=True):
+            # most manifests carry one tag or none: no inner comprehension for those
+            if len(ts) == 1:
+                add([f"{r}:{ts[0]}"])
+            elif len(ts):
+                add([f"{r}:{t}" for t in ts])
+            else:
+                add([f"{r}@{d}"])
+    return named
 
 
 def _counts(decisions: pd.DataFrame) -> list[tuple[Any, Any, int]]:
@@ -289,6 +319,8 @@ class Revisions:
     _digest_objects: np.ndarray | None = None
     _tag_objects: np.ndarray | None = None
     _odd_names: np.ndarray | None = None
+    _names: np.ndarray | None = None
+    _named: np.ndarray | None = None
     _picked: dict[str, tuple[pd.Series, pd.Series, np.ndarray, np.ndarray]] = field(
         default_factory=dict
     )
@@ -509,6 +541,22 @@ class Revisions:
             time, source = _pick_time(_times_frame(self), newest_by)
             self._picked[newest_by] = (time, source, *_ns(time))
         return self._picked[newest_by]
+
+    def names(self, rows: np.ndarray) -> np.ndarray:
+        """Per revision row asked: its names as a policy's deletions have them (`_names`),
+        named once and shared by every policy evaluated on these revisions (the same list
+        objects, as the decisions share their tag lists)."""
+        if self._names is None:
+            self._names = np.full(len(self.repo), None, dtype=object)
+            self._named = np.zeros(len(self.repo), dtype=bool)
+        assert self._named is not None
+        new = _unique(rows[~self._named[rows]])
+        if len(new):
+            repos = np.asarray(self.repo_names, dtype=object)[self.repo[new]].tolist()
+            made = _names(repos, self.digest_objects[new].tolist(), self.tag_objects[new].tolist())
+            self._names[new] = pd.Series(made, dtype=object).to_numpy()
+            self._named[new] = True
+        return self._names[rows]
 
     @property
     def by_digest(self) -> np.ndarray:
@@ -1057,4 +1105,6 @@ def _evaluate(inv: Inventory, policy: Policy, at: pd.Timestamp, revs: Revisions)
             for k, v in columns.items()
         }
     )
-    return Evaluation(policy, at, decisions, _time_notes(hits.timed), revision_rows=order)
+    return Evaluation(
+        policy, at, decisions, _time_notes(hits.timed), revision_rows=order, revisions=revs
+    )

@@ -163,7 +163,33 @@ def test_deletions_taken_as_arrays_equal_the_frame_selection(
             named = [[f"{r}:{t}" for t in tags] if tags else [f"{r}@{d}"] for r, d, tags in rows]
             assert fast["named_as"].tolist() == named
             deleted += len(fast)
+        # the names were the revisions' own, shared by the policies (`Revisions.names`)
+        assert revisions._named is not None or not deleted
     assert deleted
+
+
+def test_deletions_of_a_changed_frame_are_named_from_its_cells(
+    scale_inv: analyzer.Inventory,
+) -> None:
+    """Names shared by the policies of one `Revisions` are used only while the decisions'
+    cells are the revisions' own: a frame changed since is named from what it holds."""
+    revisions = Revisions.of(scale_inv)
+    policy = load_policy(POLICIES[0])
+    first = evaluate_policy(scale_inv, policy, revisions=revisions)
+    shared = first.deletions["named_as"].tolist()
+    assert revisions._named is not None and revisions._named.sum() == len(shared) > 0
+    again = evaluate_policy(scale_inv, policy, revisions=revisions).deletions
+    assert all(a is b for a, b in zip(again["named_as"], shared, strict=True))  # shared
+    changed = evaluate_policy(scale_inv, policy, revisions=revisions)
+    gone = (changed.decisions["verdict"] == "delete").to_numpy()
+    at = changed.decisions.index[gone][0]
+    tags = changed.decisions.at[at, "tags"]
+    changed.decisions.at[at, "tags"] = ["renamed", *tags]
+    changed.decisions.at[at, "repository"] = "other/repo"
+    named = changed.deletions["named_as"].tolist()
+    assert named[0] == [f"other/repo:{t}" for t in ["renamed", *tags]]
+    assert named[1:] == shared[1:]
+    assert revisions.names(first.deleted_rows())[0] == shared[0]  # the shared ones untouched
 
 
 def test_evaluation_without_shared_revisions_is_the_same(
