@@ -39,7 +39,6 @@ snapshot's time (`now`), so a plan is reproducible.
 
 from __future__ import annotations
 
-import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -120,19 +119,19 @@ class Evaluation:
             rows = np.flatnonzero(gone)
             taken = {c: decisions[c].to_numpy()[rows] for c in kept}
             out = pd.DataFrame({c: pd.Series(v, dtype=object) for c, v in taken.items()})
-            columns = tuple(taken[c].tolist() for c in ("repository", "digest", "tags"))
         else:
             out = decisions.loc[gone][kept].reset_index(drop=True)
-            columns = tuple(out[c].tolist() for c in ("repository", "digest", "tags"))
-        shared = self._shared_names(gone, columns)
-        if shared is not None:
-            return out.assign(named_as=pd.Series(shared, index=out.index, dtype=object))
-        return out.assign(named_as=pd.Series(_names(*columns), index=out.index, dtype=object))
+            taken = {c: out[c].to_numpy(dtype=object) for c in kept}
+        columns = tuple(taken[c] for c in ("repository", "digest", "tags"))
+        named = self._shared_names(gone, columns)
+        if named is None:
+            named = _names(*(c.tolist() for c in columns))
+        return out.assign(named_as=pd.Series(named, index=out.index, dtype=object))
 
-    def _shared_names(self, gone: np.ndarray, columns: tuple[list[Any], ...]) -> Any:
+    def _shared_names(self, gone: np.ndarray, columns: tuple[np.ndarray, ...]) -> Any:
         """The names of the deleted rows from their revisions' (`Revisions.names`), those not
         named yet named there; None when the decisions' repository, digest and tags cells
-        are not the revisions' own objects (a frame changed since: named from its cells)."""
+        differ from the revisions' own (a frame changed since: named from its cells)."""
         revs, rows = self.revisions, self.revision_rows
         if revs is None or rows is None or revs.repo.min(initial=0) < 0:
             return None
@@ -142,9 +141,8 @@ class Evaluation:
             revs.digest_objects[rows],
             revs.tag_objects[rows],
         )
-        for cells, theirs in zip(columns, own, strict=True):
-            if not all(map(operator.is_, cells, theirs.tolist())):
-                return None
+        if not all(_same_cells(c, o) for c, o in zip(columns, own, strict=True)):
+            return None
         return revs.names(rows)
 
     def deleted_rows(self) -> np.ndarray | None:
@@ -162,6 +160,16 @@ class Evaluation:
             "decisions": {f"{role}/{verdict}": n for role, verdict, n in _counts(self.decisions)},
             "notes": self.notes,
         }
+
+
+def _same_cells(cells: np.ndarray, theirs: np.ndarray) -> bool:
+    """Every cell equals the other's (names depend on the values only)."""
+    if len(cells) != len(theirs):
+        return False
+    try:
+        return bool(np.all(cells == theirs))
+    except (ValueError, TypeError):  # a cell whose comparison is no bool: not the same
+        return False
 
 
 def _names(repos: list[str], digests: list[str], tags: list[list[str]]) -> list[list[str]]:
