@@ -1008,13 +1008,22 @@ def _attribute_followers(revs: Revisions, out: _Verdicts, pending: np.ndarray) -
         order = via[np.lexsort((relation[via], revs.digest[holder[via]], held[via]))]
         first = order[np.r_[True, held[order][1:] != held[order][:-1]]]
         rows, holders = held[first], holder[first]
-        short = [d[:19] for d in revs.digest_strings(revs.digest[holders])]
-        prefix = np.where(
-            relation[first] == RELATION_SUBJECT, "referrer of deleted ", "child of deleted index "
-        )
         out.rule[rows] = out.rule[holders]
-        out.reason[rows] = [p + s for p, s in zip(prefix.tolist(), short, strict=True)]
+        out.reason[rows] = _follower_reasons(revs, holders, relation[first])
         pending[rows] = False
+
+
+def _follower_reasons(revs: Revisions, holders: np.ndarray, relation: np.ndarray) -> np.ndarray:
+    """"child of deleted index <digest>" or "referrer of deleted <digest>" per follower: each
+    distinct text made once and shared by its rows (an index has many children)."""
+    key = holders * 2 + (relation == RELATION_SUBJECT)
+    distinct, at = np.unique(key, return_inverse=True)
+    short = [d[:19] for d in revs.digest_strings(revs.digest[distinct // 2])]
+    texts = [
+        ("referrer of deleted " if k % 2 else "child of deleted index ") + s
+        for k, s in zip(distinct.tolist(), short, strict=True)
+    ]
+    return np.asarray(texts, dtype=object)[at.reshape(-1)]
 
 
 def _now(inv: Inventory, now: datetime | pd.Timestamp | None) -> pd.Timestamp:
