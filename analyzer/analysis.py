@@ -24,7 +24,7 @@ from analyzer.coverage import BOUND_UPPER as BOUND_UPPER
 from analyzer.coverage import BOUNDS as BOUNDS
 from analyzer.coverage import Coverage, assess
 from analyzer.frames import grouped_lists, isin
-from analyzer.inventory import SOURCE_GENERATED, SOURCE_STORAGE, Inventory
+from analyzer.inventory import SOURCE_GENERATED, SOURCE_STORAGE, Inventory, with_tables
 from analyzer.marking import GCResult, ResultCodes, sizes_array
 from analyzer.oci.manifest import KIND_INDEX, REF_MANIFEST
 from analyzer.tables import (
@@ -63,11 +63,19 @@ class Deferred:
         self.compute = compute
 
 
+HazardKey = tuple[Any, Any, Any]
+
+
+def hazard_key(hazard: dict[str, Any]) -> HazardKey:
+    """What tells two hazards apart: (type, repository, digest), None where one has none."""
+    return (hazard["type"], hazard.get("repository"), hazard.get("digest"))
+
+
 class _DeferredField:
     """A `Prediction` field that may be set to a `Deferred`: reading it computes the value
     once and keeps it. Why: a plan's baseline prediction is read for its bytes, blobs and
-    hazards, never for `by_repository` (a reachability closure: seconds at a million
-    manifests) or `orphaned_now`. What a deferred field computes is fixed when the prediction
+    hazards' keys (`Prediction.hazard_keys`), never for `by_repository` (a reachability
+    closure: seconds at a million manifests), `orphaned_now` or the hazards themselves. What a deferred field computes is fixed when the prediction
     is made (the model's codes and the names it needs), so reading it later gives what
     computing it then would have."""
 
@@ -158,6 +166,14 @@ class Prediction:
         by_repo = self.by_repository.astype(object).where(self.by_repository.notna(), None)
         return [{str(k): v for k, v in r.items()} for r in by_repo.to_dict(orient="records")]
 
+    def hazard_keys(self) -> set[HazardKey]:
+        """`hazard_key` of every hazard, without making the hazards when they are not yet
+        (what a plan compares its baseline's by: its children lists and words unread)."""
+        value = self.__dict__["_hazards_value"]
+        if isinstance(value, Hazards):
+            return value.keys()
+        return {hazard_key(h) for h in self.hazards}
+
     def hazards_frame(self) -> pd.DataFrame:
         """The hazards as a DataFrame (type, repository, digest, detail, then the rest)."""
         from analyzer.report.summary import frame_of
@@ -196,7 +212,7 @@ class Prediction:
 
 # Set after the class is made: the dataclass sees plain required fields (its __init__ assigns
 # through the descriptor), and type checkers see their declared types.
-for _name in ("by_repository", "orphaned_now"):
+for _name in ("by_repository", "orphaned_now", "hazards"):
     _field = _DeferredField()
     _field.__set_name__(Prediction, _name)
     setattr(Prediction, _name, _field)
@@ -423,7 +439,7 @@ def predict(inv: Inventory, gc: GCResult) -> Prediction:
     its bound, figures, notes and hazards. (`analyzer.analyze` resolves the engine, runs its
     model and calls its `predict`, which for most engines is this.)"""
     coverage = assess(inv, gc)
-    sizes = gc.blobs_eligible["size"]
+    sizes = gc.blob_sizes()
     notes = list(coverage.notes)
     notes.extend(gc.notes)  # an engine model's own notes (DigitalOcean's assumptions)
     unknown = int(sizes.isna().sum())
@@ -454,7 +470,7 @@ def predict(inv: Inventory, gc: GCResult) -> Prediction:
 
 def prediction_parts(inv: Inventory, gc: GCResult) -> dict[str, Any]:
     """What every engine's prediction derives the same way from its mark & sweep."""
-    sizes = gc.blobs_eligible["size"]
+    sizes = gc.blob_sizes()
     codes = gc.codes_for(inv)
     return {
         "complete": inv.header.complete,
@@ -464,7 +480,9 @@ def prediction_parts(inv: Inventory, gc: GCResult) -> dict[str, Any]:
         "by_repository": by_repository(inv, gc)
         if codes is None
         else Deferred(partial(_by_repository_of, codes, inv.repositories["repository"])),
-        "hazards": hazards(inv, gc) if codes is None else _hazards_codes(inv, gc, codes),
+        # on codes, made when first read (a plan reads its baseline's keys only); of the
+        # tables as they are now (a view: replacing a table of `inv` later changes nothing)
+        "hazards": hazards(inv, gc) if codes is None else Hazards(with_tables(inv, {}), gc, codes),
         "orphaned_now": orphaned_now(inv)
         if codes is None
         else (Deferred(partial(_orphaned_now_of, codes)) if orphans_known(inv) else _no_blobs(inv)),
@@ -597,7 +615,11 @@ def _runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return starts, np.r_[starts[1:], len(values)]
 
 
-def _broken_indexes_codes(inv: Inventory, codes: ResultCodes) -> list[dict[str, Any]]:
+def _broken_index_parts(
+    codes: ResultCodes,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(tagged index pairs, per lost child edge: its index's position there, the child's
+    digest; per tagged index: its children listed) of the broken-index hazards, on codes."""
     c = codes.coded
     n = c.n
     tag_pairs = _unique(c.pair(c.t_repo[c.t_digest >= 0], c.t_digest[c.t_digest >= 0]))
@@ -605,14 +627,20 @@ def _broken_indexes_codes(inv: Inventory, codes: ResultCodes) -> list[dict[str, 
     tagged = indexes[_member(indexes, tag_pairs)]
     mref = np.flatnonzero((c.r_kind == K_MANIFEST) & (c.r_parent >= 0) & (c.r_child >= 0))
     row, edge = _expand(tagged % n, c.r_parent[mref], n)
-    if not len(row):
-        return []
     child = c.r_child[mref[edge]]
     swept = np.zeros(n, dtype=bool)
     swept[codes.blobs] = True
     lost = _member(c.pair(tagged[row] // n, child), codes.manifests) | swept[child]
     totals = np.bincount(row, minlength=len(tagged))
-    groups = _groups(c, row[lost], child[lost])
+    return tagged, row[lost], child[lost], totals, row
+
+
+def _broken_indexes_codes(inv: Inventory, codes: ResultCodes) -> list[dict[str, Any]]:
+    c = codes.coded
+    tagged, row, child, totals, every = _broken_index_parts(codes)
+    if not len(every):
+        return []
+    groups = _groups(c, row, child)
     if not groups:
         return []
     at = np.array([i for i, _ in groups], dtype=np.int64)
@@ -644,14 +672,19 @@ def _pair_strings(c: Coded, pairs: np.ndarray) -> tuple[list[str], list[str]]:
     return names, c.digests.strings(pairs % c.n).to_pylist()
 
 
-def _deleted_referrers_codes(inv: Inventory, codes: ResultCodes) -> list[dict[str, Any]]:
+def _deleted_referrer_rows(codes: ResultCodes) -> np.ndarray:
+    """The manifests table's rows of the referrer-deleted hazards, on codes."""
     c = codes.coded
     swept = np.zeros(c.n, dtype=bool)
     swept[codes.blobs] = True
     rows = np.flatnonzero(c.m_subject >= 0)
     rows = rows[_member(c.pair(c.m_repo[rows], c.m_digest[rows]), codes.manifests)]
-    rows = rows[~swept[c.m_subject[rows]]]
-    return _referrer_entries_of(c, inv.manifests["artifact_type"], rows)
+    return rows[~swept[c.m_subject[rows]]]
+
+
+def _deleted_referrers_codes(inv: Inventory, codes: ResultCodes) -> list[dict[str, Any]]:
+    rows = _deleted_referrer_rows(codes)
+    return _referrer_entries_of(codes.coded, inv.manifests["artifact_type"], rows)
 
 
 def _referrer_entries_of(
@@ -684,21 +717,33 @@ def _referrer_entries_of(
     ]
 
 
-def _kept_but_gutted_codes(inv: Inventory, codes: ResultCodes) -> list[dict[str, Any]]:
+def _gutted_parts(codes: ResultCodes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(kept revision pairs, per swept blob edge of one: its position there, the blob's
+    digest) of the manifest-loses-blobs hazards, on codes."""
     c = codes.coded
     n = c.n
-    rev = _unique(c.pair(c.m_repo, c.m_digest))
-    kept = rev[~_member(rev, codes.manifests) & ~_member(rev, codes.dangling)]
     swept = np.zeros(n, dtype=bool)
     swept[codes.blobs] = True
     blob_edges = np.flatnonzero(
         c.gc_edges() & (c.r_kind != K_MANIFEST) & (c.r_child >= 0) & (c.r_parent >= 0)
     )
     blob_edges = blob_edges[swept[c.r_child[blob_edges]]]  # only edges to a swept blob matter
+    # only a revision some such edge starts from can lose a blob: the others are left out
+    # before the sort (they would match no edge; the kept pairs stay in the same order)
+    parent = np.zeros(n, dtype=bool)
+    parent[c.r_parent[blob_edges]] = True
+    some = np.flatnonzero((c.m_digest >= 0) & parent[np.maximum(c.m_digest, 0)])
+    rev = _unique(c.pair(c.m_repo[some], c.m_digest[some]))
+    kept = rev[~_member(rev, codes.manifests) & ~_member(rev, codes.dangling)]
     row, edge = _expand(kept % n, c.r_parent[blob_edges], n)
+    return kept, row, c.r_child[blob_edges[edge]]
+
+
+def _kept_but_gutted_codes(inv: Inventory, codes: ResultCodes) -> list[dict[str, Any]]:
+    c = codes.coded
+    kept, row, child = _gutted_parts(codes)
     if not len(row):
         return []
-    child = c.r_child[blob_edges[edge]]
     groups = _groups(c, row, child)
     pairs = kept[[i for i, _ in groups]]
     repos, digests = _pair_strings(c, pairs)
@@ -717,6 +762,57 @@ def _hazards_codes(inv: Inventory, gc: GCResult, codes: ResultCodes) -> list[dic
         + _kept_but_gutted_codes(inv, codes)
     )
     return _with_engine_hazards(out, gc)
+
+
+class Hazards(Deferred):
+    """A prediction's hazards on codes (`_hazards_codes`, then `more`: an engine's own), made
+    the first time the prediction's `hazards` is read; `keys()` gives their `hazard_key`s
+    without making them (the children lists, tags and words are most of their cost)."""
+
+    def __init__(
+        self,
+        inv: Inventory,
+        gc: GCResult,
+        codes: ResultCodes,
+        more: tuple[dict[str, Any], ...] = (),
+    ) -> None:
+        super().__init__(self._made)
+        self.inv, self.gc, self.codes, self.more = inv, gc, codes, more
+        self._keys: set[HazardKey] | None = None
+
+    def _made(self) -> list[dict[str, Any]]:
+        return _hazards_codes(self.inv, self.gc, self.codes) + list(self.more)
+
+    def plus(self, more: list[dict[str, Any]]) -> Hazards:
+        """These hazards, then `more`."""
+        return Hazards(self.inv, self.gc, self.codes, (*self.more, *more))
+
+    def keys(self) -> set[HazardKey]:
+        if self._keys is None:
+            self._keys = self._found_keys() | {hazard_key(h) for h in self.more}
+        return set(self._keys)
+
+    def _found_keys(self) -> set[HazardKey]:
+        """The keys of `_hazards_codes`' entries: the same rows, only their names decoded."""
+        gc, codes = self.gc, self.codes
+        if gc.aborts:
+            return {("gc-aborts", None, None)}
+        c = codes.coded
+        out: set[HazardKey] = set()
+        tagged, row, _, _, _ = _broken_index_parts(codes)
+        kept, gutted, _ = _gutted_parts(codes)
+        for kind, pairs in (
+            ("broken-index", tagged[_unique(row)]),
+            ("manifest-loses-blobs", kept[_unique(gutted)]),
+        ):
+            repos, digests = _pair_strings(c, pairs)
+            out.update((kind, r, d) for r, d in zip(repos, digests, strict=True))
+        rows = _deleted_referrer_rows(codes)
+        repos = c.repos.take(pa.array(c.m_repo[rows], type=pa.int64())).to_pylist()
+        digests = c.digests.strings(c.m_digest[rows]).to_pylist()
+        out.update(("referrer-deleted", r, d) for r, d in zip(repos, digests, strict=True))
+        out.update(hazard_key(h) for h in _with_engine_hazards([], gc))
+        return out
 
 
 def _no_blobs(inv: Inventory) -> pd.DataFrame:

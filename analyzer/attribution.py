@@ -689,15 +689,19 @@ def _with_tags(by_manifest: pd.DataFrame, labels: _Labels, first: np.ndarray) ->
 def _freed_note(model: _Model, plan: Plan) -> list[str]:
     """A note when the path model frees other blobs than the simulation."""
     space = model.paths.space
-    after, before = plan.after.blobs_eligible["digest"], plan.baseline.blobs_eligible["digest"]
     a, b = _eligible_codes(plan.after, space), _eligible_codes(plan.baseline, space)
     if a is None or b is None:  # look the digests up (-1: a digest the space lacks)
-        a, b = space.digest_codes(after), space.digest_codes(before)
+        a = space.digest_codes(plan.after.blobs_eligible["digest"])
+        b = space.digest_codes(plan.baseline.blobs_eligible["digest"])
     due = np.zeros(len(model.freed), dtype=bool)
     due[a[a >= 0]] = True
     due[b[b >= 0]] = False
-    # a digest the space lacks (so no path's) is due when `before` lacks it too
-    strange = set(after[a < 0]) - set(before) if (a < 0).any() else set()
+    # a digest the space lacks (so no path's) is due when `before` lacks it too (the
+    # digests read only then: the models' codes are never -1)
+    strange: set[str] = set()
+    if (a < 0).any():
+        after = plan.after.blobs_eligible["digest"]
+        strange = set(after[a < 0]) - set(plan.baseline.blobs_eligible["digest"])
     if not strange and (due == model.freed).all():
         return []
     return [

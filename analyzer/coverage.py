@@ -251,13 +251,14 @@ def _covers_description(inv: Inventory) -> str:
 @dataclass
 class _Covered:
     bound: str
-    figure: pd.DataFrame  # digest, size: what the covered bound is about
+    figure: pd.DataFrame  # size (and digest): what the covered bound is about
     why: str
     model_figure: bool = True  # the figure is the prediction's own (not a safer one)
 
 
 def _covered(inv: Inventory, gc: GCResult, candidates: _Candidates, sweep: bool) -> _Covered:
-    predicted = gc.blobs_eligible[["digest", "size"]]
+    # the prediction's figure is read for its count and sizes only: no digest decoded
+    predicted = pd.DataFrame({"size": gc.blob_sizes()})
     if gc.aborts or not sweep:
         why = "the run fails before deleting anything" if gc.aborts else "the run sweeps no blobs"
         return _Covered(BOUND_EXACT, predicted, why)

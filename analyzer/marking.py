@@ -42,6 +42,45 @@ class ResultCodes:
     dangling: np.ndarray  # pair codes of dangling_revisions, sorted
 
 
+class SweptBlobs:
+    """The blobs a model's sweep deletes as rows of the blobs table's codes: what a
+    `GCResult` may be given as `blobs_eligible`, decoded to its frame (digest, size) the first
+    time that is read. Why: a plan reads its two predictions' blobs for their sizes and codes
+    only (a million manifests: about half a second of digest decoding per prediction); the
+    rows and the codes are fixed when the model made them, so decoding later gives what
+    decoding then gave."""
+
+    def __init__(self, c: Coded, rows: np.ndarray) -> None:
+        self.coded = c
+        self.rows = rows
+
+    def frame(self) -> pd.DataFrame:
+        return blobs_frame(self.coded, self.rows)
+
+    def sizes(self) -> pd.Series:
+        """The frame's `size` column, no digest decoded."""
+        return pd.Series(sizes_array(self.coded.b_size[self.rows]), name="size")
+
+
+class _DecodedOnRead:
+    """`GCResult.blobs_eligible`: set to a frame or to `SweptBlobs`, read as the frame."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+        self.slot = f"_{name}_value"
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:  # no default: the dataclass field stays required
+            raise AttributeError(self.name)
+        value = obj.__dict__[self.slot]
+        if isinstance(value, SweptBlobs):
+            value = obj.__dict__[self.slot] = value.frame()
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self.slot] = value
+
+
 @dataclass
 class GCResult:
     """The engine's mark & sweep on an inventory, as plain data."""
@@ -77,6 +116,15 @@ class GCResult:
     # whoever changes the frames above afterwards sets it to None
     codes: ResultCodes | None = field(default=None, repr=False, compare=False)
 
+    def decode_on_read(self, blobs: SweptBlobs) -> None:
+        """Set `blobs_eligible` to these rows, decoded the first time it is read."""
+        self.__dict__[_BLOBS_SLOT] = blobs
+
+    def blob_sizes(self) -> pd.Series:
+        """`blobs_eligible["size"]`, without decoding the digests when they are not yet."""
+        value = self.__dict__[_BLOBS_SLOT]
+        return value.sizes() if isinstance(value, SweptBlobs) else value["size"]
+
     @property
     def marked(self) -> pd.Index:
         """Every digest the marking reaches."""
@@ -97,6 +145,14 @@ class GCResult:
         if self.codes is None or coded(inv) is not self.codes.coded:
             return None
         return self.codes
+
+
+# Set after the class is made (as `analysis.Prediction`'s deferred fields): the dataclass sees
+# a plain required field (its __init__ assigns through the descriptor).
+_blobs_field = _DecodedOnRead()
+_blobs_field.__set_name__(GCResult, "blobs_eligible")
+setattr(GCResult, "blobs_eligible", _blobs_field)  # noqa: B010 (typed as the frame it reads as)
+_BLOBS_SLOT = _blobs_field.slot
 
 
 def roots(inv: Inventory, delete_untagged: bool) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analyzer.analysis import Prediction
+from analyzer.analysis import Prediction, hazard_key
 from analyzer.coded import coded, remember, rows_kept
 from analyzer.engines.registry import EngineRef, resolve
 from analyzer.errors import UsageError
@@ -144,20 +144,23 @@ class Plan:
     def bytes_freed(self) -> int:
         return self.after.reclaimable_bytes
 
-    def _due(self) -> pd.DataFrame:
-        """The blobs the GC frees after the deletions and would not free without them."""
-        after = self.after.blobs_eligible
+    def _due(self) -> pd.Series:
+        """The sizes of the blobs the GC frees after the deletions and would not free without
+        them (one per blob)."""
         a, b = self.after.gc.codes, self.baseline.gc.codes
-        if (
-            a is not None
-            and b is not None
-            and a.coded.digests is b.coded.digests
-            and len(a.blobs) == len(after)
-        ):
-            # one digest space: the swept codes (sorted, one per row of blobs_eligible) compared
-            return after.loc[~_member(a.blobs, b.blobs)]
+        if a is not None and b is not None and a.coded.digests is b.coded.digests:
+            sizes = self.after.gc.blob_sizes()
+            if len(a.blobs) == len(sizes):
+                # one digest space: the swept codes (sorted, one per row of blobs_eligible)
+                # compared, no digest decoded
+                return sizes.loc[~_member(a.blobs, b.blobs)]
+        after = self.after.blobs_eligible
         before = set(self.baseline.blobs_eligible["digest"])
-        return after.loc[~isin(after["digest"], before)]
+        return after.loc[~isin(after["digest"], before), "size"]
+
+    def bytes_freed_by_deletions(self) -> int:
+        """Bytes the GC frees after the deletions and would not free without them."""
+        return int(self._due().fillna(0).sum())
 
     def to_dict(self) -> dict[str, Any]:
         due = self._due()
@@ -171,7 +174,7 @@ class Plan:
             "bytes_freed": self.bytes_freed,
             "bound": self.after.bound,
             "complete": self.after.complete,
-            "bytes_freed_by_deletions": int(due["size"].fillna(0).sum()),
+            "bytes_freed_by_deletions": int(due.fillna(0).sum()),
             "blobs_freed_by_deletions": len(due),
             "bytes_freed_without_deletions": self.baseline.reclaimable_bytes,
             "by_repository": self.after.by_repository_records(),
@@ -373,11 +376,8 @@ def _engine_hazards(after: Prediction, baseline: Prediction | None) -> list[dict
     """The GC's own hazards after the deletions; `preexisting` when the GC alone has them too."""
     if baseline is None:
         return after.hazards
-    seen = {(h["type"], h.get("repository"), h.get("digest")) for h in baseline.hazards}
-    return [
-        {**h, "preexisting": (h["type"], h.get("repository"), h.get("digest")) in seen}
-        for h in after.hazards
-    ]
+    seen = baseline.hazard_keys()  # the baseline's hazards themselves never made
+    return [{**h, "preexisting": hazard_key(h) in seen} for h in after.hazards]
 
 
 def structure_safety(

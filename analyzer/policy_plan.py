@@ -71,15 +71,18 @@ class PolicyPlan:
         )
 
     def summary(self) -> dict[str, Any]:
-        doc = self.plan.to_dict()
+        """The comparison's row: the figures of the plan's JSON (`Plan.to_dict`), read from
+        the plan itself (making the JSON took seconds per policy at a million manifests:
+        every entry, the decoded blobs, the attribution's records)."""
+        plan = self.plan
         return {
             "policy": self.policy.name,
             "file": self.policy.source,
-            "manifests_deleted": len(doc["manifests_to_delete"]),
-            "tags_deleted": sum(len(m["tags"]) for m in doc["manifests_to_delete"]),
-            "bytes_freed": doc["bytes_freed"],
-            "bytes_freed_by_deletions": doc["bytes_freed_by_deletions"],
-            "bound": doc["bound"],
+            "manifests_deleted": len(plan.deletions),  # one JSON entry per row
+            "tags_deleted": sum(map(len, plan.deletions["tags"].tolist())),
+            "bytes_freed": plan.bytes_freed,
+            "bytes_freed_by_deletions": plan.bytes_freed_by_deletions(),
+            "bound": plan.after.bound,
             "safety": self.safety_count,
         }
 

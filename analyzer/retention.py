@@ -96,6 +96,9 @@ class Evaluation:
     # per decisions row: its row in the inventory's manifests (None: not known), so that a
     # plan of the deletions finds their codes by row instead of looking their strings up
     revision_rows: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # the revisions it was evaluated on: their names of deleted manifests are shared by every
+    # policy evaluated on them (`Revisions.names`)
+    revisions: Revisions | None = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
         deleted = int((self.decisions["verdict"] == VERDICT_DELETE).sum())
@@ -116,22 +119,31 @@ class Evaluation:
             rows = np.flatnonzero(gone)
             taken = {c: decisions[c].to_numpy()[rows] for c in kept}
             out = pd.DataFrame({c: pd.Series(v, dtype=object) for c, v in taken.items()})
-            columns = tuple(taken[c].tolist() for c in ("repository", "digest", "tags"))
         else:
             out = decisions.loc[gone][kept].reset_index(drop=True)
-            columns = tuple(out[c].tolist() for c in ("repository", "digest", "tags"))
-        named: list[list[str]] = []
-        add = named.append
-        with paused_gc():
-            for r, d, tags in zip(*columns, strict=True):
-                # most manifests carry one tag: no inner comprehension for those
-                if len(tags) == 1:
-                    add([f"{r}:{tags[0]}"])
-                elif len(tags):
-                    add([f"{r}:{t}" for t in tags])
-                else:
-                    add([f"{r}@{d}"])
+            taken = {c: out[c].to_numpy(dtype=object) for c in kept}
+        columns = tuple(taken[c] for c in ("repository", "digest", "tags"))
+        named = self._shared_names(gone, columns)
+        if named is None:
+            named = _names(*(c.tolist() for c in columns))
         return out.assign(named_as=pd.Series(named, index=out.index, dtype=object))
+
+    def _shared_names(self, gone: np.ndarray, columns: tuple[np.ndarray, ...]) -> Any:
+        """The names of the deleted rows from their revisions' (`Revisions.names`), those not
+        named yet named there; None when the decisions' repository, digest and tags cells
+        differ from the revisions' own (a frame changed since: named from its cells)."""
+        revs, rows = self.revisions, self.revision_rows
+        if revs is None or rows is None or revs.repo.min(initial=0) < 0:
+            return None
+        rows = rows[gone]
+        own = (
+            np.asarray(revs.repo_names, dtype=object)[revs.repo[rows]],
+            revs.digest_objects[rows],
+            revs.tag_objects[rows],
+        )
+        if not all(_same_cells(c, o) for c, o in zip(columns, own, strict=True)):
+            return None
+        return revs.names(rows)
 
     def deleted_rows(self) -> np.ndarray | None:
         """The inventory's manifest row of each of `deletions`, in its order (None: unknown)."""
@@ -148,6 +160,32 @@ class Evaluation:
             "decisions": {f"{role}/{verdict}": n for role, verdict, n in _counts(self.decisions)},
             "notes": self.notes,
         }
+
+
+def _same_cells(cells: np.ndarray, theirs: np.ndarray) -> bool:
+    """Every cell equals the other's (names depend on the values only)."""
+    if len(cells) != len(theirs):
+        return False
+    try:
+        return bool(np.all(cells == theirs))
+    except (ValueError, TypeError):  # a cell whose comparison is no bool: not the same
+        return False
+
+
+def _names(repos: list[str], digests: list[str], tags: list[list[str]]) -> list[list[str]]:
+    """Per manifest: `REPO:TAG` for each of its tags, `REPO@DIGEST` when it has none."""
+    named: list[list[str]] = []
+    add = named.append
+    with paused_gc():
+        for r, d, ts in zip(repos, digests, tags, strict=True):
+            # most manifests carry one tag or none: no inner comprehension for those
+            if len(ts) == 1:
+                add([f"{r}:{ts[0]}"])
+            elif len(ts):
+                add([f"{r}:{t}" for t in ts])
+            else:
+                add([f"{r}@{d}"])
+    return named
 
 
 def _counts(decisions: pd.DataFrame) -> list[tuple[Any, Any, int]]:
@@ -289,6 +327,8 @@ class Revisions:
     _digest_objects: np.ndarray | None = None
     _tag_objects: np.ndarray | None = None
     _odd_names: np.ndarray | None = None
+    _names: np.ndarray | None = None
+    _named: np.ndarray | None = None
     _picked: dict[str, tuple[pd.Series, pd.Series, np.ndarray, np.ndarray]] = field(
         default_factory=dict
     )
@@ -509,6 +549,22 @@ class Revisions:
             time, source = _pick_time(_times_frame(self), newest_by)
             self._picked[newest_by] = (time, source, *_ns(time))
         return self._picked[newest_by]
+
+    def names(self, rows: np.ndarray) -> np.ndarray:
+        """Per revision row asked: its names as a policy's deletions have them (`_names`),
+        named once and shared by every policy evaluated on these revisions (the same list
+        objects, as the decisions share their tag lists)."""
+        if self._names is None:
+            self._names = np.full(len(self.repo), None, dtype=object)
+            self._named = np.zeros(len(self.repo), dtype=bool)
+        assert self._named is not None
+        new = _unique(rows[~self._named[rows]])
+        if len(new):
+            repos = np.asarray(self.repo_names, dtype=object)[self.repo[new]].tolist()
+            made = _names(repos, self.digest_objects[new].tolist(), self.tag_objects[new].tolist())
+            self._names[new] = pd.Series(made, dtype=object).to_numpy()
+            self._named[new] = True
+        return self._names[rows]
 
     @property
     def by_digest(self) -> np.ndarray:
@@ -952,13 +1008,22 @@ def _attribute_followers(revs: Revisions, out: _Verdicts, pending: np.ndarray) -
         order = via[np.lexsort((relation[via], revs.digest[holder[via]], held[via]))]
         first = order[np.r_[True, held[order][1:] != held[order][:-1]]]
         rows, holders = held[first], holder[first]
-        short = [d[:19] for d in revs.digest_strings(revs.digest[holders])]
-        prefix = np.where(
-            relation[first] == RELATION_SUBJECT, "referrer of deleted ", "child of deleted index "
-        )
         out.rule[rows] = out.rule[holders]
-        out.reason[rows] = [p + s for p, s in zip(prefix.tolist(), short, strict=True)]
+        out.reason[rows] = _follower_reasons(revs, holders, relation[first])
         pending[rows] = False
+
+
+def _follower_reasons(revs: Revisions, holders: np.ndarray, relation: np.ndarray) -> np.ndarray:
+    """"child of deleted index <digest>" or "referrer of deleted <digest>" per follower: each
+    distinct text made once and shared by its rows (an index has many children)."""
+    key = holders * 2 + (relation == RELATION_SUBJECT)
+    distinct, at = np.unique(key, return_inverse=True)
+    short = [d[:19] for d in revs.digest_strings(revs.digest[distinct // 2])]
+    texts = [
+        ("referrer of deleted " if k % 2 else "child of deleted index ") + s
+        for k, s in zip(distinct.tolist(), short, strict=True)
+    ]
+    return np.asarray(texts, dtype=object)[at.reshape(-1)]
 
 
 def _now(inv: Inventory, now: datetime | pd.Timestamp | None) -> pd.Timestamp:
@@ -1057,4 +1122,6 @@ def _evaluate(inv: Inventory, policy: Policy, at: pd.Timestamp, revs: Revisions)
             for k, v in columns.items()
         }
     )
-    return Evaluation(policy, at, decisions, _time_notes(hits.timed), revision_rows=order)
+    return Evaluation(
+        policy, at, decisions, _time_notes(hits.timed), revision_rows=order, revisions=revs
+    )

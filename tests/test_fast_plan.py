@@ -163,7 +163,33 @@ def test_deletions_taken_as_arrays_equal_the_frame_selection(
             named = [[f"{r}:{t}" for t in tags] if tags else [f"{r}@{d}"] for r, d, tags in rows]
             assert fast["named_as"].tolist() == named
             deleted += len(fast)
+        # the names were the revisions' own, shared by the policies (`Revisions.names`)
+        assert revisions._named is not None or not deleted
     assert deleted
+
+
+def test_deletions_of_a_changed_frame_are_named_from_its_cells(
+    scale_inv: analyzer.Inventory,
+) -> None:
+    """Names shared by the policies of one `Revisions` are used only while the decisions'
+    cells are the revisions' own: a frame changed since is named from what it holds."""
+    revisions = Revisions.of(scale_inv)
+    policy = load_policy(POLICIES[0])
+    first = evaluate_policy(scale_inv, policy, revisions=revisions)
+    shared = first.deletions["named_as"].tolist()
+    assert revisions._named is not None and revisions._named.sum() == len(shared) > 0
+    again = evaluate_policy(scale_inv, policy, revisions=revisions).deletions
+    assert all(a is b for a, b in zip(again["named_as"], shared, strict=True))  # shared
+    changed = evaluate_policy(scale_inv, policy, revisions=revisions)
+    gone = (changed.decisions["verdict"] == "delete").to_numpy()
+    at = changed.decisions.index[gone][0]
+    tags = changed.decisions.at[at, "tags"]
+    changed.decisions.at[at, "tags"] = ["renamed", *tags]
+    changed.decisions.at[at, "repository"] = "other/repo"
+    named = changed.deletions["named_as"].tolist()
+    assert named[0] == [f"other/repo:{t}" for t in ["renamed", *tags]]
+    assert named[1:] == shared[1:]
+    assert revisions.names(first.deleted_rows())[0] == shared[0]  # the shared ones untouched
 
 
 def test_evaluation_without_shared_revisions_is_the_same(
@@ -326,3 +352,45 @@ def test_deletions_tags_and_kinds_by_row_equal_the_merges(
             fast = plan_module._with_tags_and_kinds(inv, deletions, revisions)
             ref = plan_module._merged(inv.tags, inv.manifests, deletions)
             pd.testing.assert_frame_equal(fast, ref)
+
+
+def _summary_of_json(p: Any) -> dict[str, Any]:
+    """The comparison row as it was made: from the plan's whole JSON."""
+    doc = p.plan.to_dict()
+    return {
+        "policy": p.policy.name,
+        "file": p.policy.source,
+        "manifests_deleted": len(doc["manifests_to_delete"]),
+        "tags_deleted": sum(len(m["tags"]) for m in doc["manifests_to_delete"]),
+        "bytes_freed": doc["bytes_freed"],
+        "bytes_freed_by_deletions": doc["bytes_freed_by_deletions"],
+        "bound": doc["bound"],
+        "safety": p.safety_count,
+    }
+
+
+@pytest.mark.parametrize("delete_untagged", [False, True], ids=["plain", "delete-untagged"])
+@pytest.mark.parametrize("engine", ENGINES)
+def test_comparison_rows_read_from_the_plan_equal_those_of_its_json(
+    invs: list[analyzer.Inventory],
+    extra_policies: list[Path],
+    engine: str,
+    delete_untagged: bool,
+) -> None:
+    """`PolicyPlan.summary` reads the plan's fields (no JSON made): the same row, the blobs
+    freed by the deletions found on codes equal to the JSON's digests compared as strings."""
+    due = 0
+    for inv in invs:
+        policies: list[Policy | str | Path] = [*POLICIES, *extra_policies]
+        cmp = compare_policies(inv, policies, engine, delete_untagged)
+        rows = cmp.table.to_dict(orient="records")
+        # read before any JSON is made: the codes path, not the decoded frames
+        assert rows == [_summary_of_json(p) for p in cmp.plans]
+        for p in cmp.plans:
+            before = set(p.plan.baseline.blobs_eligible["digest"])
+            after = p.plan.after.blobs_eligible
+            freed = after.loc[~after["digest"].isin(before), "size"]
+            assert p.plan.bytes_freed_by_deletions() == int(freed.fillna(0).sum())
+            due += len(freed)
+    if engine != "digitalocean" or delete_untagged:
+        assert due  # some plan frees blobs because of its deletions

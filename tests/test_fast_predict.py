@@ -206,3 +206,39 @@ def test_deferred_figures_are_computed_once_when_read_and_equal_the_reference(
     assert fast.by_repository is first  # kept, not computed again
     pd.testing.assert_frame_equal(fast.orphaned_now, reference.orphaned_now)
     assert fast.to_dict() == reference.to_dict()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_swept_blobs_and_hazards_made_when_read_equal_the_reference(
+    invs: list[Inventory], engine: str
+) -> None:
+    """A prediction on codes decodes its swept digests and makes its hazards the first time
+    they are read (a plan reads its baseline's sizes and hazard keys only): its sizes, hazard
+    keys, bound and coverage read before equal the string formulation's, and so do the frame
+    and the hazards read after."""
+    from analyzer.analysis import Hazards, hazard_key
+    from analyzer.marking import SweptBlobs
+
+    for inv in invs:
+        for delete_untagged in (False, True):
+            fresh = _fresh(inv)
+            fast = analyze(fresh, engine, delete_untagged)
+            with reference_paths():
+                reference = analyze(_fresh(inv), engine, delete_untagged)
+            assert isinstance(fast.gc.__dict__["_blobs_eligible_value"], SweptBlobs)
+            assert isinstance(fast.__dict__["_hazards_value"], Hazards)
+            pd.testing.assert_series_equal(
+                fast.gc.blob_sizes(), reference.blobs_eligible["size"].reset_index(drop=True)
+            )
+            keys = fast.hazard_keys()
+            assert isinstance(fast.__dict__["_hazards_value"], Hazards)  # still not made
+            assert keys == {hazard_key(h) for h in reference.hazards}
+            assert fast.coverage == reference.coverage
+            assert fast.reclaimable_bytes == reference.reclaimable_bytes
+            # a table replaced afterwards changes nothing: the hazards are of the tables then
+            fresh.tables["tags"] = fresh.tags.iloc[:0]
+            fresh.tables["manifests"] = fresh.manifests.iloc[:0]
+            pd.testing.assert_frame_equal(fast.blobs_eligible, reference.blobs_eligible)
+            assert fast.hazards == reference.hazards
+            assert fast.hazard_keys() == keys
+            assert fast.to_dict() == reference.to_dict()

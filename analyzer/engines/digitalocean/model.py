@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analyzer.analysis import Prediction, prediction_parts
+from analyzer.analysis import Hazards, Prediction, prediction_parts
 from analyzer.coded import Coded, coded
 from analyzer.coverage import Coverage, assess
 from analyzer.engines.digitalocean.names import ENGINE, GC_UNTAGGED_AND_BLOBS, GCType, gc_type
@@ -41,7 +41,7 @@ from analyzer.inventory import SOURCE_GENERATED, SOURCE_STORAGE, Inventory
 from analyzer.marking import (
     GCResult,
     ResultCodes,
-    blobs_frame,
+    SweptBlobs,
     mark_one_level,
     mark_one_level_codes,
     root_codes,
@@ -166,11 +166,13 @@ def _simulate_coded(inv: Inventory, c: Coded, delete_untagged: bool, sweeps: boo
         ENGINE,
         delete_untagged,
         None,  # GCResult.marked decodes `marked` when asked
-        blobs_frame(c, rows) if sweeps else empty_blobs(),
+        empty_blobs(),  # the swept rows, decoded when read (below)
         c.pairs_frame(untagged),
         empty_pairs(),
         empty_pairs(),
     )
+    if sweeps:
+        result.decode_on_read(SweptBlobs(c, rows))
     result.codes = ResultCodes(c, marked, c.b_digest[rows], untagged, untagged[:0])
     return result
 
@@ -184,7 +186,7 @@ def _alternative_codes(inv: Inventory, c: Coded, t: GCType, gc: GCResult) -> dic
     marked = marks[0]
     rows = sweep_codes(c, inv, marked) if t.sweep else np.zeros(0, dtype=np.int64)
     kept = untagged[marked[untagged % c.n]]
-    ours = int(gc.blobs_eligible["size"].fillna(0).sum())
+    ours = int(gc.blob_sizes().fillna(0).sum())
     theirs = int(np.maximum(c.b_size[rows], 0).sum())
     return {
         "if_children_were_recursed_bytes": theirs,
@@ -204,7 +206,7 @@ def _alternative(inv: Inventory, t: GCType, gc: GCResult) -> dict[str, Any]:
     marked = mark_3(inv, marked_from)
     blobs = _swept(inv, marked, t.sweep)
     kept = untagged.loc[untagged["digest"].isin(marked)]
-    ours = int(gc.blobs_eligible["size"].fillna(0).sum())
+    ours = int(gc.blob_sizes().fillna(0).sum())
     theirs = int(blobs["size"].fillna(0).sum())
     return {
         "if_children_were_recursed_bytes": theirs,
@@ -228,7 +230,7 @@ def assumptions(inv: Inventory, t: GCType, gc: GCResult) -> list[dict[str, Any]]
             {
                 "id": A_UNTAGGED_ONLY,
                 "text": _TEXT[A_UNTAGGED_ONLY],
-                "bytes_a_later_blobs_run_frees": int(later.blobs_eligible["size"].fillna(0).sum()),
+                "bytes_a_later_blobs_run_frees": int(later.blob_sizes().fillna(0).sum()),
             }
         )
     never = _never_tagged(inv)
@@ -334,7 +336,7 @@ def _notes(
     coverage: Coverage,
 ) -> list[str]:
     notes = [f'DigitalOcean garbage collection type "{t.name}"', *coverage.notes]
-    unknown = int(gc.blobs_eligible["size"].isna().sum())
+    unknown = int(gc.blob_sizes().isna().sum())
     if unknown:
         notes.append(
             f"{unknown} blobs to be deleted have no known size (missing or misspelled "
@@ -359,7 +361,8 @@ def predict(inv: Inventory, type_name: str) -> DigitalOceanPrediction:
     coverage = assess(inv, gc, sweep=t.sweep, estimate=unlisted["estimate_bytes"])
     notes = _notes(inv, t, gc, items, unlisted, coverage)
     parts = prediction_parts(inv, gc)
-    parts["hazards"] = parts["hazards"] + _extra_hazards(inv, t)
+    found, extra = parts["hazards"], _extra_hazards(inv, t)
+    parts["hazards"] = found.plus(extra) if isinstance(found, Hazards) else found + extra
     return DigitalOceanPrediction(
         engine=ENGINE,
         delete_untagged=t.delete_untagged,

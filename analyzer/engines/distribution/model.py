@@ -42,7 +42,7 @@ from analyzer.inventory import SOURCE_GENERATED, SOURCE_STORAGE, Inventory, with
 from analyzer.marking import (
     GCResult,
     ResultCodes,
-    blobs_frame,
+    SweptBlobs,
     mark_one_level,
     mark_one_level_codes,
     root_codes,
@@ -570,10 +570,11 @@ def _simulate_coded(
         engine,
         delete_untagged,
         None,  # GCResult.marked decodes `marked` when asked
-        blobs_frame(c, rows),
+        empty_blobs(),  # the swept rows, decoded when read (below)
         c.pairs_frame(eligible),
         links,
         c.pairs_frame(dangling),
     )
+    result.decode_on_read(SweptBlobs(c, rows))
     result.codes = ResultCodes(c, marked, swept, eligible, dangling)
     return result
