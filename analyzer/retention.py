@@ -1014,7 +1014,7 @@ def _attribute_followers(revs: Revisions, out: _Verdicts, pending: np.ndarray) -
 
 
 def _follower_reasons(revs: Revisions, holders: np.ndarray, relation: np.ndarray) -> np.ndarray:
-    """"child of deleted index <digest>" or "referrer of deleted <digest>" per follower: each
+    """ "child of deleted index <digest>" or "referrer of deleted <digest>" per follower: each
     distinct text made once and shared by its rows (an index has many children)."""
     key = holders * 2 + (relation == RELATION_SUBJECT)
     distinct, at = np.unique(key, return_inverse=True)
